@@ -1,0 +1,67 @@
+//! The user cache: Clerk user id to local row, bounded, with concurrent misses
+//! for one user sharing one store call. Failures are never cached.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use moka::future::Cache;
+
+use crate::{
+    store::{Resolution, StoreError},
+    user::LocalId,
+};
+
+/// What is remembered about one Clerk user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CachedUser {
+    Active(LocalId),
+    /// Tombstoned: deletion is permanent, so it is safe to remember.
+    Deleted,
+}
+
+pub(crate) struct UserCache {
+    entries: Cache<Box<str>, CachedUser>,
+}
+
+impl UserCache {
+    pub(crate) fn new(capacity: u64, ttl: Duration) -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    /// The cached user, or the result of `load`, which runs once for all
+    /// concurrent callers asking for the same id.
+    pub(crate) async fn get_or_load<F>(
+        &self,
+        clerk_id: &str,
+        load: F,
+    ) -> Result<CachedUser, Arc<StoreError>>
+    where
+        F: Future<Output = Result<Resolution, StoreError>>,
+    {
+        if let Some(user) = self.entries.get(clerk_id).await {
+            return Ok(user);
+        }
+        self.entries
+            .try_get_with(Box::from(clerk_id), async move {
+                Ok(match load.await? {
+                    Resolution::Existing(id) | Resolution::Created(id) => CachedUser::Active(id),
+                    Resolution::Deleted => CachedUser::Deleted,
+                })
+            })
+            .await
+    }
+
+    /// Forgets one user, so that the next request reads the store again.
+    pub(crate) async fn invalidate(&self, clerk_id: &str) {
+        self.entries.invalidate(clerk_id).await;
+    }
+
+    /// Forgets every user.
+    pub(crate) fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+}

@@ -1,0 +1,438 @@
+//! One configuration for the layer, built in code or read from `CLERK_*` variables.
+
+use std::{fmt, time::Duration};
+
+use aws_lc_rs::digest;
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD},
+};
+
+use crate::token::KeySource;
+
+/// Clerk's Backend API, used for `/v1/jwks` when only a secret key is configured.
+pub const DEFAULT_API_URL: &str = "https://api.clerk.com";
+
+/// What the layer does with a request that carries no token at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Refuse it with `401 missing_token` (the default).
+    #[default]
+    Required,
+    /// Let it through without a [`LocalUser`](crate::LocalUser). A token that
+    /// is present but invalid is still refused.
+    Optional,
+}
+
+/// Claim names to read a new user's profile from, when the app added them to
+/// Clerk's session token (Dashboard → Sessions → Customize session token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProfileClaims {
+    /// The claim holding the primary email address. Default `email`.
+    pub email: String,
+    /// The claim holding the first name. Default `first_name`.
+    pub first_name: String,
+    /// The claim holding the last name. Default `last_name`.
+    pub last_name: String,
+    /// The claim holding the profile image URL. Default `image_url`.
+    pub image_url: String,
+}
+
+impl Default for ProfileClaims {
+    fn default() -> Self {
+        Self {
+            email: "email".into(),
+            first_name: "first_name".into(),
+            last_name: "last_name".into(),
+            image_url: "image_url".into(),
+        }
+    }
+}
+
+/// Everything the layer needs to verify tokens and cache results.
+///
+/// ```
+/// use ensure_user::{Config, KeySource};
+/// use std::time::Duration;
+///
+/// let config = Config::new("https://clerk.example.com", KeySource::jwks_url("https://clerk.example.com/.well-known/jwks.json"))
+///     .with_authorized_parties(["https://example.com"])
+///     .with_clock_skew(Duration::from_secs(5));
+/// # let _ = config;
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) issuer: String,
+    pub(crate) keys: KeySource,
+    pub(crate) authorized_parties: Vec<String>,
+    pub(crate) clock_skew: Duration,
+    pub(crate) allow_pending_sessions: bool,
+    pub(crate) cookie_suffix: Option<String>,
+    pub(crate) max_token_bytes: usize,
+    pub(crate) max_cookies: usize,
+    pub(crate) user_cache_capacity: u64,
+    pub(crate) user_cache_ttl: Duration,
+    pub(crate) token_cache_bytes: u64,
+    pub(crate) profile_claims: ProfileClaims,
+    pub(crate) key_refresh_interval: Duration,
+    pub(crate) key_refetch_cooldown: Duration,
+    pub(crate) key_fetch_timeout: Duration,
+    pub(crate) max_jwks_bytes: usize,
+}
+
+/// Why a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A publishable key that is not `pk_test_…`/`pk_live_…` around a Frontend API host.
+    #[error("CLERK_PUBLISHABLE_KEY is not a valid Clerk publishable key")]
+    InvalidPublishableKey,
+    /// `CLERK_JWT_KEY` is not an RSA public key in PEM (or bare base64 SPKI) form.
+    #[error("CLERK_JWT_KEY is not a valid RSA public key")]
+    InvalidJwtKey,
+    /// No way to obtain verification keys was configured.
+    #[error(
+        "no key source: set CLERK_PUBLISHABLE_KEY, CLERK_JWKS_URL, CLERK_JWT_KEY or CLERK_SECRET_KEY"
+    )]
+    MissingKeySource,
+    /// The issuer could not be derived and was not set.
+    #[error("no issuer: set CLERK_ISSUER or CLERK_PUBLISHABLE_KEY")]
+    MissingIssuer,
+}
+
+impl Config {
+    /// A configuration for tokens issued by `issuer` (the Frontend API URL, e.g.
+    /// `https://clerk.example.com`) and verified with keys from `keys`.
+    ///
+    /// Defaults: clock skew 5 s, no authorized-party check, pending sessions
+    /// refused, tokens up to 8 KiB, up to 64 cookies examined, 100,000 cached
+    /// users for 10 minutes, 64 MiB of verified tokens, keys refreshed every
+    /// 5 minutes with unknown-`kid` refetches at most every 10 s, fetches
+    /// bounded by 5 s and 1 MiB.
+    pub fn new(issuer: impl Into<String>, keys: KeySource) -> Self {
+        Self {
+            issuer: issuer.into().trim_end_matches('/').to_owned(),
+            keys,
+            authorized_parties: Vec::new(),
+            clock_skew: Duration::from_secs(5),
+            allow_pending_sessions: false,
+            cookie_suffix: None,
+            max_token_bytes: 8 * 1024,
+            max_cookies: 64,
+            user_cache_capacity: 100_000,
+            user_cache_ttl: Duration::from_secs(600),
+            token_cache_bytes: 64 * 1024 * 1024,
+            profile_claims: ProfileClaims::default(),
+            key_refresh_interval: Duration::from_secs(300),
+            key_refetch_cooldown: Duration::from_secs(10),
+            key_fetch_timeout: Duration::from_secs(5),
+            max_jwks_bytes: 1024 * 1024,
+        }
+    }
+
+    /// A configuration from a publishable key (`pk_test_…` / `pk_live_…`): the
+    /// issuer and the public JWKS URL are its Frontend API host, and the
+    /// suffixed `__session_<suffix>` cookie is recognised.
+    pub fn from_publishable_key(publishable_key: &str) -> Result<Self, ConfigError> {
+        let frontend_api = frontend_api_host(publishable_key)?;
+        let issuer = format!("https://{frontend_api}");
+        let jwks = format!("{issuer}/.well-known/jwks.json");
+        Ok(Self::new(issuer, KeySource::jwks_url(jwks))
+            .with_cookie_suffix(cookie_suffix(publishable_key)))
+    }
+
+    /// Reads the configuration from the environment, with Clerk's own names:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `CLERK_PUBLISHABLE_KEY` | derives the issuer, the public JWKS URL and the cookie suffix |
+    /// | `CLERK_JWKS_URL` | keys from this URL instead |
+    /// | `CLERK_JWT_KEY` | networkless: this PEM public key instead |
+    /// | `CLERK_SECRET_KEY` | keys from the Backend API `/v1/jwks` when nothing above is set |
+    /// | `CLERK_API_URL` | Backend API base URL (default `https://api.clerk.com`) |
+    /// | `CLERK_ISSUER` | the expected `iss`, overriding the derived one |
+    /// | `CLERK_AUTHORIZED_PARTIES` | comma-separated origins allowed in `azp` |
+    ///
+    /// Precedence for keys: `CLERK_JWT_KEY`, then `CLERK_JWKS_URL`, then the
+    /// publishable key, then the secret key.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    pub(crate) fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let publishable = var("CLERK_PUBLISHABLE_KEY");
+        let frontend_api = publishable.as_deref().map(frontend_api_host).transpose()?;
+        let derived_issuer = frontend_api.as_ref().map(|host| format!("https://{host}"));
+        let issuer = var("CLERK_ISSUER")
+            .or(derived_issuer.clone())
+            .ok_or(ConfigError::MissingIssuer)?;
+        let keys = if let Some(pem) = var("CLERK_JWT_KEY") {
+            KeySource::pem(&pem)?
+        } else if let Some(url) = var("CLERK_JWKS_URL") {
+            KeySource::jwks_url(url)
+        } else if let Some(issuer) = derived_issuer {
+            KeySource::jwks_url(format!("{issuer}/.well-known/jwks.json"))
+        } else if let Some(secret) = var("CLERK_SECRET_KEY") {
+            let api = var("CLERK_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned());
+            KeySource::backend_api(api, secret)
+        } else {
+            return Err(ConfigError::MissingKeySource);
+        };
+        let mut config = Self::new(issuer, keys);
+        if let Some(key) = publishable.as_deref() {
+            config = config.with_cookie_suffix(cookie_suffix(key));
+        }
+        if let Some(parties) = var("CLERK_AUTHORIZED_PARTIES") {
+            config = config.with_authorized_parties(
+                parties.split(',').map(str::trim).filter(|p| !p.is_empty()),
+            );
+        }
+        Ok(config)
+    }
+
+    /// Origins allowed in the `azp` claim, matched exactly (scheme, host, port).
+    /// When set, a token without `azp` is refused. Default: not checked.
+    pub fn with_authorized_parties<I, S>(mut self, parties: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.authorized_parties = parties.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Tolerance for `exp`, `nbf` and `iat` against this server's clock.
+    /// Default 5 s (Clerk's SDKs use the same); zero is allowed.
+    pub fn with_clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// Accept sessions with `sts: "pending"`. Default: refused with
+    /// `session_pending`, as Clerk's own SDKs treat them as signed out.
+    pub fn allow_pending_sessions(mut self, allow: bool) -> Self {
+        self.allow_pending_sessions = allow;
+        self
+    }
+
+    /// Also read the `__session_<suffix>` cookie (before `__session`).
+    /// [`Config::from_publishable_key`] sets it.
+    pub fn with_cookie_suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.cookie_suffix = Some(suffix.into());
+        self
+    }
+
+    /// Largest token accepted, in bytes, checked before any decoding. Default 8 KiB.
+    pub fn with_max_token_bytes(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes;
+        self
+    }
+
+    /// How many cookies are examined per request at most. Default 64.
+    pub fn with_max_cookies(mut self, cookies: usize) -> Self {
+        self.max_cookies = cookies;
+        self
+    }
+
+    /// Bounds of the user cache: entries and time to live. Default 100,000 and 10 minutes.
+    pub fn with_user_cache(mut self, capacity: u64, ttl: Duration) -> Self {
+        self.user_cache_capacity = capacity;
+        self.user_cache_ttl = ttl;
+        self
+    }
+
+    /// Memory bound of the verified-token cache, in bytes of token text. Default 64 MiB.
+    /// Zero disables the cache: every request then pays a signature check.
+    pub fn with_token_cache_bytes(mut self, bytes: u64) -> Self {
+        self.token_cache_bytes = bytes;
+        self
+    }
+
+    /// Claim names holding a new user's profile. See [`ProfileClaims`].
+    pub fn with_profile_claims(mut self, claims: ProfileClaims) -> Self {
+        self.profile_claims = claims;
+        self
+    }
+
+    /// How often the key set is refreshed in the background. Default 5 minutes.
+    pub fn with_key_refresh_interval(mut self, interval: Duration) -> Self {
+        self.key_refresh_interval = interval;
+        self
+    }
+
+    /// Least time between two fetches triggered by unknown `kid`s. Default 10 s.
+    pub fn with_key_refetch_cooldown(mut self, cooldown: Duration) -> Self {
+        self.key_refetch_cooldown = cooldown;
+        self
+    }
+
+    /// Time limit of one key fetch. Default 5 s.
+    pub fn with_key_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.key_fetch_timeout = timeout;
+        self
+    }
+
+    /// The expected `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+/// Never shows secrets: key material and bearer secrets are redacted.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("issuer", &self.issuer)
+            .field("keys", &self.keys)
+            .field("authorized_parties", &self.authorized_parties)
+            .field("clock_skew", &self.clock_skew)
+            .field("allow_pending_sessions", &self.allow_pending_sessions)
+            .field("cookie_suffix", &self.cookie_suffix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Frontend API host encoded in a publishable key: `pk_(test|live)_` +
+/// base64(`<host>$`).
+pub(crate) fn frontend_api_host(publishable_key: &str) -> Result<String, ConfigError> {
+    let encoded = publishable_key
+        .trim()
+        .strip_prefix("pk_test_")
+        .or_else(|| publishable_key.trim().strip_prefix("pk_live_"))
+        .ok_or(ConfigError::InvalidPublishableKey)?;
+    let decoded = STANDARD_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .map_err(|_| ConfigError::InvalidPublishableKey)?;
+    let text = String::from_utf8(decoded).map_err(|_| ConfigError::InvalidPublishableKey)?;
+    let host = text
+        .strip_suffix('$')
+        .ok_or(ConfigError::InvalidPublishableKey)?;
+    let valid = host.contains('.')
+        && !host.contains('$')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    if !valid {
+        return Err(ConfigError::InvalidPublishableKey);
+    }
+    Ok(host.to_owned())
+}
+
+/// Clerk's cookie suffix: the first 8 characters of URL-safe base64 of
+/// SHA-1 over the publishable key.
+pub(crate) fn cookie_suffix(publishable_key: &str) -> String {
+    let hash = digest::digest(
+        &digest::SHA1_FOR_LEGACY_USE_ONLY,
+        publishable_key.trim().as_bytes(),
+    );
+    let mut suffix = URL_SAFE_NO_PAD.encode(hash.as_ref());
+    suffix.truncate(8);
+    suffix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn cookie_suffix_matches_clerk_vectors() {
+        let vectors = [
+            (
+                "pk_live_ZmFrZS1jbGVyay10ZXN0LmNsZXJrLmFjY291bnRzLmRldiQ=",
+                "qReyu04C",
+            ),
+            ("pk_test_Y2xlcmsuY2xlcmsuZGV2JA", "QvfNY2dr"),
+            (
+                "pk_test_ZW5vdWdoLWFscGFjYS04Mi5jbGVyay5hY2NvdW50cy5sY2xjbGVyay5jb20k",
+                "jtYvyt_H",
+            ),
+            (
+                "pk_test_eHh4eHh4LXhhYWFhYS1hYS5jbGVyay5hY2NvdW50cy5sY2xjbGVyay5jb20k",
+                "tZJdb-5s",
+            ),
+        ];
+        for (key, suffix) in vectors {
+            assert_eq!(cookie_suffix(key), suffix, "{key}");
+        }
+    }
+
+    #[test]
+    fn publishable_key_gives_issuer_and_jwks() {
+        let config =
+            Config::from_publishable_key("pk_test_Y2xlcmsuaW5zcGlyZWQucHVtYS03NC5sY2wuZGV2JA")
+                .unwrap();
+        assert_eq!(config.issuer(), "https://clerk.inspired.puma-74.lcl.dev");
+        assert!(
+            format!("{:?}", config.keys)
+                .contains("https://clerk.inspired.puma-74.lcl.dev/.well-known/jwks.json")
+        );
+        let padded =
+            frontend_api_host("pk_live_ZmFrZS1jbGVyay10ZXN0LmNsZXJrLmFjY291bnRzLmRldiQ=").unwrap();
+        assert_eq!(padded, "fake-clerk-test.clerk.accounts.dev");
+    }
+
+    #[test]
+    fn bad_publishable_keys_are_refused() {
+        for key in [
+            "",
+            "pk_test_",
+            "sk_test_Y2xlcmsuY2xlcmsuZGV2JA",
+            "pk_test_!!!",
+            "pk_test_bm9kb2xsYXI", // "nodollar"
+            "pk_test_bm9kb3Qk",    // "nodot$"
+        ] {
+            assert!(Config::from_publishable_key(key).is_err(), "{key}");
+        }
+    }
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn environment_precedence() {
+        let config = Config::from_lookup(lookup(&[
+            ("CLERK_PUBLISHABLE_KEY", "pk_test_Y2xlcmsuY2xlcmsuZGV2JA"),
+            ("CLERK_JWKS_URL", "http://127.0.0.1:9/jwks"),
+            ("CLERK_ISSUER", "https://issuer.example/"),
+            (
+                "CLERK_AUTHORIZED_PARTIES",
+                "https://a.example, https://b.example,",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(config.issuer, "https://issuer.example");
+        assert!(format!("{:?}", config.keys).contains("http://127.0.0.1:9/jwks"));
+        assert_eq!(
+            config.authorized_parties,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(config.cookie_suffix.as_deref(), Some("QvfNY2dr"));
+    }
+
+    #[test]
+    fn environment_errors_are_explicit() {
+        assert!(matches!(
+            Config::from_lookup(lookup(&[])),
+            Err(ConfigError::MissingIssuer)
+        ));
+        assert!(matches!(
+            Config::from_lookup(lookup(&[("CLERK_ISSUER", "https://x.example")])),
+            Err(ConfigError::MissingKeySource)
+        ));
+        let secret_only = Config::from_lookup(lookup(&[
+            ("CLERK_ISSUER", "https://x.example"),
+            ("CLERK_SECRET_KEY", "sk_test_supersecret"),
+        ]))
+        .unwrap();
+        let shown = format!("{secret_only:?}");
+        assert!(shown.contains("https://api.clerk.com/v1/jwks"));
+        assert!(!shown.contains("supersecret"), "{shown}");
+    }
+}

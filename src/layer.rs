@@ -1,0 +1,241 @@
+//! [`EnsureUserLayer`] and its service: token in, [`LocalUser`] out.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{Either, Full};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    Config, LocalUser, Mode, Rejection,
+    cache::{CachedUser, UserCache},
+    config::ProfileClaims,
+    store::{DynUserStore, Profile, UserStore},
+    token::{SessionClaims, extract::find_token, keys::KeyStore, verify::Verifier},
+};
+
+/// The response body of [`EnsureUser`]: the inner service's body, or the
+/// layer's own small JSON body when it refuses a request.
+pub type ResponseBody<B> = Either<B, Full<Bytes>>;
+
+/// Marks a request that passed an optional layer without a token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Anonymous;
+
+/// A tower layer that authenticates each request with its Clerk session token
+/// and makes sure the app's own user row exists before the handler runs.
+///
+/// Cloning is cheap, and clones share their caches and keys. See the
+/// [crate docs](crate) for an example.
+#[derive(Clone)]
+pub struct EnsureUserLayer {
+    shared: Arc<Shared>,
+    mode: Mode,
+}
+
+struct Shared {
+    verifier: Verifier,
+    users: UserCache,
+    store: Box<dyn DynUserStore>,
+    cookie_suffix: Option<String>,
+    max_cookies: usize,
+    profile_claims: ProfileClaims,
+}
+
+impl EnsureUserLayer {
+    /// A layer verifying tokens as `config` says and keeping users in `store`.
+    /// It does no I/O until the first request (see [`prefetch_keys`](Self::prefetch_keys)).
+    pub fn new(config: Config, store: impl UserStore) -> Self {
+        let keys = Arc::new(KeyStore::new(&config));
+        Self {
+            shared: Arc::new(Shared {
+                verifier: Verifier::new(&config, keys),
+                users: UserCache::new(config.user_cache_capacity, config.user_cache_ttl),
+                store: Box::new(store),
+                cookie_suffix: config.cookie_suffix,
+                max_cookies: config.max_cookies,
+                profile_claims: config.profile_claims,
+            }),
+            mode: Mode::Required,
+        }
+    }
+
+    /// The same layer (sharing caches and keys) in another [`Mode`].
+    pub fn with_mode(&self, mode: Mode) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            mode,
+        }
+    }
+
+    /// Shorthand for `with_mode(Mode::Optional)`: requests without a token
+    /// pass with no [`LocalUser`]; a bad token is still refused.
+    pub fn optional(&self) -> Self {
+        self.with_mode(Mode::Optional)
+    }
+
+    /// Fetches the signing keys now rather than on the first request.
+    /// Returns how many keys are held; an error when the endpoint fails.
+    pub async fn prefetch_keys(&self) -> Result<usize, Rejection> {
+        self.shared
+            .verifier
+            .keys()
+            .prefetch()
+            .await
+            .map_err(|_| Rejection::KeysUnavailable)
+    }
+
+    /// Forgets a user (and every cached token of theirs), so that the next
+    /// request reads the store again. Call it when the row changed behind
+    /// the layer's back; the webhook receiver does it on deletion.
+    pub async fn forget_user(&self, clerk_id: &str) {
+        self.shared.users.invalidate(clerk_id).await;
+        self.shared.verifier.forget_user(clerk_id);
+    }
+
+    /// Forgets every cached user.
+    pub fn forget_all_users(&self) {
+        self.shared.users.clear();
+    }
+}
+
+impl std::fmt::Debug for EnsureUserLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnsureUserLayer")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for EnsureUserLayer {
+    type Service = EnsureUser<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EnsureUser {
+            inner,
+            shared: Arc::clone(&self.shared),
+            mode: self.mode,
+        }
+    }
+}
+
+/// The service made by [`EnsureUserLayer`].
+#[derive(Clone)]
+pub struct EnsureUser<S> {
+    inner: S,
+    shared: Arc<Shared>,
+    mode: Mode,
+}
+
+impl<S> std::fmt::Debug for EnsureUser<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnsureUser")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for EnsureUser<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // The clone that was not polled ready stays behind (tower's guidance).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        let mode = self.mode;
+        Box::pin(async move {
+            match shared.authenticate(request.headers(), mode).await {
+                Ok(Some(user)) => {
+                    request.extensions_mut().insert(user);
+                }
+                Ok(None) => {
+                    request.extensions_mut().insert(Anonymous);
+                }
+                Err(rejection) => {
+                    log_rejection(rejection);
+                    return Ok(rejection.to_response().map(Either::Right));
+                }
+            }
+            inner
+                .call(request)
+                .await
+                .map(|response| response.map(Either::Left))
+        })
+    }
+}
+
+impl Shared {
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        mode: Mode,
+    ) -> Result<Option<LocalUser>, Rejection> {
+        let token = match find_token(headers, self.cookie_suffix.as_deref(), self.max_cookies)? {
+            Some(token) => token,
+            None if mode == Mode::Optional => return Ok(None),
+            None => return Err(Rejection::MissingToken),
+        };
+        let claims = self.verifier.verify(token).await?;
+        let load = async {
+            let profile = profile_from_claims(&claims, &self.profile_claims);
+            self.store.find_or_create_dyn(&claims.sub, &profile).await
+        };
+        match self.users.get_or_load(&claims.sub, load).await {
+            Ok(CachedUser::Active(id)) => Ok(Some(LocalUser::new(id, claims))),
+            Ok(CachedUser::Deleted) => Err(Rejection::UserDeleted),
+            Err(error) => {
+                tracing::error!(
+                    target: "ensure_user",
+                    clerk_id = %claims.sub,
+                    %error,
+                    "user store failed"
+                );
+                Err(Rejection::StoreUnavailable)
+            }
+        }
+    }
+}
+
+fn profile_from_claims(claims: &SessionClaims, names: &ProfileClaims) -> Profile {
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(|value| value.as_str())
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    };
+    Profile {
+        email: text(&names.email),
+        first_name: text(&names.first_name),
+        last_name: text(&names.last_name),
+        image_url: text(&names.image_url),
+    }
+}
+
+fn log_rejection(rejection: Rejection) {
+    if rejection.is_outage() {
+        tracing::warn!(target: "ensure_user", code = rejection.code(), "request refused: outage");
+    } else {
+        tracing::info!(target: "ensure_user", code = rejection.code(), "request refused");
+    }
+}

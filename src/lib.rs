@@ -1,0 +1,65 @@
+//! Clerk sign-in, with the app's own `users` row guaranteed on every request.
+//!
+//! [`EnsureUserLayer`] is a tower layer for axum, hyper or tonic. For each
+//! request it verifies the Clerk session token (RS256, Clerk's claim rules,
+//! keys from a JWKS endpoint or a PEM), finds the app's user row for that
+//! Clerk user, creating it on first sight, and hands the handler a
+//! [`LocalUser`]. No webhook has to have arrived first.
+//!
+//! Repeat requests cost two hash lookups: verified tokens are remembered until
+//! they expire, and users are cached. Concurrent first requests for a new user
+//! share one store call, and racing processes converge on one row.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{Json, Router, routing::get};
+//! use ensure_user::{Config, EnsureUserLayer, LocalUser, store::SqliteUserStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = sqlx::SqlitePool::connect("sqlite://app.db?mode=rwc").await?;
+//! let store = SqliteUserStore::new(pool);
+//! store.migrate().await?;
+//!
+//! let config = Config::from_env()?; // CLERK_PUBLISHABLE_KEY, …
+//! let app: Router = Router::new()
+//!     .route("/me", get(|user: LocalUser| async move { Json(user.id()) }))
+//!     .layer(EnsureUserLayer::new(config, store));
+//! # Ok(()) }
+//! ```
+//!
+//! # Responses
+//!
+//! A refused request never reaches the handler. Token problems are `401` with
+//! `WWW-Authenticate: Bearer error="invalid_token"` and a body such as
+//! `{"error":"token_expired","message":"…"}`; outages (keys or database) are
+//! `503` with `Retry-After`. The codes are listed on [`Rejection`].
+//!
+//! # Features
+//!
+//! - `axum` (default): the [`LocalUser`] extractors.
+//! - `sqlite` (default): [`store::SqliteUserStore`].
+//! - `postgres`: [`store::PgUserStore`].
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod cache;
+mod config;
+mod error;
+#[cfg(feature = "axum")]
+mod extract;
+mod layer;
+pub mod store;
+pub mod testing;
+pub mod token;
+mod user;
+
+pub use config::{Config, ConfigError, DEFAULT_API_URL, Mode, ProfileClaims};
+pub use error::Rejection;
+#[cfg(feature = "axum")]
+pub use extract::LocalUserRejection;
+pub use layer::{EnsureUser, EnsureUserLayer, ResponseBody};
+pub use token::{KeySource, SessionClaims};
+pub use user::{LocalId, LocalUser};

@@ -1,0 +1,146 @@
+//! Where local users live: the [`UserStore`] trait and its SQL implementations.
+
+use std::{future::Future, pin::Pin};
+
+use crate::user::LocalId;
+
+mod table;
+pub use table::{IdKind, InvalidIdentifier, UserTable};
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
+#[cfg(feature = "postgres")]
+pub use sql::PgUserStore;
+#[cfg(feature = "sqlite")]
+pub use sql::SqliteUserStore;
+
+/// Profile fields stored with a new user, when known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Profile {
+    /// The primary email address.
+    pub email: Option<String>,
+    /// The first name.
+    pub first_name: Option<String>,
+    /// The last name.
+    pub last_name: Option<String>,
+    /// The profile image URL.
+    pub image_url: Option<String>,
+}
+
+impl Profile {
+    /// An empty profile.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the email address.
+    pub fn with_email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// Sets the first and last names.
+    pub fn with_names(mut self, first: Option<String>, last: Option<String>) -> Self {
+        self.first_name = first;
+        self.last_name = last;
+        self
+    }
+
+    /// Sets the image URL.
+    pub fn with_image_url(mut self, url: impl Into<String>) -> Self {
+        self.image_url = Some(url.into());
+        self
+    }
+
+    /// Whether no field is set.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// What the store found (or made) for a Clerk user id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The row already existed; nothing was written.
+    Existing(LocalId),
+    /// The row was created by this call.
+    Created(LocalId),
+    /// The user was deleted in Clerk; no row exists and none was created.
+    Deleted,
+}
+
+impl Resolution {
+    /// The local id, unless the user was deleted.
+    pub fn id(self) -> Option<LocalId> {
+        match self {
+            Self::Existing(id) | Self::Created(id) => Some(id),
+            Self::Deleted => None,
+        }
+    }
+}
+
+/// A store failure. Shown to no client: the layer answers `503 store_unavailable`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database refused or could not be reached.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Any other failure of a custom store.
+    #[error("store error: {0}")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Finds or creates the app's user row for a Clerk user.
+///
+/// Implement it for a schema the bundled stores cannot map. The contract:
+///
+/// - a user who already has a row costs a read and no write;
+/// - concurrent calls for one new user, from any number of processes, end
+///   with exactly one row, and all of them return its id;
+/// - a user with a deletion tombstone is never (re)created: return
+///   [`Resolution::Deleted`].
+///
+/// ```
+/// use ensure_user::{LocalId, store::{Profile, Resolution, StoreError, UserStore}};
+///
+/// /// Every Clerk user maps to the same row: enough for a demo.
+/// struct Fixed;
+///
+/// impl UserStore for Fixed {
+///     async fn find_or_create(&self, _clerk_id: &str, _profile: &Profile) -> Result<Resolution, StoreError> {
+///         Ok(Resolution::Existing(LocalId::Int(1)))
+///     }
+/// }
+/// ```
+pub trait UserStore: Send + Sync + 'static {
+    /// Returns the row for `clerk_id`, creating it with `profile` when absent.
+    fn find_or_create(
+        &self,
+        clerk_id: &str,
+        profile: &Profile,
+    ) -> impl Future<Output = Result<Resolution, StoreError>> + Send;
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`UserStore`] made object-safe, so the layer has no store type parameter.
+pub(crate) trait DynUserStore: Send + Sync + 'static {
+    fn find_or_create_dyn<'a>(
+        &'a self,
+        clerk_id: &'a str,
+        profile: &'a Profile,
+    ) -> BoxFuture<'a, Result<Resolution, StoreError>>;
+}
+
+impl<S: UserStore> DynUserStore for S {
+    fn find_or_create_dyn<'a>(
+        &'a self,
+        clerk_id: &'a str,
+        profile: &'a Profile,
+    ) -> BoxFuture<'a, Result<Resolution, StoreError>> {
+        Box::pin(self.find_or_create(clerk_id, profile))
+    }
+}

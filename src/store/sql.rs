@@ -1,0 +1,232 @@
+//! The PostgreSQL and SQLite stores: one algorithm, written once, over sqlx.
+//!
+//! A miss reads first (an existing user costs no write), then inserts with
+//! `ON CONFLICT (clerk_id)` so racing processes converge on one row. The
+//! insert skips tombstoned ids, and a re-check after it closes the race with
+//! a concurrent deletion (which commits its tombstone before deleting rows).
+
+use std::sync::Arc;
+
+use sqlx::{AssertSqlSafe, Row};
+use uuid::Uuid;
+
+use super::{IdKind, Profile, Resolution, StoreError, UserStore, UserTable};
+use crate::user::LocalId;
+
+/// The statements of one table mapping, rendered once per store.
+struct Queries {
+    id_kind: IdKind,
+    profile_mapped: [bool; 4],
+    lookup: Arc<str>,
+    insert: Arc<str>,
+    tombstoned: Arc<str>,
+    remove: Arc<str>,
+}
+
+impl Queries {
+    fn new(table: &UserTable, param: fn(usize) -> String) -> Self {
+        let UserTable {
+            table: users,
+            id,
+            clerk_id,
+            tombstones,
+            ..
+        } = table;
+        let mut columns = Vec::new();
+        if table.id_kind == IdKind::Uuid {
+            columns.push(id.clone());
+        }
+        columns.push(clerk_id.clone());
+        let profile = table.profile_columns();
+        columns.extend(profile.iter().flatten().map(|c| (*c).to_owned()));
+        let values: Vec<String> = (1..=columns.len()).map(param).collect();
+        let clerk_param = param(if table.id_kind == IdKind::Uuid { 2 } else { 1 });
+        let p1 = param(1);
+        Self {
+            id_kind: table.id_kind,
+            profile_mapped: profile.map(|c| c.is_some()),
+            lookup: format!(
+                "SELECT (SELECT {id} FROM {users} WHERE {clerk_id} = {p1}) AS id, \
+                 EXISTS (SELECT 1 FROM {tombstones} WHERE clerk_id = {p1}) AS deleted"
+            )
+            .into(),
+            insert: format!(
+                "INSERT INTO {users} ({columns}) SELECT {values} \
+                 WHERE NOT EXISTS (SELECT 1 FROM {tombstones} WHERE clerk_id = {clerk_param}) \
+                 ON CONFLICT ({clerk_id}) DO UPDATE SET {clerk_id} = excluded.{clerk_id} \
+                 RETURNING {id}",
+                columns = columns.join(", "),
+                values = values.join(", "),
+            )
+            .into(),
+            tombstoned: format!("SELECT EXISTS (SELECT 1 FROM {tombstones} WHERE clerk_id = {p1})")
+                .into(),
+            remove: format!("DELETE FROM {users} WHERE {clerk_id} = {p1}").into(),
+        }
+    }
+
+    fn profile_values<'p>(&self, profile: &'p Profile) -> impl Iterator<Item = Option<&'p str>> {
+        let values = [
+            profile.email.as_deref(),
+            profile.first_name.as_deref(),
+            profile.last_name.as_deref(),
+            profile.image_url.as_deref(),
+        ];
+        values
+            .into_iter()
+            .zip(self.profile_mapped)
+            .filter_map(|(value, mapped)| mapped.then_some(value))
+    }
+}
+
+macro_rules! sql_store {
+    (
+        $(#[$doc:meta])*
+        $store:ident, $db:ty, $param:literal, $migration:expr
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $store {
+            pool: sqlx::Pool<$db>,
+            queries: Arc<Queries>,
+        }
+
+        impl $store {
+            /// A store over `pool`, using the bundled table layout ([`UserTable::default`]).
+            pub fn new(pool: sqlx::Pool<$db>) -> Self {
+                Self::with_table(pool, &UserTable::default())
+            }
+
+            /// A store over `pool` for the app's own table layout.
+            pub fn with_table(pool: sqlx::Pool<$db>, table: &UserTable) -> Self {
+                let queries = Queries::new(table, |n| format!(concat!($param, "{}"), n));
+                Self { pool, queries: Arc::new(queries) }
+            }
+
+            /// The connection pool.
+            pub fn pool(&self) -> &sqlx::Pool<$db> {
+                &self.pool
+            }
+
+            /// Creates the bundled `users` and `clerk_user_tombstones` tables if
+            /// they do not exist. Idempotent, and safe to run from several
+            /// processes at once.
+            pub async fn migrate(&self) -> Result<(), StoreError> {
+                sqlx::raw_sql($migration).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn lookup(&self, clerk_id: &str) -> Result<(Option<LocalId>, bool), sqlx::Error> {
+                let row = sqlx::query(AssertSqlSafe(self.queries.lookup.clone()))
+                    .bind(clerk_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((self.decode_id(&row)?, row.try_get::<bool, _>(1)?))
+            }
+
+            async fn insert(&self, clerk_id: &str, profile: &Profile) -> Result<Option<LocalId>, sqlx::Error> {
+                let mut query = sqlx::query(AssertSqlSafe(self.queries.insert.clone()));
+                if self.queries.id_kind == IdKind::Uuid {
+                    query = query.bind(Uuid::new_v4());
+                }
+                query = query.bind(clerk_id);
+                for value in self.queries.profile_values(profile) {
+                    query = query.bind(value);
+                }
+                match query.fetch_optional(&self.pool).await? {
+                    Some(row) => self.decode_id(&row),
+                    None => Ok(None),
+                }
+            }
+
+            async fn is_tombstoned(&self, clerk_id: &str) -> Result<bool, sqlx::Error> {
+                sqlx::query_scalar(AssertSqlSafe(self.queries.tombstoned.clone()))
+                    .bind(clerk_id)
+                    .fetch_one(&self.pool)
+                    .await
+            }
+
+            async fn remove(&self, clerk_id: &str) -> Result<(), sqlx::Error> {
+                sqlx::query(AssertSqlSafe(self.queries.remove.clone()))
+                    .bind(clerk_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            fn decode_id(&self, row: &<$db as sqlx::Database>::Row) -> Result<Option<LocalId>, sqlx::Error> {
+                Ok(match self.queries.id_kind {
+                    IdKind::BigInt => row.try_get::<Option<i64>, _>(0)?.map(LocalId::Int),
+                    IdKind::Uuid => row.try_get::<Option<Uuid>, _>(0)?.map(LocalId::Uuid),
+                })
+            }
+        }
+
+        impl UserStore for $store {
+            async fn find_or_create(&self, clerk_id: &str, profile: &Profile) -> Result<Resolution, StoreError> {
+                match self.lookup(clerk_id).await? {
+                    (_, true) => return Ok(Resolution::Deleted),
+                    (Some(id), false) => return Ok(Resolution::Existing(id)),
+                    (None, false) => {}
+                }
+                let Some(id) = self.insert(clerk_id, profile).await? else {
+                    return Ok(Resolution::Deleted);
+                };
+                // A deletion that committed its tombstone while we inserted may
+                // have deleted rows before ours existed: undo ours.
+                if self.is_tombstoned(clerk_id).await? {
+                    self.remove(clerk_id).await?;
+                    return Ok(Resolution::Deleted);
+                }
+                Ok(Resolution::Created(id))
+            }
+        }
+
+        impl std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($store)).finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+#[cfg(feature = "postgres")]
+sql_store! {
+    /// Users in PostgreSQL.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ensure_user::store::PgUserStore;
+    ///
+    /// let pool = sqlx::postgres::PgPoolOptions::new()
+    ///     .acquire_timeout(std::time::Duration::from_secs(2))
+    ///     .connect("postgres://127.0.0.1/app").await?;
+    /// let store = PgUserStore::new(pool);
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    PgUserStore, sqlx::Postgres, "$",
+    concat!(
+        // Serialises concurrent migrations until the creating transaction commits.
+        "SELECT pg_advisory_xact_lock(7408537265401231);\n",
+        include_str!("../../migrations/postgres/0001_ensure_user.sql")
+    )
+}
+
+#[cfg(feature = "sqlite")]
+sql_store! {
+    /// Users in SQLite: the embedded default.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ensure_user::store::SqliteUserStore;
+    ///
+    /// let pool = sqlx::sqlite::SqlitePoolOptions::new()
+    ///     .connect("sqlite://app.db?mode=rwc").await?;
+    /// let store = SqliteUserStore::new(pool);
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    SqliteUserStore, sqlx::Sqlite, "?",
+    include_str!("../../migrations/sqlite/0001_ensure_user.sql")
+}

@@ -1,0 +1,369 @@
+//! Where verification keys come from, and the store that keeps them fresh.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use jsonwebtoken::{DecodingKey, jwk::Jwk};
+use serde::Deserialize;
+
+use crate::config::{Config, ConfigError};
+
+/// Where the layer gets the public keys that sign Clerk session tokens.
+#[derive(Clone)]
+pub struct KeySource(Source);
+
+#[derive(Clone)]
+enum Source {
+    Jwks {
+        url: String,
+        bearer: Option<Arc<str>>,
+    },
+    Static(Arc<DecodingKey>),
+}
+
+impl KeySource {
+    /// A JWKS document at `url`, such as the Frontend API's
+    /// `https://<frontend-api>/.well-known/jwks.json`.
+    pub fn jwks_url(url: impl Into<String>) -> Self {
+        Self(Source::Jwks {
+            url: url.into(),
+            bearer: None,
+        })
+    }
+
+    /// The Backend API's `GET {api_url}/v1/jwks`, authenticated with the
+    /// instance's secret key (`sk_…`).
+    pub fn backend_api(api_url: impl AsRef<str>, secret_key: impl Into<String>) -> Self {
+        let url = format!("{}/v1/jwks", api_url.as_ref().trim_end_matches('/'));
+        Self(Source::Jwks {
+            url,
+            bearer: Some(secret_key.into().into()),
+        })
+    }
+
+    /// Networkless verification with one RSA public key: the PEM from Clerk's
+    /// Dashboard (`CLERK_JWT_KEY`), with or without the `BEGIN`/`END` armour.
+    /// The token's `kid` is not consulted, as in Clerk's own SDKs.
+    pub fn pem(pem: &str) -> Result<Self, ConfigError> {
+        let body: String = pem
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.starts_with("-----"))
+            .collect();
+        let der = STANDARD
+            .decode(body.replace("\\n", ""))
+            .map_err(|_| ConfigError::InvalidJwtKey)?;
+        // Parse once here so that a bad key fails at start-up, not per request.
+        aws_lc_rs::rsa::PublicKey::from_der(&der).map_err(|_| ConfigError::InvalidJwtKey)?;
+        let armoured = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            STANDARD.encode(&der)
+        );
+        let key = DecodingKey::from_rsa_pem(armoured.as_bytes())
+            .map_err(|_| ConfigError::InvalidJwtKey)?;
+        Ok(Self(Source::Static(Arc::new(key))))
+    }
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Source::Jwks { url, bearer } => f
+                .debug_struct("Jwks")
+                .field("url", url)
+                .field("bearer", &bearer.as_ref().map(|_| "<redacted>"))
+                .finish(),
+            Source::Static(_) => f.write_str("StaticKey"),
+        }
+    }
+}
+
+/// Why no key could be had for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyError {
+    /// The endpoint answered, and no key has that `kid` (or the token has none).
+    Unknown,
+    /// The endpoint is failing and the key is not among the keys held.
+    Unavailable,
+}
+
+/// Keys by `kid`, refreshed in the background on a TTL and on demand when a
+/// token names an unknown `kid` (one fetch for all waiting requests, at most
+/// one per cooldown). Keys already held survive a failing endpoint.
+pub(crate) struct KeyStore {
+    source: Source,
+    client: reqwest::Client,
+    refresh_interval: Duration,
+    refetch_cooldown: Duration,
+    max_body: usize,
+    state: RwLock<KeyState>,
+    fetch_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct KeyState {
+    keys: HashMap<String, Arc<DecodingKey>>,
+    fetched_at: Option<Instant>,
+    last_attempt: Option<Instant>,
+    last_attempt_failed: bool,
+}
+
+impl KeyStore {
+    pub(crate) fn new(config: &Config) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.key_fetch_timeout)
+            .connect_timeout(config.key_fetch_timeout)
+            .user_agent(concat!("ensure-user/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            source: config.keys.0.clone(),
+            client,
+            refresh_interval: config.key_refresh_interval,
+            refetch_cooldown: config.key_refetch_cooldown,
+            max_body: config.max_jwks_bytes,
+            state: RwLock::default(),
+            fetch_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The key for a token's `kid`.
+    pub(crate) async fn key_for(
+        self: &Arc<Self>,
+        kid: Option<&str>,
+    ) -> Result<Arc<DecodingKey>, KeyError> {
+        let kid = match &self.source {
+            Source::Static(key) => return Ok(key.clone()),
+            Source::Jwks { .. } => kid.ok_or(KeyError::Unknown)?,
+        };
+        let (held, stale) = {
+            let state = self.read_state();
+            let stale = state
+                .fetched_at
+                .is_none_or(|at| at.elapsed() >= self.refresh_interval);
+            (state.keys.get(kid).cloned(), stale)
+        };
+        match held {
+            Some(key) => {
+                if stale {
+                    self.refresh_in_background();
+                }
+                Ok(key)
+            }
+            None => self.fetch_for_unknown(kid).await,
+        }
+    }
+
+    /// Fetches the key set now, for a warm start. Errors are logged and returned.
+    pub(crate) async fn prefetch(&self) -> Result<usize, String> {
+        let _guard = self.fetch_lock.lock().await;
+        self.fetch_and_store().await
+    }
+
+    async fn fetch_for_unknown(&self, kid: &str) -> Result<Arc<DecodingKey>, KeyError> {
+        let _guard = self.fetch_lock.lock().await;
+        {
+            // Another request may have fetched while this one waited.
+            let state = self.read_state();
+            if let Some(key) = state.keys.get(kid) {
+                return Ok(key.clone());
+            }
+            let cooling = state
+                .last_attempt
+                .is_some_and(|at| at.elapsed() < self.refetch_cooldown);
+            if cooling {
+                return Err(if state.last_attempt_failed {
+                    KeyError::Unavailable
+                } else {
+                    KeyError::Unknown
+                });
+            }
+        }
+        let fetched = self.fetch_and_store().await;
+        let state = self.read_state();
+        match (state.keys.get(kid), fetched) {
+            (Some(key), _) => Ok(key.clone()),
+            (None, Ok(_)) => Err(KeyError::Unknown),
+            (None, Err(_)) => Err(KeyError::Unavailable),
+        }
+    }
+
+    fn refresh_in_background(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = Arc::clone(self);
+        runtime.spawn(async move {
+            let Ok(_guard) = store.fetch_lock.try_lock() else {
+                return; // a fetch is already running
+            };
+            let due = store
+                .read_state()
+                .fetched_at
+                .is_none_or(|at| at.elapsed() >= store.refresh_interval);
+            if due {
+                let _ = store.fetch_and_store().await;
+            }
+        });
+    }
+
+    /// One fetch; on success the new set replaces the old one. Callers hold `fetch_lock`.
+    async fn fetch_and_store(&self) -> Result<usize, String> {
+        let Source::Jwks { url, bearer } = &self.source else {
+            return Ok(1);
+        };
+        self.write_state().last_attempt = Some(Instant::now());
+        let result = self.fetch(url, bearer.as_deref()).await;
+        let mut state = self.write_state();
+        match result {
+            Ok(keys) => {
+                let count = keys.len();
+                tracing::debug!(target: "ensure_user::keys", url, count, "fetched signing keys");
+                state.keys = keys;
+                state.fetched_at = Some(Instant::now());
+                state.last_attempt_failed = false;
+                Ok(count)
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    target: "ensure_user::keys",
+                    url,
+                    %reason,
+                    keys_held = state.keys.len(),
+                    "signing key fetch failed; keeping the keys held"
+                );
+                state.last_attempt_failed = true;
+                Err(reason)
+            }
+        }
+    }
+
+    async fn fetch(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+        let mut request = self.client.get(url).header("accept", "application/json");
+        if let Some(secret) = bearer {
+            request = request.bearer_auth(secret);
+        }
+        let mut response = request.send().await.map_err(describe_http_error)?;
+        if !response.status().is_success() {
+            return Err(format!("key endpoint answered {}", response.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(describe_http_error)? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(format!("key set larger than {} bytes", self.max_body));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse_jwks(&body)
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, KeyState> {
+        self.state
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, KeyState> {
+        self.state
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// Keeps reqwest's text (which may include the URL) but never a header.
+fn describe_http_error(error: reqwest::Error) -> String {
+    if error.is_timeout() {
+        "key endpoint timed out".to_owned()
+    } else if error.is_connect() {
+        "key endpoint unreachable".to_owned()
+    } else {
+        format!("key fetch failed: {}", error.without_url())
+    }
+}
+
+/// Parses a JWKS document, keeping each RSA signing key that parses and
+/// skipping the others. A set with no usable key is an error.
+pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+    #[derive(Deserialize)]
+    struct Document {
+        keys: Vec<serde_json::Value>,
+    }
+    let document: Document =
+        serde_json::from_slice(body).map_err(|_| "key set is not a JWKS document".to_owned())?;
+    let mut keys = HashMap::new();
+    for entry in document.keys {
+        let Some(kid) = entry.get("kid").and_then(|k| k.as_str()).map(str::to_owned) else {
+            continue;
+        };
+        let usable = entry.get("kty").and_then(|v| v.as_str()) == Some("RSA")
+            && entry.get("use").is_none_or(|u| u.as_str() == Some("sig"))
+            && entry.get("alg").is_none_or(|a| a.as_str() == Some("RS256"));
+        if !usable {
+            continue;
+        }
+        let Ok(jwk) = serde_json::from_value::<Jwk>(entry) else {
+            continue;
+        };
+        if let Ok(key) = DecodingKey::from_jwk(&jwk) {
+            keys.insert(kid, Arc::new(key));
+        }
+    }
+    if keys.is_empty() {
+        return Err("key set holds no usable RS256 key".to_owned());
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLERK_FIXTURE_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAqYy3MY8fOneEyzNDu9lp
+6iGXKkNUF+u/dUnrlkadZYyB35efzKFJEr9fftmWv5PUj1uRHTQ3bh6X1cceOYsI
+jy008dHWZJsKhGOxgdTjeK91rjaklxt7tyFXEiKHIOr1LSgKzopClOfCIjxK/oPU
+Of38pVh7WnekcSBQmU5fqA+EzKMi6k9VwvbzqKlZM4XQsiFyn28d9VubJWjTU8nN
+ot0n1NE+9k6TxM8nglM4RwkBH4Ni4B0LhKKOOV+AG8tBNiZVil415dpBldmJ/j0w
+k7Ad4VFi9en3Z17oCKr+K+zuT7vKMKSb1548dk0vnmi0vj2QGXSo+61wM5yQWpk6
+sQIDAQAB
+-----END PUBLIC KEY-----";
+
+    #[test]
+    fn pem_with_and_without_armour() {
+        assert!(KeySource::pem(CLERK_FIXTURE_PEM).is_ok());
+        let bare: String = CLERK_FIXTURE_PEM
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        assert!(KeySource::pem(&bare).is_ok());
+        assert!(KeySource::pem("not a key").is_err());
+        assert!(KeySource::pem("").is_err());
+    }
+
+    #[test]
+    fn jwks_skips_entries_that_do_not_parse() {
+        let body = br#"{"keys":[
+            {"kty":"RSA","kid":"bad","n":"!!!","e":"AQAB"},
+            {"kty":"EC","kid":"ec","crv":"P-256","x":"a","y":"b"},
+            {"kty":"RSA","kid":"enc","use":"enc","n":"qYy3","e":"AQAB"},
+            {"kty":"RSA","kid":"good","alg":"RS256","use":"sig","n":"qYy3MY8fOneEyzNDu9lp6iGXKkNUF-u_dUnrlkadZYyB35efzKFJEr9fftmWv5PUj1uRHTQ3bh6X1cceOYsIjy008dHWZJsKhGOxgdTjeK91rjaklxt7tyFXEiKHIOr1LSgKzopClOfCIjxK_oPUOf38pVh7WnekcSBQmU5fqA-EzKMi6k9VwvbzqKlZM4XQsiFyn28d9VubJWjTU8nNot0n1NE-9k6TxM8nglM4RwkBH4Ni4B0LhKKOOV-AG8tBNiZVil415dpBldmJ_j0wk7Ad4VFi9en3Z17oCKr-K-zuT7vKMKSb1548dk0vnmi0vj2QGXSo-61wM5yQWpk6sQ","e":"AQAB"},
+            "not an object"
+        ]}"#;
+        let keys = parse_jwks(body).unwrap();
+        assert!(keys.contains_key("good"));
+        assert!(!keys.contains_key("ec"));
+        assert!(!keys.contains_key("enc"));
+        assert!(parse_jwks(br#"{"keys":[]}"#).is_err());
+        assert!(parse_jwks(b"<html>").is_err());
+    }
+}

@@ -1,0 +1,218 @@
+//! Session-token verification: header and key checks, the RS256 signature,
+//! then Clerk's claim rules, with verified tokens remembered until they expire.
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, crypto};
+use moka::sync::Cache;
+use serde::Deserialize;
+
+use super::{
+    SessionClaims,
+    keys::{KeyError, KeyStore},
+};
+use crate::{Rejection, config::Config};
+
+/// `cat` header values that mark a session token (or carry no category).
+const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
+
+/// Verifies Clerk session tokens and remembers the ones that passed.
+pub(crate) struct Verifier {
+    issuer: String,
+    authorized_parties: Vec<String>,
+    skew_ms: i64,
+    allow_pending: bool,
+    max_token_bytes: usize,
+    keys: Arc<KeyStore>,
+    verified: Option<Cache<Arc<str>, Arc<SessionClaims>>>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    cat: Option<String>,
+}
+
+impl Verifier {
+    pub(crate) fn new(config: &Config, keys: Arc<KeyStore>) -> Self {
+        let skew_ms = i64::try_from(config.clock_skew.as_millis()).unwrap_or(i64::MAX / 4);
+        let verified = (config.token_cache_bytes > 0).then(|| {
+            Cache::builder()
+                .max_capacity(config.token_cache_bytes)
+                .weigher(|token: &Arc<str>, _claims: &Arc<SessionClaims>| {
+                    u32::try_from(token.len()).unwrap_or(u32::MAX)
+                })
+                .expire_after(UntilExpiry { skew_ms })
+                .support_invalidation_closures()
+                .build()
+        });
+        Self {
+            issuer: config.issuer.clone(),
+            authorized_parties: config.authorized_parties.clone(),
+            skew_ms,
+            allow_pending: config.allow_pending_sessions,
+            max_token_bytes: config.max_token_bytes,
+            keys,
+            verified,
+        }
+    }
+
+    /// The claims of `token` if it is a valid session token right now.
+    pub(crate) async fn verify(&self, token: &str) -> Result<Arc<SessionClaims>, Rejection> {
+        let now_ms = now_ms();
+        if let Some(claims) = self.verified.as_ref().and_then(|cache| cache.get(token)) {
+            // The cache entry outlives `exp` by at most the skew; check anyway.
+            if claims.exp.saturating_mul(1000) <= now_ms - self.skew_ms {
+                return Err(Rejection::TokenExpired);
+            }
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_uncached(token, now_ms).await?);
+        if let Some(cache) = &self.verified {
+            cache.insert(Arc::from(token), Arc::clone(&claims));
+        }
+        Ok(claims)
+    }
+
+    async fn verify_uncached(&self, token: &str, now_ms: i64) -> Result<SessionClaims, Rejection> {
+        if token.len() > self.max_token_bytes {
+            return Err(Rejection::MalformedToken);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Rejection::MalformedToken);
+        };
+        if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
+            return Err(Rejection::MalformedToken);
+        }
+        let header: Header = decode_json(header_b64)?;
+        if header.alg != "RS256" {
+            return Err(Rejection::UnsupportedAlgorithm);
+        }
+        if header.typ.as_deref().is_some_and(|typ| typ != "JWT") {
+            return Err(Rejection::NotASessionToken);
+        }
+        if let Some(cat) = header.cat.as_deref()
+            && !SESSION_CATEGORIES.contains(&cat)
+        {
+            return Err(Rejection::NotASessionToken);
+        }
+        let key = self
+            .keys
+            .key_for(header.kid.as_deref())
+            .await
+            .map_err(|error| match error {
+                KeyError::Unknown => Rejection::UnknownKey,
+                KeyError::Unavailable => Rejection::KeysUnavailable,
+            })?;
+        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        let valid = crypto::verify(
+            signature_b64,
+            signing_input.as_bytes(),
+            &key,
+            Algorithm::RS256,
+        )
+        .unwrap_or(false);
+        if !valid {
+            return Err(Rejection::InvalidSignature);
+        }
+        // Only now, with the signature checked, are the claims looked at.
+        let claims: SessionClaims = decode_json(payload_b64)?;
+        self.check_claims(&claims, now_ms)?;
+        Ok(claims)
+    }
+
+    fn check_claims(&self, claims: &SessionClaims, now_ms: i64) -> Result<(), Rejection> {
+        if !claims.sub.starts_with("user_") || !claims.sid.starts_with("sess_") {
+            return Err(Rejection::NotASessionToken);
+        }
+        if claims.iss != self.issuer {
+            return Err(Rejection::InvalidIssuer);
+        }
+        if !self.authorized_parties.is_empty() {
+            let allowed = claims
+                .azp
+                .as_ref()
+                .is_some_and(|azp| self.authorized_parties.contains(azp));
+            if !allowed {
+                return Err(Rejection::UnauthorizedParty);
+            }
+        }
+        let skew = self.skew_ms;
+        if claims.exp.saturating_mul(1000) <= now_ms - skew {
+            return Err(Rejection::TokenExpired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf.saturating_mul(1000) > now_ms + skew)
+        {
+            return Err(Rejection::TokenNotYetValid);
+        }
+        if claims
+            .iat
+            .is_some_and(|iat| iat.saturating_mul(1000) > now_ms + skew)
+        {
+            return Err(Rejection::TokenIssuedInFuture);
+        }
+        if claims.is_pending() && !self.allow_pending {
+            return Err(Rejection::SessionPending);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// Forgets every cached token of one user (after a deletion, say).
+    pub(crate) fn forget_user(&self, clerk_id: &str) {
+        if let Some(cache) = &self.verified {
+            let clerk_id = clerk_id.to_owned();
+            // Only fails when invalidation closures are disabled, which they are not.
+            let _ = cache.invalidate_entries_if(move |_, claims| claims.sub == clerk_id);
+        }
+    }
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, Rejection> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Rejection::MalformedToken)?;
+    serde_json::from_slice(&bytes).map_err(|_| Rejection::MalformedToken)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// Each verified token lives in the cache until its own `exp` (plus skew), never longer.
+struct UntilExpiry {
+    skew_ms: i64,
+}
+
+impl moka::Expiry<Arc<str>, Arc<SessionClaims>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _token: &Arc<str>,
+        claims: &Arc<SessionClaims>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        let remaining = claims.exp.saturating_mul(1000) + self.skew_ms - now_ms();
+        Some(Duration::from_millis(u64::try_from(remaining).unwrap_or(0)))
+    }
+}
