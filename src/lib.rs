@@ -63,3 +63,8 @@ pub use extract::LocalUserRejection;
 pub use layer::{EnsureUser, EnsureUserLayer, ResponseBody};
 pub use token::{KeySource, SessionClaims};
 pub use user::{LocalId, LocalUser};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

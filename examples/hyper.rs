@@ -1,0 +1,55 @@
+//! `EnsureUserLayer` on a plain hyper server, without axum.
+//!
+//! ```sh
+//! CLERK_PUBLISHABLE_KEY=pk_test_… cargo run --example hyper
+//! ```
+//!
+//! The handler reads the [`LocalUser`] from the request extensions.
+
+use std::{convert::Infallible, error::Error};
+
+use bytes::Bytes;
+use ensure_user::{Config, EnsureUserLayer, LocalUser, store::SqliteUserStore};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+
+async fn hello(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    // The layer runs first, so a LocalUser is always there.
+    let text = match request.extensions().get::<LocalUser>() {
+        Some(user) => format!("hello, local user {} ({})\n", user.id(), user.clerk_id()),
+        None => "no user\n".to_owned(),
+    };
+    Ok(Response::new(Full::new(Bytes::from(text))))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let pool = sqlx::SqlitePool::connect("sqlite://ensure-user-hyper.db?mode=rwc").await?;
+    let store = SqliteUserStore::new(pool);
+    store.migrate().await?;
+    let layer = EnsureUserLayer::new(Config::from_env()?, store);
+    let service = ServiceBuilder::new().layer(layer).service_fn(hello);
+
+    let listener = TcpListener::bind("127.0.0.1:3001").await?;
+    println!("listening on http://127.0.0.1:3001");
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let service = TowerToHyperService::new(service.clone());
+        tokio::spawn(async move {
+            if let Err(error) = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                eprintln!("connection error: {error}");
+            }
+        });
+    }
+}

@@ -1,0 +1,156 @@
+//! The quickstart: an axum server with `GET /me` behind `EnsureUserLayer`.
+//!
+//! ```sh
+//! cargo run --example quickstart
+//! ```
+//!
+//! Configured from the environment:
+//!
+//! - `DATABASE_URL`: default `sqlite://ensure-user-quickstart.db` in the working
+//!   directory; a `postgres://` URL works when built with `--features postgres`.
+//! - `CLERK_PUBLISHABLE_KEY`, or `CLERK_JWKS_URL`, or `CLERK_JWT_KEY` (PEM);
+//!   `CLERK_ISSUER`; `CLERK_AUTHORIZED_PARTIES` (comma-separated).
+//! - `BIND_ADDR`: default `127.0.0.1:3000`.
+//!
+//! With no key configured it runs in development mode: it makes a key pair,
+//! serves its JWKS itself, and prints a `curl` line with a fresh token.
+
+use std::{env, error::Error, net::SocketAddr, time::Duration};
+
+use axum::{Json, Router, routing::get};
+use ensure_user::{Config, EnsureUserLayer, KeySource, LocalUser, store::SqliteUserStore, testing};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+const DEV_TOKEN_TTL_SECONDS: i64 = 3600;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,ensure_user=debug".into()),
+        )
+        .init();
+
+    let bind = env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = TcpListener::bind(&bind).await?;
+    let addr = reachable(listener.local_addr()?);
+
+    let (config, dev_key) = if clerk_configured() {
+        (Config::from_env()?, None)
+    } else {
+        let key = testing::SigningKey::generate("ins_quickstart_dev");
+        let issuer = format!("http://{addr}");
+        let jwks = KeySource::jwks_url(format!("{issuer}/.well-known/jwks.json"));
+        (Config::new(issuer, jwks), Some(key))
+    };
+
+    let database_url = env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "sqlite://ensure-user-quickstart.db?mode=rwc".to_owned());
+    let layer = open_store(&database_url, config.clone()).await?;
+
+    let mut app = Router::new()
+        .route("/me", get(me))
+        .layer(layer)
+        .route("/healthz", get(|| async { "ok" }));
+    if let Some(key) = &dev_key {
+        let jwks = testing::SigningKey::jwks(&[key]);
+        app = app.route(
+            "/.well-known/jwks.json",
+            get(move || async move { Json(jwks) }),
+        );
+        print_dev_banner(addr, config.issuer(), key);
+    } else {
+        println!(
+            "ensure-user quickstart listening on http://{addr} (issuer {})",
+            config.issuer()
+        );
+    }
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+async fn me(user: LocalUser) -> Json<Value> {
+    Json(json!({ "id": user.id(), "clerk_id": user.clerk_id() }))
+}
+
+/// Whether any Clerk key source is set; otherwise the quickstart runs in development mode.
+fn clerk_configured() -> bool {
+    [
+        "CLERK_PUBLISHABLE_KEY",
+        "CLERK_JWKS_URL",
+        "CLERK_JWT_KEY",
+        "CLERK_SECRET_KEY",
+    ]
+    .iter()
+    .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
+}
+
+async fn open_store(url: &str, config: Config) -> Result<EnsureUserLayer, Box<dyn Error>> {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .acquire_timeout(Duration::from_secs(2))
+            .connect(url)
+            .await?;
+        let store = SqliteUserStore::new(pool);
+        store.migrate().await?;
+        return Ok(EnsureUserLayer::new(config, store));
+    }
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return open_postgres(url, config).await;
+    }
+    Err(format!("DATABASE_URL must start with sqlite: or postgres:, got {url:?}").into())
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str, config: Config) -> Result<EnsureUserLayer, Box<dyn Error>> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect(url)
+        .await?;
+    let store = ensure_user::store::PgUserStore::new(pool);
+    store.migrate().await?;
+    Ok(EnsureUserLayer::new(config, store))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_url: &str, _config: Config) -> Result<EnsureUserLayer, Box<dyn Error>> {
+    Err(
+        "a postgres:// DATABASE_URL needs: cargo run --example quickstart --features postgres"
+            .into(),
+    )
+}
+
+/// The address a client can reach: an unspecified bind (0.0.0.0 / ::) becomes loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let loopback = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(loopback, addr.port())
+    } else {
+        addr
+    }
+}
+
+fn print_dev_banner(addr: SocketAddr, issuer: &str, key: &testing::SigningKey) {
+    let user = testing::random_id("user");
+    let token = key.session_token(issuer, &user, DEV_TOKEN_TTL_SECONDS);
+    println!(
+        "\n== ensure-user quickstart: DEVELOPMENT MODE ==\n\
+         No Clerk key is configured, so this server made a throwaway key pair and\n\
+         serves its JWKS at http://{addr}/.well-known/jwks.json. Never run this mode\n\
+         in production: set CLERK_PUBLISHABLE_KEY (or CLERK_JWKS_URL / CLERK_JWT_KEY).\n\n\
+         A token for the new user {user}, valid for one hour:\n\n\
+         curl -i http://{addr}/me -H 'Authorization: Bearer {token}'\n"
+    );
+}
