@@ -79,6 +79,7 @@ pub struct Config {
     pub(crate) key_refetch_cooldown: Duration,
     pub(crate) key_fetch_timeout: Duration,
     pub(crate) max_jwks_bytes: usize,
+    pub(crate) store_timeout: Duration,
 }
 
 /// Why a configuration could not be built.
@@ -109,7 +110,7 @@ impl Config {
     /// refused, tokens up to 8 KiB, up to 64 cookies examined, 100,000 cached
     /// users for 10 minutes, 64 MiB of verified tokens, keys refreshed every
     /// 5 minutes with unknown-`kid` refetches at most every 10 s, fetches
-    /// bounded by 5 s and 1 MiB.
+    /// bounded by 5 s and 1 MiB, store calls bounded by 3 s.
     pub fn new(issuer: impl Into<String>, keys: KeySource) -> Self {
         Self {
             issuer: issuer.into().trim_end_matches('/').to_owned(),
@@ -128,6 +129,7 @@ impl Config {
             key_refetch_cooldown: Duration::from_secs(10),
             key_fetch_timeout: Duration::from_secs(5),
             max_jwks_bytes: 1024 * 1024,
+            store_timeout: Duration::from_secs(3),
         }
     }
 
@@ -270,6 +272,14 @@ impl Config {
     /// Time limit of one key fetch. Default 5 s.
     pub fn with_key_fetch_timeout(mut self, timeout: Duration) -> Self {
         self.key_fetch_timeout = timeout;
+        self
+    }
+
+    /// Time limit of one store call (a cache miss), whatever the pool's own
+    /// acquire timeout: past it the request gets `503 store_unavailable`.
+    /// Default 3 s.
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
         self
     }
 

@@ -4,6 +4,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -16,7 +17,7 @@ use crate::{
     Config, LocalUser, Mode, Rejection,
     cache::{CachedUser, UserCache},
     config::ProfileClaims,
-    store::{DynUserStore, Profile, UserStore},
+    store::{DynUserStore, Profile, StoreError, UserStore},
     token::{SessionClaims, extract::find_token, keys::KeyStore, verify::Verifier},
 };
 
@@ -46,6 +47,7 @@ struct Shared {
     cookie_suffix: Option<String>,
     max_cookies: usize,
     profile_claims: ProfileClaims,
+    store_timeout: Duration,
 }
 
 impl EnsureUserLayer {
@@ -61,6 +63,7 @@ impl EnsureUserLayer {
                 cookie_suffix: config.cookie_suffix,
                 max_cookies: config.max_cookies,
                 profile_claims: config.profile_claims,
+                store_timeout: config.store_timeout,
             }),
             mode: Mode::Required,
         }
@@ -198,7 +201,10 @@ impl Shared {
         let claims = self.verifier.verify(token).await?;
         let load = async {
             let profile = profile_from_claims(&claims, &self.profile_claims);
-            self.store.find_or_create_dyn(&claims.sub, &profile).await
+            let call = self.store.find_or_create_dyn(&claims.sub, &profile);
+            tokio::time::timeout(self.store_timeout, call)
+                .await
+                .map_err(|_| StoreError::TimedOut(self.store_timeout))?
         };
         match self.users.get_or_load(&claims.sub, load).await {
             Ok(CachedUser::Active(id)) => Ok(Some(LocalUser::new(id, claims))),

@@ -88,6 +88,9 @@ pub enum StoreError {
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The call did not finish within the configured store timeout.
+    #[error("store call timed out after {0:?}")]
+    TimedOut(std::time::Duration),
     /// Any other failure of a custom store.
     #[error("store error: {0}")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),

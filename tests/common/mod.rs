@@ -2,6 +2,8 @@
 //! keys, PostgreSQL (one schema per test) and SQLite (one file per test).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod proxy;
+
 use std::{
     net::SocketAddr,
     sync::{
@@ -31,8 +33,16 @@ pub fn postgres_url() -> String {
 /// How the key server answers.
 #[derive(Clone)]
 pub enum JwksReply {
+    /// `200` with this JWKS document.
     Keys(String),
+    /// This status and a short text body.
     Status(u16),
+    /// `200` with this body, JSON or not.
+    Body(String),
+    /// A `302` to this location.
+    Redirect(String),
+    /// This long a wait, then the keys.
+    Slow(Duration, String),
 }
 
 /// A JWKS endpoint on 127.0.0.1 whose answer a test can change, counting fetches.
@@ -72,7 +82,11 @@ impl JwksServer {
     }
 
     pub fn fail_with(&self, status: u16) {
-        *self.reply.lock().unwrap() = JwksReply::Status(status);
+        self.reply_with(JwksReply::Status(status));
+    }
+
+    pub fn reply_with(&self, reply: JwksReply) {
+        *self.reply.lock().unwrap() = reply;
     }
 
     pub fn fetches(&self) -> usize {
@@ -92,12 +106,24 @@ async fn serve_jwks(
 ) -> axum::response::Response {
     fetches.fetch_add(1, Ordering::SeqCst);
     let reply = reply.lock().unwrap().clone();
+    let with_status = |code: u16, body: String| {
+        let mut response = axum::response::Response::new(Body::from(body));
+        *response.status_mut() = StatusCode::from_u16(code).unwrap();
+        response
+    };
     match reply {
-        JwksReply::Keys(body) => axum::response::Response::new(Body::from(body)),
-        JwksReply::Status(code) => {
-            let mut response = axum::response::Response::new(Body::from("unavailable"));
-            *response.status_mut() = StatusCode::from_u16(code).unwrap();
+        JwksReply::Keys(body) | JwksReply::Body(body) => with_status(200, body),
+        JwksReply::Status(code) => with_status(code, "unavailable".into()),
+        JwksReply::Redirect(location) => {
+            let mut response = with_status(302, String::new());
             response
+                .headers_mut()
+                .insert("location", location.parse().unwrap());
+            response
+        }
+        JwksReply::Slow(delay, body) => {
+            tokio::time::sleep(delay).await;
+            with_status(200, body)
         }
     }
 }
