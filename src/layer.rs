@@ -227,7 +227,8 @@ fn profile_from_claims(claims: &SessionClaims, names: &ProfileClaims) -> Profile
         claims
             .get(name)
             .and_then(|value| value.as_str())
-            .filter(|value| !value.is_empty())
+            // NUL cannot be stored in PostgreSQL text: such a value is left out.
+            .filter(|value| !value.is_empty() && !value.contains('\0'))
             .map(str::to_owned)
     };
     Profile {

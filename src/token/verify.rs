@@ -134,7 +134,7 @@ impl Verifier {
     }
 
     fn check_claims(&self, claims: &SessionClaims, now_ms: i64) -> Result<(), Rejection> {
-        if !claims.sub.starts_with("user_") || !claims.sid.starts_with("sess_") {
+        if !is_clerk_id(&claims.sub, "user_") || !is_clerk_id(&claims.sid, "sess_") {
             return Err(Rejection::NotASessionToken);
         }
         if claims.iss != self.issuer {
@@ -183,6 +183,15 @@ impl Verifier {
             let _ = cache.invalidate_entries_if(move |_, claims| claims.sub == clerk_id);
         }
     }
+}
+
+/// `prefix` followed by 1 to 128 visible ASCII characters. Clerk ids are
+/// base62; this only keeps control characters, spaces and non-ASCII text
+/// (which some databases cannot store) out of ids.
+fn is_clerk_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|rest| {
+        (1..=128).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_graphic())
+    })
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, Rejection> {
