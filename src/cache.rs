@@ -7,6 +7,7 @@ use moka::future::Cache;
 
 use crate::{
     store::{Resolution, StoreError},
+    telemetry,
     user::LocalId,
 };
 
@@ -43,8 +44,10 @@ impl UserCache {
         F: Future<Output = Result<Resolution, StoreError>>,
     {
         if let Some(user) = self.entries.get(clerk_id).await {
+            telemetry::user_cache(true);
             return Ok(user);
         }
+        telemetry::user_cache(false);
         self.entries
             .try_get_with(Box::from(clerk_id), async move {
                 Ok(match load.await? {

@@ -4,7 +4,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -12,12 +12,14 @@ use http::{HeaderMap, Request, Response};
 use http_body_util::{Either, Full};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::{
     Config, LocalUser, Mode, Rejection,
     cache::{CachedUser, UserCache},
     config::ProfileClaims,
-    store::{DynUserStore, Profile, StoreError, UserStore},
+    store::{DynUserStore, Profile, Resolution, StoreError, UserStore},
+    telemetry,
     token::{SessionClaims, extract::find_token, keys::KeyStore, verify::Verifier},
 };
 
@@ -102,6 +104,45 @@ impl EnsureUserLayer {
         self.shared.verifier.forget_user(clerk_id);
     }
 
+    /// Whether this layer can serve requests: keys held (one fetch is tried
+    /// when none are) and the store reachable. Expose it on a readiness route:
+    ///
+    /// ```no_run
+    /// # fn routes(layer: ensure_user::EnsureUserLayer) -> axum::Router {
+    /// use axum::{Json, http::StatusCode, routing::get};
+    ///
+    /// axum::Router::new().route("/readyz", get(move || {
+    ///     let layer = layer.clone();
+    ///     async move {
+    ///         let readiness = layer.readiness().await;
+    ///         let status = if readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    ///         (status, Json(readiness))
+    ///     }
+    /// }))
+    /// # }
+    /// ```
+    pub async fn readiness(&self) -> Readiness {
+        let keys = self.shared.verifier.keys().health().await;
+        let ping = self.shared.store.ping_dyn();
+        let store_reachable = match tokio::time::timeout(self.shared.store_timeout, ping).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::warn!(target: "ensure_user", %error, "readiness: store unreachable");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(target: "ensure_user", "readiness: store ping timed out");
+                false
+            }
+        };
+        Readiness {
+            keys_held: keys.held,
+            keys_age_seconds: keys.age.map(|age| age.as_secs()),
+            key_endpoint_failing: keys.last_fetch_failed,
+            store_reachable,
+        }
+    }
+
     /// Forgets every cached user.
     pub fn forget_all_users(&self) {
         self.shared.users.clear();
@@ -125,6 +166,27 @@ impl<S> Layer<S> for EnsureUserLayer {
             shared: Arc::clone(&self.shared),
             mode: self.mode,
         }
+    }
+}
+
+/// What [`EnsureUserLayer::readiness`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Readiness {
+    /// Signing keys held (1 for a static PEM key).
+    pub keys_held: usize,
+    /// Seconds since the key set was last fetched; `None` if never (or static).
+    pub keys_age_seconds: Option<u64>,
+    /// Whether the last key fetch failed (held keys still serve).
+    pub key_endpoint_failing: bool,
+    /// Whether the store answered a ping within the store timeout.
+    pub store_reachable: bool,
+}
+
+impl Readiness {
+    /// Ready when keys are held and the store is reachable.
+    pub fn is_ready(&self) -> bool {
+        self.keys_held > 0 && self.store_reachable
     }
 }
 
@@ -167,15 +229,29 @@ where
         let shared = Arc::clone(&self.shared);
         let mode = self.mode;
         Box::pin(async move {
-            match shared.authenticate(request.headers(), mode).await {
+            let span = tracing::debug_span!(
+                target: "ensure_user",
+                "ensure_user",
+                clerk_id = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+            );
+            let authenticated = shared
+                .authenticate(request.headers(), mode)
+                .instrument(span.clone())
+                .await;
+            match authenticated {
                 Ok(Some(user)) => {
+                    span.record("clerk_id", user.clerk_id());
+                    span.record("outcome", "authenticated");
                     request.extensions_mut().insert(user);
                 }
                 Ok(None) => {
+                    span.record("outcome", "anonymous");
                     request.extensions_mut().insert(Anonymous);
                 }
                 Err(rejection) => {
-                    log_rejection(rejection);
+                    span.record("outcome", rejection.code());
+                    span.in_scope(|| log_rejection(rejection));
                     return Ok(rejection.to_response().map(Either::Right));
                 }
             }
@@ -202,9 +278,22 @@ impl Shared {
         let load = async {
             let profile = profile_from_claims(&claims, &self.profile_claims);
             let call = self.store.find_or_create_dyn(&claims.sub, &profile);
-            tokio::time::timeout(self.store_timeout, call)
+            let started = Instant::now();
+            let result = tokio::time::timeout(self.store_timeout, call)
                 .await
-                .map_err(|_| StoreError::TimedOut(self.store_timeout))?
+                .map_err(|_| StoreError::TimedOut(self.store_timeout))
+                .and_then(|result| result);
+            let outcome = match &result {
+                Ok(Resolution::Existing(_)) => "existing",
+                Ok(Resolution::Created(_)) => "created",
+                Ok(Resolution::Deleted) => "deleted",
+                Err(_) => "error",
+            };
+            telemetry::store_call(outcome, started.elapsed());
+            if let Ok(Resolution::Created(id)) = &result {
+                tracing::info!(target: "ensure_user", clerk_id = %claims.sub, local_id = %id, "created local user");
+            }
+            result
         };
         match self.users.get_or_load(&claims.sub, load).await {
             Ok(CachedUser::Active(id)) => Ok(Some(LocalUser::new(id, claims))),
@@ -240,6 +329,7 @@ fn profile_from_claims(claims: &SessionClaims, names: &ProfileClaims) -> Profile
 }
 
 fn log_rejection(rejection: Rejection) {
+    telemetry::rejection(rejection.code());
     if rejection.is_outage() {
         tracing::warn!(target: "ensure_user", code = rejection.code(), "request refused: outage");
     } else {

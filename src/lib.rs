@@ -40,6 +40,9 @@
 //! - `axum` (default): the [`LocalUser`] extractors.
 //! - `sqlite` (default): [`store::SqliteUserStore`].
 //! - `postgres`: [`store::PgUserStore`].
+//! - `metrics`: counters through the [`metrics`](https://docs.rs/metrics)
+//!   facade: rejections by code, token and user cache hits and misses, store
+//!   calls and their latency, key fetches.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -52,6 +55,7 @@ mod error;
 mod extract;
 mod layer;
 pub mod store;
+mod telemetry;
 pub mod testing;
 pub mod token;
 mod user;
@@ -60,7 +64,7 @@ pub use config::{Config, ConfigError, DEFAULT_API_URL, Mode, ProfileClaims};
 pub use error::Rejection;
 #[cfg(feature = "axum")]
 pub use extract::LocalUserRejection;
-pub use layer::{EnsureUser, EnsureUserLayer, ResponseBody};
+pub use layer::{EnsureUser, EnsureUserLayer, Readiness, ResponseBody};
 pub use token::{KeySource, SessionClaims};
 pub use user::{LocalId, LocalUser};
 

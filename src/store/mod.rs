@@ -125,6 +125,11 @@ pub trait UserStore: Send + Sync + 'static {
         clerk_id: &str,
         profile: &Profile,
     ) -> impl Future<Output = Result<Resolution, StoreError>> + Send;
+
+    /// Whether the store can be reached, for readiness checks. Default: always.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -136,6 +141,8 @@ pub(crate) trait DynUserStore: Send + Sync + 'static {
         clerk_id: &'a str,
         profile: &'a Profile,
     ) -> BoxFuture<'a, Result<Resolution, StoreError>>;
+
+    fn ping_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 impl<S: UserStore> DynUserStore for S {
@@ -145,5 +152,9 @@ impl<S: UserStore> DynUserStore for S {
         profile: &'a Profile,
     ) -> BoxFuture<'a, Result<Resolution, StoreError>> {
         Box::pin(self.find_or_create(clerk_id, profile))
+    }
+
+    fn ping_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.ping())
     }
 }

@@ -180,6 +180,11 @@ macro_rules! sql_store {
                 }
                 Ok(Resolution::Created(id))
             }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
         }
 
         impl std::fmt::Debug for $store {

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 ///
 /// Known claims are typed; anything Clerk adds later, or that the app adds
 /// through a session-token template, is kept in [`extra`](Self::extra).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[non_exhaustive]
 pub struct SessionClaims {
     /// The Clerk user id (`user_…`).
@@ -104,6 +104,23 @@ pub struct Organization {
     pub role: Option<String>,
     /// Permissions in `org:feature:permission` form.
     pub permissions: Vec<String>,
+}
+
+/// Shows the ids and times; other claims by name only, since they may carry
+/// personal data.
+impl std::fmt::Debug for SessionClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionClaims")
+            .field("sub", &self.sub)
+            .field("sid", &self.sid)
+            .field("iss", &self.iss)
+            .field("azp", &self.azp)
+            .field("exp", &self.exp)
+            .field("v", &self.v)
+            .field("sts", &self.sts)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionClaims {

@@ -11,7 +11,10 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use jsonwebtoken::{DecodingKey, jwk::Jwk};
 use serde::Deserialize;
 
-use crate::config::{Config, ConfigError};
+use crate::{
+    config::{Config, ConfigError},
+    telemetry,
+};
 
 /// Where the layer gets the public keys that sign Clerk session tokens.
 #[derive(Clone)]
@@ -166,6 +169,31 @@ impl KeyStore {
         self.fetch_and_store().await
     }
 
+    /// A snapshot for readiness checks. With no keys held yet, it first tries
+    /// one fetch (at most one per cooldown).
+    pub(crate) async fn health(&self) -> KeyHealth {
+        let needs_fetch = {
+            let state = self.read_state();
+            matches!(self.source, Source::Jwks { .. })
+                && state.keys.is_empty()
+                && state
+                    .last_attempt
+                    .is_none_or(|at| at.elapsed() >= self.refetch_cooldown)
+        };
+        if needs_fetch {
+            let _ = self.prefetch().await;
+        }
+        let state = self.read_state();
+        KeyHealth {
+            held: match self.source {
+                Source::Static(_) => 1,
+                Source::Jwks { .. } => state.keys.len(),
+            },
+            age: state.fetched_at.map(|at| at.elapsed()),
+            last_fetch_failed: state.last_attempt_failed,
+        }
+    }
+
     async fn fetch_for_unknown(&self, kid: &str) -> Result<Arc<DecodingKey>, KeyError> {
         let _guard = self.fetch_lock.lock().await;
         {
@@ -220,6 +248,7 @@ impl KeyStore {
         };
         self.write_state().last_attempt = Some(Instant::now());
         let result = self.fetch(url, bearer.as_deref()).await;
+        telemetry::key_fetch(result.is_ok());
         let mut state = self.write_state();
         match result {
             Ok(keys) => {
@@ -278,6 +307,13 @@ impl KeyStore {
             .write()
             .unwrap_or_else(|poison| poison.into_inner())
     }
+}
+
+/// What a readiness check learns from the key store.
+pub(crate) struct KeyHealth {
+    pub(crate) held: usize,
+    pub(crate) age: Option<Duration>,
+    pub(crate) last_fetch_failed: bool,
 }
 
 /// Keeps reqwest's text (which may include the URL) but never a header.

@@ -15,7 +15,7 @@ use super::{
     SessionClaims,
     keys::{KeyError, KeyStore},
 };
-use crate::{Rejection, config::Config};
+use crate::{Rejection, config::Config, telemetry};
 
 /// `cat` header values that mark a session token (or carry no category).
 const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
@@ -70,12 +70,14 @@ impl Verifier {
     pub(crate) async fn verify(&self, token: &str) -> Result<Arc<SessionClaims>, Rejection> {
         let now_ms = now_ms();
         if let Some(claims) = self.verified.as_ref().and_then(|cache| cache.get(token)) {
+            telemetry::token_cache(true);
             // The cache entry outlives `exp` by at most the skew; check anyway.
             if claims.exp.saturating_mul(1000) <= now_ms - self.skew_ms {
                 return Err(Rejection::TokenExpired);
             }
             return Ok(claims);
         }
+        telemetry::token_cache(false);
         let claims = Arc::new(self.verify_uncached(token, now_ms).await?);
         if let Some(cache) = &self.verified {
             cache.insert(Arc::from(token), Arc::clone(&claims));

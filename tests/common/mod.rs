@@ -62,6 +62,7 @@ impl JwksServer {
         let state = (reply.clone(), fetches.clone());
         let app = Router::new()
             .route("/jwks.json", get(serve_jwks))
+            .route("/v1/jwks", get(serve_jwks))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,0 +1,53 @@
+//! Counters through the `metrics` facade (feature `metrics`); without the
+//! feature every function here compiles to nothing.
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `ensure_user_rejections_total` | `code` |
+//! | `ensure_user_token_cache_total` | `result` = `hit` / `miss` |
+//! | `ensure_user_user_cache_total` | `result` = `hit` / `miss` |
+//! | `ensure_user_store_calls_total` | `outcome` = `existing` / `created` / `deleted` / `error` |
+//! | `ensure_user_store_call_seconds` (histogram) | |
+//! | `ensure_user_key_fetches_total` | `result` = `ok` / `error` |
+
+#[cfg(feature = "metrics")]
+mod enabled {
+    use std::time::Duration;
+
+    pub(crate) fn rejection(code: &'static str) {
+        metrics::counter!("ensure_user_rejections_total", "code" => code).increment(1);
+    }
+
+    pub(crate) fn token_cache(hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        metrics::counter!("ensure_user_token_cache_total", "result" => result).increment(1);
+    }
+
+    pub(crate) fn user_cache(hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        metrics::counter!("ensure_user_user_cache_total", "result" => result).increment(1);
+    }
+
+    pub(crate) fn store_call(outcome: &'static str, elapsed: Duration) {
+        metrics::counter!("ensure_user_store_calls_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("ensure_user_store_call_seconds").record(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn key_fetch(ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        metrics::counter!("ensure_user_key_fetches_total", "result" => result).increment(1);
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+mod enabled {
+    use std::time::Duration;
+
+    pub(crate) fn rejection(_code: &'static str) {}
+    pub(crate) fn token_cache(_hit: bool) {}
+    pub(crate) fn user_cache(_hit: bool) {}
+    pub(crate) fn store_call(_outcome: &'static str, _elapsed: Duration) {}
+    pub(crate) fn key_fetch(_ok: bool) {}
+}
+
+pub(crate) use enabled::*;

@@ -1,0 +1,191 @@
+//! What operators see: metrics, logs without secrets, readiness.
+
+mod common;
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use axum::{Router, routing::get};
+use common::*;
+use ensure_user::{
+    Config, EnsureUserLayer, KeySource, LocalUser,
+    testing::{SigningKey, random_id},
+};
+use http::StatusCode;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use tower::ServiceExt;
+
+fn app(layer: EnsureUserLayer) -> Router {
+    Router::new()
+        .route("/me", get(|_: LocalUser| async { "ok" }))
+        .layer(layer)
+}
+
+/// A counter's name, labels and value.
+type Counter = (String, Vec<(String, String)>, u64);
+
+/// Captured log output.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// One test owns the process-wide metrics recorder; the rest of this binary
+/// runs inside it, in sequence.
+#[tokio::test(flavor = "current_thread")]
+async fn operators_see_metrics_and_logs_without_secrets_and_readiness() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // Keys from the "Backend API" with a secret key that must never be logged.
+    const SECRET: &str = "sk_test_TOPSECRETvalue123";
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let config = Config::new(
+        ISSUER,
+        KeySource::backend_api(format!("http://{}", jwks.addr), SECRET),
+    )
+    .with_key_refetch_cooldown(std::time::Duration::ZERO);
+    let store = sqlite_store().await;
+    let pool = store.pool().clone();
+    let layer = EnsureUserLayer::new(config.clone(), store);
+    let app = app(layer.clone());
+    let token = key.session_token(ISSUER, &random_id("user"), 60);
+
+    let readiness = layer.readiness().await;
+    assert!(readiness.is_ready(), "{readiness:?}");
+    assert_eq!(readiness.keys_held, 1);
+
+    assert_eq!(
+        app.clone().oneshot(bearer(&token)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.clone().oneshot(bearer(&token)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.clone().oneshot(bearer("bad")).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    jwks.fail_with(500);
+    let rotated = SigningKey::generate("ins_rotated").session_token(ISSUER, &random_id("user"), 60);
+    assert_eq!(
+        app.clone()
+            .oneshot(bearer(&rotated))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let counters: Vec<Counter> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| match value {
+            DebugValue::Counter(n) => Some((
+                key.key().name().to_owned(),
+                key.key()
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect(),
+                n,
+            )),
+            _ => None,
+        })
+        .collect();
+    let count = |name: &str, label: (&str, &str)| {
+        counters
+            .iter()
+            .filter(|(n, labels, _)| {
+                n == name && labels.iter().any(|(k, v)| k == label.0 && v == label.1)
+            })
+            .map(|(_, _, n)| *n)
+            .sum::<u64>()
+    };
+    assert_eq!(count("ensure_user_token_cache_total", ("result", "hit")), 1);
+    assert_eq!(
+        count("ensure_user_token_cache_total", ("result", "miss")),
+        3
+    );
+    assert_eq!(count("ensure_user_user_cache_total", ("result", "miss")), 1);
+    assert_eq!(count("ensure_user_user_cache_total", ("result", "hit")), 1);
+    assert_eq!(
+        count("ensure_user_store_calls_total", ("outcome", "created")),
+        1
+    );
+    assert_eq!(
+        count("ensure_user_rejections_total", ("code", "malformed_token")),
+        1
+    );
+    assert_eq!(
+        count("ensure_user_rejections_total", ("code", "keys_unavailable")),
+        1
+    );
+    assert_eq!(count("ensure_user_key_fetches_total", ("result", "ok")), 1);
+    assert_eq!(
+        count("ensure_user_key_fetches_total", ("result", "error")),
+        1
+    );
+
+    // Logs: the reasons are there, the secrets and tokens are not.
+    let text = logs.text();
+    assert!(text.contains("malformed_token"), "{text}");
+    assert!(text.contains("keys_unavailable"), "{text}");
+    assert!(text.contains("signing key fetch failed"), "{text}");
+    assert!(text.contains("created local user"), "{text}");
+    for secret in [SECRET, token.as_str(), rotated.as_str()] {
+        assert!(!text.contains(secret), "a secret leaked into the logs");
+    }
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!text.contains(signature));
+
+    // Debug output of what an app might log is redacted.
+    let shown = format!("{config:?} {layer:?} {key:?}");
+    assert!(
+        !shown.contains(SECRET) && !shown.contains("TOPSECRET"),
+        "{shown}"
+    );
+    assert!(shown.contains("<redacted>"), "{shown}");
+
+    // Readiness follows the store.
+    pool.close().await;
+    let readiness = layer.readiness().await;
+    assert!(!readiness.store_reachable);
+    assert!(readiness.key_endpoint_failing);
+    assert!(!readiness.is_ready());
+
+    // And a layer whose key endpoint never answered is not ready.
+    let down = JwksServer::start(&[&key]).await;
+    down.fail_with(503);
+    let cold = EnsureUserLayer::new(down.config(), sqlite_store().await);
+    let readiness = cold.readiness().await;
+    assert_eq!((readiness.keys_held, readiness.is_ready()), (0, false));
+    assert!(!logs.text().contains(SECRET));
+}
