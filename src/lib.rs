@@ -40,6 +40,7 @@
 //! - `axum` (default): the [`LocalUser`] extractors.
 //! - `sqlite` (default): [`store::SqliteUserStore`].
 //! - `postgres`: [`store::PgUserStore`].
+//! - `webhooks`: the [`webhook`] module, for Clerk's webhooks.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -55,6 +56,8 @@ pub mod store;
 pub mod testing;
 pub mod token;
 mod user;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
 
 pub use config::{Config, ConfigError, DEFAULT_API_URL, Mode, ProfileClaims};
 pub use error::Rejection;
