@@ -40,7 +40,8 @@
 //! - `axum` (default): the [`LocalUser`] extractors.
 //! - `sqlite` (default): [`store::SqliteUserStore`].
 //! - `postgres`: [`store::PgUserStore`].
-//! - `webhooks`: the [`webhook`] module, for Clerk's webhooks.
+//! - `webhooks`: [`webhook::WebhookReceiver`], which keeps the users table
+//!   in step with Clerk's `user.*` webhooks.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

@@ -7,6 +7,8 @@ use crate::user::LocalId;
 
 mod sync;
 mod table;
+#[cfg(feature = "webhooks")]
+pub(crate) use sync::DynUserSync;
 pub use sync::{SyncOutcome, UserSync};
 pub use table::{IdKind, InvalidIdentifier, UserTable};
 

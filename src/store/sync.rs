@@ -1,6 +1,8 @@
 //! Applying Clerk's own account of a user: the [`UserSync`] trait.
 
 use std::future::Future;
+#[cfg(feature = "webhooks")]
+use std::pin::Pin;
 
 use super::{Profile, StoreError};
 use crate::user::LocalId;
@@ -95,4 +97,44 @@ pub trait UserSync: Send + Sync + 'static {
         clerk_id: &str,
         deleted_at_ms: i64,
     ) -> impl Future<Output = Result<SyncOutcome, StoreError>> + Send;
+}
+
+#[cfg(feature = "webhooks")]
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`UserSync`] made object-safe, so the webhook receiver has no store type parameter.
+#[cfg(feature = "webhooks")]
+pub(crate) trait DynUserSync: Send + Sync + 'static {
+    fn upsert_profile_dyn<'a>(
+        &'a self,
+        clerk_id: &'a str,
+        profile: &'a Profile,
+        updated_at_ms: i64,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>>;
+
+    fn delete_user_dyn<'a>(
+        &'a self,
+        clerk_id: &'a str,
+        deleted_at_ms: i64,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>>;
+}
+
+#[cfg(feature = "webhooks")]
+impl<S: UserSync> DynUserSync for S {
+    fn upsert_profile_dyn<'a>(
+        &'a self,
+        clerk_id: &'a str,
+        profile: &'a Profile,
+        updated_at_ms: i64,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>> {
+        Box::pin(self.upsert_profile(clerk_id, profile, updated_at_ms))
+    }
+
+    fn delete_user_dyn<'a>(
+        &'a self,
+        clerk_id: &'a str,
+        deleted_at_ms: i64,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>> {
+        Box::pin(self.delete_user(clerk_id, deleted_at_ms))
+    }
 }

@@ -289,6 +289,12 @@ impl WebhookVerifier {
     }
 }
 
+/// The delivery's message id as sent, when it is readable, before (or
+/// without) verification: for logs only.
+pub(crate) fn unverified_id(headers: &HeaderMap) -> Option<&str> {
+    header(headers, ID_HEADERS, MAX_ID_HEADER_LEN).ok()
+}
+
 /// Seconds since the Unix epoch, negative for earlier instants.
 fn unix_seconds(at: SystemTime) -> i128 {
     match at.duration_since(UNIX_EPOCH) {
@@ -623,6 +629,18 @@ mod tests {
             WebhookVerifier::from_list(&format!("{SECRET_A} whsec_!!")).unwrap_err(),
             InvalidSecret::Encoding
         );
+    }
+
+    #[test]
+    fn unverified_id_is_read_like_the_verifier_reads_it() {
+        let h = headers(&format!(" {ID_A} "), "1", "v1,x");
+        assert_eq!(unverified_id(&h), Some(ID_A));
+        let mut h = HeaderMap::new();
+        assert_eq!(unverified_id(&h), None);
+        h.insert("webhook-id", HeaderValue::from_static("msg_1"));
+        assert_eq!(unverified_id(&h), Some("msg_1"));
+        h.insert("svix-id", HeaderValue::from_bytes(b"msg_\xff").unwrap());
+        assert_eq!(unverified_id(&h), None);
     }
 
     #[test]
