@@ -43,6 +43,8 @@
 //! - `metrics`: counters through the [`metrics`](https://docs.rs/metrics)
 //!   facade: rejections by code, token and user cache hits and misses, store
 //!   calls and their latency, key fetches.
+//! - `webhooks`: [`webhook::WebhookReceiver`], which keeps the users table
+//!   in step with Clerk's `user.*` webhooks.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -59,6 +61,8 @@ mod telemetry;
 pub mod testing;
 pub mod token;
 mod user;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
 
 pub use config::{Config, ConfigError, DEFAULT_API_URL, Mode, ProfileClaims};
 pub use error::Rejection;

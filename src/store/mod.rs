@@ -1,10 +1,15 @@
-//! Where local users live: the [`UserStore`] trait and its SQL implementations.
+//! Where local users live: the [`UserStore`] and [`UserSync`] traits and
+//! their SQL implementations.
 
 use std::{future::Future, pin::Pin};
 
 use crate::user::LocalId;
 
+mod sync;
 mod table;
+#[cfg(feature = "webhooks")]
+pub(crate) use sync::DynUserSync;
+pub use sync::{SyncOutcome, UserSync};
 pub use table::{IdKind, InvalidIdentifier, UserTable};
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

@@ -4,22 +4,30 @@
 //! `ON CONFLICT (clerk_id)` so racing processes converge on one row. The
 //! insert skips tombstoned ids, and a re-check after it closes the race with
 //! a concurrent deletion (which commits its tombstone before deleting rows).
+//!
+//! The sync side ([`UserSync`]) follows the same rules: a profile upsert is
+//! one `INSERT … ON CONFLICT DO UPDATE` guarded by the tombstone and by the
+//! stored `clerk_updated_at` (last write wins), re-checked like the insert;
+//! a deletion commits its tombstone, then deletes the row.
 
 use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{IdKind, Profile, Resolution, StoreError, UserStore, UserTable};
+use super::{IdKind, Profile, Resolution, StoreError, SyncOutcome, UserStore, UserSync, UserTable};
 use crate::user::LocalId;
 
 /// The statements of one table mapping, rendered once per store.
 struct Queries {
     id_kind: IdKind,
     profile_mapped: [bool; 4],
+    versioned: bool,
     lookup: Arc<str>,
     insert: Arc<str>,
+    upsert: Arc<str>,
     tombstoned: Arc<str>,
+    tombstone: Arc<str>,
     remove: Arc<str>,
 }
 
@@ -39,28 +47,60 @@ impl Queries {
         columns.push(clerk_id.clone());
         let profile = table.profile_columns();
         columns.extend(profile.iter().flatten().map(|c| (*c).to_owned()));
-        let values: Vec<String> = (1..=columns.len()).map(param).collect();
         let clerk_param = param(if table.id_kind == IdKind::Uuid { 2 } else { 1 });
+        let not_tombstoned =
+            format!("NOT EXISTS (SELECT 1 FROM {tombstones} WHERE clerk_id = {clerk_param})");
+        let values = |count: usize| (1..=count).map(param).collect::<Vec<_>>().join(", ");
+        let insert = format!(
+            "INSERT INTO {users} ({columns}) SELECT {values} WHERE {not_tombstoned} \
+             ON CONFLICT ({clerk_id}) DO UPDATE SET {clerk_id} = excluded.{clerk_id} \
+             RETURNING {id}",
+            columns = columns.join(", "),
+            values = values(columns.len()),
+        );
+
+        // The upsert writes the whole profile and, when mapped, its version.
+        let version = table.clerk_updated_at.as_deref();
+        let mut synced: Vec<&str> = profile.iter().flatten().copied().collect();
+        synced.extend(version);
+        columns.extend(version.map(str::to_owned));
+        let assignments = if synced.is_empty() {
+            format!("{clerk_id} = excluded.{clerk_id}")
+        } else {
+            let assign = |c: &&str| format!("{c} = excluded.{c}");
+            synced.iter().map(assign).collect::<Vec<_>>().join(", ")
+        };
+        let newer = version.map_or_else(String::new, |v| {
+            format!(" WHERE stored_row.{v} IS NULL OR stored_row.{v} <= excluded.{v}")
+        });
+        let upsert = format!(
+            "INSERT INTO {users} AS stored_row ({columns}) SELECT {values} WHERE {not_tombstoned} \
+             ON CONFLICT ({clerk_id}) DO UPDATE SET {assignments}{newer} \
+             RETURNING {id}",
+            columns = columns.join(", "),
+            values = values(columns.len()),
+        );
+
         let p1 = param(1);
         Self {
             id_kind: table.id_kind,
             profile_mapped: profile.map(|c| c.is_some()),
+            versioned: version.is_some(),
             lookup: format!(
                 "SELECT (SELECT {id} FROM {users} WHERE {clerk_id} = {p1}) AS id, \
                  EXISTS (SELECT 1 FROM {tombstones} WHERE clerk_id = {p1}) AS deleted"
             )
             .into(),
-            insert: format!(
-                "INSERT INTO {users} ({columns}) SELECT {values} \
-                 WHERE NOT EXISTS (SELECT 1 FROM {tombstones} WHERE clerk_id = {clerk_param}) \
-                 ON CONFLICT ({clerk_id}) DO UPDATE SET {clerk_id} = excluded.{clerk_id} \
-                 RETURNING {id}",
-                columns = columns.join(", "),
-                values = values.join(", "),
-            )
-            .into(),
+            insert: insert.into(),
+            upsert: upsert.into(),
             tombstoned: format!("SELECT EXISTS (SELECT 1 FROM {tombstones} WHERE clerk_id = {p1})")
                 .into(),
+            tombstone: format!(
+                "INSERT INTO {tombstones} (clerk_id, deleted_at) VALUES ({p1}, {p2}) \
+                 ON CONFLICT (clerk_id) DO NOTHING",
+                p2 = param(2)
+            )
+            .into(),
             remove: format!("DELETE FROM {users} WHERE {clerk_id} = {p1}").into(),
         }
     }
@@ -125,13 +165,28 @@ macro_rules! sql_store {
             }
 
             async fn insert(&self, clerk_id: &str, profile: &Profile) -> Result<Option<LocalId>, sqlx::Error> {
-                let mut query = sqlx::query(AssertSqlSafe(self.queries.insert.clone()));
+                self.write(&self.queries.insert, clerk_id, profile, None).await
+            }
+
+            /// Runs the insert or the upsert: binds the new row's values in
+            /// column order and returns the id of the row written, if any.
+            async fn write(
+                &self,
+                sql: &Arc<str>,
+                clerk_id: &str,
+                profile: &Profile,
+                version: Option<i64>,
+            ) -> Result<Option<LocalId>, sqlx::Error> {
+                let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
                 if self.queries.id_kind == IdKind::Uuid {
                     query = query.bind(Uuid::new_v4());
                 }
                 query = query.bind(clerk_id);
                 for value in self.queries.profile_values(profile) {
                     query = query.bind(value);
+                }
+                if let Some(version) = version.filter(|_| self.queries.versioned) {
+                    query = query.bind(version);
                 }
                 match query.fetch_optional(&self.pool).await? {
                     Some(row) => self.decode_id(&row),
@@ -146,12 +201,23 @@ macro_rules! sql_store {
                     .await
             }
 
-            async fn remove(&self, clerk_id: &str) -> Result<(), sqlx::Error> {
-                sqlx::query(AssertSqlSafe(self.queries.remove.clone()))
+            /// Deletes the user's row; returns whether there was one.
+            async fn remove(&self, clerk_id: &str) -> Result<bool, sqlx::Error> {
+                let done = sqlx::query(AssertSqlSafe(self.queries.remove.clone()))
                     .bind(clerk_id)
                     .execute(&self.pool)
                     .await?;
-                Ok(())
+                Ok(done.rows_affected() > 0)
+            }
+
+            /// Records the tombstone unless one exists; returns whether it is new.
+            async fn tombstone(&self, clerk_id: &str, deleted_at_ms: i64) -> Result<bool, sqlx::Error> {
+                let done = sqlx::query(AssertSqlSafe(self.queries.tombstone.clone()))
+                    .bind(clerk_id)
+                    .bind(deleted_at_ms)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
             }
 
             fn decode_id(&self, row: &<$db as sqlx::Database>::Row) -> Result<Option<LocalId>, sqlx::Error> {
@@ -184,6 +250,50 @@ macro_rules! sql_store {
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
+            }
+        }
+
+        impl UserSync for $store {
+            async fn upsert_profile(
+                &self,
+                clerk_id: &str,
+                profile: &Profile,
+                updated_at_ms: i64,
+            ) -> Result<SyncOutcome, StoreError> {
+                let existing = match self.lookup(clerk_id).await? {
+                    (_, true) => return Ok(SyncOutcome::Tombstoned),
+                    (existing, false) => existing,
+                };
+                let written = self
+                    .write(&self.queries.upsert, clerk_id, profile, Some(updated_at_ms))
+                    .await?;
+                // As in `find_or_create`: a deletion may have committed its
+                // tombstone while we wrote; if so, the row must not survive.
+                if self.is_tombstoned(clerk_id).await? {
+                    if written.is_some() {
+                        self.remove(clerk_id).await?;
+                    }
+                    return Ok(SyncOutcome::Tombstoned);
+                }
+                // Told apart by the read before the write: a row the layer
+                // inserted in between is reported as created here.
+                Ok(match (written, existing) {
+                    (None, _) => SyncOutcome::Stale,
+                    (Some(id), None) => SyncOutcome::Created(id),
+                    (Some(id), Some(_)) => SyncOutcome::Updated(id),
+                })
+            }
+
+            async fn delete_user(&self, clerk_id: &str, deleted_at_ms: i64) -> Result<SyncOutcome, StoreError> {
+                // Two statements, in this order: once the tombstone is
+                // committed no insert can keep a row, so the delete is final.
+                let new_tombstone = self.tombstone(clerk_id, deleted_at_ms).await?;
+                let removed = self.remove(clerk_id).await?;
+                Ok(match (removed, new_tombstone) {
+                    (true, _) => SyncOutcome::Deleted,
+                    (false, true) => SyncOutcome::NotFound,
+                    (false, false) => SyncOutcome::Tombstoned,
+                })
             }
         }
 

@@ -26,7 +26,8 @@ pub struct InvalidIdentifier(pub String);
 /// let table = UserTable::new("accounts")?
 ///     .with_id_column("account_id", IdKind::Uuid)?
 ///     .with_clerk_id_column("clerk_user_id")?
-///     .with_profile_columns(Some("email_address"), None, None, None)?;
+///     .with_profile_columns(Some("email_address"), None, None, None)?
+///     .with_clerk_updated_at_column(Some("clerk_version"))?;
 /// # Ok::<(), ensure_user::store::InvalidIdentifier>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,7 @@ pub struct UserTable {
     pub(crate) first_name: Option<String>,
     pub(crate) last_name: Option<String>,
     pub(crate) image_url: Option<String>,
+    pub(crate) clerk_updated_at: Option<String>,
     pub(crate) tombstones: String,
 }
 
@@ -53,6 +55,7 @@ impl Default for UserTable {
             first_name: Some(r#""first_name""#.into()),
             last_name: Some(r#""last_name""#.into()),
             image_url: Some(r#""image_url""#.into()),
+            clerk_updated_at: Some(r#""clerk_updated_at""#.into()),
             tombstones: r#""clerk_user_tombstones""#.into(),
         }
     }
@@ -95,6 +98,21 @@ impl UserTable {
         self.first_name = column(first_name)?;
         self.last_name = column(last_name)?;
         self.image_url = column(image_url)?;
+        Ok(self)
+    }
+
+    /// The column holding the Clerk user object's `updated_at` (Unix ms) of
+    /// the last profile a sync applied, or `None` when the table has none.
+    /// Default `clerk_updated_at`.
+    ///
+    /// It is what makes [`UserSync`](super::UserSync) last-write-wins:
+    /// without it, every profile update overwrites the row, so an older
+    /// event delivered late replaces a newer one.
+    pub fn with_clerk_updated_at_column(
+        mut self,
+        column: Option<&str>,
+    ) -> Result<Self, InvalidIdentifier> {
+        self.clerk_updated_at = column.map(identifier).transpose()?;
         Ok(self)
     }
 

@@ -1,0 +1,706 @@
+//! Clerk event bodies, reduced to what a user sync needs.
+//!
+//! Every event is a JSON envelope `{"type", "object", "timestamp",
+//! "instance_id", "data"}`. For `user.created` and `user.updated`, `data` is
+//! the full user object (the same shape the Backend API returns); for
+//! `user.deleted` it is a small deletion marker holding the id. Any other
+//! event type is passed through as [`UserEvent::Other`] without looking at
+//! `data`, so new or unrelated event kinds never break parsing.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use crate::store::Profile;
+
+/// Prefix every Clerk user id starts with.
+const USER_ID_PREFIX: &str = "user_";
+
+/// A parsed webhook event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Event {
+    /// The raw `type` field, e.g. `user.created`.
+    pub event_type: String,
+    /// The envelope's `timestamp`, when it is an integer.
+    ///
+    /// Documented as milliseconds, but some published examples use seconds,
+    /// so prefer the signed delivery time or the user's `updated_at` for
+    /// ordering decisions.
+    pub timestamp_ms: Option<i64>,
+    /// The Clerk instance that sent the event (`ins_…`), when present.
+    pub instance_id: Option<String>,
+    /// What the event means for the local user table.
+    pub user: UserEvent,
+}
+
+/// The effect of an event on the synced user table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserEvent {
+    /// A user was created (`created == true`) or updated; `user` is the
+    /// complete current state, not a diff.
+    Upsert {
+        /// The user as Clerk now sees it.
+        user: ClerkUser,
+        /// `true` for `user.created`, `false` for `user.updated`.
+        created: bool,
+    },
+    /// A user was deleted.
+    Deleted {
+        /// The deleted user's id (`user_…`).
+        clerk_id: String,
+    },
+    /// Any event that does not concern users; its payload is not inspected.
+    Other {
+        /// The event's `type`, e.g. `session.created`.
+        event_type: String,
+    },
+}
+
+impl Event {
+    /// Parses a raw webhook body. Parse only bodies whose signature was verified.
+    ///
+    /// Fails with [`EventError::MalformedJson`] when the body is not JSON,
+    /// and with [`EventError::InvalidEvent`] when it is not an event
+    /// envelope with a string `type`, or when a user event lacks a `user_`
+    /// id in `data.id` (or, for an upsert, an integer `data.updated_at`).
+    pub fn parse(body: &[u8]) -> Result<Self, EventError> {
+        parse(body)
+    }
+}
+
+fn parse(body: &[u8]) -> Result<Event, EventError> {
+    let root: Value = serde_json::from_slice(body).map_err(EventError::MalformedJson)?;
+    let Value::Object(mut envelope) = root else {
+        return Err(EventError::InvalidEvent("body is not a JSON object"));
+    };
+    let event_type = match envelope.get("type") {
+        Some(Value::String(kind)) if !kind.is_empty() => kind.clone(),
+        Some(_) => return Err(EventError::InvalidEvent("`type` is not a non-empty string")),
+        None => return Err(EventError::InvalidEvent("`type` is missing")),
+    };
+    let timestamp_ms = envelope.get("timestamp").and_then(Value::as_i64);
+    let instance_id = envelope
+        .get("instance_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let data = envelope.remove("data");
+
+    let user = match event_type.as_str() {
+        "user.created" | "user.updated" => {
+            let data = data.ok_or(EventError::InvalidEvent("`data` is missing"))?;
+            user_id(&data)?;
+            if !data.get("updated_at").is_some_and(Value::is_i64) {
+                return Err(EventError::InvalidEvent(
+                    "`data.updated_at` is not an integer",
+                ));
+            }
+            let user = ClerkUser::deserialize(data)
+                .map_err(|_| EventError::InvalidEvent("`data` is not a user object"))?;
+            UserEvent::Upsert {
+                user,
+                created: event_type == "user.created",
+            }
+        }
+        "user.deleted" => {
+            let data = data.ok_or(EventError::InvalidEvent("`data` is missing"))?;
+            UserEvent::Deleted {
+                clerk_id: user_id(&data)?.to_owned(),
+            }
+        }
+        _ => UserEvent::Other {
+            event_type: event_type.clone(),
+        },
+    };
+    Ok(Event {
+        event_type,
+        timestamp_ms,
+        instance_id,
+        user,
+    })
+}
+
+impl UserEvent {
+    /// The Clerk user the event is about, if it is a user event.
+    pub fn clerk_id(&self) -> Option<&str> {
+        match self {
+            Self::Upsert { user, .. } => Some(&user.id),
+            Self::Deleted { clerk_id } => Some(clerk_id),
+            Self::Other { .. } => None,
+        }
+    }
+}
+
+/// Extracts `data.id` and checks that it names a user.
+fn user_id(data: &Value) -> Result<&str, EventError> {
+    match data.get("id") {
+        Some(Value::String(id)) if is_user_id(id) => Ok(id),
+        Some(Value::String(_)) => Err(EventError::InvalidEvent("`data.id` is not a user id")),
+        Some(_) => Err(EventError::InvalidEvent("`data.id` is not a string")),
+        None => Err(EventError::InvalidEvent("`data.id` is missing")),
+    }
+}
+
+fn is_user_id(id: &str) -> bool {
+    id.len() > USER_ID_PREFIX.len() && id.starts_with(USER_ID_PREFIX)
+}
+
+/// Why a webhook body could not be turned into an [`Event`].
+///
+/// Messages never include body content.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The body is not syntactically valid JSON.
+    #[error("webhook body is not valid JSON")]
+    MalformedJson(#[source] serde_json::Error),
+    /// The body is JSON but not a usable event; the text says which part.
+    #[error("invalid webhook event: {0}")]
+    InvalidEvent(&'static str),
+}
+
+impl EventError {
+    /// A stable `snake_case` code: `malformed_json` or `invalid_event`.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::InvalidEvent(_) => "invalid_event",
+        }
+    }
+}
+
+/// The subset of Clerk's user object that the sync keeps.
+///
+/// Used both for webhook `data` and for Backend API user responses. Every
+/// field except `id` and `updated_at` may be missing or `null`, and unknown
+/// fields are ignored, so additions on Clerk's side do not break
+/// deserialisation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[non_exhaustive]
+pub struct ClerkUser {
+    /// The Clerk user id (`user_…`).
+    pub id: String,
+    /// Id of the primary entry in [`email_addresses`](Self::email_addresses).
+    #[serde(default)]
+    pub primary_email_address_id: Option<String>,
+    /// All email addresses on the account.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub email_addresses: Vec<EmailAddress>,
+    /// Given name.
+    #[serde(default)]
+    pub first_name: Option<String>,
+    /// Family name.
+    #[serde(default)]
+    pub last_name: Option<String>,
+    /// Avatar URL.
+    #[serde(default)]
+    pub image_url: Option<String>,
+    /// Creation time, Unix milliseconds.
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    /// Last modification time, Unix milliseconds: the version of this state.
+    pub updated_at: i64,
+    /// The application's own id for this user, if one was set in Clerk.
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+impl ClerkUser {
+    /// The primary email address, found by matching
+    /// `primary_email_address_id` against the ids in `email_addresses`.
+    ///
+    /// Returns `None` when there is no primary id, when no entry carries
+    /// it, or when that entry's address is empty; it never substitutes a
+    /// different address.
+    #[must_use]
+    pub fn primary_email(&self) -> Option<&str> {
+        let primary = self.primary_email_address_id.as_deref()?;
+        self.email_addresses
+            .iter()
+            .find(|entry| entry.id.as_deref() == Some(primary))
+            .map(|entry| entry.email_address.as_str())
+            .filter(|address| !address.is_empty())
+    }
+
+    /// The profile the stores keep: primary email, names and image URL,
+    /// with empty strings read as absent.
+    #[must_use]
+    pub fn profile(&self) -> Profile {
+        let text = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+        Profile {
+            email: self.primary_email().map(str::to_owned),
+            first_name: text(&self.first_name),
+            last_name: text(&self.last_name),
+            image_url: text(&self.image_url),
+        }
+    }
+}
+
+/// One email address on a Clerk user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[non_exhaustive]
+pub struct EmailAddress {
+    /// Identification id (`idn_…`), referenced by
+    /// [`ClerkUser::primary_email_address_id`].
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The address itself; empty if Clerk sent none.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub email_address: String,
+}
+
+/// Reads a value that may be `null`, substituting the type's default.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &[u8]) -> Result<Event, EventError> {
+        Event::parse(body)
+    }
+
+    const USER_CREATED: &str = r#"{
+      "data": {
+        "birthday": "",
+        "created_at": 1654012591514,
+        "email_addresses": [
+          {
+            "email_address": "example@example.org",
+            "id": "idn_29w83yL7CwVlJXylYLxcslromF1",
+            "linked_to": [],
+            "object": "email_address",
+            "verification": {"status": "verified", "strategy": "ticket"}
+          }
+        ],
+        "external_accounts": [],
+        "external_id": "567772",
+        "first_name": "Example",
+        "gender": "",
+        "id": "user_29w83sxmDNGwOuEthce5gg56FcC",
+        "image_url": "https://img.clerk.com/xxxxxx",
+        "last_name": "Example",
+        "last_sign_in_at": 1654012591514,
+        "object": "user",
+        "password_enabled": true,
+        "phone_numbers": [],
+        "primary_email_address_id": "idn_29w83yL7CwVlJXylYLxcslromF1",
+        "primary_phone_number_id": null,
+        "primary_web3_wallet_id": null,
+        "private_metadata": {},
+        "profile_image_url": "https://www.gravatar.com/avatar?d=mp",
+        "public_metadata": {},
+        "two_factor_enabled": false,
+        "unsafe_metadata": {},
+        "updated_at": 1654012591835,
+        "username": null,
+        "web3_wallets": []
+      },
+      "instance_id": "ins_123",
+      "object": "event",
+      "timestamp": 1654012591835,
+      "type": "user.created"
+    }"#;
+
+    const USER_UPDATED: &str = r#"{
+      "data": {
+        "id": "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S",
+        "object": "user",
+        "username": "johndoe",
+        "first_name": "John",
+        "last_name": "Doe Updated",
+        "image_url": "https://img.clerk.com/abc",
+        "has_image": true,
+        "primary_email_address_id": "idn_2",
+        "primary_phone_number_id": null,
+        "email_addresses": [
+          {"id": "idn_1", "object": "email_address", "email_address": "old@example.com",
+           "reserved": false, "verification": null, "linked_to": [],
+           "created_at": 1716883200000, "updated_at": 1716883200000},
+          {"id": "idn_2", "object": "email_address", "email_address": "john@example.com",
+           "reserved": false,
+           "verification": {"object": "verification_otp", "status": "verified",
+                            "strategy": "email_code", "attempts": 1, "expire_at": null},
+           "linked_to": [{"type": "oauth_google", "id": "idn_g"}],
+           "matches_sso_connection": false,
+           "created_at": 1716883300000, "updated_at": 1716883300000}
+        ],
+        "public_metadata": {"department": "engineering"},
+        "two_factor_enabled": true,
+        "totp_enabled": true,
+        "mfa_enabled_at": 1716883200000,
+        "last_sign_in_at": 1716883400000,
+        "external_id": null,
+        "created_at": 1716883200000,
+        "updated_at": 1716883500000
+      },
+      "event_attributes": {"http_request": {"client_ip": "192.168.1.100", "user_agent": "Mozilla/5.0"}},
+      "instance_id": "ins_2g7np7Hrk0SN6kj5EDMLDaKNL0S",
+      "object": "event",
+      "timestamp": 1716883500000,
+      "type": "user.updated"
+    }"#;
+
+    const USER_DELETED: &str = r#"{"event_attributes":{"http_request":{"client_ip":"192.168.1.100","user_agent":"Mozilla/5.0"}},
+      "object":"event","type":"user.deleted","instance_id":"ins_2g7np7Hrk0SN6kj5EDMLDaKNL0S","timestamp":1716883200,
+      "data":{"object":"user","id":"user_2g7np7Hrk0SN6kj5EDMLDaKNL0S","deleted":true,"external_id":"ex_123456789"}}"#;
+
+    fn invalid(body: &str) -> EventError {
+        let err = parse(body.as_bytes()).unwrap_err();
+        assert_eq!(err.code(), "invalid_event", "{body}: {err}");
+        err
+    }
+
+    #[test]
+    fn user_created() {
+        let event = parse(USER_CREATED.as_bytes()).unwrap();
+        assert_eq!(event.event_type, "user.created");
+        assert_eq!(event.timestamp_ms, Some(1_654_012_591_835));
+        assert_eq!(event.instance_id.as_deref(), Some("ins_123"));
+        let UserEvent::Upsert { user, created } = event.user else {
+            panic!("expected an upsert");
+        };
+        assert!(created);
+        assert_eq!(user.id, "user_29w83sxmDNGwOuEthce5gg56FcC");
+        assert_eq!(user.primary_email(), Some("example@example.org"));
+        assert_eq!(user.first_name.as_deref(), Some("Example"));
+        assert_eq!(user.last_name.as_deref(), Some("Example"));
+        assert_eq!(
+            user.image_url.as_deref(),
+            Some("https://img.clerk.com/xxxxxx")
+        );
+        assert_eq!(user.external_id.as_deref(), Some("567772"));
+        assert_eq!(user.created_at, Some(1_654_012_591_514));
+        assert_eq!(user.updated_at, 1_654_012_591_835);
+        assert_eq!(
+            user.profile(),
+            Profile::new()
+                .with_email("example@example.org")
+                .with_names(Some("Example".into()), Some("Example".into()))
+                .with_image_url("https://img.clerk.com/xxxxxx")
+        );
+    }
+
+    #[test]
+    fn user_updated_picks_the_primary_address() {
+        let event = Event::parse(USER_UPDATED.as_bytes()).unwrap();
+        let UserEvent::Upsert { user, created } = event.user else {
+            panic!("expected an upsert");
+        };
+        assert!(!created);
+        assert_eq!(user.email_addresses.len(), 2);
+        assert_eq!(user.primary_email(), Some("john@example.com"));
+        assert_eq!(user.last_name.as_deref(), Some("Doe Updated"));
+        assert_eq!(user.external_id, None);
+        assert_eq!(user.updated_at, 1_716_883_500_000);
+    }
+
+    #[test]
+    fn user_deleted() {
+        let event = parse(USER_DELETED.as_bytes()).unwrap();
+        assert_eq!(event.event_type, "user.deleted");
+        // Passed through as sent, even though this example uses seconds.
+        assert_eq!(event.timestamp_ms, Some(1_716_883_200));
+        assert_eq!(
+            event.user,
+            UserEvent::Deleted {
+                clerk_id: "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn deleted_needs_a_user_id() {
+        for data in [
+            r#"{"object":"user","id":"org_2g7np7Hrk0SN6kj5EDMLDaKNL0S","deleted":true}"#,
+            r#"{"object":"user","id":"user_","deleted":true}"#,
+            r#"{"object":"user","id":"","deleted":true}"#,
+            r#"{"object":"user","id":null,"deleted":true}"#,
+            r#"{"object":"user","id":42,"deleted":true}"#,
+            r#"{"object":"user","deleted":true}"#,
+            "null",
+            "[]",
+        ] {
+            invalid(&format!(r#"{{"type":"user.deleted","data":{data}}}"#));
+        }
+        invalid(r#"{"type":"user.deleted"}"#);
+    }
+
+    #[test]
+    fn upserts_need_a_user_id() {
+        for kind in ["user.created", "user.updated"] {
+            for data in [
+                r#"{"first_name":"A"}"#,
+                r#"{"id":null}"#,
+                r#"{"id":"sess_123"}"#,
+                r#"{"id":7}"#,
+                r#""user_123""#,
+            ] {
+                invalid(&format!(r#"{{"type":"{kind}","data":{data}}}"#));
+            }
+            invalid(&format!(r#"{{"type":"{kind}"}}"#));
+        }
+    }
+
+    #[test]
+    fn other_event_types_pass_through() {
+        let bodies = [
+            (
+                "session.created",
+                r#"{"type":"session.created","object":"event","data":{"id":"sess_2GbDB4enNdCa5vS1zpC3Xzg9tK9","user_id":"user_1","status":"active"}}"#,
+            ),
+            (
+                "organization.updated",
+                r#"{"type":"organization.updated","data":{"id":"org_1","name":"Acme","members_count":3}}"#,
+            ),
+            (
+                "email.created",
+                r#"{"type":"email.created","data":"not an object"}"#,
+            ),
+            ("role.deleted", r#"{"type":"role.deleted","data":null}"#),
+            (
+                "waitlistEntry.created",
+                r#"{"type":"waitlistEntry.created"}"#,
+            ),
+            ("user.banned", r#"{"type":"user.banned","data":[1,2,3]}"#),
+        ];
+        for (kind, body) in bodies {
+            let event = parse(body.as_bytes()).unwrap();
+            assert_eq!(event.event_type, kind);
+            assert_eq!(
+                event.user,
+                UserEvent::Other {
+                    event_type: kind.to_owned()
+                }
+            );
+            assert_eq!(event.timestamp_ms, None);
+            assert_eq!(event.instance_id, None);
+        }
+    }
+
+    #[test]
+    fn minimal_user_only_needs_an_id_and_a_version() {
+        let event =
+            parse(br#"{"type":"user.created","data":{"id":"user_123","updated_at":5}}"#).unwrap();
+        let UserEvent::Upsert { user, .. } = &event.user else {
+            panic!("expected an upsert");
+        };
+        assert_eq!(
+            *user,
+            ClerkUser {
+                id: "user_123".to_owned(),
+                updated_at: 5,
+                ..ClerkUser::default()
+            }
+        );
+        assert_eq!(user.primary_email(), None);
+        assert!(user.profile().is_empty());
+        assert_eq!(event.user.clerk_id(), Some("user_123"));
+    }
+
+    #[test]
+    fn upserts_need_an_integer_updated_at() {
+        for kind in ["user.created", "user.updated"] {
+            for version in [
+                "",
+                r#","updated_at":null"#,
+                r#","updated_at":"1""#,
+                r#","updated_at":1.5"#,
+            ] {
+                let err = invalid(&format!(
+                    r#"{{"type":"{kind}","data":{{"id":"user_1"{version}}}}}"#
+                ));
+                assert!(err.to_string().contains("updated_at"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_profile_strings_are_absent() {
+        let user = ClerkUser {
+            id: "user_1".to_owned(),
+            first_name: Some(String::new()),
+            last_name: Some("Lovelace".to_owned()),
+            image_url: Some(String::new()),
+            ..ClerkUser::default()
+        };
+        assert_eq!(
+            user.profile(),
+            Profile::new().with_names(None, Some("Lovelace".into()))
+        );
+    }
+
+    #[test]
+    fn nulls_everywhere() {
+        let body = r#"{
+          "type": "user.updated", "object": null, "timestamp": null, "instance_id": null,
+          "data": {
+            "id": "user_2RfWKJREkjKbHZy0Wqa5qrHeAnb",
+            "primary_email_address_id": null,
+            "email_addresses": null,
+            "first_name": null, "last_name": null, "image_url": null,
+            "created_at": null, "updated_at": 1, "external_id": null,
+            "username": null, "public_metadata": null
+          }
+        }"#;
+        let event = parse(body.as_bytes()).unwrap();
+        assert_eq!(event.timestamp_ms, None);
+        assert_eq!(event.instance_id, None);
+        let UserEvent::Upsert { user, created } = event.user else {
+            panic!("expected an upsert");
+        };
+        assert!(!created);
+        assert_eq!(user.id, "user_2RfWKJREkjKbHZy0Wqa5qrHeAnb");
+        assert!(user.email_addresses.is_empty());
+        assert_eq!(user.primary_email(), None);
+
+        let entries = r#"[{"id": null, "email_address": null}, {"email_address": "a@b.c"}, {}]"#;
+        let user: ClerkUser = serde_json::from_str(&format!(
+            r#"{{"id":"user_1","updated_at":1,"primary_email_address_id":"idn_1","email_addresses":{entries}}}"#
+        ))
+        .unwrap();
+        assert_eq!(user.email_addresses.len(), 3);
+        assert_eq!(user.email_addresses[0], EmailAddress::default());
+        assert_eq!(user.primary_email(), None);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let body = r#"{"type":"user.created","brand_new_envelope_field":{"x":[1]},
+          "data":{"id":"user_1","updated_at":1,"future_field":true,"nested":{"deep":[null]},
+                  "email_addresses":[{"id":"idn_1","email_address":"x@y.z","new_thing":1}],
+                  "primary_email_address_id":"idn_1"}}"#;
+        let event = parse(body.as_bytes()).unwrap();
+        let UserEvent::Upsert { user, .. } = event.user else {
+            panic!("expected an upsert");
+        };
+        assert_eq!(user.primary_email(), Some("x@y.z"));
+    }
+
+    #[test]
+    fn odd_envelope_fields_are_tolerated() {
+        let body = r#"{"type":"user.deleted","timestamp":"yesterday","instance_id":5,
+                       "data":{"id":"user_1","deleted":true}}"#;
+        let event = parse(body.as_bytes()).unwrap();
+        assert_eq!(event.timestamp_ms, None);
+        assert_eq!(event.instance_id, None);
+        let body = r#"{"type":"session.ended","timestamp":1.5e12}"#;
+        assert_eq!(parse(body.as_bytes()).unwrap().timestamp_ms, None);
+    }
+
+    #[test]
+    fn primary_email_does_not_fall_back() {
+        let user = ClerkUser {
+            id: "user_1".to_owned(),
+            primary_email_address_id: Some("idn_missing".to_owned()),
+            email_addresses: vec![EmailAddress {
+                id: Some("idn_other".to_owned()),
+                email_address: "other@example.com".to_owned(),
+            }],
+            ..ClerkUser::default()
+        };
+        assert_eq!(user.primary_email(), None);
+        let no_primary = ClerkUser {
+            primary_email_address_id: None,
+            ..user.clone()
+        };
+        assert_eq!(no_primary.primary_email(), None);
+        let blank = ClerkUser {
+            primary_email_address_id: Some("idn_other".to_owned()),
+            email_addresses: vec![EmailAddress {
+                id: Some("idn_other".to_owned()),
+                email_address: String::new(),
+            }],
+            ..user
+        };
+        assert_eq!(blank.primary_email(), None);
+    }
+
+    #[test]
+    fn backend_api_user_list_shape() {
+        let body = r#"[
+          {"id":"user_2GIpXOEpVyJw51rkZn9Kmnc6Sxr","object":"user","username":null,
+           "first_name":"Ada","last_name":"Lovelace","has_image":false,
+           "image_url":"https://img.clerk.com/eyJ0eXBlIjoiZGVmYXVsdCJ9",
+           "primary_email_address_id":"idn_a","primary_phone_number_id":null,
+           "primary_web3_wallet_id":null,"password_enabled":true,"two_factor_enabled":false,
+           "totp_enabled":false,"backup_code_enabled":false,
+           "email_addresses":[{"id":"idn_a","object":"email_address","email_address":"ada@example.com",
+             "reserved":false,"verification":{"status":"verified","strategy":"email_code","attempts":null,"expire_at":null},
+             "linked_to":[],"created_at":1666000000000,"updated_at":1666000000000}],
+           "phone_numbers":[],"web3_wallets":[],"passkeys":[],"external_accounts":[],
+           "saml_accounts":[],"enterprise_accounts":[],"public_metadata":{},"private_metadata":null,
+           "unsafe_metadata":{},"external_id":null,"last_sign_in_at":null,"banned":false,
+           "locked":false,"lockout_expires_in_seconds":null,"verification_attempts_remaining":100,
+           "created_at":1666000000000,"updated_at":1666000001000,"delete_self_enabled":true,
+           "create_organization_enabled":true,"last_active_at":1700690400000,
+           "mfa_enabled_at":null,"mfa_disabled_at":null,"legal_accepted_at":null},
+          {"id":"user_123","updated_at":0}
+        ]"#;
+        let users: Vec<ClerkUser> = serde_json::from_str(body).unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0].primary_email(), Some("ada@example.com"));
+        assert_eq!(users[0].updated_at, 1_666_000_001_000);
+        assert_eq!(users[1].primary_email(), None);
+        // Serialising and reading back gives the same user.
+        let again: ClerkUser =
+            serde_json::from_str(&serde_json::to_string(&users[0]).unwrap()).unwrap();
+        assert_eq!(again, users[0]);
+    }
+
+    #[test]
+    fn malformed_json() {
+        for body in [
+            &b""[..],
+            b"{",
+            b"not json",
+            b"{\"type\":\"user.created\",}",
+            b"\xff\xfe",
+        ] {
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.code(), "malformed_json", "{body:?}");
+            assert!(matches!(err, EventError::MalformedJson(_)));
+            assert_eq!(err.to_string(), "webhook body is not valid JSON");
+        }
+    }
+
+    #[test]
+    fn envelope_problems() {
+        invalid("[]");
+        invalid("null");
+        invalid(r#""user.created""#);
+        invalid(r#"{"data":{"id":"user_1"}}"#);
+        invalid(r#"{"type":null,"data":{"id":"user_1"}}"#);
+        invalid(r#"{"type":"","data":{"id":"user_1"}}"#);
+        invalid(r#"{"type":7}"#);
+    }
+
+    #[test]
+    fn mistyped_user_fields_are_rejected_without_echoing_them() {
+        let err = invalid(
+            r#"{"type":"user.created","data":{"id":"user_1","updated_at":1,"first_name":{"secret":"s3cr3t@example.com"}}}"#,
+        );
+        assert!(!err.to_string().contains("s3cr3t"));
+        let err = invalid(
+            r#"{"type":"user.updated","data":{"id":"user_1","updated_at":1,"email_addresses":"s3cr3t@example.com"}}"#,
+        );
+        assert!(!err.to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn deeply_nested_bodies_do_not_overflow() {
+        let body = format!(
+            r#"{{"type":"session.created","data":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(parse(body.as_bytes()).unwrap_err().code(), "malformed_json");
+    }
+}
