@@ -99,9 +99,20 @@ impl EnsureUserLayer {
     /// Forgets a user (and every cached token of theirs), so that the next
     /// request reads the store again. Call it when the row changed behind
     /// the layer's back; the webhook receiver does it on deletion.
+    ///
+    /// A lookup already in flight may still cache its (older) answer; so the
+    /// user is forgotten once more when any such lookup must have ended (one
+    /// store timeout later).
     pub async fn forget_user(&self, clerk_id: &str) {
-        self.shared.users.invalidate(clerk_id).await;
-        self.shared.verifier.forget_user(clerk_id);
+        self.shared.forget(clerk_id).await;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = Arc::clone(&self.shared);
+            let clerk_id = clerk_id.to_owned();
+            runtime.spawn(async move {
+                tokio::time::sleep(shared.store_timeout).await;
+                shared.forget(&clerk_id).await;
+            });
+        }
     }
 
     /// Whether this layer can serve requests: keys held (one fetch is tried
@@ -264,6 +275,11 @@ where
 }
 
 impl Shared {
+    async fn forget(&self, clerk_id: &str) {
+        self.users.invalidate(clerk_id).await;
+        self.verifier.forget_user(clerk_id);
+    }
+
     async fn authenticate(
         &self,
         headers: &HeaderMap,

@@ -778,3 +778,64 @@ async fn app_for_pem(pem: &str) -> Router {
     );
     app(EnsureUserLayer::new(config, sqlite_store().await))
 }
+
+/// A store that answers slowly, and `Deleted` once told the user is gone.
+#[derive(Clone, Default)]
+struct SlowStore {
+    deleted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl UserStore for SlowStore {
+    async fn find_or_create(
+        &self,
+        _clerk_id: &str,
+        _profile: &ensure_user::store::Profile,
+    ) -> Result<ensure_user::store::Resolution, ensure_user::store::StoreError> {
+        use ensure_user::store::Resolution;
+        let deleted_before = self.deleted.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(if deleted_before {
+            Resolution::Deleted
+        } else {
+            Resolution::Existing(ensure_user::LocalId::Int(1))
+        })
+    }
+}
+
+/// A lookup in flight while the user is deleted caches a stale answer; the
+/// layer forgets the user again once such lookups must have ended.
+#[tokio::test]
+async fn deletion_during_an_in_flight_lookup_is_not_remembered() {
+    let f = Fixture::new().await;
+    let store = SlowStore::default();
+    let layer = EnsureUserLayer::new(
+        f.jwks
+            .config()
+            .with_store_timeout(Duration::from_millis(500)),
+        store.clone(),
+    );
+    let app = app(layer.clone());
+    let user = random_id("user");
+    let token = f.token(&f.claims(&user));
+    let in_flight = {
+        let (app, token) = (app.clone(), token.clone());
+        tokio::spawn(async move { call(&app, bearer(&token)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store
+        .deleted
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    layer.forget_user(&user).await;
+    assert_eq!(
+        in_flight.await.unwrap().0,
+        StatusCode::OK,
+        "it began before the deletion"
+    );
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (status, body) = call(&app, bearer(&token)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("user_deleted"))
+    );
+}

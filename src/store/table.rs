@@ -123,6 +123,7 @@ impl UserTable {
     }
 
     /// The mapped profile columns, in the order email, first, last, image.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     pub(crate) fn profile_columns(&self) -> [Option<&str>; 4] {
         [
             self.email.as_deref(),

@@ -192,8 +192,13 @@ impl WebhookVerifier {
 
     /// A verifier for the secrets in [`SECRET_ENV`] (`CLERK_WEBHOOK_SECRET`):
     /// one secret, or several separated by spaces or commas during a rotation.
+    /// `CLERK_WEBHOOK_SIGNING_SECRET`, the name Clerk's own docs use, is read
+    /// when `CLERK_WEBHOOK_SECRET` is not set.
     pub fn from_env() -> Result<Self, InvalidSecret> {
-        Self::from_list(&std::env::var(SECRET_ENV).unwrap_or_default())
+        let list = std::env::var(SECRET_ENV)
+            .or_else(|_| std::env::var("CLERK_WEBHOOK_SIGNING_SECRET"))
+            .unwrap_or_default();
+        Self::from_list(&list)
     }
 
     fn from_list(list: &str) -> Result<Self, InvalidSecret> {
