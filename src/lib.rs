@@ -51,6 +51,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod clerk_user;
 mod config;
 mod error;
 #[cfg(feature = "axum")]
@@ -64,6 +65,7 @@ mod user;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 
+pub use clerk_user::{ClerkUser, EmailAddress};
 pub use config::{Config, ConfigError, DEFAULT_API_URL, Mode, ProfileClaims};
 pub use error::Rejection;
 #[cfg(feature = "axum")]

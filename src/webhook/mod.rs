@@ -65,7 +65,8 @@ mod hooks;
 mod receiver;
 mod signature;
 
-pub use event::{ClerkUser, EmailAddress, Event, EventError, UserEvent};
+pub use crate::{ClerkUser, EmailAddress};
+pub use event::{Event, EventError, UserEvent};
 pub use hooks::{AppliedEvent, BoxError, WebhookHooks};
 pub use receiver::{DEFAULT_BODY_LIMIT, WebhookReceiver};
 pub use signature::{
