@@ -1,12 +1,14 @@
-//! Where local users live: the [`UserStore`] and [`UserSync`] traits and
-//! their SQL implementations.
+//! Where local users live: the [`UserStore`], [`UserSync`] and
+//! [`BackfillStore`] traits and their SQL implementations.
 
 use std::{future::Future, pin::Pin};
 
 use crate::user::LocalId;
 
+mod batch;
 mod sync;
 mod table;
+pub use batch::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate};
 #[cfg(feature = "webhooks")]
 pub(crate) use sync::DynUserSync;
 pub use sync::{SyncOutcome, UserSync};

@@ -9,14 +9,35 @@
 //! one `INSERT … ON CONFLICT DO UPDATE` guarded by the tombstone and by the
 //! stored `clerk_updated_at` (last write wins), re-checked like the insert;
 //! a deletion commits its tombstone, then deletes the row.
+//!
+//! A batch ([`BackfillStore`]) reads what is stored for all its ids in one
+//! query, then writes every row that needs it in one multi-row
+//! `INSERT … ON CONFLICT DO UPDATE` (strictly newer versions only), then
+//! re-checks the tombstones of the rows it wrote, as a single upsert does.
 
-use std::sync::Arc;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{IdKind, Profile, Resolution, StoreError, SyncOutcome, UserStore, UserSync, UserTable};
+use super::{
+    BackfillStore, BatchOutcome, Checkpoint, IdKind, Profile, ProfileUpdate, Resolution,
+    StoreError, SyncOutcome, UserStore, UserSync, UserTable,
+    batch::{Stored, plan},
+};
 use crate::user::LocalId;
+
+/// Rows per batch statement at most: keeps every statement far below the
+/// bind-parameter limits of PostgreSQL (65,535) and SQLite (32,766).
+const MAX_BATCH_ROWS: usize = 1000;
+
+/// The key of the checkpoint row in `ensure_user_backfill_state` (bundled
+/// migration `0002`).
+const CHECKPOINT_NAME: &str = "users";
 
 /// The statements of one table mapping, rendered once per store.
 struct Queries {
@@ -29,6 +50,48 @@ struct Queries {
     tombstoned: Arc<str>,
     tombstone: Arc<str>,
     remove: Arc<str>,
+    batch: BatchQueries,
+}
+
+/// The batch statements, whose parameter lists grow with the batch.
+struct BatchQueries {
+    param: fn(usize) -> String,
+    /// Bound values per written row.
+    columns: usize,
+    /// `INSERT … VALUES` up to the rows, then the rest after them.
+    upsert: (String, String),
+    /// What is stored for a list of ids: rows, then tombstones.
+    read: (String, String),
+    /// Which of a list of ids are tombstoned.
+    tombstoned: String,
+    load_checkpoint: String,
+    save_checkpoint: String,
+    clear_checkpoint: String,
+}
+
+impl BatchQueries {
+    /// `(p1, p2, …)` for `count` parameters numbered from `first`.
+    fn list(&self, first: usize, count: usize) -> String {
+        let params: Vec<String> = (first..first + count).map(self.param).collect();
+        format!("({})", params.join(", "))
+    }
+
+    fn upsert(&self, rows: usize) -> String {
+        let values: Vec<String> = (0..rows)
+            .map(|row| self.list(row * self.columns + 1, self.columns))
+            .collect();
+        format!("{}{}{}", self.upsert.0, values.join(", "), self.upsert.1)
+    }
+
+    fn read(&self, ids: usize) -> String {
+        let (rows, tombstones) = &self.read;
+        let list = self.list(1, ids);
+        format!("{rows}{list}{tombstones}{list}")
+    }
+
+    fn tombstoned(&self, ids: usize) -> String {
+        format!("{}{}", self.tombstoned, self.list(1, ids))
+    }
 }
 
 impl Queries {
@@ -81,7 +144,32 @@ impl Queries {
             values = values(columns.len()),
         );
 
+        // The batch upsert: the same columns, many rows, strictly newer only.
+        let clerk_column = if table.id_kind == IdKind::Uuid { 2 } else { 1 };
+        let strictly_newer = version.map_or_else(String::new, |v| {
+            format!(" WHERE stored_row.{v} IS NULL OR stored_row.{v} < excluded.{v}")
+        });
+        let batch_upsert = (
+            format!(
+                "INSERT INTO {users} AS stored_row ({columns}) SELECT * FROM (VALUES ",
+                columns = columns.join(", ")
+            ),
+            format!(
+                ") AS incoming WHERE NOT EXISTS \
+                 (SELECT 1 FROM {tombstones} WHERE clerk_id = incoming.column{clerk_column}) \
+                 ON CONFLICT ({clerk_id}) DO UPDATE SET {assignments}{strictly_newer} \
+                 RETURNING {clerk_id}"
+            ),
+        );
+        let stored_version = version.unwrap_or("CAST(NULL AS BIGINT)");
+        let batch_read = (
+            format!("SELECT {clerk_id}, {stored_version}, FALSE FROM {users} WHERE {clerk_id} IN "),
+            format!(" UNION ALL SELECT clerk_id, NULL, TRUE FROM {tombstones} WHERE clerk_id IN "),
+        );
+        let checkpoints = "ensure_user_backfill_state";
+
         let p1 = param(1);
+        let (p2, p3, p4) = (param(2), param(3), param(4));
         Self {
             id_kind: table.id_kind,
             profile_mapped: profile.map(|c| c.is_some()),
@@ -97,11 +185,27 @@ impl Queries {
                 .into(),
             tombstone: format!(
                 "INSERT INTO {tombstones} (clerk_id, deleted_at) VALUES ({p1}, {p2}) \
-                 ON CONFLICT (clerk_id) DO NOTHING",
-                p2 = param(2)
+                 ON CONFLICT (clerk_id) DO NOTHING"
             )
             .into(),
             remove: format!("DELETE FROM {users} WHERE {clerk_id} = {p1}").into(),
+            batch: BatchQueries {
+                param,
+                columns: columns.len(),
+                upsert: batch_upsert,
+                read: batch_read,
+                tombstoned: format!("SELECT clerk_id FROM {tombstones} WHERE clerk_id IN "),
+                load_checkpoint: format!(
+                    "SELECT last_clerk_id, users_passed FROM {checkpoints} WHERE name = {p1}"
+                ),
+                save_checkpoint: format!(
+                    "INSERT INTO {checkpoints} (name, last_clerk_id, users_passed, saved_at) \
+                     VALUES ({p1}, {p2}, {p3}, {p4}) ON CONFLICT (name) DO UPDATE SET \
+                     last_clerk_id = excluded.last_clerk_id, \
+                     users_passed = excluded.users_passed, saved_at = excluded.saved_at"
+                ),
+                clear_checkpoint: format!("DELETE FROM {checkpoints} WHERE name = {p1}"),
+            },
         }
     }
 
@@ -148,9 +252,9 @@ macro_rules! sql_store {
                 &self.pool
             }
 
-            /// Creates the bundled `users` and `clerk_user_tombstones` tables if
-            /// they do not exist. Idempotent, and safe to run from several
-            /// processes at once.
+            /// Creates the bundled `users`, `clerk_user_tombstones` and
+            /// `ensure_user_backfill_state` tables if they do not exist.
+            /// Idempotent, and safe to run from several processes at once.
             pub async fn migrate(&self) -> Result<(), StoreError> {
                 sqlx::raw_sql($migration).execute(&self.pool).await?;
                 Ok(())
@@ -218,6 +322,102 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            /// What is stored for `ids`, in one query.
+            async fn read_batch(&self, ids: &[&str]) -> Result<HashMap<String, Stored>, sqlx::Error> {
+                let sql = self.queries.batch.read(ids.len());
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                let mut stored: HashMap<String, Stored> = HashMap::with_capacity(ids.len());
+                for row in query.fetch_all(&self.pool).await? {
+                    let entry = stored.entry(row.try_get(0)?).or_default();
+                    if row.try_get::<bool, _>(2)? {
+                        entry.tombstoned = true;
+                    } else {
+                        entry.exists = true;
+                        entry.version = row.try_get(1)?;
+                    }
+                }
+                Ok(stored)
+            }
+
+            /// Upserts `users[i]` for each `i` in `rows`, in one statement;
+            /// returns the ids of the rows written.
+            async fn write_batch(
+                &self,
+                users: &[ProfileUpdate],
+                rows: &[usize],
+            ) -> Result<HashSet<String>, sqlx::Error> {
+                let sql = self.queries.batch.upsert(rows.len());
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for user in rows.iter().map(|&index| &users[index]) {
+                    if self.queries.id_kind == IdKind::Uuid {
+                        query = query.bind(Uuid::new_v4());
+                    }
+                    query = query.bind(user.clerk_id.as_str());
+                    for value in self.queries.profile_values(&user.profile) {
+                        query = query.bind(value);
+                    }
+                    if self.queries.versioned {
+                        query = query.bind(user.updated_at_ms);
+                    }
+                }
+                query
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|row| row.try_get(0))
+                    .collect()
+            }
+
+            /// Which of `ids` are tombstoned.
+            async fn tombstoned_among(&self, ids: &[&str]) -> Result<HashSet<String>, sqlx::Error> {
+                let mut query = sqlx::query_scalar(AssertSqlSafe(self.queries.batch.tombstoned(ids.len())));
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                Ok(query.fetch_all(&self.pool).await?.into_iter().collect())
+            }
+
+            /// One chunk of [`BackfillStore::apply_batch`].
+            async fn apply_chunk(&self, users: &[ProfileUpdate]) -> Result<Vec<BatchOutcome>, StoreError> {
+                let ids: Vec<&str> = users.iter().map(|user| user.clerk_id.as_str()).collect();
+                let stored = self.read_batch(&ids).await?;
+                let (mut outcomes, rows) = plan(users, &stored, self.queries.versioned);
+                if rows.is_empty() {
+                    return Ok(outcomes);
+                }
+                let written = self.write_batch(users, &rows).await?;
+                // As for a single upsert: a deletion may have committed its
+                // tombstone while we wrote; those rows must not survive.
+                let written_ids: Vec<&str> = written.iter().map(String::as_str).collect();
+                let tombstoned = if written_ids.is_empty() {
+                    HashSet::new()
+                } else {
+                    self.tombstoned_among(&written_ids).await?
+                };
+                for clerk_id in &tombstoned {
+                    self.remove(clerk_id).await?;
+                }
+                for index in rows {
+                    let clerk_id = &users[index].clerk_id;
+                    if tombstoned.contains(clerk_id) {
+                        outcomes[index] = BatchOutcome::Tombstoned;
+                    } else if !written.contains(clerk_id) {
+                        // Not written: either a tombstone kept the insert
+                        // out, or a newer profile was stored in between.
+                        let existed = stored.get(clerk_id).is_some_and(|s| s.exists);
+                        outcomes[index] = if existed {
+                            BatchOutcome::Unchanged
+                        } else {
+                            BatchOutcome::Tombstoned
+                        };
+                    }
+                }
+                Ok(outcomes)
             }
 
             fn decode_id(&self, row: &<$db as sqlx::Database>::Row) -> Result<Option<LocalId>, sqlx::Error> {
@@ -297,6 +497,59 @@ macro_rules! sql_store {
             }
         }
 
+        impl BackfillStore for $store {
+            async fn apply_batch(&self, users: &[ProfileUpdate]) -> Result<Vec<BatchOutcome>, StoreError> {
+                let mut outcomes = Vec::with_capacity(users.len());
+                for chunk in users.chunks(MAX_BATCH_ROWS) {
+                    outcomes.extend(self.apply_chunk(chunk).await?);
+                }
+                Ok(outcomes)
+            }
+
+            async fn preview_batch(&self, users: &[ProfileUpdate]) -> Result<Vec<BatchOutcome>, StoreError> {
+                let mut outcomes = Vec::with_capacity(users.len());
+                for chunk in users.chunks(MAX_BATCH_ROWS) {
+                    let ids: Vec<&str> = chunk.iter().map(|user| user.clerk_id.as_str()).collect();
+                    let stored = self.read_batch(&ids).await?;
+                    outcomes.extend(plan(chunk, &stored, self.queries.versioned).0);
+                }
+                Ok(outcomes)
+            }
+
+            async fn load_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+                let row: Option<(String, i64)> =
+                    sqlx::query_as(AssertSqlSafe(self.queries.batch.load_checkpoint.clone()))
+                        .bind(CHECKPOINT_NAME)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(|(last_clerk_id, passed)| {
+                    Checkpoint::new(last_clerk_id, u64::try_from(passed).unwrap_or(0))
+                }))
+            }
+
+            async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+                let now_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX));
+                sqlx::query(AssertSqlSafe(self.queries.batch.save_checkpoint.clone()))
+                    .bind(CHECKPOINT_NAME)
+                    .bind(checkpoint.last_clerk_id.as_str())
+                    .bind(i64::try_from(checkpoint.position).unwrap_or(i64::MAX))
+                    .bind(now_ms)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn clear_checkpoint(&self) -> Result<(), StoreError> {
+                sqlx::query(AssertSqlSafe(self.queries.batch.clear_checkpoint.clone()))
+                    .bind(CHECKPOINT_NAME)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+        }
+
         impl std::fmt::Debug for $store {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($store)).finish_non_exhaustive()
@@ -324,7 +577,8 @@ sql_store! {
     concat!(
         // Serialises concurrent migrations until the creating transaction commits.
         "SELECT pg_advisory_xact_lock(7408537265401231);\n",
-        include_str!("../../migrations/postgres/0001_ensure_user.sql")
+        include_str!("../../migrations/postgres/0001_ensure_user.sql"),
+        include_str!("../../migrations/postgres/0002_backfill_state.sql")
     )
 }
 
@@ -343,5 +597,8 @@ sql_store! {
     /// # Ok(()) }
     /// ```
     SqliteUserStore, sqlx::Sqlite, "?",
-    include_str!("../../migrations/sqlite/0001_ensure_user.sql")
+    concat!(
+        include_str!("../../migrations/sqlite/0001_ensure_user.sql"),
+        include_str!("../../migrations/sqlite/0002_backfill_state.sql")
+    )
 }
