@@ -45,12 +45,16 @@
 //!   calls and their latency, key fetches.
 //! - `webhooks`: [`webhook::WebhookReceiver`], which keeps the users table
 //!   in step with Clerk's `user.*` webhooks.
+//! - `clerk-api`: [`clerk_api::ClerkApi`], a client for the Backend API's
+//!   users endpoints.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod cache;
+#[cfg(feature = "clerk-api")]
+pub mod clerk_api;
 mod clerk_user;
 mod config;
 mod error;

@@ -1,7 +1,9 @@
-//! Real parts for the integration tests: a JWKS server on loopback, signing
-//! keys, PostgreSQL (one schema per test) and SQLite (one file per test).
+//! Real parts for the integration tests: a JWKS server and a fake Backend
+//! API on loopback, signing keys, PostgreSQL (one schema per test) and
+//! SQLite (one file per test).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod clerk_api;
 pub mod proxy;
 
 use std::{

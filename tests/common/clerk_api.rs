@@ -1,0 +1,348 @@
+//! A fake Clerk Backend API on loopback: `GET /v1/users` (paged by `limit`,
+//! `offset`, `starting_after`, `order_by`), `/v1/users/count` and
+//! `/v1/users/{id}`, behind the secret key, with rate limits and failures
+//! a test can switch on.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use axum::{
+    Router,
+    extract::{Path, Query, RawQuery, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::{Value, json};
+
+/// The secret key the fake accepts.
+pub const SECRET: &str = "sk_test_FAKEsecret0That0Must0Never0Be0Shown";
+
+/// One user as the fake serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeUser {
+    pub id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub image_url: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl FakeUser {
+    /// The user object, shaped (and about as large) as Clerk's.
+    pub fn to_json(&self) -> Value {
+        let email_id = format!("idn_{}", &self.id[5..]);
+        let emails: Vec<Value> = self
+            .email
+            .iter()
+            .map(|address| {
+                json!({
+                    "id": email_id, "object": "email_address", "email_address": address,
+                    "reserved": false,
+                    "verification": {"status": "verified", "strategy": "email_code",
+                                     "attempts": null, "expire_at": null},
+                    "linked_to": [], "matches_sso_connection": false,
+                    "created_at": self.created_at, "updated_at": self.created_at
+                })
+            })
+            .collect();
+        json!({
+            "id": self.id, "object": "user", "username": null,
+            "first_name": self.first_name, "last_name": self.last_name,
+            "image_url": self.image_url, "has_image": self.image_url.is_some(),
+            "primary_email_address_id": self.email.as_ref().map(|_| &email_id),
+            "primary_phone_number_id": null, "primary_web3_wallet_id": null,
+            "password_enabled": true, "two_factor_enabled": false, "totp_enabled": false,
+            "backup_code_enabled": false, "email_addresses": emails, "phone_numbers": [],
+            "web3_wallets": [], "passkeys": [], "external_accounts": [], "saml_accounts": [],
+            "enterprise_accounts": [], "public_metadata": {"plan": "free"},
+            "private_metadata": {}, "unsafe_metadata": {}, "external_id": null,
+            "last_sign_in_at": self.updated_at, "banned": false, "locked": false,
+            "lockout_expires_in_seconds": null, "verification_attempts_remaining": 100,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+            "delete_self_enabled": true, "create_organization_enabled": true,
+            "last_active_at": self.updated_at, "mfa_enabled_at": null,
+            "mfa_disabled_at": null, "legal_accepted_at": null
+        })
+    }
+}
+
+/// `count` users created one second apart, every fifth without an email
+/// and every seventh without names.
+pub fn fake_users(count: usize) -> Vec<FakeUser> {
+    (0..count)
+        .map(|n| {
+            let named = n % 7 != 3;
+            let created_at = 1_700_000_000_000 + n as i64 * 1000;
+            FakeUser {
+                id: format!("user_{n:027}"),
+                email: (n % 5 != 4).then(|| format!("person{n}@example.com")),
+                first_name: named.then(|| format!("First{n}")),
+                last_name: named.then(|| format!("Last{n}")),
+                image_url: Some(format!("https://img.example.com/{n}.png")),
+                created_at,
+                updated_at: created_at + 500,
+            }
+        })
+        .collect()
+}
+
+/// Failures the fake can be told to serve.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Every n-th request answers `429` with `Retry-After: retry_after_secs`.
+    pub rate_limit_every: Option<usize>,
+    pub retry_after_secs: u64,
+    /// Every n-th request (not rate limited) answers a `5xx`.
+    pub fail_every: Option<usize>,
+    /// Once this many list pages were served, every request answers `503`.
+    pub fail_after_pages: Option<usize>,
+    /// Every request answers `500`.
+    pub down: bool,
+    /// `starting_after` is refused with `422`.
+    pub no_cursor: bool,
+}
+
+struct Fake {
+    users: Mutex<Vec<FakeUser>>,
+    faults: Mutex<Faults>,
+    requests: AtomicUsize,
+    pages: AtomicUsize,
+    queries: Mutex<Vec<String>>,
+}
+
+/// A running fake Backend API.
+#[derive(Clone)]
+pub struct FakeClerk {
+    pub addr: SocketAddr,
+    fake: Arc<Fake>,
+}
+
+impl FakeClerk {
+    pub async fn start(users: Vec<FakeUser>) -> Self {
+        let fake = Arc::new(Fake {
+            users: Mutex::new(users),
+            faults: Mutex::new(Faults::default()),
+            requests: AtomicUsize::new(0),
+            pages: AtomicUsize::new(0),
+            queries: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .route("/v1/users", get(list))
+            .route("/v1/users/count", get(count))
+            .route("/v1/users/{id}", get(one))
+            .with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, fake }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.fake.faults.lock().unwrap() = faults;
+        self.fake.pages.store(0, Ordering::SeqCst);
+    }
+
+    pub fn users(&self) -> Vec<FakeUser> {
+        self.fake.users.lock().unwrap().clone()
+    }
+
+    /// Changes the users (kept in creation order).
+    pub fn edit(&self, change: impl FnOnce(&mut Vec<FakeUser>)) {
+        let mut users = self.fake.users.lock().unwrap();
+        change(&mut users);
+        users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    }
+
+    /// Requests answered, whatever the answer.
+    pub fn requests(&self) -> usize {
+        self.fake.requests.load(Ordering::SeqCst)
+    }
+
+    /// The query strings of every `GET /v1/users`, in order.
+    pub fn list_queries(&self) -> Vec<String> {
+        self.fake.queries.lock().unwrap().clone()
+    }
+}
+
+fn clerk_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({
+        "errors": [{"message": message, "long_message": message, "code": code, "meta": {}}],
+        "clerk_trace_id": "trace_fake"
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Authentication, then the faults in force; `Some` answers instead of the endpoint.
+fn refuse(fake: &Fake, headers: &HeaderMap) -> Option<Response> {
+    let n = fake.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let expected = format!("Bearer {SECRET}");
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(&expected)
+    {
+        return Some(clerk_error(
+            StatusCode::UNAUTHORIZED,
+            "clerk_key_invalid",
+            "The provided Clerk Secret Key is invalid.",
+        ));
+    }
+    let faults = fake.faults.lock().unwrap().clone();
+    let server_error = |status| Some(clerk_error(status, "internal_error", "try again"));
+    if faults.down {
+        return server_error(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    if faults
+        .fail_after_pages
+        .is_some_and(|pages| fake.pages.load(Ordering::SeqCst) >= pages)
+    {
+        return server_error(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    if faults.rate_limit_every.is_some_and(|every| n % every == 0) {
+        let mut response = clerk_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "Too many requests",
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            faults.retry_after_secs.to_string().parse().unwrap(),
+        );
+        return Some(response);
+    }
+    if faults.fail_every.is_some_and(|every| n % every == 0) {
+        let status = [StatusCode::BAD_GATEWAY, StatusCode::INTERNAL_SERVER_ERROR][n % 2];
+        return server_error(status);
+    }
+    None
+}
+
+async fn list(
+    State(fake): State<Arc<Fake>>,
+    RawQuery(raw): RawQuery,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = refuse(&fake, &headers) {
+        return refusal;
+    }
+    let raw = raw.unwrap_or_default();
+    fake.queries.lock().unwrap().push(raw.clone());
+    let mut limit = 10;
+    let mut offset = 0;
+    let mut starting_after = None;
+    let mut ascending = false;
+    for (key, value) in params {
+        let invalid = || {
+            clerk_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_param_format_invalid",
+                &key,
+            )
+        };
+        match key.as_str() {
+            "limit" => match value.parse() {
+                Ok(n @ 1..=500) => limit = n,
+                _ => return invalid(),
+            },
+            "offset" => match value.parse() {
+                Ok(n) => offset = n,
+                Err(_) => return invalid(),
+            },
+            "starting_after" => starting_after = Some(value),
+            "order_by" => match value.as_str() {
+                "created_at" | "+created_at" => ascending = true,
+                "-created_at" => ascending = false,
+                _ => return invalid(),
+            },
+            _ => {}
+        }
+    }
+    let no_cursor = fake.faults.lock().unwrap().no_cursor;
+    let mut users = fake.users.lock().unwrap().clone();
+    if !ascending {
+        users.reverse();
+    }
+    let start = match starting_after {
+        Some(_) if no_cursor || offset > 0 => {
+            return clerk_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_param_format_invalid",
+                "starting_after",
+            );
+        }
+        Some(id) => match users.iter().position(|user| user.id == id) {
+            Some(index) => index + 1,
+            None => {
+                return clerk_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "form_param_value_invalid",
+                    "starting_after",
+                );
+            }
+        },
+        None => offset,
+    };
+    let page: Vec<Value> = users
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(FakeUser::to_json)
+        .collect();
+    fake.pages.fetch_add(1, Ordering::SeqCst);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Value::Array(page).to_string(),
+    )
+        .into_response()
+}
+
+async fn count(State(fake): State<Arc<Fake>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refuse(&fake, &headers) {
+        return refusal;
+    }
+    let total = fake.users.lock().unwrap().len();
+    axum::Json(json!({"object": "total_count", "total_count": total})).into_response()
+}
+
+async fn one(
+    State(fake): State<Arc<Fake>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = refuse(&fake, &headers) {
+        return refusal;
+    }
+    let user = fake
+        .users
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|user| user.id == id)
+        .cloned();
+    match user {
+        Some(user) => axum::Json(user.to_json()).into_response(),
+        None => clerk_error(
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            &format!("No user was found with id {id}"),
+        ),
+    }
+}
