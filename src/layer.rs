@@ -40,6 +40,15 @@ pub(crate) struct Anonymous;
 pub struct EnsureUserLayer {
     shared: Arc<Shared>,
     mode: Mode,
+    first_sight: Option<Arc<dyn FirstSight>>,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Work done once, right after the layer created a user's row from a
+/// token without profile claims.
+pub(crate) trait FirstSight: Send + Sync + 'static {
+    fn created<'a>(&'a self, clerk_id: &'a str) -> BoxFuture<'a, ()>;
 }
 
 struct Shared {
@@ -68,14 +77,27 @@ impl EnsureUserLayer {
                 store_timeout: config.store_timeout,
             }),
             mode: Mode::Required,
+            first_sight: None,
         }
     }
 
     /// The same layer (sharing caches and keys) in another [`Mode`].
     pub fn with_mode(&self, mode: Mode) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
             mode,
+            ..self.clone()
+        }
+    }
+
+    /// The same layer (sharing caches and keys) that, on creating a user's
+    /// row from a token without profile claims, fills the profile in from
+    /// the Backend API. See [`ProfileFetch`](crate::ProfileFetch) for what
+    /// it costs and how it fails.
+    #[cfg(feature = "clerk-api")]
+    pub fn with_profile_fetch(&self, fetch: crate::ProfileFetch) -> Self {
+        Self {
+            first_sight: Some(Arc::new(fetch)),
+            ..self.clone()
         }
     }
 
@@ -174,8 +196,7 @@ impl<S> Layer<S> for EnsureUserLayer {
     fn layer(&self, inner: S) -> Self::Service {
         EnsureUser {
             inner,
-            shared: Arc::clone(&self.shared),
-            mode: self.mode,
+            layer: self.clone(),
         }
     }
 }
@@ -205,19 +226,16 @@ impl Readiness {
 #[derive(Clone)]
 pub struct EnsureUser<S> {
     inner: S,
-    shared: Arc<Shared>,
-    mode: Mode,
+    layer: EnsureUserLayer,
 }
 
 impl<S> std::fmt::Debug for EnsureUser<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EnsureUser")
-            .field("mode", &self.mode)
+            .field("mode", &self.layer.mode)
             .finish_non_exhaustive()
     }
 }
-
-type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for EnsureUser<S>
 where
@@ -227,7 +245,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -237,8 +255,7 @@ where
         // The clone that was not polled ready stays behind (tower's guidance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-        let mode = self.mode;
+        let layer = self.layer.clone();
         Box::pin(async move {
             let span = tracing::debug_span!(
                 target: "ensure_user",
@@ -246,8 +263,10 @@ where
                 clerk_id = tracing::field::Empty,
                 outcome = tracing::field::Empty,
             );
-            let authenticated = shared
-                .authenticate(request.headers(), mode)
+            let first_sight = layer.first_sight.as_deref();
+            let authenticated = layer
+                .shared
+                .authenticate(request.headers(), layer.mode, first_sight)
                 .instrument(span.clone())
                 .await;
             match authenticated {
@@ -284,6 +303,7 @@ impl Shared {
         &self,
         headers: &HeaderMap,
         mode: Mode,
+        first_sight: Option<&dyn FirstSight>,
     ) -> Result<Option<LocalUser>, Rejection> {
         let token = match find_token(headers, self.cookie_suffix.as_deref(), self.max_cookies)? {
             Some(token) => token,
@@ -308,6 +328,9 @@ impl Shared {
             telemetry::store_call(outcome, started.elapsed());
             if let Ok(Resolution::Created(id)) = &result {
                 tracing::info!(target: "ensure_user", clerk_id = %claims.sub, local_id = %id, "created local user");
+                if let Some(first_sight) = first_sight.filter(|_| profile.is_empty()) {
+                    first_sight.created(&claims.sub).await;
+                }
             }
             result
         };

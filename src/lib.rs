@@ -46,7 +46,8 @@
 //! - `webhooks`: [`webhook::WebhookReceiver`], which keeps the users table
 //!   in step with Clerk's `user.*` webhooks.
 //! - `clerk-api`: [`clerk_api::ClerkApi`], a client for the Backend API's
-//!   users endpoints.
+//!   users endpoints; [`ProfileFetch`], which fills a new user's profile in
+//!   from it.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -61,6 +62,8 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;
+#[cfg(feature = "clerk-api")]
+mod profile_fetch;
 pub mod store;
 mod telemetry;
 pub mod testing;
@@ -75,6 +78,8 @@ pub use error::Rejection;
 #[cfg(feature = "axum")]
 pub use extract::LocalUserRejection;
 pub use layer::{EnsureUser, EnsureUserLayer, Readiness, ResponseBody};
+#[cfg(feature = "clerk-api")]
+pub use profile_fetch::ProfileFetch;
 pub use token::{KeySource, SessionClaims};
 pub use user::{LocalId, LocalUser};
 

@@ -9,6 +9,7 @@
 //! | `ensure_user_store_calls_total` | `outcome` = `existing` / `created` / `deleted` / `error` |
 //! | `ensure_user_store_call_seconds` (histogram) | |
 //! | `ensure_user_key_fetches_total` | `result` = `ok` / `error` |
+//! | `ensure_user_profile_fetches_total` | `result` = `ok` / `api_error` / `not_found` / `store_error` / `timed_out` |
 
 #[cfg(feature = "metrics")]
 mod enabled {
@@ -37,6 +38,11 @@ mod enabled {
         let result = if ok { "ok" } else { "error" };
         metrics::counter!("ensure_user_key_fetches_total", "result" => result).increment(1);
     }
+
+    #[cfg(feature = "clerk-api")]
+    pub(crate) fn profile_fetch(result: &'static str) {
+        metrics::counter!("ensure_user_profile_fetches_total", "result" => result).increment(1);
+    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -48,6 +54,8 @@ mod enabled {
     pub(crate) fn user_cache(_hit: bool) {}
     pub(crate) fn store_call(_outcome: &'static str, _elapsed: Duration) {}
     pub(crate) fn key_fetch(_ok: bool) {}
+    #[cfg(feature = "clerk-api")]
+    pub(crate) fn profile_fetch(_result: &'static str) {}
 }
 
 pub(crate) use enabled::*;

@@ -4,18 +4,22 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use axum::{Json, Router, routing::get};
 use common::{
     clerk_api::{FakeClerk, Faults, SECRET, fake_users},
     *,
 };
 use ensure_user::{
+    EnsureUserLayer, LocalUser, ProfileFetch,
     clerk_api::{ApiError, ClerkApi, RetryPolicy},
     store::{
         BackfillStore, BatchOutcome, Checkpoint, IdKind, PgUserStore, Profile, ProfileUpdate,
-        SqliteUserStore, StoreError, UserSync, UserTable,
+        SqliteUserStore, StoreError, UserStore, UserSync, UserTable,
     },
-    testing::random_id,
+    testing::{SigningKey, random_id, session_claims},
 };
+use http::StatusCode;
+use tower::ServiceExt;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -47,6 +51,8 @@ on_both_backends!(
     batches_on_a_mapped_uuid_table,
     preview_writes_nothing,
     checkpoints_round_trip,
+    profile_on_first_sight,
+    profile_fetch_failures_never_fail_a_request,
 );
 
 /// One of the bundled stores, behind one type.
@@ -503,4 +509,152 @@ async fn client_reads_one_user() {
     assert_eq!(api.user("user_missing").await.unwrap(), None);
     // Ids are one path segment, whatever they hold.
     assert_eq!(api.user("../count").await.unwrap(), None);
+}
+
+/// An app behind the layer, fetching new users' profiles from `api`.
+async fn app_fetching_profiles<S>(
+    store: S,
+    api: ClerkApi,
+    timeout: Duration,
+) -> (Router, SigningKey)
+where
+    S: UserStore + UserSync + Clone,
+{
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let fetch = ProfileFetch::new(api, store.clone()).with_timeout(timeout);
+    let layer = EnsureUserLayer::new(jwks.config(), store).with_profile_fetch(fetch);
+    let app = Router::new()
+        .route("/me", get(|user: LocalUser| async move { Json(user.id()) }))
+        .layer(layer);
+    (app, key)
+}
+
+async fn app_for(store: &Store, api: ClerkApi, timeout: Duration) -> (Router, SigningKey) {
+    match store.clone() {
+        Store::Pg(s) => app_fetching_profiles(s, api, timeout).await,
+        Store::Lite(s) => app_fetching_profiles(s, api, timeout).await,
+    }
+}
+
+fn expected_row(user: &common::clerk_api::FakeUser) -> Row {
+    (
+        user.id.clone(),
+        user.email.clone(),
+        user.first_name.clone(),
+        user.last_name.clone(),
+        user.image_url.clone(),
+        Some(user.updated_at),
+    )
+}
+
+async fn profile_on_first_sight(backend: Backend) {
+    let store = Store::new(backend).await;
+    let fake = FakeClerk::start(fake_users(3)).await;
+    let users = fake.users();
+    let (app, key) = app_for(&store, client(&fake), Duration::from_secs(2)).await;
+    let get_me = |user: &str| {
+        app.clone()
+            .oneshot(bearer(&key.session_token(ISSUER, user, 60)))
+    };
+
+    let (status, _) = read(get_me(&users[0].id).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(store.rows().await, [expected_row(&users[0])]);
+    assert_eq!(fake.requests(), 1);
+
+    // Concurrent first requests share one lookup; later requests make none.
+    let burst: Vec<_> = (0..8).map(|_| tokio::spawn(get_me(&users[1].id))).collect();
+    for response in burst {
+        assert_eq!(response.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    let (status, _) = read(get_me(&users[0].id).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fake.requests(), 2);
+    assert_eq!(
+        store.rows().await,
+        [expected_row(&users[0]), expected_row(&users[1])]
+    );
+
+    // A token carrying profile claims needs no lookup.
+    let mut claims = session_claims(ISSUER, &users[2].id, 60);
+    claims["email"] = "from-token@example.com".into();
+    let (status, _) = read(
+        app.clone()
+            .oneshot(bearer(&key.sign(&claims)))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fake.requests(), 2);
+    assert_eq!(
+        store.rows().await[2].1.as_deref(),
+        Some("from-token@example.com")
+    );
+}
+
+async fn profile_fetch_failures_never_fail_a_request(backend: Backend) {
+    let store = Store::new(backend).await;
+    let fake = FakeClerk::start(fake_users(4)).await;
+    let users = fake.users();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = client(&fake)
+        .with_api_url(&format!("http://127.0.0.1:{port}"))
+        .unwrap();
+    let cases = [
+        (
+            "down",
+            Faults {
+                down: true,
+                ..Faults::default()
+            },
+            client(&fake),
+        ),
+        ("unreachable", Faults::default(), nowhere),
+        (
+            "rate limited for a minute",
+            Faults {
+                rate_limit_every: Some(1),
+                retry_after_secs: 60,
+                ..Faults::default()
+            },
+            client(&fake),
+        ),
+        ("user unknown to Clerk", Faults::default(), client(&fake)),
+    ];
+    for (index, (case, faults, api)) in cases.into_iter().enumerate() {
+        fake.set_faults(faults);
+        let (app, key) = app_for(&store, api, Duration::from_millis(700)).await;
+        let user = if index == 3 {
+            random_id("user")
+        } else {
+            users[index].id.clone()
+        };
+        let started = Instant::now();
+        let response = app
+            .oneshot(bearer(&key.session_token(ISSUER, &user, 60)))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{case}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{case}: {:?}",
+            started.elapsed()
+        );
+        let rows = store.rows().await;
+        let row = rows
+            .iter()
+            .find(|row| row.0 == user)
+            .unwrap_or_else(|| panic!("{case}: no row"));
+        assert_eq!(
+            (row.1.as_deref(), row.5),
+            (None, None),
+            "{case}: no profile"
+        );
+    }
 }

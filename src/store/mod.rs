@@ -9,7 +9,7 @@ mod batch;
 mod sync;
 mod table;
 pub use batch::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate};
-#[cfg(feature = "webhooks")]
+#[cfg(any(feature = "webhooks", feature = "clerk-api"))]
 pub(crate) use sync::DynUserSync;
 pub use sync::{SyncOutcome, UserSync};
 pub use table::{IdKind, InvalidIdentifier, UserTable};

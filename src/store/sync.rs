@@ -1,7 +1,7 @@
 //! Applying Clerk's own account of a user: the [`UserSync`] trait.
 
 use std::future::Future;
-#[cfg(feature = "webhooks")]
+#[cfg(any(feature = "webhooks", feature = "clerk-api"))]
 use std::pin::Pin;
 
 use super::{Profile, StoreError};
@@ -99,11 +99,12 @@ pub trait UserSync: Send + Sync + 'static {
     ) -> impl Future<Output = Result<SyncOutcome, StoreError>> + Send;
 }
 
-#[cfg(feature = "webhooks")]
+#[cfg(any(feature = "webhooks", feature = "clerk-api"))]
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// [`UserSync`] made object-safe, so the webhook receiver has no store type parameter.
-#[cfg(feature = "webhooks")]
+/// [`UserSync`] made object-safe, so the webhook receiver and the profile
+/// fetch have no store type parameter.
+#[cfg(any(feature = "webhooks", feature = "clerk-api"))]
 pub(crate) trait DynUserSync: Send + Sync + 'static {
     fn upsert_profile_dyn<'a>(
         &'a self,
@@ -112,6 +113,7 @@ pub(crate) trait DynUserSync: Send + Sync + 'static {
         updated_at_ms: i64,
     ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>>;
 
+    #[cfg(feature = "webhooks")]
     fn delete_user_dyn<'a>(
         &'a self,
         clerk_id: &'a str,
@@ -119,7 +121,7 @@ pub(crate) trait DynUserSync: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>>;
 }
 
-#[cfg(feature = "webhooks")]
+#[cfg(any(feature = "webhooks", feature = "clerk-api"))]
 impl<S: UserSync> DynUserSync for S {
     fn upsert_profile_dyn<'a>(
         &'a self,
@@ -130,6 +132,7 @@ impl<S: UserSync> DynUserSync for S {
         Box::pin(self.upsert_profile(clerk_id, profile, updated_at_ms))
     }
 
+    #[cfg(feature = "webhooks")]
     fn delete_user_dyn<'a>(
         &'a self,
         clerk_id: &'a str,
