@@ -47,12 +47,14 @@
 //!   in step with Clerk's `user.*` webhooks.
 //! - `clerk-api`: [`clerk_api::ClerkApi`], a client for the Backend API's
 //!   users endpoints; [`ProfileFetch`], which fills a new user's profile in
-//!   from it.
+//!   from it; and [`backfill`], which writes every existing Clerk user.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "clerk-api")]
+pub mod backfill;
 mod cache;
 #[cfg(feature = "clerk-api")]
 pub mod clerk_api;

@@ -103,6 +103,19 @@ pub enum StoreError {
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl StoreError {
+    /// Whether the database refused the data (a constraint, a value a
+    /// column cannot hold) rather than being unavailable.
+    #[cfg(feature = "clerk-api")]
+    pub(crate) fn is_about_the_data(&self) -> bool {
+        match self {
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Self::Database(sqlx::Error::Database(_)) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Finds or creates the app's user row for a Clerk user.
 ///
 /// Implement it for a schema the bundled stores cannot map. The contract:
