@@ -48,6 +48,7 @@
 //! - `clerk-api`: [`clerk_api::ClerkApi`], a client for the Backend API's
 //!   users endpoints; [`ProfileFetch`], which fills a new user's profile in
 //!   from it; and [`backfill`], which writes every existing Clerk user.
+//! - `cli`: the `ensure-user` binary, `migrate` and `backfill` (see [`cli`]).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -59,6 +60,8 @@ mod cache;
 #[cfg(feature = "clerk-api")]
 pub mod clerk_api;
 mod clerk_user;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod config;
 mod error;
 #[cfg(feature = "axum")]

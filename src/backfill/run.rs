@@ -75,12 +75,12 @@ impl<S: BackfillStore> Backfill<S> {
                 .await
                 .map_err(|e| store_error(e, summary))?,
         };
+        // The count only feeds progress reports, but a failure here would
+        // fail the walk too: stop now, unless the endpoint is missing.
         let total = match self.api.user_count().await {
             Ok(total) => Some(total),
-            Err(error) => {
-                tracing::warn!(target: "ensure_user", %error, "could not count users");
-                None
-            }
+            Err(error) if error.status() == Some(404) => None,
+            Err(source) => return Err(BackfillError::Api { source, summary }),
         };
         let mut pages = self.api.users(self.page_size);
         if let Some(checkpoint) = checkpoint {

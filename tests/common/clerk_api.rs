@@ -215,7 +215,10 @@ fn refuse(fake: &Fake, headers: &HeaderMap) -> Option<Response> {
     {
         return server_error(StatusCode::SERVICE_UNAVAILABLE);
     }
-    if faults.rate_limit_every.is_some_and(|every| n.is_multiple_of(every)) {
+    if faults
+        .rate_limit_every
+        .is_some_and(|every| n.is_multiple_of(every))
+    {
         let mut response = clerk_error(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
@@ -227,7 +230,10 @@ fn refuse(fake: &Fake, headers: &HeaderMap) -> Option<Response> {
         );
         return Some(response);
     }
-    if faults.fail_every.is_some_and(|every| n.is_multiple_of(every)) {
+    if faults
+        .fail_every
+        .is_some_and(|every| n.is_multiple_of(every))
+    {
         let status = [StatusCode::BAD_GATEWAY, StatusCode::INTERNAL_SERVER_ERROR][n % 2];
         return server_error(status);
     }

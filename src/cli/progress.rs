@@ -1,0 +1,184 @@
+//! Progress on stderr: a bar on a terminal, a plain line every few seconds
+//! otherwise (logs, CI).
+
+use std::{
+    io::{self, IsTerminal, Write},
+    time::{Duration, Instant},
+};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::backfill::Progress;
+
+/// How often a plain progress line is printed.
+const LINE_EVERY: Duration = Duration::from_secs(5);
+
+const BAR: &str = "[{elapsed_precise}] {wide_bar} {pos}/{len} users \
+                   ({per_sec}, ETA {eta})\n{msg}";
+const SPINNER: &str = "[{elapsed_precise}] {spinner} {pos} users ({per_sec})\n{msg}";
+
+/// Shows a backfill's progress.
+pub(super) enum Reporter {
+    Bar(ProgressBar),
+    Lines {
+        started: Instant,
+        last_line: Option<Instant>,
+    },
+}
+
+impl Reporter {
+    /// A bar when stderr is a terminal, plain lines otherwise.
+    pub(super) fn for_stderr() -> Self {
+        if io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            Self::Bar(bar)
+        } else {
+            Self::Lines {
+                started: Instant::now(),
+                last_line: None,
+            }
+        }
+    }
+
+    pub(super) fn update(&mut self, progress: &Progress) {
+        match self {
+            Self::Bar(bar) => {
+                let first = bar.length().is_none() && bar.position() == 0;
+                let template = match progress.total {
+                    Some(total) => {
+                        bar.set_length(total.max(progress.position));
+                        BAR
+                    }
+                    None => SPINNER,
+                };
+                if first {
+                    if let Ok(style) = ProgressStyle::with_template(template) {
+                        bar.set_style(style);
+                    }
+                    bar.set_position(progress.position);
+                    // A resumed run starts part-way: rate and ETA count from here.
+                    bar.reset_eta();
+                } else {
+                    bar.set_position(progress.position);
+                }
+                bar.set_message(progress.summary.to_string());
+            }
+            Self::Lines { started, last_line } => {
+                let now = Instant::now();
+                if last_line.is_some_and(|last| now - last < LINE_EVERY) {
+                    return;
+                }
+                *last_line = Some(now);
+                eprintln!("backfill: {}", line(progress, now - *started));
+            }
+        }
+    }
+
+    pub(super) fn finish(&self) {
+        if let Self::Bar(bar) = self {
+            bar.finish();
+        }
+    }
+
+    /// Where log lines go: around the bar, so that it is redrawn below them.
+    pub(super) fn log_writer(&self) -> LogWriter {
+        LogWriter(match self {
+            Self::Bar(bar) => Some(bar.clone()),
+            Self::Lines { .. } => None,
+        })
+    }
+}
+
+/// `1500/2600 users (57%), 2400 users/s, ETA 1 s; created 1500, …`.
+fn line(progress: &Progress, elapsed: Duration) -> String {
+    let done = progress.position - progress.resumed_from;
+    let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
+    let Some(total) = progress.total.filter(|&total| total > 0) else {
+        return format!(
+            "{} users, {rate:.0} users/s; {}",
+            progress.position, progress.summary
+        );
+    };
+    let left = total.saturating_sub(progress.position);
+    let eta = if rate > 0.0 {
+        format!("{:.0} s", left as f64 / rate)
+    } else {
+        "unknown".to_owned()
+    };
+    format!(
+        "{}/{total} users ({}%), {rate:.0} users/s, ETA {eta}; {}",
+        progress.position,
+        progress.position.min(total) * 100 / total,
+        progress.summary
+    )
+}
+
+/// Makes a [`LogLine`] per event.
+#[derive(Clone)]
+pub(super) struct LogWriter(Option<ProgressBar>);
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine {
+            bar: self.0.clone(),
+            text: Vec::new(),
+        }
+    }
+}
+
+/// One log event, written to stderr in one piece when dropped.
+pub(super) struct LogLine {
+    bar: Option<ProgressBar>,
+    text: Vec<u8>,
+}
+
+impl Write for LogLine {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.text.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let write = || drop(io::stderr().write_all(&self.text));
+        match &self.bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backfill::Summary;
+
+    #[test]
+    fn plain_lines_show_rate_and_eta() {
+        let progress = Progress {
+            summary: Summary::default(),
+            position: 1500,
+            total: Some(2500),
+            resumed_from: 500,
+        };
+        assert_eq!(
+            line(&progress, Duration::from_secs(2)),
+            "1500/2500 users (60%), 500 users/s, ETA 2 s; \
+             created 0, updated 0, unchanged 0, skipped 0, failed 0"
+        );
+        let unknown = Progress {
+            total: None,
+            ..progress
+        };
+        assert!(line(&unknown, Duration::from_secs(1)).starts_with("1500 users, 1000 users/s"));
+    }
+}
