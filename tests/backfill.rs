@@ -50,6 +50,7 @@ on_both_backends!(
     batches_follow_versions_and_tombstones,
     batch_respects_a_tombstone_committed_during_the_write,
     batches_on_a_mapped_uuid_table,
+    large_batches_keep_their_outcomes,
     preview_writes_nothing,
     checkpoints_round_trip,
     profile_on_first_sight,
@@ -245,6 +246,36 @@ async fn batches_follow_versions_and_tombstones(backend: Backend) {
         [Unchanged]
     );
     assert_eq!(store.apply_batch(&[]).await.unwrap(), []);
+}
+
+async fn large_batches_keep_their_outcomes(backend: Backend) {
+    use BatchOutcome::*;
+    let store = Store::new(backend).await;
+    let long = |n: usize| {
+        ProfileUpdate::new(
+            format!("user_{n:027}"),
+            Profile::new()
+                .with_image_url(format!("https://img.example.com/{}", "x".repeat(300 + n))),
+            1,
+        )
+    };
+    // Long rows, so that PostgreSQL cuts the batch into many statements;
+    // the last user repeats the first with a newer version.
+    let mut batch: Vec<ProfileUpdate> = (0..999).map(long).collect();
+    let mut newer = long(0);
+    newer.updated_at_ms = 2;
+    batch.push(newer);
+    let outcomes = store.apply_batch(&batch).await.unwrap();
+    assert_eq!(outcomes[..999], [Created; 999]);
+    assert_eq!(
+        outcomes[999], Updated,
+        "the newer duplicate wins, in a later statement"
+    );
+    let rows = store.rows().await;
+    assert_eq!(rows.len(), 999);
+    assert_eq!(rows[0].5, Some(2));
+    assert_eq!(rows[998].4.as_ref().map(String::len), Some(24 + 300 + 998));
+    assert_eq!(store.apply_batch(&batch).await.unwrap(), [Unchanged; 1000]);
 }
 
 async fn batch_respects_a_tombstone_committed_during_the_write(backend: Backend) {

@@ -14,6 +14,8 @@
 //! query, then writes every row that needs it in one multi-row
 //! `INSERT … ON CONFLICT DO UPDATE` (strictly newer versions only), then
 //! re-checks the tombstones of the rows it wrote, as a single upsert does.
+//! On PostgreSQL, a large batch is cut so that each statement's values fit
+//! in one socket write (see [`PG_STATEMENT_BYTES`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -34,6 +36,16 @@ use crate::user::LocalId;
 /// Rows per batch statement at most: keeps every statement far below the
 /// bind-parameter limits of PostgreSQL (65,535) and SQLite (32,766).
 const MAX_BATCH_ROWS: usize = 1000;
+
+/// Bytes of values bound to one PostgreSQL batch statement at most.
+///
+/// A message larger than the socket's send buffer (16 KiB by default on
+/// Linux) leaves in several writes and, as sqlx 0.9.0 does not set
+/// `TCP_NODELAY`, the last write waits for the server's delayed
+/// acknowledgement, about 40 ms per statement. So a batch is cut into
+/// statements that each leave in one write.
+#[cfg(feature = "postgres")]
+const PG_STATEMENT_BYTES: usize = 12 * 1024;
 
 /// The key of the checkpoint row in `ensure_user_backfill_state` (bundled
 /// migration `0002`).
@@ -209,6 +221,35 @@ impl Queries {
         }
     }
 
+    /// Rows per batch statement for `users`: as many as keep the values
+    /// bound to one statement within `max_bytes` (at most
+    /// [`MAX_BATCH_ROWS`]), rounded down to a power of two so that few
+    /// distinct statements get prepared.
+    fn statement_rows(&self, users: &[ProfileUpdate], max_bytes: usize) -> usize {
+        let widest = users
+            .iter()
+            .map(|user| self.bound_bytes(user))
+            .max()
+            .unwrap_or(1);
+        let rows = (max_bytes / widest.max(1)).clamp(1, MAX_BATCH_ROWS);
+        1 << rows.ilog2()
+    }
+
+    /// The size of one row's bound values on the wire, 4 length bytes each.
+    fn bound_bytes(&self, user: &ProfileUpdate) -> usize {
+        let id = if self.id_kind == IdKind::Uuid {
+            4 + 16
+        } else {
+            0
+        };
+        let version = if self.versioned { 4 + 8 } else { 0 };
+        let profile: usize = self
+            .profile_values(&user.profile)
+            .map(|value| 4 + value.map_or(0, str::len))
+            .sum();
+        id + 4 + user.clerk_id.len() + profile + version
+    }
+
     fn profile_values<'p>(&self, profile: &'p Profile) -> impl Iterator<Item = Option<&'p str>> {
         let values = [
             profile.email.as_deref(),
@@ -226,7 +267,7 @@ impl Queries {
 macro_rules! sql_store {
     (
         $(#[$doc:meta])*
-        $store:ident, $db:ty, $param:literal, $migration:expr
+        $store:ident, $db:ty, $param:literal, $statement_bytes:expr, $migration:expr
     ) => {
         $(#[$doc])*
         #[derive(Clone)]
@@ -499,16 +540,18 @@ macro_rules! sql_store {
 
         impl BackfillStore for $store {
             async fn apply_batch(&self, users: &[ProfileUpdate]) -> Result<Vec<BatchOutcome>, StoreError> {
+                let rows = self.queries.statement_rows(users, $statement_bytes);
                 let mut outcomes = Vec::with_capacity(users.len());
-                for chunk in users.chunks(MAX_BATCH_ROWS) {
+                for chunk in users.chunks(rows) {
                     outcomes.extend(self.apply_chunk(chunk).await?);
                 }
                 Ok(outcomes)
             }
 
             async fn preview_batch(&self, users: &[ProfileUpdate]) -> Result<Vec<BatchOutcome>, StoreError> {
+                let rows = self.queries.statement_rows(users, $statement_bytes);
                 let mut outcomes = Vec::with_capacity(users.len());
-                for chunk in users.chunks(MAX_BATCH_ROWS) {
+                for chunk in users.chunks(rows) {
                     let ids: Vec<&str> = chunk.iter().map(|user| user.clerk_id.as_str()).collect();
                     let stored = self.read_batch(&ids).await?;
                     outcomes.extend(plan(chunk, &stored, self.queries.versioned).0);
@@ -573,7 +616,7 @@ sql_store! {
     /// store.migrate().await?;
     /// # Ok(()) }
     /// ```
-    PgUserStore, sqlx::Postgres, "$",
+    PgUserStore, sqlx::Postgres, "$", PG_STATEMENT_BYTES,
     concat!(
         // Serialises concurrent migrations until the creating transaction commits.
         "SELECT pg_advisory_xact_lock(7408537265401231);\n",
@@ -596,9 +639,38 @@ sql_store! {
     /// store.migrate().await?;
     /// # Ok(()) }
     /// ```
-    SqliteUserStore, sqlx::Sqlite, "?",
+    // In-process: no socket, so a batch is one statement (up to MAX_BATCH_ROWS).
+    SqliteUserStore, sqlx::Sqlite, "?", usize::MAX,
     concat!(
         include_str!("../../migrations/sqlite/0001_ensure_user.sql"),
         include_str!("../../migrations/sqlite/0002_backfill_state.sql")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_cut_by_the_size_of_their_values() {
+        let queries = Queries::new(&UserTable::default(), |n| format!("${n}"));
+        let user = |image: usize| {
+            ProfileUpdate::new(
+                "user_1",
+                Profile::new().with_image_url("x".repeat(image)),
+                1,
+            )
+        };
+        // 4 + 6 (id) + 4 × 4 + image (profile) + 4 + 8 (version) = 38 + image.
+        assert_eq!(queries.bound_bytes(&user(62)), 100);
+        let rows = |image, max_bytes| queries.statement_rows(&[user(1), user(image)], max_bytes);
+        assert_eq!(rows(62, 12 * 1024), 64, "122 rows fit, rounded down to 64");
+        assert_eq!(rows(62, usize::MAX), 512, "capped, then rounded down");
+        assert_eq!(
+            rows(100_000, 12 * 1024),
+            1,
+            "one row even when it is over the limit"
+        );
+        assert_eq!(queries.statement_rows(&[], 12 * 1024), 512);
+    }
 }
