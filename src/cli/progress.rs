@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::backfill::Progress;
@@ -14,9 +14,8 @@ use crate::backfill::Progress;
 /// How often a plain progress line is printed.
 const LINE_EVERY: Duration = Duration::from_secs(5);
 
-const BAR: &str = "[{elapsed_precise}] {wide_bar} {pos}/{len} users \
-                   ({per_sec}, ETA {eta})\n{msg}";
-const SPINNER: &str = "[{elapsed_precise}] {spinner} {pos} users ({per_sec})\n{msg}";
+const BAR: &str = "[{elapsed_precise}] {wide_bar} {pos}/{len} users ({rate}, ETA {eta})\n{msg}";
+const SPINNER: &str = "[{elapsed_precise}] {spinner} {pos} users ({rate})\n{msg}";
 
 /// Shows a backfill's progress.
 pub(super) enum Reporter {
@@ -28,12 +27,14 @@ pub(super) enum Reporter {
 }
 
 impl Reporter {
-    /// A bar when stderr is a terminal, plain lines otherwise.
+    /// A bar when stderr is a terminal, plain lines otherwise. Nothing is
+    /// shown before the first update.
     pub(super) fn for_stderr() -> Self {
         if io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.enable_steady_tick(Duration::from_millis(200));
-            Self::Bar(bar)
+            Self::Bar(ProgressBar::with_draw_target(
+                None,
+                ProgressDrawTarget::hidden(),
+            ))
         } else {
             Self::Lines {
                 started: Instant::now(),
@@ -45,25 +46,30 @@ impl Reporter {
     pub(super) fn update(&mut self, progress: &Progress) {
         match self {
             Self::Bar(bar) => {
-                let first = bar.length().is_none() && bar.position() == 0;
-                let template = match progress.total {
-                    Some(total) => {
-                        bar.set_length(total.max(progress.position));
+                if let Some(total) = progress.total {
+                    bar.set_length(total.max(progress.position));
+                }
+                bar.set_position(progress.position);
+                bar.set_message(progress.summary.to_string());
+                if bar.is_hidden() {
+                    let template = if progress.total.is_some() {
                         BAR
-                    }
-                    None => SPINNER,
-                };
-                if first {
+                    } else {
+                        SPINNER
+                    };
                     if let Ok(style) = ProgressStyle::with_template(template) {
-                        bar.set_style(style);
+                        bar.set_style(style.with_key(
+                            "rate",
+                            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = write!(w, "{:.0} users/s", state.per_sec());
+                            },
+                        ));
                     }
-                    bar.set_position(progress.position);
                     // A resumed run starts part-way: rate and ETA count from here.
                     bar.reset_eta();
-                } else {
-                    bar.set_position(progress.position);
+                    bar.set_draw_target(ProgressDrawTarget::stderr());
+                    bar.enable_steady_tick(Duration::from_millis(200));
                 }
-                bar.set_message(progress.summary.to_string());
             }
             Self::Lines { started, last_line } => {
                 let now = Instant::now();
@@ -78,7 +84,7 @@ impl Reporter {
 
     pub(super) fn finish(&self) {
         if let Self::Bar(bar) = self {
-            bar.finish();
+            bar.abandon();
         }
     }
 
