@@ -11,6 +11,8 @@
 //! - `CLERK_PUBLISHABLE_KEY`, or `CLERK_JWKS_URL`, or `CLERK_JWT_KEY` (PEM);
 //!   `CLERK_ISSUER`; `CLERK_AUTHORIZED_PARTIES` (comma-separated).
 //! - `BIND_ADDR`: default `127.0.0.1:3000`.
+//! - `CLERK_WEBHOOK_SECRET`: when set, Clerk's webhooks are received at
+//!   `POST /webhooks/clerk`.
 //!
 //! With no key configured it runs in development mode: it makes a key pair,
 //! serves its JWKS itself, and prints a `curl` line with a fresh token.
@@ -18,7 +20,12 @@
 use std::{env, error::Error, net::SocketAddr, time::Duration};
 
 use axum::{Json, Router, routing::get};
-use ensure_user::{Config, EnsureUserLayer, KeySource, LocalUser, store::SqliteUserStore, testing};
+use ensure_user::{
+    Config, EnsureUserLayer, KeySource, LocalUser,
+    store::{SqliteUserStore, UserStore, UserSync},
+    testing,
+    webhook::{WebhookReceiver, WebhookVerifier},
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -27,6 +34,7 @@ const DEV_TOKEN_TTL_SECONDS: i64 = 3600;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,ensure_user=debug".into()),
@@ -48,12 +56,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let database_url = env::var("DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://ensure-user-quickstart.db?mode=rwc".to_owned());
-    let layer = open_store(&database_url, config.clone()).await?;
-
-    let mut app = Router::new()
-        .route("/me", get(me))
-        .layer(layer)
-        .route("/healthz", get(|| async { "ok" }));
+    let mut app = open_app(&database_url, config.clone()).await?;
     if let Some(key) = &dev_key {
         let jwks = testing::SigningKey::jwks(&[key]);
         app = app.route(
@@ -92,7 +95,26 @@ fn clerk_configured() -> bool {
     .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
 }
 
-async fn open_store(url: &str, config: Config) -> Result<EnsureUserLayer, Box<dyn Error>> {
+/// `/me` behind the layer, `/healthz` without it, and the webhook receiver
+/// when `CLERK_WEBHOOK_SECRET` is set.
+fn routes<S>(store: S, config: Config) -> Result<Router, Box<dyn Error>>
+where
+    S: UserStore + UserSync + Clone,
+{
+    let layer = EnsureUserLayer::new(config, store.clone());
+    let mut app = Router::new()
+        .route("/me", get(me))
+        .layer(layer.clone())
+        .route("/healthz", get(|| async { "ok" }));
+    if env::var("CLERK_WEBHOOK_SECRET").is_ok_and(|secret| !secret.trim().is_empty()) {
+        let receiver = WebhookReceiver::new(WebhookVerifier::from_env()?, store, layer);
+        app = app.merge(receiver.into_router("/webhooks/clerk"));
+        println!("receiving Clerk webhooks at POST /webhooks/clerk");
+    }
+    Ok(app)
+}
+
+async fn open_app(url: &str, config: Config) -> Result<Router, Box<dyn Error>> {
     if url.starts_with("sqlite:") {
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .acquire_timeout(Duration::from_secs(2))
@@ -100,7 +122,7 @@ async fn open_store(url: &str, config: Config) -> Result<EnsureUserLayer, Box<dy
             .await?;
         let store = SqliteUserStore::new(pool);
         store.migrate().await?;
-        return Ok(EnsureUserLayer::new(config, store));
+        return routes(store, config);
     }
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         return open_postgres(url, config).await;
@@ -109,7 +131,7 @@ async fn open_store(url: &str, config: Config) -> Result<EnsureUserLayer, Box<dy
 }
 
 #[cfg(feature = "postgres")]
-async fn open_postgres(url: &str, config: Config) -> Result<EnsureUserLayer, Box<dyn Error>> {
+async fn open_postgres(url: &str, config: Config) -> Result<Router, Box<dyn Error>> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(2))
@@ -117,11 +139,11 @@ async fn open_postgres(url: &str, config: Config) -> Result<EnsureUserLayer, Box
         .await?;
     let store = ensure_user::store::PgUserStore::new(pool);
     store.migrate().await?;
-    Ok(EnsureUserLayer::new(config, store))
+    routes(store, config)
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn open_postgres(_url: &str, _config: Config) -> Result<EnsureUserLayer, Box<dyn Error>> {
+async fn open_postgres(_url: &str, _config: Config) -> Result<Router, Box<dyn Error>> {
     Err(
         "a postgres:// DATABASE_URL needs: cargo run --example quickstart --features postgres"
             .into(),
