@@ -5,13 +5,18 @@
 use std::future::Future;
 
 /// The channel deletions are published on: `ensure_user_evict_` followed by
-/// the connection's current schema, cut to PostgreSQL's 63-byte limit.
+/// the connection's current schema, cut to PostgreSQL's 63-byte limit. An SQL
+/// expression, so that publisher and listener name it the same way.
 #[cfg(feature = "postgres")]
 macro_rules! channel {
     () => {
         "left('ensure_user_evict_' || coalesce(current_schema(), ''), 63)"
     };
 }
+
+/// Selects the channel name, for the listener.
+#[cfg(feature = "postgres")]
+pub(crate) const SELECT_CHANNEL: &str = concat!("SELECT ", channel!());
 
 /// Announces a deletion, in the transaction that records its tombstone, so
 /// that the announcement is sent when (and only if) the tombstone commits.

@@ -14,6 +14,8 @@ pub use table::{IdKind, InvalidIdentifier, UserTable};
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod announce;
+#[cfg(feature = "postgres")]
+pub(crate) use announce::SELECT_CHANNEL;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
 #[cfg(feature = "postgres")]

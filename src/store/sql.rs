@@ -324,8 +324,8 @@ sql_store! {
     /// Users in PostgreSQL.
     ///
     /// [`delete_user`](UserSync::delete_user) also publishes the Clerk id
-    /// with `pg_notify`, in the transaction that records the tombstone, on
-    /// the channel `ensure_user_evict_<current schema>`.
+    /// with `pg_notify`, in the transaction that records the tombstone, for
+    /// other processes' layers to hear (see [`eviction`](crate::eviction)).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -351,7 +351,7 @@ sql_store! {
     /// Users in SQLite: the embedded default.
     ///
     /// Deletions are not announced to other processes: there is nothing to
-    /// listen to.
+    /// listen to (see [`eviction`](crate::eviction)).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
