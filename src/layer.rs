@@ -102,7 +102,8 @@ impl EnsureUserLayer {
 
     /// Forgets a user (and every cached token of theirs), so that the next
     /// request reads the store again. Call it when the row changed behind
-    /// the layer's back; the webhook receiver does it on deletion.
+    /// the layer's back; the webhook receiver does it on deletion, and the
+    /// [eviction listener](crate::eviction) on other instances' deletions.
     ///
     /// A lookup already in flight may still cache its (older) answer; so the
     /// user is forgotten once more when any such lookup must have ended (one
