@@ -14,6 +14,9 @@
 //! - `CLERK_WEBHOOK_SECRET`: when set, Clerk's webhooks are received at
 //!   `POST /webhooks/clerk`.
 //!
+//! On PostgreSQL it also hears deletions applied by other instances on the
+//! same database, so several copies can run side by side.
+//!
 //! With no key configured it runs in development mode: it makes a key pair,
 //! serves its JWKS itself, and prints a `curl` line with a fresh token.
 
@@ -22,9 +25,10 @@ use std::{env, error::Error, net::SocketAddr, time::Duration};
 use axum::{Json, Router, routing::get};
 use ensure_user::{
     Config, EnsureUserLayer, KeySource, LocalUser,
+    eviction::{EvictionListener, EvictionSource},
     store::{SqliteUserStore, UserStore, UserSync},
     testing,
-    webhook::{WebhookReceiver, WebhookVerifier},
+    webhook::{InvalidSecret, WebhookReceiver, WebhookVerifier},
 };
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -56,7 +60,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let database_url = env::var("DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://ensure-user-quickstart.db?mode=rwc".to_owned());
-    let mut app = open_app(&database_url, config.clone()).await?;
+    let webhooks = match WebhookVerifier::from_env() {
+        Ok(verifier) => Some(verifier),
+        Err(InvalidSecret::NotSet) => None,
+        Err(error) => return Err(error.into()),
+    };
+    let users = open_store(&database_url, config.clone(), webhooks).await?;
+
+    let mut app = Router::new()
+        .route("/me", get(me))
+        .layer(users.layer)
+        .route("/healthz", get(|| async { "ok" }));
+    if let Some(receiver) = users.webhooks {
+        // After `.layer`: svix sends no session token.
+        app = app.merge(receiver.into_router("/webhooks/clerk"));
+    }
     if let Some(key) = &dev_key {
         let jwks = testing::SigningKey::jwks(&[key]);
         app = app.route(
@@ -76,6 +94,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    users.evictions.shutdown().await;
     Ok(())
 }
 
@@ -95,55 +114,75 @@ fn clerk_configured() -> bool {
     .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
 }
 
-/// `/me` behind the layer, `/healthz` without it, and the webhook receiver
-/// when `CLERK_WEBHOOK_SECRET` is set.
-fn routes<S>(store: S, config: Config) -> Result<Router, Box<dyn Error>>
-where
-    S: UserStore + UserSync + Clone,
-{
-    let layer = EnsureUserLayer::new(config, store.clone());
-    let mut app = Router::new()
-        .route("/me", get(me))
-        .layer(layer.clone())
-        .route("/healthz", get(|| async { "ok" }));
-    if env::var("CLERK_WEBHOOK_SECRET").is_ok_and(|secret| !secret.trim().is_empty()) {
-        let receiver = WebhookReceiver::new(WebhookVerifier::from_env()?, store, layer);
-        app = app.merge(receiver.into_router("/webhooks/clerk"));
-        println!("receiving Clerk webhooks at POST /webhooks/clerk");
-    }
-    Ok(app)
+/// The layer over a store, its eviction listener, and the webhook receiver
+/// when a signing secret is configured.
+struct Users {
+    layer: EnsureUserLayer,
+    evictions: EvictionListener,
+    webhooks: Option<WebhookReceiver>,
 }
 
-async fn open_app(url: &str, config: Config) -> Result<Router, Box<dyn Error>> {
+impl Users {
+    async fn start<S: UserStore + UserSync + Clone>(
+        config: Config,
+        store: S,
+        pool: &impl EvictionSource,
+        webhooks: Option<WebhookVerifier>,
+    ) -> Result<Self, Box<dyn Error>> {
+        let layer = EnsureUserLayer::new(config, store.clone());
+        let evictions = layer.listen_for_evictions(pool).await?;
+        let webhooks =
+            webhooks.map(|verifier| WebhookReceiver::new(verifier, store, layer.clone()));
+        Ok(Self {
+            layer,
+            evictions,
+            webhooks,
+        })
+    }
+}
+
+async fn open_store(
+    url: &str,
+    config: Config,
+    webhooks: Option<WebhookVerifier>,
+) -> Result<Users, Box<dyn Error>> {
     if url.starts_with("sqlite:") {
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .acquire_timeout(Duration::from_secs(2))
             .connect(url)
             .await?;
-        let store = SqliteUserStore::new(pool);
+        let store = SqliteUserStore::new(pool.clone());
         store.migrate().await?;
-        return routes(store, config);
+        return Users::start(config, store, &pool, webhooks).await;
     }
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        return open_postgres(url, config).await;
+        return open_postgres(url, config, webhooks).await;
     }
     Err(format!("DATABASE_URL must start with sqlite: or postgres:, got {url:?}").into())
 }
 
 #[cfg(feature = "postgres")]
-async fn open_postgres(url: &str, config: Config) -> Result<Router, Box<dyn Error>> {
+async fn open_postgres(
+    url: &str,
+    config: Config,
+    webhooks: Option<WebhookVerifier>,
+) -> Result<Users, Box<dyn Error>> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(2))
         .connect(url)
         .await?;
-    let store = ensure_user::store::PgUserStore::new(pool);
+    let store = ensure_user::store::PgUserStore::new(pool.clone());
     store.migrate().await?;
-    routes(store, config)
+    Users::start(config, store, &pool, webhooks).await
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn open_postgres(_url: &str, _config: Config) -> Result<Router, Box<dyn Error>> {
+async fn open_postgres(
+    _url: &str,
+    _config: Config,
+    _webhooks: Option<WebhookVerifier>,
+) -> Result<Users, Box<dyn Error>> {
     Err(
         "a postgres:// DATABASE_URL needs: cargo run --example quickstart --features postgres"
             .into(),

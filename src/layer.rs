@@ -50,6 +50,8 @@ struct Shared {
     max_cookies: usize,
     profile_claims: ProfileClaims,
     store_timeout: Duration,
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    eviction_heartbeat: Duration,
 }
 
 impl EnsureUserLayer {
@@ -66,6 +68,8 @@ impl EnsureUserLayer {
                 max_cookies: config.max_cookies,
                 profile_claims: config.profile_claims,
                 store_timeout: config.store_timeout,
+                #[cfg(any(feature = "postgres", feature = "sqlite"))]
+                eviction_heartbeat: config.eviction_heartbeat,
             }),
             mode: Mode::Required,
         }
@@ -98,21 +102,57 @@ impl EnsureUserLayer {
 
     /// Forgets a user (and every cached token of theirs), so that the next
     /// request reads the store again. Call it when the row changed behind
-    /// the layer's back; the webhook receiver does it on deletion.
+    /// the layer's back; the webhook receiver does it on deletion, and the
+    /// [eviction listener](crate::eviction) on other instances' deletions.
     ///
     /// A lookup already in flight may still cache its (older) answer; so the
     /// user is forgotten once more when any such lookup must have ended (one
     /// store timeout later).
     pub async fn forget_user(&self, clerk_id: &str) {
         self.shared.forget(clerk_id).await;
+        let clerk_id = clerk_id.to_owned();
+        self.again_after_lookups(|shared| async move { shared.forget(&clerk_id).await });
+    }
+
+    /// Forgets every cached user, now and, as [`forget_user`](Self::forget_user)
+    /// does, once more one store timeout later.
+    pub fn forget_all_users(&self) {
+        self.shared.users.clear();
+        self.again_after_lookups(|shared| async move { shared.users.clear() });
+    }
+
+    /// Runs `forget` once every lookup in flight now must have ended (one
+    /// store timeout from now), when there is a runtime to wait on.
+    fn again_after_lookups<F, Fut>(&self, forget: F)
+    where
+        F: FnOnce(Arc<Shared>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let shared = Arc::clone(&self.shared);
-            let clerk_id = clerk_id.to_owned();
             runtime.spawn(async move {
                 tokio::time::sleep(shared.store_timeout).await;
-                shared.forget(&clerk_id).await;
+                forget(shared).await;
             });
         }
+    }
+
+    /// Starts hearing about deletions applied by other processes, and
+    /// evicting those users from this layer's caches: on PostgreSQL, a
+    /// background task with one connection made like `pool`'s (see
+    /// [`eviction`](crate::eviction)); on SQLite, nothing to start.
+    ///
+    /// Call it once per process, with the pool of the store the layer uses
+    /// (or one with the same `search_path`), and keep the returned listener
+    /// for as long as the layer serves. It fails only when the first
+    /// `LISTEN` does; later connection losses are retried in the background.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub async fn listen_for_evictions<P: crate::eviction::EvictionSource>(
+        &self,
+        pool: &P,
+    ) -> Result<crate::eviction::EvictionListener, StoreError> {
+        pool.start(self.clone(), self.shared.eviction_heartbeat)
+            .await
     }
 
     /// Whether this layer can serve requests: keys held (one fetch is tried
@@ -152,11 +192,6 @@ impl EnsureUserLayer {
             key_endpoint_failing: keys.last_fetch_failed,
             store_reachable,
         }
-    }
-
-    /// Forgets every cached user.
-    pub fn forget_all_users(&self) {
-        self.shared.users.clear();
     }
 }
 

@@ -45,6 +45,13 @@
 //!   calls and their latency, key fetches.
 //! - `webhooks`: [`webhook::WebhookReceiver`], which keeps the users table
 //!   in step with Clerk's `user.*` webhooks.
+//!
+//! # Several instances
+//!
+//! Caches are per process; the database (rows and tombstones) is shared.
+//! With PostgreSQL, [`EnsureUserLayer::listen_for_evictions`] makes a
+//! deletion applied by any instance reach every instance's caches within
+//! milliseconds; see [`eviction`].
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -53,6 +60,8 @@
 mod cache;
 mod config;
 mod error;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod eviction;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;

@@ -9,6 +9,8 @@
 //! | `ensure_user_store_calls_total` | `outcome` = `existing` / `created` / `deleted` / `error` |
 //! | `ensure_user_store_call_seconds` (histogram) | |
 //! | `ensure_user_key_fetches_total` | `result` = `ok` / `error` |
+//! | `ensure_user_eviction_notifications_total` | |
+//! | `ensure_user_eviction_connections_lost_total` | |
 
 #[cfg(feature = "metrics")]
 mod enabled {
@@ -37,6 +39,16 @@ mod enabled {
         let result = if ok { "ok" } else { "error" };
         metrics::counter!("ensure_user_key_fetches_total", "result" => result).increment(1);
     }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn eviction_notification() {
+        metrics::counter!("ensure_user_eviction_notifications_total").increment(1);
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn eviction_connection_lost() {
+        metrics::counter!("ensure_user_eviction_connections_lost_total").increment(1);
+    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -48,6 +60,10 @@ mod enabled {
     pub(crate) fn user_cache(_hit: bool) {}
     pub(crate) fn store_call(_outcome: &'static str, _elapsed: Duration) {}
     pub(crate) fn key_fetch(_ok: bool) {}
+    #[cfg(feature = "postgres")]
+    pub(crate) fn eviction_notification() {}
+    #[cfg(feature = "postgres")]
+    pub(crate) fn eviction_connection_lost() {}
 }
 
 pub(crate) use enabled::*;

@@ -9,13 +9,22 @@
 //! one `INSERT … ON CONFLICT DO UPDATE` guarded by the tombstone and by the
 //! stored `clerk_updated_at` (last write wins), re-checked like the insert;
 //! a deletion commits its tombstone, then deletes the row.
+//!
+//! The tombstone's transaction also announces the deletion to other
+//! processes ([`AnnounceDeletion`]): PostgreSQL publishes it with
+//! `pg_notify`, which is delivered on commit and never for a rollback.
+//! Profile updates are not announced: caches hold a user's local id and
+//! whether they are deleted, and an update changes neither.
 
 use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{IdKind, Profile, Resolution, StoreError, SyncOutcome, UserStore, UserSync, UserTable};
+use super::{
+    IdKind, Profile, Resolution, StoreError, SyncOutcome, UserStore, UserSync, UserTable,
+    announce::AnnounceDeletion,
+};
 use crate::user::LocalId;
 
 /// The statements of one table mapping, rendered once per store.
@@ -210,13 +219,17 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            /// Records the tombstone unless one exists; returns whether it is new.
+            /// Records the tombstone unless one exists, and announces the
+            /// deletion in the same transaction; returns whether the tombstone is new.
             async fn tombstone(&self, clerk_id: &str, deleted_at_ms: i64) -> Result<bool, sqlx::Error> {
+                let mut transaction = self.pool.begin().await?;
                 let done = sqlx::query(AssertSqlSafe(self.queries.tombstone.clone()))
                     .bind(clerk_id)
                     .bind(deleted_at_ms)
-                    .execute(&self.pool)
+                    .execute(&mut *transaction)
                     .await?;
+                <$db as AnnounceDeletion>::announce(&mut *transaction, clerk_id).await?;
+                transaction.commit().await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -285,8 +298,9 @@ macro_rules! sql_store {
             }
 
             async fn delete_user(&self, clerk_id: &str, deleted_at_ms: i64) -> Result<SyncOutcome, StoreError> {
-                // Two statements, in this order: once the tombstone is
-                // committed no insert can keep a row, so the delete is final.
+                // Two transactions, in this order: once the tombstone is
+                // committed (and announced) no insert can keep a row, so the
+                // delete is final.
                 let new_tombstone = self.tombstone(clerk_id, deleted_at_ms).await?;
                 let removed = self.remove(clerk_id).await?;
                 Ok(match (removed, new_tombstone) {
@@ -308,6 +322,10 @@ macro_rules! sql_store {
 #[cfg(feature = "postgres")]
 sql_store! {
     /// Users in PostgreSQL.
+    ///
+    /// [`delete_user`](UserSync::delete_user) also publishes the Clerk id
+    /// with `pg_notify`, in the transaction that records the tombstone, for
+    /// other processes' layers to hear (see [`eviction`](crate::eviction)).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -331,6 +349,9 @@ sql_store! {
 #[cfg(feature = "sqlite")]
 sql_store! {
     /// Users in SQLite: the embedded default.
+    ///
+    /// Deletions are not announced to other processes: there is nothing to
+    /// listen to (see [`eviction`](crate::eviction)).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

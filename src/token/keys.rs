@@ -368,10 +368,7 @@ mod tests {
     fn pem_with_and_without_armour() {
         let pem = crate::testing::SigningKey::generate("k").public_key_pem();
         assert!(KeySource::pem(&pem).is_ok());
-        let bare: String = pem
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
+        let bare: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         assert!(KeySource::pem(&bare).is_ok());
         assert!(KeySource::pem("not a key").is_err());
         assert!(KeySource::pem("").is_err());

@@ -30,6 +30,17 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// A proxy in front of the test database, for cutting connections to it.
+pub async fn postgres_proxy() -> proxy::Proxy {
+    let url: sqlx::postgres::PgConnectOptions = postgres_url().parse().unwrap();
+    let upstream = tokio::net::lookup_host((url.get_host(), url.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    proxy::Proxy::start(upstream).await
+}
+
 /// How the key server answers.
 #[derive(Clone)]
 pub enum JwksReply {
