@@ -679,7 +679,7 @@ impl Run {
         group.finish();
 
         // Allocations, counted outside of any timing.
-        if !self.wants("allocations") {
+        if !self.wants("request/allocations") {
             return;
         }
         let count = if self.quick { 10 } else { 10_000 };
@@ -704,6 +704,9 @@ impl Run {
             ),
         ];
         self.allocations = rows.iter().map(|(name, (a, b))| (*name, *a, *b)).collect();
+        for (name, allocations, bytes) in &self.allocations {
+            println!("allocations per request, {name}: {allocations:.2} ({bytes:.0} bytes)");
+        }
     }
 
     /// Cases 5 and 6: the token cache hits, the user cache misses.
