@@ -76,7 +76,9 @@ impl Verifier {
             }
             return Ok(claims);
         }
-        let claims = Arc::new(self.verify_uncached(token, now_ms).await?);
+        // Boxed, so that the state of this rare path (key fetch included) is
+        // not carried by the future of every request.
+        let claims = Arc::new(Box::pin(self.verify_uncached(token, now_ms)).await?);
         if let Some(cache) = &self.verified {
             cache.insert(Arc::from(token), Arc::clone(&claims));
         }
