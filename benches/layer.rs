@@ -634,6 +634,18 @@ impl Run {
             });
         });
 
+        // The layer with its token cache off: every request verifies, nothing
+        // is inserted. Shows the layer's own verification against jsonwebtoken's.
+        let uncached = layered_app(self.warm_layer(
+            self.keys.config().with_token_cache_bytes(0),
+            CountingIds::default(),
+        ));
+        group.bench_function("token_cache_off", |b| {
+            b.iter_custom(|iters| {
+                time_requests(&self.runtime, &uncached, iters, |_| request(&token))
+            });
+        });
+
         // Every request brings a token never seen before, for the cached user.
         let mut pool = TokenPool::new(self.hot_user.clone());
         group
@@ -933,6 +945,7 @@ fn summary(run: &Run) {
         "request/repeat",
         "request/first_sight",
         "request/verify_every_request",
+        "request/token_cache_off",
         "verify/jsonwebtoken_decode",
         "verify/signature_only",
         "user_miss/postgres_existing",
