@@ -555,7 +555,39 @@ struct Run {
     hot_token: String,
     hot_user: String,
     allocations: Vec<(&'static str, f64, f64)>,
+    interleaved: Option<Interleaved>,
     memory: Option<Memory>,
+}
+
+/// The apps of the request group.
+struct Apps {
+    bare: Router,
+    layered: Router,
+    baseline: Router,
+}
+
+/// Medians of the alternating measurement, in nanoseconds, and the medians
+/// of the per-round ratios.
+struct Interleaved {
+    rounds: usize,
+    bare: f64,
+    repeat: f64,
+    baseline: f64,
+    first_sight: f64,
+    raw_verify: f64,
+    repeat_extra: f64,
+    speedup: f64,
+    first_sight_ratio: f64,
+}
+
+fn median_of(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
 }
 
 struct Memory {
@@ -580,6 +612,7 @@ impl Run {
             hot_token,
             hot_user,
             allocations: Vec::new(),
+            interleaved: None,
             memory: None,
         }
     }
@@ -690,35 +723,125 @@ impl Run {
         });
         group.finish();
 
-        // Allocations, counted outside of any timing.
-        if !self.wants("request/allocations") {
-            return;
+        let apps = Apps {
+            bare,
+            layered,
+            baseline,
+        };
+        if self.wants("request/allocations") {
+            self.count_allocations(&apps, &mut pool);
         }
+        if self.wants("request/interleaved") {
+            self.interleave(&apps, &mut pool);
+        }
+    }
+
+    /// Allocations per request, counted outside of any timing.
+    fn count_allocations(&mut self, apps: &Apps, pool: &mut TokenPool) {
         let count = if self.quick { 10 } else { 10_000 };
+        let token = &self.hot_token;
+        let tokens = pool.take(&self.keys, 2 * count as usize).to_vec();
         let rows = [
-            (
-                "bare",
-                allocations_per_request(&self.runtime, &bare, count, |_| request(&token)),
-            ),
-            (
-                "repeat",
-                allocations_per_request(&self.runtime, &layered, count, |_| request(&token)),
-            ),
-            ("first_sight", {
-                let tokens = pool.take(&self.keys, 2 * count as usize).to_vec();
-                allocations_per_request(&self.runtime, &layered, count, |i| {
-                    request(&tokens[i as usize])
-                })
-            }),
-            (
-                "verify_every_request",
-                allocations_per_request(&self.runtime, &baseline, count, |_| request(&token)),
-            ),
+            ("bare", &apps.bare, None),
+            ("repeat", &apps.layered, None),
+            ("first_sight", &apps.layered, Some(&tokens)),
+            ("verify_every_request", &apps.baseline, None),
         ];
-        self.allocations = rows.iter().map(|(name, (a, b))| (*name, *a, *b)).collect();
-        for (name, allocations, bytes) in &self.allocations {
-            println!("allocations per request, {name}: {allocations:.2} ({bytes:.0} bytes)");
+        self.allocations = rows
+            .into_iter()
+            .map(|(name, app, fresh)| {
+                let (allocations, bytes) =
+                    allocations_per_request(&self.runtime, app, count, |i| match fresh {
+                        Some(tokens) => request(&tokens[i as usize]),
+                        None => request(token),
+                    });
+                println!("allocations per request, {name}: {allocations:.2} ({bytes:.0} bytes)");
+                (name, allocations, bytes)
+            })
+            .collect();
+    }
+
+    /// The figures the targets compare, measured in alternation: each round
+    /// times a short batch of each kind, in a rotating order, so that a
+    /// change in the machine's load hits all of them alike. Ratios are
+    /// taken within each round, then their median over the rounds.
+    fn interleave(&mut self, apps: &Apps, pool: &mut TokenPool) {
+        const CHEAP: u64 = 200;
+        const COSTLY: u64 = 20;
+        let rounds = if self.quick { 2 } else { 500 };
+        pool.reserve(&self.keys, rounds * COSTLY as usize);
+        let key = self.keys.decoding_key();
+        let validation = validation();
+        let token = self.hot_token.clone();
+        let mut figures: Vec<[f64; 5]> = Vec::with_capacity(rounds);
+        for round in 0..rounds {
+            let mut row = [0.0; 5];
+            for kind in (0..5).map(|k| (k + round) % 5) {
+                let per_request =
+                    |total: Duration, count: u64| total.as_secs_f64() * 1e9 / count as f64;
+                row[kind] = match kind {
+                    0 => per_request(
+                        time_requests(&self.runtime, &apps.bare, CHEAP, |_| request(&token)),
+                        CHEAP,
+                    ),
+                    1 => per_request(
+                        time_requests(&self.runtime, &apps.layered, CHEAP, |_| request(&token)),
+                        CHEAP,
+                    ),
+                    2 => per_request(
+                        time_requests(&self.runtime, &apps.baseline, COSTLY, |_| request(&token)),
+                        COSTLY,
+                    ),
+                    3 => {
+                        let tokens = pool.take(&self.keys, COSTLY as usize);
+                        per_request(
+                            time_requests(&self.runtime, &apps.layered, COSTLY, |i| {
+                                request(&tokens[i as usize])
+                            }),
+                            COSTLY,
+                        )
+                    }
+                    _ => {
+                        let start = Instant::now();
+                        for _ in 0..COSTLY {
+                            black_box(
+                                jsonwebtoken::decode::<SessionClaims>(
+                                    black_box(&token),
+                                    &key,
+                                    &validation,
+                                )
+                                .expect("valid token"),
+                            );
+                        }
+                        per_request(start.elapsed(), COSTLY)
+                    }
+                };
+            }
+            figures.push(row);
         }
+        let column = |f: &dyn Fn(&[f64; 5]) -> f64| median_of(figures.iter().map(f).collect());
+        let result = Interleaved {
+            rounds,
+            bare: column(&|r| r[0]),
+            repeat: column(&|r| r[1]),
+            baseline: column(&|r| r[2]),
+            first_sight: column(&|r| r[3]),
+            raw_verify: column(&|r| r[4]),
+            repeat_extra: column(&|r| r[1] - r[0]),
+            speedup: column(&|r| r[2] / r[1]),
+            first_sight_ratio: column(&|r| r[3] / (r[4] + r[0])),
+        };
+        println!(
+            "interleaved ({} rounds), medians: bare {:.0} ns, repeat {:.0} ns, \
+             verify_every_request {:.0} ns, first_sight {:.0} ns, jsonwebtoken_decode {:.0} ns",
+            result.rounds,
+            result.bare,
+            result.repeat,
+            result.baseline,
+            result.first_sight,
+            result.raw_verify
+        );
+        self.interleaved = Some(result);
     }
 
     /// Cases 5 and 6: the token cache hits, the user cache misses.
@@ -961,42 +1084,66 @@ fn summary(run: &Run) {
         }
     }
 
-    println!("\n| target | figure | verdict |\n|---|---|---|");
+    println!(
+        "\n| target | criterion medians | verdict | interleaved | verdict |\n\
+         |---|---|---|---|---|"
+    );
     let bare = median("request/bare");
     let repeat = median("request/repeat");
     let baseline = median("request/verify_every_request");
     let first = median("request/first_sight");
     let raw = median("verify/jsonwebtoken_decode");
-    if let (Some(bare), Some(repeat)) = (bare, repeat) {
-        let extra = repeat - bare;
-        println!(
-            "| repeat ≤ bare + 1 µs | bare + {} | {} |",
-            micros(extra),
-            verdict(extra <= 1000.0)
-        );
-    }
-    if let (Some(repeat), Some(baseline)) = (repeat, baseline) {
-        let ratio = baseline / repeat;
-        println!(
-            "| repeat ≥ 20× faster than verify-every-request | {ratio:.1}× | {} |",
-            verdict(ratio >= 20.0)
-        );
-    }
-    if let (Some(first), Some(raw), Some(bare)) = (first, raw, bare) {
-        let ratio = first / (raw + bare);
-        println!(
-            "| first sight ≤ 1.15 × (raw verify + bare) | {ratio:.3} × ({} + {}) | {} |",
-            micros(raw),
-            micros(bare),
-            verdict(ratio <= 1.15)
-        );
-    }
+    let paired = run.interleaved.as_ref();
+    let row = |target: &str, figure: Option<(String, bool)>, alternate: Option<(String, bool)>| {
+        let cell = |f: Option<(String, bool)>| {
+            f.map_or_else(
+                || "n/a | n/a".to_owned(),
+                |(text, pass)| format!("{text} | {}", verdict(pass)),
+            )
+        };
+        println!("| {target} | {} | {} |", cell(figure), cell(alternate));
+    };
+    let extra = |extra: f64| (format!("bare + {}", micros(extra)), extra <= 1000.0);
+    row(
+        "repeat ≤ bare + 1 µs",
+        bare.zip(repeat).map(|(bare, repeat)| extra(repeat - bare)),
+        paired.map(|p| extra(p.repeat_extra)),
+    );
+    let speedup = |ratio: f64| (format!("{ratio:.1}×"), ratio >= 20.0);
+    row(
+        "repeat ≥ 20× faster than verify-every-request",
+        repeat
+            .zip(baseline)
+            .map(|(repeat, baseline)| speedup(baseline / repeat)),
+        paired.map(|p| speedup(p.speedup)),
+    );
+    let first_ratio = |ratio: f64| (format!("{ratio:.3}"), ratio <= 1.15);
+    row(
+        "first sight ≤ 1.15 × (raw verify + bare)",
+        first
+            .zip(raw)
+            .zip(bare)
+            .map(|((first, raw), bare)| first_ratio(first / (raw + bare))),
+        paired.map(|p| first_ratio(p.first_sight_ratio)),
+    );
     if let Some(memory) = &run.memory {
         println!(
-            "| cached user ≤ 512 bytes at {} users | {:.0} bytes | {} |",
+            "| cached user ≤ 512 bytes at {} users | {:.0} bytes | {} | | |",
             memory.entries,
             memory.per_user,
             verdict(memory.per_user <= 512.0)
+        );
+    }
+    if let Some(p) = paired {
+        println!(
+            "\nInterleaved medians over {} rounds: bare {}, repeat {}, verify every request {}, \
+             first sight {}, jsonwebtoken decode {}.",
+            p.rounds,
+            micros(p.bare),
+            micros(p.repeat),
+            micros(p.baseline),
+            micros(p.first_sight),
+            micros(p.raw_verify)
         );
     }
 
