@@ -65,6 +65,7 @@ pub mod eviction;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;
+mod service;
 pub mod store;
 mod telemetry;
 pub mod testing;
@@ -77,7 +78,8 @@ pub use config::{Config, ConfigError, DEFAULT_API_URL, Mode, ProfileClaims};
 pub use error::Rejection;
 #[cfg(feature = "axum")]
 pub use extract::LocalUserRejection;
-pub use layer::{EnsureUser, EnsureUserLayer, Readiness, ResponseBody};
+pub use layer::{EnsureUserLayer, Readiness};
+pub use service::{EnsureUser, ResponseBody, ResponseFuture};
 pub use token::{KeySource, SessionClaims};
 pub use user::{LocalId, LocalUser};
 
