@@ -11,6 +11,11 @@
 //! - `CLERK_PUBLISHABLE_KEY`, or `CLERK_JWKS_URL`, or `CLERK_JWT_KEY` (PEM);
 //!   `CLERK_ISSUER`; `CLERK_AUTHORIZED_PARTIES` (comma-separated).
 //! - `BIND_ADDR`: default `127.0.0.1:3000`.
+//! - `CLERK_WEBHOOK_SECRET`: when set, Clerk's webhooks are received at
+//!   `POST /webhooks/clerk`.
+//!
+//! On PostgreSQL it also hears deletions applied by other instances on the
+//! same database, so several copies can run side by side.
 //!
 //! With no key configured it runs in development mode: it makes a key pair,
 //! serves its JWKS itself, and prints a `curl` line with a fresh token.
@@ -18,7 +23,13 @@
 use std::{env, error::Error, net::SocketAddr, time::Duration};
 
 use axum::{Json, Router, routing::get};
-use ensure_user::{Config, EnsureUserLayer, KeySource, LocalUser, store::SqliteUserStore, testing};
+use ensure_user::{
+    Config, EnsureUserLayer, KeySource, LocalUser,
+    eviction::{EvictionListener, EvictionSource},
+    store::{SqliteUserStore, UserStore, UserSync},
+    testing,
+    webhook::{InvalidSecret, WebhookReceiver, WebhookVerifier},
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -27,6 +38,7 @@ const DEV_TOKEN_TTL_SECONDS: i64 = 3600;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,ensure_user=debug".into()),
@@ -48,12 +60,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let database_url = env::var("DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://ensure-user-quickstart.db?mode=rwc".to_owned());
-    let layer = open_store(&database_url, config.clone()).await?;
+    let webhooks = match WebhookVerifier::from_env() {
+        Ok(verifier) => Some(verifier),
+        Err(InvalidSecret::NotSet) => None,
+        Err(error) => return Err(error.into()),
+    };
+    let users = open_store(&database_url, config.clone(), webhooks).await?;
 
     let mut app = Router::new()
         .route("/me", get(me))
-        .layer(layer)
+        .layer(users.layer)
         .route("/healthz", get(|| async { "ok" }));
+    if let Some(receiver) = users.webhooks {
+        // After `.layer`: svix sends no session token.
+        app = app.merge(receiver.into_router("/webhooks/clerk"));
+    }
     if let Some(key) = &dev_key {
         let jwks = testing::SigningKey::jwks(&[key]);
         app = app.route(
@@ -73,6 +94,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    users.evictions.shutdown().await;
     Ok(())
 }
 
@@ -92,36 +114,75 @@ fn clerk_configured() -> bool {
     .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
 }
 
-async fn open_store(url: &str, config: Config) -> Result<EnsureUserLayer, Box<dyn Error>> {
+/// The layer over a store, its eviction listener, and the webhook receiver
+/// when a signing secret is configured.
+struct Users {
+    layer: EnsureUserLayer,
+    evictions: EvictionListener,
+    webhooks: Option<WebhookReceiver>,
+}
+
+impl Users {
+    async fn start<S: UserStore + UserSync + Clone>(
+        config: Config,
+        store: S,
+        pool: &impl EvictionSource,
+        webhooks: Option<WebhookVerifier>,
+    ) -> Result<Self, Box<dyn Error>> {
+        let layer = EnsureUserLayer::new(config, store.clone());
+        let evictions = layer.listen_for_evictions(pool).await?;
+        let webhooks =
+            webhooks.map(|verifier| WebhookReceiver::new(verifier, store, layer.clone()));
+        Ok(Self {
+            layer,
+            evictions,
+            webhooks,
+        })
+    }
+}
+
+async fn open_store(
+    url: &str,
+    config: Config,
+    webhooks: Option<WebhookVerifier>,
+) -> Result<Users, Box<dyn Error>> {
     if url.starts_with("sqlite:") {
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .acquire_timeout(Duration::from_secs(2))
             .connect(url)
             .await?;
-        let store = SqliteUserStore::new(pool);
+        let store = SqliteUserStore::new(pool.clone());
         store.migrate().await?;
-        return Ok(EnsureUserLayer::new(config, store));
+        return Users::start(config, store, &pool, webhooks).await;
     }
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        return open_postgres(url, config).await;
+        return open_postgres(url, config, webhooks).await;
     }
     Err(format!("DATABASE_URL must start with sqlite: or postgres:, got {url:?}").into())
 }
 
 #[cfg(feature = "postgres")]
-async fn open_postgres(url: &str, config: Config) -> Result<EnsureUserLayer, Box<dyn Error>> {
+async fn open_postgres(
+    url: &str,
+    config: Config,
+    webhooks: Option<WebhookVerifier>,
+) -> Result<Users, Box<dyn Error>> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(2))
         .connect(url)
         .await?;
-    let store = ensure_user::store::PgUserStore::new(pool);
+    let store = ensure_user::store::PgUserStore::new(pool.clone());
     store.migrate().await?;
-    Ok(EnsureUserLayer::new(config, store))
+    Users::start(config, store, &pool, webhooks).await
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn open_postgres(_url: &str, _config: Config) -> Result<EnsureUserLayer, Box<dyn Error>> {
+async fn open_postgres(
+    _url: &str,
+    _config: Config,
+    _webhooks: Option<WebhookVerifier>,
+) -> Result<Users, Box<dyn Error>> {
     Err(
         "a postgres:// DATABASE_URL needs: cargo run --example quickstart --features postgres"
             .into(),

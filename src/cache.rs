@@ -48,14 +48,15 @@ impl UserCache {
             return Ok(user);
         }
         telemetry::user_cache(false);
-        self.entries
-            .try_get_with(Box::from(clerk_id), async move {
-                Ok(match load.await? {
-                    Resolution::Existing(id) | Resolution::Created(id) => CachedUser::Active(id),
-                    Resolution::Deleted => CachedUser::Deleted,
-                })
+        // Boxed, so that the large state of a miss is not carried by the
+        // future of every request.
+        Box::pin(self.entries.try_get_with(Box::from(clerk_id), async move {
+            Ok(match load.await? {
+                Resolution::Existing(id) | Resolution::Created(id) => CachedUser::Active(id),
+                Resolution::Deleted => CachedUser::Deleted,
             })
-            .await
+        }))
+        .await
     }
 
     /// Forgets one user, so that the next request reads the store again.

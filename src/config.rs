@@ -80,6 +80,7 @@ pub struct Config {
     pub(crate) key_fetch_timeout: Duration,
     pub(crate) max_jwks_bytes: usize,
     pub(crate) store_timeout: Duration,
+    pub(crate) eviction_heartbeat: Duration,
 }
 
 /// Why a configuration could not be built.
@@ -110,7 +111,8 @@ impl Config {
     /// refused, tokens up to 8 KiB, up to 64 cookies examined, 100,000 cached
     /// users for 10 minutes, 64 MiB of verified tokens, keys refreshed every
     /// 5 minutes with unknown-`kid` refetches at most every 10 s, fetches
-    /// bounded by 5 s and 1 MiB, store calls bounded by 3 s.
+    /// bounded by 5 s and 1 MiB, store calls bounded by 3 s, an eviction
+    /// listener's connection checked after 30 s of silence.
     pub fn new(issuer: impl Into<String>, keys: KeySource) -> Self {
         Self {
             issuer: issuer.into().trim_end_matches('/').to_owned(),
@@ -130,6 +132,7 @@ impl Config {
             key_fetch_timeout: Duration::from_secs(5),
             max_jwks_bytes: 1024 * 1024,
             store_timeout: Duration::from_secs(3),
+            eviction_heartbeat: Duration::from_secs(30),
         }
     }
 
@@ -280,6 +283,16 @@ impl Config {
     /// Default 3 s.
     pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
+        self
+    }
+
+    /// How long an [eviction listener](crate::eviction) waits in silence
+    /// before checking its connection with a query; one that does not answer
+    /// within the same time is replaced. The check also keeps the idle
+    /// connection alive through NAT and load-balancer idle timeouts; keep it
+    /// below those. Default 30 s.
+    pub fn with_eviction_heartbeat(mut self, interval: Duration) -> Self {
+        self.eviction_heartbeat = interval;
         self
     }
 

@@ -8,7 +8,7 @@ use axum::{
 };
 use http::{StatusCode, header, request::Parts};
 
-use crate::{LocalUser, Rejection, layer::Anonymous};
+use crate::{LocalUser, Rejection, service::Anonymous};
 
 /// Why a [`LocalUser`] could not be extracted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,6 +49,13 @@
 //!   users endpoints; [`ProfileFetch`], which fills a new user's profile in
 //!   from it; and [`backfill`], which writes every existing Clerk user.
 //! - `cli`: the `ensure-user` binary, `migrate` and `backfill` (see [`cli`]).
+//!
+//! # Several instances
+//!
+//! Caches are per process; the database (rows and tombstones) is shared.
+//! With PostgreSQL, [`EnsureUserLayer::listen_for_evictions`] makes a
+//! deletion applied by any instance reach every instance's caches within
+//! milliseconds; see [`eviction`].
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -64,11 +71,14 @@ mod clerk_user;
 pub mod cli;
 mod config;
 mod error;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod eviction;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;
 #[cfg(feature = "clerk-api")]
 mod profile_fetch;
+mod service;
 pub mod store;
 mod telemetry;
 pub mod testing;
@@ -82,9 +92,10 @@ pub use config::{Config, ConfigError, DEFAULT_API_URL, Mode, ProfileClaims};
 pub use error::Rejection;
 #[cfg(feature = "axum")]
 pub use extract::LocalUserRejection;
-pub use layer::{EnsureUser, EnsureUserLayer, Readiness, ResponseBody};
+pub use layer::{EnsureUserLayer, Readiness};
 #[cfg(feature = "clerk-api")]
 pub use profile_fetch::ProfileFetch;
+pub use service::{EnsureUser, ResponseBody, ResponseFuture};
 pub use token::{KeySource, SessionClaims};
 pub use user::{LocalId, LocalUser};
 

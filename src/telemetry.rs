@@ -10,6 +10,8 @@
 //! | `ensure_user_store_call_seconds` (histogram) | |
 //! | `ensure_user_key_fetches_total` | `result` = `ok` / `error` |
 //! | `ensure_user_profile_fetches_total` | `result` = `ok` / `api_error` / `not_found` / `store_error` / `timed_out` |
+//! | `ensure_user_eviction_notifications_total` | |
+//! | `ensure_user_eviction_connections_lost_total` | |
 
 #[cfg(feature = "metrics")]
 mod enabled {
@@ -43,6 +45,16 @@ mod enabled {
     pub(crate) fn profile_fetch(result: &'static str) {
         metrics::counter!("ensure_user_profile_fetches_total", "result" => result).increment(1);
     }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn eviction_notification() {
+        metrics::counter!("ensure_user_eviction_notifications_total").increment(1);
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn eviction_connection_lost() {
+        metrics::counter!("ensure_user_eviction_connections_lost_total").increment(1);
+    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -56,6 +68,10 @@ mod enabled {
     pub(crate) fn key_fetch(_ok: bool) {}
     #[cfg(feature = "clerk-api")]
     pub(crate) fn profile_fetch(_result: &'static str) {}
+    #[cfg(feature = "postgres")]
+    pub(crate) fn eviction_notification() {}
+    #[cfg(feature = "postgres")]
+    pub(crate) fn eviction_connection_lost() {}
 }
 
 pub(crate) use enabled::*;

@@ -2,11 +2,6 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
 use axum::{Router, routing::get};
 use common::*;
 use ensure_user::{
@@ -25,26 +20,6 @@ fn app(layer: EnsureUserLayer) -> Router {
 
 /// A counter's name, labels and value.
 type Counter = (String, Vec<(String, String)>, u64);
-
-/// Captured log output.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// One test owns the process-wide metrics recorder; the rest of this binary
 /// runs inside it, in sequence.

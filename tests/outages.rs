@@ -61,16 +61,6 @@ async fn store_through(proxy: &Proxy) -> (PgUserStore, sqlx::PgPool) {
     (PgUserStore::new(pool), direct.pool().clone())
 }
 
-async fn postgres_proxy() -> Proxy {
-    let url: sqlx::postgres::PgConnectOptions = postgres_url().parse().unwrap();
-    let upstream = tokio::net::lookup_host((url.get_host(), url.get_port()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    Proxy::start(upstream).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_down_serves_cached_users_and_503s_misses_then_recovers() {
     let key = SigningKey::generate("ins_test");

@@ -971,27 +971,6 @@ async fn tower_service_takes_any_body() {
     );
 }
 
-/// A shared buffer the log subscriber writes into.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
 /// Every delivery is logged with its id, type, user and outcome; bodies and secrets never.
 #[tokio::test]
 async fn deliveries_are_logged_without_bodies_or_secrets() {

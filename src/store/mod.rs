@@ -15,6 +15,10 @@ pub use sync::{SyncOutcome, UserSync};
 pub use table::{IdKind, InvalidIdentifier, UserTable};
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod announce;
+#[cfg(feature = "postgres")]
+pub(crate) use announce::SELECT_CHANNEL;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
 #[cfg(feature = "postgres")]
 pub use sql::PgUserStore;

@@ -10,6 +10,12 @@
 //! stored `clerk_updated_at` (last write wins), re-checked like the insert;
 //! a deletion commits its tombstone, then deletes the row.
 //!
+//! The tombstone's transaction also announces the deletion to other
+//! processes ([`AnnounceDeletion`]): PostgreSQL publishes it with
+//! `pg_notify`, which is delivered on commit and never for a rollback.
+//! Profile updates are not announced: caches hold a user's local id and
+//! whether they are deleted, and an update changes neither.
+//!
 //! A batch ([`BackfillStore`]) reads what is stored for all its ids in one
 //! query, then writes every row that needs it in one multi-row
 //! `INSERT … ON CONFLICT DO UPDATE` (strictly newer versions only), then
@@ -29,6 +35,7 @@ use uuid::Uuid;
 use super::{
     BackfillStore, BatchOutcome, Checkpoint, IdKind, Profile, ProfileUpdate, Resolution,
     StoreError, SyncOutcome, UserStore, UserSync, UserTable,
+    announce::AnnounceDeletion,
     batch::{Stored, plan},
 };
 use crate::user::LocalId;
@@ -355,13 +362,17 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            /// Records the tombstone unless one exists; returns whether it is new.
+            /// Records the tombstone unless one exists, and announces the
+            /// deletion in the same transaction; returns whether the tombstone is new.
             async fn tombstone(&self, clerk_id: &str, deleted_at_ms: i64) -> Result<bool, sqlx::Error> {
+                let mut transaction = self.pool.begin().await?;
                 let done = sqlx::query(AssertSqlSafe(self.queries.tombstone.clone()))
                     .bind(clerk_id)
                     .bind(deleted_at_ms)
-                    .execute(&self.pool)
+                    .execute(&mut *transaction)
                     .await?;
+                <$db as AnnounceDeletion>::announce(&mut *transaction, clerk_id).await?;
+                transaction.commit().await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -526,8 +537,9 @@ macro_rules! sql_store {
             }
 
             async fn delete_user(&self, clerk_id: &str, deleted_at_ms: i64) -> Result<SyncOutcome, StoreError> {
-                // Two statements, in this order: once the tombstone is
-                // committed no insert can keep a row, so the delete is final.
+                // Two transactions, in this order: once the tombstone is
+                // committed (and announced) no insert can keep a row, so the
+                // delete is final.
                 let new_tombstone = self.tombstone(clerk_id, deleted_at_ms).await?;
                 let removed = self.remove(clerk_id).await?;
                 Ok(match (removed, new_tombstone) {
@@ -605,6 +617,10 @@ macro_rules! sql_store {
 sql_store! {
     /// Users in PostgreSQL.
     ///
+    /// [`delete_user`](UserSync::delete_user) also publishes the Clerk id
+    /// with `pg_notify`, in the transaction that records the tombstone, for
+    /// other processes' layers to hear (see [`eviction`](crate::eviction)).
+    ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// use ensure_user::store::PgUserStore;
@@ -628,6 +644,9 @@ sql_store! {
 #[cfg(feature = "sqlite")]
 sql_store! {
     /// Users in SQLite: the embedded default.
+    ///
+    /// Deletions are not announced to other processes: there is nothing to
+    /// listen to (see [`eviction`](crate::eviction)).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

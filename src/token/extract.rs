@@ -26,7 +26,7 @@ pub(crate) fn find_token<'a>(
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .filter(|t| !t.is_empty() && !t.contains(' '))
+            .filter(|t| !t.is_empty() && memchr::memchr(b' ', t.as_bytes()).is_none())
             .ok_or(Rejection::MalformedToken)?;
         return Ok(Some(token));
     }

@@ -364,23 +364,11 @@ pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<DecodingKey>
 mod tests {
     use super::*;
 
-    const CLERK_FIXTURE_PEM: &str = "-----BEGIN PUBLIC KEY-----
-MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAqYy3MY8fOneEyzNDu9lp
-6iGXKkNUF+u/dUnrlkadZYyB35efzKFJEr9fftmWv5PUj1uRHTQ3bh6X1cceOYsI
-jy008dHWZJsKhGOxgdTjeK91rjaklxt7tyFXEiKHIOr1LSgKzopClOfCIjxK/oPU
-Of38pVh7WnekcSBQmU5fqA+EzKMi6k9VwvbzqKlZM4XQsiFyn28d9VubJWjTU8nN
-ot0n1NE+9k6TxM8nglM4RwkBH4Ni4B0LhKKOOV+AG8tBNiZVil415dpBldmJ/j0w
-k7Ad4VFi9en3Z17oCKr+K+zuT7vKMKSb1548dk0vnmi0vj2QGXSo+61wM5yQWpk6
-sQIDAQAB
------END PUBLIC KEY-----";
-
     #[test]
     fn pem_with_and_without_armour() {
-        assert!(KeySource::pem(CLERK_FIXTURE_PEM).is_ok());
-        let bare: String = CLERK_FIXTURE_PEM
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
+        let pem = crate::testing::SigningKey::generate("k").public_key_pem();
+        assert!(KeySource::pem(&pem).is_ok());
+        let bare: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         assert!(KeySource::pem(&bare).is_ok());
         assert!(KeySource::pem("not a key").is_err());
         assert!(KeySource::pem("").is_err());

@@ -2,7 +2,7 @@
 //! then Clerk's claim rules, with verified tokens remembered until they expire.
 
 use std::{
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -15,7 +15,7 @@ use super::{
     SessionClaims,
     keys::{KeyError, KeyStore},
 };
-use crate::{Rejection, config::Config, telemetry};
+use crate::{LocalId, Rejection, config::Config};
 
 /// `cat` header values that mark a session token (or carry no category).
 const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
@@ -28,8 +28,38 @@ pub(crate) struct Verifier {
     allow_pending: bool,
     max_token_bytes: usize,
     keys: Arc<KeyStore>,
-    verified: Option<Cache<Arc<str>, Arc<SessionClaims>>>,
+    verified: Option<Cache<Arc<str>, Arc<VerifiedToken>, TokenHasher>>,
 }
+
+/// A token that passed verification, and the local user it resolved to.
+pub(crate) struct VerifiedToken {
+    pub(crate) claims: Arc<SessionClaims>,
+    /// The user's local id and the user generation it was resolved under,
+    /// so that a repeat request needs no user-cache lookup at all.
+    user: OnceLock<(u64, LocalId)>,
+}
+
+impl VerifiedToken {
+    /// The remembered local id, unless it was resolved under an older generation.
+    pub(crate) fn user(&self, generation: u64) -> Option<LocalId> {
+        self.user
+            .get()
+            .filter(|(remembered, _)| *remembered == generation)
+            .map(|(_, id)| *id)
+    }
+
+    /// Remembers the user this token resolved to (the first answer wins).
+    pub(crate) fn remember_user(&self, generation: u64, id: LocalId) {
+        let _ = self.user.set((generation, id));
+    }
+}
+
+/// The token cache's hasher. Its keys are whole tokens (700 bytes and more),
+/// hashed on every request: SipHash costs about 2,000 instructions on one,
+/// foldhash a tenth of that. foldhash is seeded per process, and only tokens
+/// with a valid signature are ever inserted, so a client cannot choose keys
+/// that collide.
+type TokenHasher = foldhash::quality::RandomState;
 
 #[derive(Deserialize)]
 struct Header {
@@ -48,12 +78,12 @@ impl Verifier {
         let verified = (config.token_cache_bytes > 0).then(|| {
             Cache::builder()
                 .max_capacity(config.token_cache_bytes)
-                .weigher(|token: &Arc<str>, _claims: &Arc<SessionClaims>| {
+                .weigher(|token: &Arc<str>, _verified: &Arc<VerifiedToken>| {
                     u32::try_from(token.len()).unwrap_or(u32::MAX)
                 })
                 .expire_after(UntilExpiry { skew_ms })
                 .support_invalidation_closures()
-                .build()
+                .build_with_hasher(TokenHasher::default())
         });
         Self {
             issuer: config.issuer.clone(),
@@ -66,23 +96,33 @@ impl Verifier {
         }
     }
 
-    /// The claims of `token` if it is a valid session token right now.
-    pub(crate) async fn verify(&self, token: &str) -> Result<Arc<SessionClaims>, Rejection> {
-        let now_ms = now_ms();
-        if let Some(claims) = self.verified.as_ref().and_then(|cache| cache.get(token)) {
-            telemetry::token_cache(true);
-            // The cache entry outlives `exp` by at most the skew; check anyway.
-            if claims.exp.saturating_mul(1000) <= now_ms - self.skew_ms {
-                return Err(Rejection::TokenExpired);
-            }
-            return Ok(claims);
+    /// `token`'s cache entry, if it was verified before: the entry while the
+    /// token is still unexpired, `token_expired` after. `None` on a miss.
+    pub(crate) fn cached(&self, token: &str) -> Option<Result<Arc<VerifiedToken>, Rejection>> {
+        let verified = self.verified.as_ref()?.get(token)?;
+        // The entry outlives `exp` by at most the skew; check anyway.
+        if verified.claims.exp.saturating_mul(1000) <= now_ms() - self.skew_ms {
+            return Some(Err(Rejection::TokenExpired));
         }
-        telemetry::token_cache(false);
-        let claims = Arc::new(self.verify_uncached(token, now_ms).await?);
+        Some(Ok(verified))
+    }
+
+    /// `token` verified, from the cache or now.
+    pub(crate) async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, Rejection> {
+        if let Some(cached) = self.cached(token) {
+            return cached;
+        }
+        // Boxed, so that the state of this rare path (key fetch included) is
+        // not carried by the future of every request.
+        let claims = Box::pin(self.verify_uncached(token, now_ms())).await?;
+        let verified = Arc::new(VerifiedToken {
+            claims: Arc::new(claims),
+            user: OnceLock::new(),
+        });
         if let Some(cache) = &self.verified {
-            cache.insert(Arc::from(token), Arc::clone(&claims));
+            cache.insert(Arc::from(token), Arc::clone(&verified));
         }
-        Ok(claims)
+        Ok(verified)
     }
 
     async fn verify_uncached(&self, token: &str, now_ms: i64) -> Result<SessionClaims, Rejection> {
@@ -182,7 +222,7 @@ impl Verifier {
         if let Some(cache) = &self.verified {
             let clerk_id = clerk_id.to_owned();
             // Only fails when invalidation closures are disabled, which they are not.
-            let _ = cache.invalidate_entries_if(move |_, claims| claims.sub == clerk_id);
+            let _ = cache.invalidate_entries_if(move |_, verified| verified.claims.sub == clerk_id);
         }
     }
 }
@@ -216,14 +256,14 @@ struct UntilExpiry {
     skew_ms: i64,
 }
 
-impl moka::Expiry<Arc<str>, Arc<SessionClaims>> for UntilExpiry {
+impl moka::Expiry<Arc<str>, Arc<VerifiedToken>> for UntilExpiry {
     fn expire_after_create(
         &self,
         _token: &Arc<str>,
-        claims: &Arc<SessionClaims>,
+        verified: &Arc<VerifiedToken>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        let remaining = claims.exp.saturating_mul(1000) + self.skew_ms - now_ms();
+        let remaining = verified.claims.exp.saturating_mul(1000) + self.skew_ms - now_ms();
         Some(Duration::from_millis(u64::try_from(remaining).unwrap_or(0)))
     }
 }

@@ -12,7 +12,8 @@
 //! - `user.deleted` records a tombstone, removes the row and evicts the user
 //!   from the layer, whose still-valid tokens for that user then get
 //!   `401 user_deleted`; later events for the user are acknowledged and
-//!   ignored;
+//!   ignored. On PostgreSQL the deletion also reaches the layers of other
+//!   instances that listen for it (see [`eviction`](crate::eviction));
 //! - every other event type is acknowledged and ignored;
 //! - [`WebhookHooks`] lets the app react after each event is applied.
 //!

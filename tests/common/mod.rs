@@ -32,6 +32,17 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// A proxy in front of the test database, for cutting connections to it.
+pub async fn postgres_proxy() -> proxy::Proxy {
+    let url: sqlx::postgres::PgConnectOptions = postgres_url().parse().unwrap();
+    let upstream = tokio::net::lookup_host((url.get_host(), url.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    proxy::Proxy::start(upstream).await
+}
+
 /// How the key server answers.
 #[derive(Clone)]
 pub enum JwksReply {
@@ -234,4 +245,25 @@ pub fn bearer(token: &str) -> http::Request<Body> {
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())
         .unwrap()
+}
+
+/// Captured log output, for asserting what is (and is not) logged.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
 }

@@ -17,6 +17,9 @@ pub enum Link {
     Down,
     /// Connections are accepted and then never answered.
     Stalled,
+    /// Open connections go silent but stay open, as over a network path
+    /// that died without a word; new ones pass.
+    Frozen,
 }
 
 pub struct Proxy {
@@ -53,7 +56,7 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, mut changes: watch::
             // Hold the socket silently until the link changes.
             let _ = changes.changed().await;
         }
-        Link::Up => {
+        Link::Up | Link::Frozen => {
             let Ok(mut server) = TcpStream::connect(upstream).await else {
                 return;
             };
@@ -66,6 +69,10 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, mut changes: watch::
                         }
                     }
                 } => {}
+            }
+            if *changes.borrow() == Link::Frozen {
+                // Hold both sockets, forwarding nothing, until the link changes.
+                let _ = changes.changed().await;
             }
         }
     }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Load test of the quickstart over loopback with wrk: GET /me behind the
+# layer (many users, each token repeated) against GET /healthz without it.
+# Bounded: each run lasts DURATION and the server is stopped at the end.
+#
+#   bash benches/load/run.sh            # SQLite
+#   DATABASE=postgres bash benches/load/run.sh
+#
+# Needs wrk (apt-get install wrk).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+USERS="${USERS:-1000}"
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-32}"
+THREADS="${THREADS:-1}"
+DATABASE="${DATABASE:-sqlite}"
+ISSUER="https://load.ensure-user.test"
+
+features=()
+[ "$DATABASE" = postgres ] && features=(--features postgres)
+cargo build --release --quiet "${features[@]}" --example quickstart --example load_tokens
+
+work=$(mktemp -d)
+target/release/examples/load_tokens "$work" "$USERS" "$ISSUER"
+if [ "$DATABASE" = postgres ]; then
+  schema="load_$(date +%s)"
+  psql "postgres://postgres@127.0.0.1:5432/test" -qc "CREATE SCHEMA $schema"
+  database_url="postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3D$schema"
+else
+  database_url="sqlite://$work/load.db?mode=rwc"
+fi
+
+CLERK_JWT_KEY="$(cat "$work/public.pem")" CLERK_ISSUER="$ISSUER" \
+  DATABASE_URL="$database_url" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
+  target/release/examples/quickstart >"$work/server.out" 2>"$work/server.err" &
+server=$!
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+for _ in $(seq 1 50); do
+  addr=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/server.out" | head -n 1 || true)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { cat "$work/server.err" >&2; exit 1; }
+
+# First sight of every user (creates the rows), then the measured runs.
+TOKENS="$work/tokens.txt" wrk -t1 -c8 -d3s -s benches/load/me.lua "$addr" >/dev/null
+
+run() {
+  local name=$1
+  shift
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
+  if grep -q "Non-2xx" <<<"$out"; then
+    echo "$name: some responses were not 2xx" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  printf '%-9s %10s req/s   p50 %8s   p99 %8s\n' "$name" "$rps" "$p50" "$p99" >&2
+  echo "$rps"
+}
+
+echo "quickstart load test: $USERS users, $CONNECTIONS connections, $THREADS wrk thread(s), $DURATION each, $DATABASE"
+health=$(run /healthz "$addr/healthz")
+me=$(TOKENS="$work/tokens.txt" run /me -s benches/load/me.lua "$addr/me")
+awk -v me="$me" -v health="$health" 'BEGIN { printf "/me runs at %.1f%% of /healthz\n", 100 * me / health }'

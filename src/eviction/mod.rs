@@ -1,0 +1,166 @@
+//! Several instances of the app: a deletion applied by one reaches the
+//! caches of all.
+//!
+//! Each process keeps its own caches of users and verified tokens. A Clerk
+//! `user.deleted` webhook reaches one instance, which records the tombstone
+//! and evicts the user from its own layer; any other instance that has the
+//! user cached would go on serving them until the entry expires (the user
+//! cache TTL, 10 minutes by default).
+//!
+//! With PostgreSQL, [`PgUserStore`](crate::store::PgUserStore) publishes each
+//! deletion's Clerk id with `pg_notify`, in the transaction that records the
+//! tombstone: the notification goes out when the tombstone commits, and
+//! never for a deletion rolled back. Each process calls
+//! [`EnsureUserLayer::listen_for_evictions`](crate::EnsureUserLayer::listen_for_evictions)
+//! once; its listener hears every instance's deletions and forgets those
+//! users, in the user cache and the verified-token cache, within
+//! milliseconds.
+//!
+//! The tombstone stays the source of truth. A request that misses the cache
+//! reads the tombstone and gets `401 user_deleted` whether or not any
+//! notification arrived; the notification only shortens the time another
+//! instance may still serve the user from its cache. Nothing depends on it
+//! arriving.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{Json, Router, routing::get};
+//! use ensure_user::{Config, EnsureUserLayer, LocalUser, store::PgUserStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = sqlx::PgPool::connect(&std::env::var("DATABASE_URL")?).await?;
+//! let store = PgUserStore::new(pool);
+//! store.migrate().await?;
+//! let layer = EnsureUserLayer::new(Config::from_env()?, store.clone());
+//! let listener = layer.listen_for_evictions(store.pool()).await?;
+//!
+//! let app: Router = Router::new()
+//!     .route("/me", get(|user: LocalUser| async move { Json(user.id()) }))
+//!     .layer(layer);
+//! let server = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(server, app).await?;
+//! listener.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # The PostgreSQL listener
+//!
+//! - It holds one connection of its own for as long as it runs, opened
+//!   with the given pool's connect options and acquire timeout but outside
+//!   the pool, whose size it leaves alone.
+//! - The channel is `ensure_user_evict_` followed by the connection's
+//!   current schema (`public` unless `search_path` says otherwise), so apps
+//!   in separate schemas of one database do not hear each other. The store's
+//!   pool and the listener's pool must resolve the same schema; they do when
+//!   built from the same URL.
+//! - A lost connection is made again at once, then with a backoff from
+//!   250 ms doubling to 10 s; each attempt is bounded by the pool's acquire
+//!   timeout. Notifications sent while it was lost are gone, so whenever the
+//!   listener starts listening, the first time or again, it clears the whole
+//!   user cache (and once more one store timeout later, for lookups that
+//!   were in flight).
+//! - After [`Config::with_eviction_heartbeat`](crate::Config::with_eviction_heartbeat)
+//!   (30 s) without a notification it runs `SELECT 1` on its connection;
+//!   when that does not answer in the same time, the connection is replaced
+//!   as if it had been lost. This also keeps an idle connection alive through
+//!   NAT and load-balancer idle timeouts.
+//! - A notification for an id this process never saw evicts nothing and
+//!   costs nothing more.
+//! - It stops on [`EvictionListener::shutdown`] or when dropped; closing
+//!   the pool does not stop it.
+//!
+//! Profile updates are not announced. The caches hold a user's local id
+//! and whether they are deleted, and [`LocalUser`](crate::LocalUser) adds
+//! only the token's claims; an update (a new email, say) changes none of
+//! these, and profile columns are read from the database by the app itself.
+//!
+//! The cost to PostgreSQL: one idle connection per process, one `NOTIFY`
+//! per applied deletion (delivered to every listening process), and one
+//! `SELECT 1` per process per heartbeat interval of silence.
+//!
+//! # SQLite
+//!
+//! [`listen_for_evictions`](crate::EnsureUserLayer::listen_for_evictions)
+//! takes an `SqlitePool` too, so that code can switch backends, but starts
+//! nothing: there is nothing to listen to, and the instance that applies a
+//! deletion already evicts the user from its own layer. Processes sharing
+//! one SQLite file do not hear each other's deletions; each sees them when
+//! its cache entry expires (lower the TTL with
+//! [`Config::with_user_cache`](crate::Config::with_user_cache)) or, better,
+//! moves to PostgreSQL.
+
+#[cfg(feature = "postgres")]
+mod postgres;
+
+use tokio::task::JoinHandle;
+
+/// A pool whose database can tell this process about deletions applied by
+/// other processes: [`sqlx::PgPool`] (listened to) or [`sqlx::SqlitePool`]
+/// (nothing to listen to). Sealed.
+pub trait EvictionSource: sealed::Start {}
+
+impl<T: sealed::Start> EvictionSource for T {}
+
+mod sealed {
+    use std::{future::Future, time::Duration};
+
+    use super::EvictionListener;
+    use crate::{EnsureUserLayer, store::StoreError};
+
+    /// Starts a listener for `layer`, checking a silent connection every `heartbeat`.
+    pub trait Start: Send + Sync {
+        fn start(
+            &self,
+            layer: EnsureUserLayer,
+            heartbeat: Duration,
+        ) -> impl Future<Output = Result<EvictionListener, StoreError>> + Send;
+    }
+}
+
+/// The background task that evicts users deleted by other processes from
+/// this process's caches. Made by
+/// [`EnsureUserLayer::listen_for_evictions`](crate::EnsureUserLayer::listen_for_evictions);
+/// it stops on [`shutdown`](Self::shutdown) or when dropped.
+#[derive(Debug)]
+#[must_use = "the listener stops when dropped"]
+pub struct EvictionListener {
+    /// `None` for a backend with nothing to listen to.
+    task: Option<JoinHandle<()>>,
+}
+
+impl EvictionListener {
+    /// Whether the task is running, connected or reconnecting: `true` on
+    /// PostgreSQL until the listener is shut down; always `false` on SQLite.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|task| !task.is_finished())
+    }
+
+    /// Stops the task and waits for it to end.
+    pub async fn shutdown(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for EvictionListener {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Nothing to start: the instance applying a deletion evicts it itself.
+#[cfg(feature = "sqlite")]
+impl sealed::Start for sqlx::SqlitePool {
+    async fn start(
+        &self,
+        _: crate::EnsureUserLayer,
+        _: std::time::Duration,
+    ) -> Result<EvictionListener, crate::store::StoreError> {
+        Ok(EvictionListener { task: None })
+    }
+}

@@ -1,0 +1,338 @@
+//! [`EnsureUser`], the service of [`EnsureUserLayer`](crate::EnsureUserLayer):
+//! token in, [`LocalUser`] out.
+//!
+//! A request whose token and user are both cached is served synchronously
+//! in `call`, with no boxed future and no await: two hash lookups. Anything
+//! else (a new token, a user-cache miss) takes the asynchronous path.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{Either, Full};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+use tracing::{Instrument, Span};
+
+use crate::{
+    LocalUser, Mode, Rejection,
+    cache::CachedUser,
+    config::ProfileClaims,
+    layer::{FirstSight, Shared},
+    store::{Profile, Resolution, StoreError},
+    telemetry,
+    token::{SessionClaims, extract::find_token},
+};
+
+/// The response body of [`EnsureUser`]: the inner service's body, or the
+/// layer's own small JSON body when it refuses a request.
+pub type ResponseBody<B> = Either<B, Full<Bytes>>;
+
+/// Marks a request that passed an optional layer without a token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Anonymous;
+
+/// The service made by [`EnsureUserLayer`](crate::EnsureUserLayer).
+#[derive(Clone)]
+pub struct EnsureUser<S> {
+    inner: S,
+    shared: Arc<Shared>,
+    mode: Mode,
+    first_sight: Option<Arc<dyn FirstSight>>,
+}
+
+impl<S> EnsureUser<S> {
+    pub(crate) fn new(
+        inner: S,
+        shared: Arc<Shared>,
+        mode: Mode,
+        first_sight: Option<Arc<dyn FirstSight>>,
+    ) -> Self {
+        Self {
+            inner,
+            shared,
+            mode,
+            first_sight,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for EnsureUser<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnsureUser")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the synchronous look at a request decided.
+enum Decision {
+    /// Authenticated from the caches alone.
+    User(LocalUser),
+    /// No token, and the layer is optional.
+    Anonymous,
+    Refused(Rejection),
+    /// Needs the asynchronous path: verification, the user cache or the store.
+    Lookup,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for EnsureUser<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let span = tracing::debug_span!(
+            target: "ensure_user",
+            "ensure_user",
+            clerk_id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let decision = self.shared.decide_from_caches(request.headers(), self.mode);
+        let kind = match decision {
+            Decision::User(user) => {
+                record_user(&span, &user);
+                request.extensions_mut().insert(user);
+                Kind::Inner {
+                    future: self.inner.call(request),
+                }
+            }
+            Decision::Anonymous => {
+                span.record("outcome", "anonymous");
+                request.extensions_mut().insert(Anonymous);
+                Kind::Inner {
+                    future: self.inner.call(request),
+                }
+            }
+            Decision::Refused(rejection) => Kind::Refused {
+                response: Some(refuse(&span, rejection)),
+            },
+            Decision::Lookup => Kind::Lookup {
+                future: self.lookup(request, span),
+            },
+        };
+        ResponseFuture { kind }
+    }
+}
+
+impl<S> EnsureUser<S> {
+    /// The asynchronous path, boxed: rare, and large.
+    fn lookup<ReqBody, ResBody>(
+        &mut self,
+        mut request: Request<ReqBody>,
+        span: Span,
+    ) -> BoxFuture<Result<Response<ResponseBody<ResBody>>, S::Error>>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send,
+        ReqBody: Send + 'static,
+    {
+        // The clone that was not polled ready stays behind (tower's guidance).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        let mode = self.mode;
+        let first_sight = self.first_sight.clone();
+        Box::pin(async move {
+            let authenticated = shared
+                .authenticate(request.headers(), mode, first_sight.as_deref())
+                .instrument(span.clone())
+                .await;
+            match authenticated {
+                Ok(Some(user)) => {
+                    record_user(&span, &user);
+                    request.extensions_mut().insert(user);
+                }
+                Ok(None) => {
+                    span.record("outcome", "anonymous");
+                    request.extensions_mut().insert(Anonymous);
+                }
+                Err(rejection) => return Ok(refuse(&span, rejection).map(Either::Right)),
+            }
+            inner
+                .call(request)
+                .await
+                .map(|response| response.map(Either::Left))
+        })
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+pin_project! {
+    /// The response future of [`EnsureUser`].
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProjection]
+    enum Kind<F, B, E> {
+        Inner { #[pin] future: F },
+        Refused { response: Option<Response<Full<Bytes>>> },
+        Lookup { future: BoxFuture<Result<Response<ResponseBody<B>>, E>> },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProjection::Inner { future } => future
+                .poll(cx)
+                .map(|result| result.map(|response| response.map(Either::Left))),
+            KindProjection::Refused { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion")
+                .map(Either::Right))),
+            KindProjection::Lookup { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+fn record_user(span: &Span, user: &LocalUser) {
+    span.record("clerk_id", user.clerk_id());
+    span.record("outcome", "authenticated");
+}
+
+fn refuse(span: &Span, rejection: Rejection) -> Response<Full<Bytes>> {
+    span.record("outcome", rejection.code());
+    span.in_scope(|| log_rejection(rejection));
+    rejection.to_response()
+}
+
+impl Shared {
+    /// Decides from the caches alone when it can, without awaiting anything.
+    fn decide_from_caches(&self, headers: &HeaderMap, mode: Mode) -> Decision {
+        let token = match find_token(headers, self.cookie_suffix.as_deref(), self.max_cookies) {
+            Ok(Some(token)) => token,
+            Ok(None) if mode == Mode::Optional => return Decision::Anonymous,
+            Ok(None) => return Decision::Refused(Rejection::MissingToken),
+            Err(rejection) => return Decision::Refused(rejection),
+        };
+        let generation = self.user_generation.load(Ordering::Acquire);
+        let cached = self.verifier.cached(token);
+        telemetry::token_cache(cached.is_some());
+        match cached {
+            Some(Ok(verified)) => match verified.user(generation) {
+                Some(id) => {
+                    telemetry::user_cache(true);
+                    Decision::User(LocalUser::new(id, Arc::clone(&verified.claims)))
+                }
+                None => Decision::Lookup,
+            },
+            Some(Err(rejection)) => Decision::Refused(rejection),
+            None => Decision::Lookup,
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        mode: Mode,
+        first_sight: Option<&dyn FirstSight>,
+    ) -> Result<Option<LocalUser>, Rejection> {
+        let token = match find_token(headers, self.cookie_suffix.as_deref(), self.max_cookies)? {
+            Some(token) => token,
+            None if mode == Mode::Optional => return Ok(None),
+            None => return Err(Rejection::MissingToken),
+        };
+        // Read before the lookup: a `forget_all_users` during it makes the
+        // remembered id stale at once.
+        let generation = self.user_generation.load(Ordering::Acquire);
+        let verified = self.verifier.verify(token).await?;
+        let claims = &verified.claims;
+        let load = async {
+            let profile = profile_from_claims(claims, &self.profile_claims);
+            let call = self.store.find_or_create_dyn(&claims.sub, &profile);
+            let started = Instant::now();
+            let result = tokio::time::timeout(self.store_timeout, call)
+                .await
+                .map_err(|_| StoreError::TimedOut(self.store_timeout))
+                .and_then(|result| result);
+            let outcome = match &result {
+                Ok(Resolution::Existing(_)) => "existing",
+                Ok(Resolution::Created(_)) => "created",
+                Ok(Resolution::Deleted) => "deleted",
+                Err(_) => "error",
+            };
+            telemetry::store_call(outcome, started.elapsed());
+            if let Ok(Resolution::Created(id)) = &result {
+                tracing::info!(target: "ensure_user", clerk_id = %claims.sub, local_id = %id, "created local user");
+                if let Some(first_sight) = first_sight.filter(|_| profile.is_empty()) {
+                    first_sight.created(&claims.sub).await;
+                }
+            }
+            result
+        };
+        match self.users.get_or_load(&claims.sub, load).await {
+            Ok(CachedUser::Active(id)) => {
+                verified.remember_user(generation, id);
+                Ok(Some(LocalUser::new(id, Arc::clone(claims))))
+            }
+            Ok(CachedUser::Deleted) => Err(Rejection::UserDeleted),
+            Err(error) => {
+                tracing::error!(
+                    target: "ensure_user",
+                    clerk_id = %claims.sub,
+                    %error,
+                    "user store failed"
+                );
+                Err(Rejection::StoreUnavailable)
+            }
+        }
+    }
+}
+
+fn profile_from_claims(claims: &SessionClaims, names: &ProfileClaims) -> Profile {
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(|value| value.as_str())
+            // NUL cannot be stored in PostgreSQL text: such a value is left out.
+            .filter(|value| !value.is_empty() && !value.contains('\0'))
+            .map(str::to_owned)
+    };
+    Profile {
+        email: text(&names.email),
+        first_name: text(&names.first_name),
+        last_name: text(&names.last_name),
+        image_url: text(&names.image_url),
+    }
+}
+
+fn log_rejection(rejection: Rejection) {
+    telemetry::rejection(rejection.code());
+    if rejection.is_outage() {
+        tracing::warn!(target: "ensure_user", code = rejection.code(), "request refused: outage");
+    } else {
+        tracing::info!(target: "ensure_user", code = rejection.code(), "request refused");
+    }
+}

@@ -1,0 +1,560 @@
+//! Several instances of one app on one PostgreSQL schema, each with its own
+//! pools, caches and eviction listener: a deletion applied through one
+//! instance's webhook receiver reaches the caches of the others. The last
+//! test runs two quickstart processes.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{Json, Router, body::Body, routing::get};
+use common::{
+    proxy::{Link, Proxy},
+    *,
+};
+use ensure_user::{
+    Config, EnsureUserLayer, LocalUser,
+    eviction::EvictionListener,
+    store::PgUserStore,
+    testing::{SigningKey, random_id},
+    webhook::{WebhookReceiver, WebhookSecret, WebhookVerifier, sign},
+};
+use http::{Request, StatusCode};
+use serde_json::json;
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tower::ServiceExt;
+
+const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const PATH: &str = "/webhooks/clerk";
+/// How soon every other instance must refuse a deleted user.
+const PROPAGATION_LIMIT: Duration = Duration::from_secs(1);
+/// The instances' store timeout: a listener that starts listening clears the
+/// user cache at once and again this much later.
+const STORE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the instances share: the database schema and the Clerk keys.
+struct Deployment {
+    key: SigningKey,
+    jwks: JwksServer,
+    db: PgConnectOptions,
+    /// A pool of the test's own on the schema, for looking and poking.
+    admin: PgPool,
+}
+
+impl Deployment {
+    async fn new() -> Self {
+        let key = SigningKey::generate("ins_test");
+        let jwks = JwksServer::start(&[&key]).await;
+        let store = postgres_store().await;
+        let db = store.pool().connect_options().as_ref().clone();
+        Self {
+            key,
+            jwks,
+            db,
+            admin: store.pool().clone(),
+        }
+    }
+
+    fn config(&self) -> Config {
+        self.jwks.config().with_store_timeout(STORE_TIMEOUT)
+    }
+
+    async fn instance(&self) -> Instance {
+        Instance::start(self.config(), &self.db, &self.db).await
+    }
+
+    /// An instance whose listener reaches the database through `proxy`.
+    async fn instance_listening_through(&self, proxy: &Proxy, config: Config) -> Instance {
+        let through = self.db.clone().host("127.0.0.1").port(proxy.addr.port());
+        Instance::start(config, &self.db, &through).await
+    }
+
+    fn token(&self, user: &str) -> String {
+        self.key.session_token(ISSUER, user, 600)
+    }
+}
+
+/// One app process: its own pools, caches and eviction listener.
+struct Instance {
+    app: Router,
+    calls: CountingStore<PgUserStore>,
+    listener: EvictionListener,
+}
+
+impl Instance {
+    /// An instance on `db` whose listener connects with `listen_db`.
+    async fn start(config: Config, db: &PgConnectOptions, listen_db: &PgConnectOptions) -> Self {
+        let store = PgUserStore::new(pool(db).await);
+        let calls = CountingStore::new(store.clone());
+        let layer = EnsureUserLayer::new(config, calls.clone());
+        let listener = layer
+            .listen_for_evictions(&pool(listen_db).await)
+            .await
+            .unwrap();
+        let receiver = WebhookReceiver::new(verifier(), store, layer.clone());
+        Self {
+            app: router(layer, receiver),
+            calls,
+            listener,
+        }
+    }
+
+    async fn me(&self, token: &str) -> (StatusCode, String) {
+        me(&self.app, token).await
+    }
+
+    /// Delivers `user.deleted` for `user`, signed as svix signs it.
+    async fn delete(&self, user: &str) -> StatusCode {
+        let response = self.app.clone().oneshot(deletion(user)).await.unwrap();
+        response.status()
+    }
+
+    /// Waits until `token` is refused with `user_deleted`; returns the time
+    /// since `since`. Panics if it is still served after `limit`.
+    async fn refused(&self, token: &str, since: Instant, limit: Duration) -> Duration {
+        loop {
+            match self.me(token).await {
+                (StatusCode::UNAUTHORIZED, code) if code == "user_deleted" => {
+                    return since.elapsed();
+                }
+                (StatusCode::OK, _) => {}
+                other => panic!("unexpected answer: {other:?}"),
+            }
+            assert!(since.elapsed() < limit, "still served after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// `GET /me` behind the layer, and the webhook endpoint beside it.
+fn router(layer: EnsureUserLayer, receiver: WebhookReceiver) -> Router {
+    Router::new()
+        .route(
+            "/me",
+            get(|user: LocalUser| async move { Json(json!({ "id": user.id() })) }),
+        )
+        .layer(layer)
+        .merge(receiver.into_router(PATH))
+}
+
+fn verifier() -> WebhookVerifier {
+    WebhookVerifier::new(SECRET.parse().unwrap())
+}
+
+/// The status of `GET /me` with `token`, and the error code of a refusal.
+async fn me(app: &Router, token: &str) -> (StatusCode, String) {
+    let response = app.clone().oneshot(bearer(token)).await.unwrap();
+    let (status, body) = read(response).await;
+    let code = body["error"].as_str().unwrap_or_default().to_owned();
+    (status, code)
+}
+
+async fn pool(options: &PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_with(options.clone())
+        .await
+        .unwrap()
+}
+
+/// A `user.deleted` body as Clerk sends it.
+fn deleted_event(user: &str) -> Vec<u8> {
+    json!({
+        "type": "user.deleted",
+        "object": "event",
+        "instance_id": "ins_test",
+        "timestamp": 1_716_883_200,
+        "data": { "object": "user", "id": user, "deleted": true }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The svix headers of `body`, signed now with [`SECRET`].
+fn svix_headers(body: &[u8]) -> [(&'static str, String); 3] {
+    let id = random_id("msg");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let timestamp = i64::try_from(now.as_secs()).unwrap();
+    let secret: WebhookSecret = SECRET.parse().unwrap();
+    let signature = sign(&secret, &id, timestamp, body);
+    [
+        ("svix-id", id),
+        ("svix-timestamp", timestamp.to_string()),
+        ("svix-signature", signature),
+    ]
+}
+
+fn deletion(user: &str) -> Request<Body> {
+    let body = deleted_event(user);
+    let mut request = Request::post(PATH).header("content-type", "application/json");
+    for (name, value) in svix_headers(&body) {
+        request = request.header(name, value);
+    }
+    request.body(Body::from(body)).unwrap()
+}
+
+/// Waits out the second clear of the user caches after listeners started
+/// listening, so that only notifications can evict what is cached next.
+async fn settle() {
+    tokio::time::sleep(STORE_TIMEOUT + Duration::from_millis(200)).await;
+}
+
+/// A user every instance has seen, so that each holds them in its cache.
+async fn user_cached_on(instances: &[&Instance], d: &Deployment) -> (String, String) {
+    let user = random_id("user");
+    let token = d.token(&user);
+    for instance in instances {
+        assert_eq!(instance.me(&token).await.0, StatusCode::OK);
+    }
+    (user, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_reach_every_instance_within_a_second() {
+    let d = Deployment::new().await;
+    let (a, b, c) = (d.instance().await, d.instance().await, d.instance().await);
+    settle().await;
+    let mut times = Vec::new();
+    for _ in 0..100 {
+        let (user, token) = user_cached_on(&[&a, &b, &c], &d).await;
+        let started = Instant::now();
+        let (status, seen) = tokio::join!(a.delete(&user), async {
+            let b_seen = b.refused(&token, started, PROPAGATION_LIMIT).await;
+            let c_seen = c.refused(&token, started, PROPAGATION_LIMIT).await;
+            b_seen.max(c_seen)
+        });
+        assert_eq!(status, StatusCode::OK);
+        times.push(seen);
+    }
+    times.sort();
+    let (median, worst) = (times[times.len() / 2], times[times.len() - 1]);
+    println!(
+        "propagation over {} deletions: median {median:?}, worst {worst:?}",
+        times.len()
+    );
+    assert!(worst < PROPAGATION_LIMIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_listener_connection_is_made_again_and_the_cache_cleared() {
+    let d = Deployment::new().await;
+    let proxy = postgres_proxy().await;
+    let a = d.instance().await;
+    let b = d.instance_listening_through(&proxy, d.config()).await;
+    settle().await;
+    let (gone, gone_token) = user_cached_on(&[&b], &d).await;
+    let (_, kept_token) = user_cached_on(&[&b], &d).await;
+    let calls = b.calls.calls();
+
+    proxy.set(Link::Down);
+    assert_eq!(a.delete(&gone).await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        b.me(&gone_token).await.0,
+        StatusCode::OK,
+        "deaf: the deletion was not heard, and the cached user is still served"
+    );
+    assert!(b.listener.is_running(), "it keeps trying");
+
+    proxy.set(Link::Up);
+    let restored = Instant::now();
+    let took = b
+        .refused(&gone_token, restored, Duration::from_secs(15))
+        .await;
+    println!("refused {took:?} after the link came back");
+    assert_eq!(b.me(&kept_token).await.0, StatusCode::OK);
+    assert_eq!(
+        b.calls.calls(),
+        calls + 2,
+        "the whole cache was cleared: both users were read again"
+    );
+
+    // And deletions are heard again.
+    settle().await;
+    let (next, next_token) = user_cached_on(&[&b], &d).await;
+    let started = Instant::now();
+    assert_eq!(a.delete(&next).await, StatusCode::OK);
+    b.refused(&next_token, started, PROPAGATION_LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_listener_connection_is_replaced_after_the_heartbeat() {
+    let d = Deployment::new().await;
+    let proxy = postgres_proxy().await;
+    let a = d.instance().await;
+    let config = d
+        .config()
+        .with_eviction_heartbeat(Duration::from_millis(300));
+    let b = d.instance_listening_through(&proxy, config).await;
+    settle().await;
+    let (gone, gone_token) = user_cached_on(&[&b], &d).await;
+
+    // The listener's connection stays open but carries nothing: no error
+    // will ever come from it. New connections pass.
+    proxy.set(Link::Frozen);
+    let started = Instant::now();
+    assert_eq!(a.delete(&gone).await, StatusCode::OK);
+    let took = b
+        .refused(&gone_token, started, Duration::from_secs(10))
+        .await;
+    println!("refused {took:?} after the deletion, over a frozen connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_for_unknown_ids_are_harmless() {
+    let d = Deployment::new().await;
+    let (a, b) = (d.instance().await, d.instance().await);
+    settle().await;
+    let (_, token) = user_cached_on(&[&b], &d).await;
+    let calls = b.calls.calls();
+
+    let long = "x".repeat(7_000);
+    for payload in [&random_id("user"), "", "not a clerk id \u{1F980}", &long] {
+        sqlx::query("SELECT pg_notify('ensure_user_evict_' || current_schema(), $1)")
+            .bind(payload)
+            .execute(&d.admin)
+            .await
+            .unwrap();
+    }
+    // A deletion of a user no instance ever saw is announced as well.
+    assert_eq!(a.delete(&random_id("user")).await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.me(&token).await.0, StatusCode::OK);
+    assert_eq!(b.calls.calls(), calls, "the cached user stayed cached");
+    assert!(b.listener.is_running());
+
+    let (user, token) = user_cached_on(&[&b], &d).await;
+    let started = Instant::now();
+    assert_eq!(a.delete(&user).await, StatusCode::OK);
+    b.refused(&token, started, PROPAGATION_LIMIT).await;
+}
+
+/// Fails, at commit, the transaction recording a `user_doomed…` tombstone.
+const FAIL_AT_COMMIT: &str = "
+    CREATE FUNCTION refuse_doomed() RETURNS trigger AS $$
+        BEGIN RAISE EXCEPTION 'refused at commit'; END $$ LANGUAGE plpgsql;
+    CREATE CONSTRAINT TRIGGER doomed AFTER INSERT ON clerk_user_tombstones
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+        WHEN (NEW.clerk_id LIKE 'user_doomed%') EXECUTE FUNCTION refuse_doomed();";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolled_back_deletion_is_not_announced() {
+    let d = Deployment::new().await;
+    sqlx::raw_sql(FAIL_AT_COMMIT)
+        .execute(&d.admin)
+        .await
+        .unwrap();
+    let (a, b) = (d.instance().await, d.instance().await);
+    settle().await;
+    let doomed = random_id("user_doomed");
+    let token = d.token(&doomed);
+    assert_eq!(b.me(&token).await.0, StatusCode::OK);
+    let calls = b.calls.calls();
+
+    // The notification was queued before the commit failed, and dropped with it.
+    assert_eq!(a.delete(&doomed).await, StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.me(&token).await.0, StatusCode::OK);
+    assert_eq!(b.calls.calls(), calls, "nothing was evicted");
+
+    let (user, token) = user_cached_on(&[&b], &d).await;
+    let started = Instant::now();
+    assert_eq!(a.delete(&user).await, StatusCode::OK);
+    b.refused(&token, started, PROPAGATION_LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shut_down_listener_hears_nothing() {
+    let d = Deployment::new().await;
+    let (a, b) = (d.instance().await, d.instance().await);
+    settle().await;
+    let (user, token) = user_cached_on(&[&b], &d).await;
+    let Instance { app, listener, .. } = b;
+    assert!(listener.is_running());
+    listener.shutdown().await;
+
+    assert_eq!(a.delete(&user).await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        me(&app, &token).await.0,
+        StatusCode::OK,
+        "served from the cache until it expires"
+    );
+}
+
+/// SQLite takes the same calls; there is nothing to listen to, and the
+/// instance applying a deletion evicts the user itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_listener_is_in_process_only() {
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let store = sqlite_store().await;
+    let layer = EnsureUserLayer::new(jwks.config(), store.clone());
+    let listener = layer.listen_for_evictions(store.pool()).await.unwrap();
+    assert!(!listener.is_running());
+    let app = router(
+        layer.clone(),
+        WebhookReceiver::new(verifier(), store, layer),
+    );
+
+    let user = random_id("user");
+    let token = key.session_token(ISSUER, &user, 600);
+    assert_eq!(me(&app, &token).await.0, StatusCode::OK);
+    let status = app.clone().oneshot(deletion(&user)).await.unwrap().status();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        me(&app, &token).await,
+        (StatusCode::UNAUTHORIZED, "user_deleted".to_owned())
+    );
+    listener.shutdown().await;
+}
+
+/// Two quickstart processes on one schema: a deletion delivered to one is
+/// refused by the other within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_quickstart_processes_share_deletions() {
+    let binary = quickstart_binary().await;
+    let d = Deployment::new().await;
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&d.admin)
+        .await
+        .unwrap();
+    let url = postgres_url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let database_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+    let (a, b) = tokio::join!(
+        Quickstart::start(&binary, &database_url, &d.jwks),
+        Quickstart::start(&binary, &database_url, &d.jwks),
+    );
+    let client = reqwest::Client::new();
+    let user = random_id("user");
+    let token = d.token(&user);
+    for process in [&a, &b] {
+        assert_eq!(process.me(&client, &token).await.0, StatusCode::OK);
+    }
+
+    let body = deleted_event(&user);
+    let mut delivery = client
+        .post(format!("{}{PATH}", a.url))
+        .header("content-type", "application/json")
+        .body(body.clone());
+    for (name, value) in svix_headers(&body) {
+        delivery = delivery.header(name, value);
+    }
+    let started = Instant::now();
+    let response = delivery.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    loop {
+        match b.me(&client, &token).await {
+            (StatusCode::UNAUTHORIZED, code) if code == "user_deleted" => break,
+            (StatusCode::OK, _) => {}
+            other => panic!("unexpected answer: {other:?}"),
+        }
+        assert!(
+            started.elapsed() < PROPAGATION_LIMIT,
+            "the other process still serves the user"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "the other process refused the user {:?} after the deletion was sent",
+        started.elapsed()
+    );
+}
+
+/// The quickstart binary, built with every feature (as `cargo test
+/// --all-features` builds it already, so this is normally a no-op).
+async fn quickstart_binary() -> PathBuf {
+    let output = tokio::process::Command::new(env!("CARGO"))
+        .args(["build", "--example", "quickstart", "--all-features"])
+        .arg("--message-format=json")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "building the quickstart failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["target"]["name"] == "quickstart")
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .expect("cargo names the quickstart executable")
+}
+
+/// A running quickstart process, killed when dropped.
+struct Quickstart {
+    _process: tokio::process::Child,
+    url: String,
+}
+
+impl Quickstart {
+    async fn start(binary: &Path, database_url: &str, jwks: &JwksServer) -> Self {
+        let mut process = tokio::process::Command::new(binary)
+            .env_remove("CLERK_PUBLISHABLE_KEY")
+            .env_remove("CLERK_JWT_KEY")
+            .env_remove("CLERK_SECRET_KEY")
+            .env_remove("CLERK_AUTHORIZED_PARTIES")
+            .env("DATABASE_URL", database_url)
+            .env("CLERK_JWKS_URL", jwks.url())
+            .env("CLERK_ISSUER", ISSUER)
+            .env("CLERK_WEBHOOK_SECRET", SECRET)
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "ensure_user=info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some((_, rest)) = line.split_once("listening on ") {
+                    return rest.split_whitespace().next().unwrap().to_owned();
+                }
+            }
+            panic!("the quickstart exited before listening");
+        })
+        .await
+        .expect("the quickstart listens within 30 s");
+        // Keep reading, so that its logs never fill the pipe.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("quickstart: {line}");
+            }
+        });
+        Self {
+            _process: process,
+            url,
+        }
+    }
+
+    async fn me(&self, client: &reqwest::Client, token: &str) -> (StatusCode, String) {
+        let response = client
+            .get(format!("{}/me", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: serde_json::Value =
+            serde_json::from_str(&response.text().await.unwrap()).unwrap_or_default();
+        (
+            status,
+            body["error"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+}
