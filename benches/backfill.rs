@@ -2,8 +2,10 @@
 //! loopback (500 per page) and written to PostgreSQL and to SQLite.
 //!
 //! Each sample starts from an empty users table, so every user is created.
-//! Run with `cargo bench --all-features --bench backfill`; PostgreSQL must
-//! be reachable as for the tests.
+//! PostgreSQL is measured twice: with the pool's defaults, and with
+//! `synchronous_commit = off`, as `ensure-user backfill` connects. Run with
+//! `cargo bench --all-features --bench backfill`; PostgreSQL must be
+//! reachable as for the tests.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -12,7 +14,12 @@ use std::time::{Duration, Instant};
 
 use common::clerk_api::{FakeClerk, SECRET, fake_users};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use ensure_user::{backfill::Backfill, clerk_api::ClerkApi, store::BackfillStore};
+use ensure_user::{
+    backfill::Backfill,
+    clerk_api::ClerkApi,
+    store::{BackfillStore, PgUserStore},
+};
+use sqlx::postgres::PgPoolOptions;
 use tokio::runtime::Runtime;
 
 const USERS: usize = 50_000;
@@ -44,6 +51,16 @@ fn backfill(c: &mut Criterion) {
         .and_then(|api| api.with_api_url(&fake.url()))
         .expect("client");
     let postgres = runtime.block_on(common::postgres_store());
+    let options = postgres.pool().connect_options().as_ref().clone();
+    let async_commit = PgUserStore::new(
+        runtime
+            .block_on(
+                PgPoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options.options([("synchronous_commit", "off")])),
+            )
+            .expect("pool"),
+    );
     let sqlite = runtime.block_on(common::sqlite_store());
 
     let mut group = c.benchmark_group("backfill");
@@ -53,17 +70,22 @@ fn backfill(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(20))
         .throughput(Throughput::Elements(USERS as u64));
-    group.bench_function("postgres_50k_users", |b| {
-        b.iter_custom(|iterations| {
-            let reset = async || {
-                sqlx::raw_sql("TRUNCATE users; DELETE FROM ensure_user_backfill_state")
-                    .execute(postgres.pool())
-                    .await
-                    .expect("reset");
-            };
-            runtime.block_on(timed(&api, &postgres, reset, iterations))
+    for (name, store) in [
+        ("postgres_50k_users", &postgres),
+        ("postgres_50k_users_async_commit", &async_commit),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let reset = async || {
+                    sqlx::raw_sql("TRUNCATE users; DELETE FROM ensure_user_backfill_state")
+                        .execute(store.pool())
+                        .await
+                        .expect("reset");
+                };
+                runtime.block_on(timed(&api, store, reset, iterations))
+            });
         });
-    });
+    }
     group.bench_function("sqlite_50k_users", |b| {
         b.iter_custom(|iterations| {
             let reset = async || {

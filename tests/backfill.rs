@@ -1,4 +1,6 @@
-//! Batched syncs and the backfill end to end, on real PostgreSQL and SQLite.
+//! The Backend API client, profile on first sight, batched syncs, the
+//! backfill and the `ensure-user` command, end to end: a fake Backend API on
+//! loopback, real PostgreSQL and SQLite, and the built binary.
 
 mod common;
 
@@ -1114,4 +1116,36 @@ async fn cli_failures_exit_non_zero_and_never_show_the_secret() {
         !printed.contains(SECRET),
         "the secret key was printed:\n{printed}"
     );
+}
+
+#[tokio::test]
+async fn cli_backfills_postgres() {
+    let fake = FakeClerk::start(fake_users(700)).await;
+    let pool = postgres_pool().await;
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let database = format!("{}?options=-c%20search_path%3D{schema}", postgres_url());
+    let api = fake.url();
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("CLERK_SECRET_KEY", SECRET),
+        ("CLERK_API_URL", api.as_str()),
+    ];
+    let (code, out, err) = ensure_user(&["migrate"], &env).await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, "migrations applied (PostgreSQL)"),
+        "{err}"
+    );
+    let (code, out, err) = ensure_user(&["backfill"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(count_of(&out, "created"), 700);
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 700);
+    assert!(!format!("{out}{err}").contains(SECRET));
 }

@@ -2,7 +2,10 @@
 
 use std::{str::FromStr, time::Duration};
 
-use sqlx::{postgres::PgPoolOptions, sqlite::SqliteConnectOptions, sqlite::SqlitePoolOptions};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqlitePoolOptions},
+};
 
 use crate::store::{PgUserStore, SqliteUserStore, StoreError};
 
@@ -23,13 +26,23 @@ pub(super) enum DatabaseError {
 
 impl Database {
     /// Connects to `url`; a SQLite file is created when missing.
+    ///
+    /// PostgreSQL sessions commit without waiting for the WAL to reach the
+    /// disk (`synchronous_commit = off`): a crash can then lose the last
+    /// writes, but never corrupts anything, and since the checkpoint is
+    /// written after the rows it covers, it is lost with them; the next run
+    /// redoes them. SQLite keeps its defaults: relaxing them can corrupt a
+    /// database in rollback-journal mode.
     pub(super) async fn connect(url: &str) -> Result<Self, DatabaseError> {
         let url = url.trim();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(DatabaseError::Connect)?
+                .options([("synchronous_commit", "off")]);
             let pool = PgPoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
+                .connect_with(options)
                 .await
                 .map_err(DatabaseError::Connect)?;
             Ok(Self::Postgres(PgUserStore::new(pool)))
