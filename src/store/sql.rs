@@ -377,9 +377,13 @@ macro_rules! sql_store {
             }
 
             /// What is stored for `ids`, in one query.
+            ///
+            /// Planned anew each time (not a cached prepared statement): a
+            /// plan cached while a fresh table was small would keep scanning
+            /// the whole table as a backfill fills it.
             async fn read_batch(&self, ids: &[&str]) -> Result<HashMap<String, Stored>, sqlx::Error> {
                 let sql = self.queries.batch.read(ids.len());
-                let mut query = sqlx::query(AssertSqlSafe(sql));
+                let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
                 for id in ids {
                     query = query.bind(*id);
                 }
@@ -425,9 +429,10 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            /// Which of `ids` are tombstoned.
+            /// Which of `ids` are tombstoned (planned anew, as `read_batch`).
             async fn tombstoned_among(&self, ids: &[&str]) -> Result<HashSet<String>, sqlx::Error> {
-                let mut query = sqlx::query_scalar(AssertSqlSafe(self.queries.batch.tombstoned(ids.len())));
+                let sql = self.queries.batch.tombstoned(ids.len());
+                let mut query = sqlx::query_scalar(AssertSqlSafe(sql)).persistent(false);
                 for id in ids {
                     query = query.bind(*id);
                 }
