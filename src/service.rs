@@ -27,7 +27,7 @@ use crate::{
     layer::{FirstSight, Shared},
     store::{Profile, Resolution, StoreError},
     telemetry,
-    token::{SessionClaims, extract::find_token},
+    token::{SessionClaims, extract::find_token, verify::VerifiedToken},
 };
 
 /// The response body of [`EnsureUser`]: the inner service's body, or the
@@ -78,8 +78,9 @@ enum Decision {
     /// No token, and the layer is optional.
     Anonymous,
     Refused(Rejection),
-    /// Needs the asynchronous path: verification, the user cache or the store.
-    Lookup,
+    /// Needs the asynchronous path: the token's verification (`None`) or,
+    /// for a verified token, the user cache or the store.
+    Lookup(Option<Arc<VerifiedToken>>),
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for EnsureUser<S>
@@ -122,8 +123,8 @@ where
             Decision::Refused(rejection) => Kind::Refused {
                 response: Some(refuse(&span, rejection)),
             },
-            Decision::Lookup => Kind::Lookup {
-                future: self.lookup(request, span),
+            Decision::Lookup(verified) => Kind::Lookup {
+                future: self.lookup(request, verified, span),
             },
         };
         ResponseFuture { kind }
@@ -135,6 +136,7 @@ impl<S> EnsureUser<S> {
     fn lookup<ReqBody, ResBody>(
         &mut self,
         mut request: Request<ReqBody>,
+        verified: Option<Arc<VerifiedToken>>,
         span: Span,
     ) -> BoxFuture<Result<Response<ResponseBody<ResBody>>, S::Error>>
     where
@@ -150,7 +152,7 @@ impl<S> EnsureUser<S> {
         let first_sight = self.first_sight.clone();
         Box::pin(async move {
             let authenticated = shared
-                .authenticate(request.headers(), mode, first_sight.as_deref())
+                .authenticate(request.headers(), mode, verified, first_sight.as_deref())
                 .instrument(span.clone())
                 .await;
             match authenticated {
@@ -246,17 +248,20 @@ impl Shared {
                     telemetry::user_cache(true);
                     Decision::User(LocalUser::new(id, Arc::clone(&verified.claims)))
                 }
-                None => Decision::Lookup,
+                None => Decision::Lookup(Some(verified)),
             },
             Some(Err(rejection)) => Decision::Refused(rejection),
-            None => Decision::Lookup,
+            None => Decision::Lookup(None),
         }
     }
 
+    /// The asynchronous path; `verified` is the token's cache entry when
+    /// `decide_from_caches` found one, so the cache is not searched twice.
     async fn authenticate(
         &self,
         headers: &HeaderMap,
         mode: Mode,
+        verified: Option<Arc<VerifiedToken>>,
         first_sight: Option<&dyn FirstSight>,
     ) -> Result<Option<LocalUser>, Rejection> {
         let token = match find_token(headers, self.cookie_suffix.as_deref(), self.max_cookies)? {
@@ -267,7 +272,10 @@ impl Shared {
         // Read before the lookup: a `forget_all_users` during it makes the
         // remembered id stale at once.
         let generation = self.user_generation.load(Ordering::Acquire);
-        let verified = self.verifier.verify(token).await?;
+        let verified = match verified {
+            Some(verified) => verified,
+            None => self.verifier.verify_new(token).await?,
+        };
         let claims = &verified.claims;
         let load = async {
             let profile = profile_from_claims(claims, &self.profile_claims);

@@ -10,6 +10,7 @@
 //! | `ensure_user_store_call_seconds` (histogram) | |
 //! | `ensure_user_key_fetches_total` | `result` = `ok` / `error` |
 //! | `ensure_user_profile_fetches_total` | `result` = `ok` / `api_error` / `not_found` / `store_error` / `timed_out` |
+//! | `ensure_user_webhook_deliveries_total` | `outcome` = `applied` / `ignored_*` / `failed` / a refusal code |
 //! | `ensure_user_eviction_notifications_total` | |
 //! | `ensure_user_eviction_connections_lost_total` | |
 
@@ -34,6 +35,12 @@ mod enabled {
     pub(crate) fn store_call(outcome: &'static str, elapsed: Duration) {
         metrics::counter!("ensure_user_store_calls_total", "outcome" => outcome).increment(1);
         metrics::histogram!("ensure_user_store_call_seconds").record(elapsed.as_secs_f64());
+    }
+
+    #[cfg(feature = "webhooks")]
+    pub(crate) fn webhook_delivery(outcome: &'static str) {
+        metrics::counter!("ensure_user_webhook_deliveries_total", "outcome" => outcome)
+            .increment(1);
     }
 
     pub(crate) fn key_fetch(ok: bool) {
@@ -68,6 +75,8 @@ mod enabled {
     pub(crate) fn key_fetch(_ok: bool) {}
     #[cfg(feature = "clerk-api")]
     pub(crate) fn profile_fetch(_result: &'static str) {}
+    #[cfg(feature = "webhooks")]
+    pub(crate) fn webhook_delivery(_outcome: &'static str) {}
     #[cfg(feature = "postgres")]
     pub(crate) fn eviction_notification() {}
     #[cfg(feature = "postgres")]

@@ -391,7 +391,7 @@ async fn concurrent_first_requests_make_one_row<S: UserStore + Clone>(
     let app = app(EnsureUserLayer::new(f.jwks.config(), store.clone()));
     let user = random_id("user");
     let token = Arc::new(f.token(&f.claims(&user)));
-    let requests = (0..200).map(|_| {
+    let requests = (0..1000).map(|_| {
         let (app, token) = (app.clone(), token.clone());
         tokio::spawn(async move { call(&app, bearer(&token)).await })
     });
@@ -403,12 +403,16 @@ async fn concurrent_first_requests_make_one_row<S: UserStore + Clone>(
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "every request sees the same local id");
-    assert_eq!(store.calls(), 1, "one store call for 200 concurrent misses");
+    assert_eq!(
+        store.calls(),
+        1,
+        "one store call for 1,000 concurrent misses"
+    );
     assert_eq!(count_rows(&user).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_200_concurrent_first_requests_one_row_one_call() {
+async fn postgres_1000_concurrent_first_requests_one_row_one_call() {
     let store = postgres_store().await;
     let pool = store.pool().clone();
     concurrent_first_requests_make_one_row(store, async |user| {
@@ -422,7 +426,7 @@ async fn postgres_200_concurrent_first_requests_one_row_one_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_200_concurrent_first_requests_one_row_one_call() {
+async fn sqlite_1000_concurrent_first_requests_one_row_one_call() {
     let store = sqlite_store().await;
     let pool = store.pool().clone();
     concurrent_first_requests_make_one_row(store, async |user| {

@@ -2,14 +2,18 @@
 
 mod common;
 
-use axum::{Router, routing::get};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::{Router, body::Body, routing::get};
 use common::*;
 use ensure_user::{
     Config, EnsureUserLayer, KeySource, LocalUser,
     testing::{SigningKey, random_id},
+    webhook::{WebhookReceiver, WebhookVerifier, sign},
 };
-use http::StatusCode;
+use http::{Request, StatusCode};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use serde_json::json;
 use tower::ServiceExt;
 
 fn app(layer: EnsureUserLayer) -> Router {
@@ -48,7 +52,7 @@ async fn operators_see_metrics_and_logs_without_secrets_and_readiness() {
     .with_key_refetch_cooldown(std::time::Duration::ZERO);
     let store = sqlite_store().await;
     let pool = store.pool().clone();
-    let layer = EnsureUserLayer::new(config.clone(), store);
+    let layer = EnsureUserLayer::new(config.clone(), store.clone());
     let app = app(layer.clone());
     let token = key.session_token(ISSUER, &random_id("user"), 60);
 
@@ -78,6 +82,45 @@ async fn operators_see_metrics_and_logs_without_secrets_and_readiness() {
             .status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
+
+    // Webhook deliveries: one applied, one refused for its signature.
+    const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let receiver = WebhookReceiver::new(
+        WebhookVerifier::new(WEBHOOK_SECRET.parse().unwrap()),
+        store,
+        layer.clone(),
+    );
+    let body = json!({"type": "user.deleted", "object": "event",
+        "data": {"id": random_id("user"), "object": "user", "deleted": true}})
+    .to_string();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let signature = sign(
+        &WEBHOOK_SECRET.parse().unwrap(),
+        "msg_1",
+        now,
+        body.as_bytes(),
+    );
+    for (signature, status) in [
+        (signature.as_str(), StatusCode::OK),
+        (
+            "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let delivery = Request::post("/webhooks/clerk")
+            .header("svix-id", "msg_1")
+            .header("svix-timestamp", now.to_string())
+            .header("svix-signature", signature)
+            .body(Body::from(body.clone()))
+            .unwrap();
+        assert_eq!(
+            receiver.clone().oneshot(delivery).await.unwrap().status(),
+            status
+        );
+    }
 
     let counters: Vec<Counter> = snapshotter
         .snapshot()
@@ -124,6 +167,20 @@ async fn operators_see_metrics_and_logs_without_secrets_and_readiness() {
         1
     );
     assert_eq!(count("ensure_user_key_fetches_total", ("result", "ok")), 1);
+    assert_eq!(
+        count(
+            "ensure_user_webhook_deliveries_total",
+            ("outcome", "applied")
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            "ensure_user_webhook_deliveries_total",
+            ("outcome", "invalid_signature")
+        ),
+        1
+    );
     assert_eq!(
         count("ensure_user_key_fetches_total", ("result", "error")),
         1

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load test of the quickstart over loopback with wrk: GET /me behind the
-# layer (many users, each token repeated) against GET /healthz without it.
+# layer (many users, each token repeated) against GET /healthz without it,
+# both requested with the same script and headers.
 # Bounded: each run lasts DURATION and the server is stopped at the end.
 #
 #   bash benches/load/run.sh            # SQLite
@@ -45,7 +46,7 @@ done
 [ -n "$addr" ] || { cat "$work/server.err" >&2; exit 1; }
 
 # First sight of every user (creates the rows), then the measured runs.
-TOKENS="$work/tokens.txt" wrk -t1 -c8 -d3s -s benches/load/me.lua "$addr" >/dev/null
+TOKENS="$work/tokens.txt" TARGET_PATH=/me wrk -t1 -c8 -d3s -s benches/load/me.lua "$addr" >/dev/null
 
 run() {
   local name=$1
@@ -66,6 +67,7 @@ run() {
 }
 
 echo "quickstart load test: $USERS users, $CONNECTIONS connections, $THREADS wrk thread(s), $DURATION each, $DATABASE"
-health=$(run /healthz "$addr/healthz")
-me=$(TOKENS="$work/tokens.txt" run /me -s benches/load/me.lua "$addr/me")
+export TOKENS="$work/tokens.txt"
+health=$(TARGET_PATH=/healthz run /healthz -s benches/load/me.lua "$addr")
+me=$(TARGET_PATH=/me run /me -s benches/load/me.lua "$addr")
 awk -v me="$me" -v health="$health" 'BEGIN { printf "/me runs at %.1f%% of /healthz\n", 100 * me / health }'

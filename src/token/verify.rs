@@ -107,11 +107,8 @@ impl Verifier {
         Some(Ok(verified))
     }
 
-    /// `token` verified, from the cache or now.
-    pub(crate) async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, Rejection> {
-        if let Some(cached) = self.cached(token) {
-            return cached;
-        }
+    /// `token` verified now (it was not in the cache) and cached.
+    pub(crate) async fn verify_new(&self, token: &str) -> Result<Arc<VerifiedToken>, Rejection> {
         // Boxed, so that the state of this rare path (key fetch included) is
         // not carried by the future of every request.
         let claims = Box::pin(self.verify_uncached(token, now_ms())).await?;

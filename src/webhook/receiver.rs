@@ -23,6 +23,7 @@ use crate::{
     EnsureUserLayer,
     error::RETRY_AFTER_SECONDS,
     store::{DynUserSync, SyncOutcome, UserSync},
+    telemetry,
 };
 
 /// The default cap on a delivery's body: 1 MiB.
@@ -177,6 +178,7 @@ impl WebhookReceiver {
         let outcome = match apply(&*self.store, &self.layer, &delivery, &event).await {
             Ok(outcome) => outcome,
             Err(error) => {
+                telemetry::webhook_delivery("failed");
                 tracing::error!(
                     target: "ensure_user",
                     svix_id = %delivery.id,
@@ -357,6 +359,7 @@ fn log_applied(applied: &AppliedEvent) {
         Some(SyncOutcome::Tombstoned) => "ignored_tombstoned",
         Some(_) => "applied",
     };
+    telemetry::webhook_delivery(outcome);
     tracing::info!(
         target: "ensure_user",
         svix_id = %applied.delivery.id,
@@ -375,6 +378,7 @@ fn log_rejection(svix_id: Option<&str>, refusal: &Refusal) {
         Refusal::Event(error) => Some(error.to_string()),
         _ => None,
     };
+    telemetry::webhook_delivery(refusal.code());
     tracing::warn!(
         target: "ensure_user",
         svix_id,
