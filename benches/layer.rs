@@ -17,6 +17,7 @@
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
+    convert::Infallible,
     hint::black_box,
     net::SocketAddr,
     path::PathBuf,
@@ -38,7 +39,7 @@ use axum::{
 };
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, measurement::WallTime};
 use ensure_user::{
-    Config, EnsureUserLayer, KeySource, LocalId, LocalUser, SessionClaims,
+    Config, EnsureUser, EnsureUserLayer, KeySource, LocalId, LocalUser, SessionClaims,
     store::{PgUserStore, Profile, Resolution, SqliteUserStore, StoreError, UserStore},
     testing::{SigningKey, random_id, session_claims},
 };
@@ -46,7 +47,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
 use serde_json::{Value, json};
 use sqlx::{postgres::PgPoolOptions, sqlite::SqlitePoolOptions};
 use tokio::runtime::Runtime;
-use tower::ServiceExt;
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 const ISSUER: &str = "https://clerk.bench.example";
 /// Requests built ahead of a timed loop at a time.
@@ -289,15 +290,23 @@ fn bare_app() -> Router {
 
 /// The route behind the layer; the handler takes the `LocalUser`.
 fn layered_app(layer: EnsureUserLayer) -> Router {
-    Router::new()
-        .route(
-            "/me",
-            get(|user: LocalUser| async move {
-                black_box(user);
-                "ok"
-            }),
-        )
-        .layer(layer)
+    user_routes().layer(layer)
+}
+
+/// The same routes with the layer wrapped once around the whole `Router`
+/// rather than applied to each route.
+fn wrapped_app(layer: EnsureUserLayer) -> EnsureUser<Router> {
+    ServiceBuilder::new().layer(layer).service(user_routes())
+}
+
+fn user_routes() -> Router {
+    Router::new().route(
+        "/me",
+        get(|user: LocalUser| async move {
+            black_box(user);
+            "ok"
+        }),
+    )
 }
 
 /// The usual alternative: a middleware that decodes and validates the token
@@ -490,18 +499,37 @@ fn current_thread_runtime() -> Runtime {
 }
 
 /// Sends one request and checks that it got through.
-async fn send(app: &Router, request: Request<Body>) {
+async fn send<A>(app: &A, request: Request<Body>)
+where
+    A: Service<Request<Body>, Error = Infallible> + Clone,
+    A::Response: HasStatus,
+{
     let response = app.clone().oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::OK, "request refused");
 }
 
+/// A response of any body type, for `send`.
+trait HasStatus {
+    fn status(&self) -> StatusCode;
+}
+
+impl<B> HasStatus for http::Response<B> {
+    fn status(&self) -> StatusCode {
+        self.status()
+    }
+}
+
 /// Time for `iters` requests, built `BATCH` at a time outside the timed loop.
-fn time_requests(
+fn time_requests<A>(
     runtime: &Runtime,
-    app: &Router,
+    app: &A,
     iters: u64,
     mut make: impl FnMut(u64) -> Request<Body>,
-) -> Duration {
+) -> Duration
+where
+    A: Service<Request<Body>, Error = Infallible> + Clone,
+    A::Response: HasStatus,
+{
     runtime.block_on(async {
         let mut total = Duration::ZERO;
         let mut done = 0;
@@ -521,12 +549,16 @@ fn time_requests(
 
 /// Allocations per request (and bytes allocated per request) over `count`
 /// requests, after as many untimed ones to settle the caches.
-fn allocations_per_request(
+fn allocations_per_request<A>(
     runtime: &Runtime,
-    app: &Router,
+    app: &A,
     count: u64,
     mut make: impl FnMut(u64) -> Request<Body>,
-) -> (f64, f64) {
+) -> (f64, f64)
+where
+    A: Service<Request<Body>, Error = Infallible> + Clone,
+    A::Response: HasStatus,
+{
     runtime.block_on(async {
         for i in 0..count {
             send(app, make(i)).await;
@@ -653,12 +685,26 @@ impl Run {
         });
 
         let layer = self.warm_layer(self.keys.config(), CountingIds::default());
-        let layered = layered_app(layer);
+        let layered = layered_app(layer.clone());
         group.bench_function("repeat", |b| {
             b.iter_custom(|iters| {
                 time_requests(&self.runtime, &layered, iters, |_| request(&token))
             });
         });
+        let wrapped = wrapped_app(layer);
+        group.bench_function("repeat_router_wrapped", |b| {
+            b.iter_custom(|iters| {
+                time_requests(&self.runtime, &wrapped, iters, |_| request(&token))
+            });
+        });
+        if self.wants("request/allocations") {
+            let count = if self.quick { 10 } else { 10_000 };
+            let (allocations, bytes) =
+                allocations_per_request(&self.runtime, &wrapped, count, |_| request(&token));
+            println!(
+                "allocations per request, repeat_router_wrapped: {allocations:.2} ({bytes:.0} bytes)"
+            );
+        }
 
         let baseline = verify_every_request_app(self.keys.decoding_key());
         group.bench_function("verify_every_request", |b| {
