@@ -22,14 +22,22 @@ mod enabled {
         metrics::counter!("ensure_user_rejections_total", "code" => code).increment(1);
     }
 
+    /// On every request: literal labels make a static key, no allocation.
     pub(crate) fn token_cache(hit: bool) {
-        let result = if hit { "hit" } else { "miss" };
-        metrics::counter!("ensure_user_token_cache_total", "result" => result).increment(1);
+        if hit {
+            metrics::counter!("ensure_user_token_cache_total", "result" => "hit").increment(1);
+        } else {
+            metrics::counter!("ensure_user_token_cache_total", "result" => "miss").increment(1);
+        }
     }
 
+    /// On every request: literal labels make a static key, no allocation.
     pub(crate) fn user_cache(hit: bool) {
-        let result = if hit { "hit" } else { "miss" };
-        metrics::counter!("ensure_user_user_cache_total", "result" => result).increment(1);
+        if hit {
+            metrics::counter!("ensure_user_user_cache_total", "result" => "hit").increment(1);
+        } else {
+            metrics::counter!("ensure_user_user_cache_total", "result" => "miss").increment(1);
+        }
     }
 
     pub(crate) fn store_call(outcome: &'static str, elapsed: Duration) {
