@@ -133,7 +133,7 @@ async fn hostile_catalogue() {
                 let (input, signature) = valid.rsplit_once('.').unwrap();
                 format!("{input}.{}", signature.replace('-', "+").replace('_', "/"))
             },
-            "invalid_signature",
+            "malformed_token",
         ),
         ("one megabyte", "a".repeat(1024 * 1024), "malformed_token"),
         (

@@ -11,22 +11,25 @@ const SESSION_COOKIE: &[u8] = b"__session";
 ///
 /// A present `Authorization` header is used exclusively (as Clerk's SDKs do):
 /// it must be exactly one `Bearer <token>`, and cookies are then not read.
+///
+/// The token is returned as raw bytes, unchecked: a cached token matches
+/// byte for byte, and verification refuses any byte outside a JWT's alphabet
+/// (`malformed_token`), so the hot path never validates the text.
 pub(crate) fn find_token<'a>(
     headers: &'a HeaderMap,
     cookie_suffix: Option<&str>,
     max_cookies: usize,
-) -> Result<Option<&'a str>, Rejection> {
+) -> Result<Option<&'a [u8]>, Rejection> {
     let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
     if let Some(value) = authorization.next() {
         if authorization.next().is_some() {
             return Err(Rejection::MalformedToken);
         }
         let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && memchr::memchr(b' ', t.as_bytes()).is_none())
+            .as_bytes()
+            .strip_prefix(b"Bearer ")
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty() && memchr::memchr(b' ', t).is_none())
             .ok_or(Rejection::MalformedToken)?;
         return Ok(Some(token));
     }
@@ -37,7 +40,7 @@ fn session_cookie<'a>(
     headers: &'a HeaderMap,
     suffix: Option<&str>,
     max_cookies: usize,
-) -> Option<&'a str> {
+) -> Option<&'a [u8]> {
     let mut plain = None;
     let pairs = headers
         .get_all(header::COOKIE)
@@ -51,9 +54,6 @@ fn session_cookie<'a>(
         };
         let (name, value) = (&pair[..eq], &pair[eq + 1..]);
         let Some(rest) = name.strip_prefix(SESSION_COOKIE) else {
-            continue;
-        };
-        let Ok(value) = std::str::from_utf8(value) else {
             continue;
         };
         if value.is_empty() {
@@ -73,6 +73,16 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    /// `find_token` with the token as text.
+    fn find<'a>(
+        headers: &'a HeaderMap,
+        suffix: Option<&str>,
+        max_cookies: usize,
+    ) -> Result<Option<&'a str>, Rejection> {
+        find_token(headers, suffix, max_cookies)
+            .map(|token| token.map(|bytes| std::str::from_utf8(bytes).unwrap()))
+    }
+
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
@@ -87,7 +97,7 @@ mod tests {
     #[test]
     fn bearer_header_wins_over_cookie() {
         let h = headers(&[("authorization", "Bearer abc"), ("cookie", "__session=xyz")]);
-        assert_eq!(find_token(&h, None, 64), Ok(Some("abc")));
+        assert_eq!(find(&h, None, 64), Ok(Some("abc")));
     }
 
     #[test]
@@ -95,13 +105,13 @@ mod tests {
         for value in ["bearer abc", "abc", "Bearer ", "Basic abc", "Bearer a b"] {
             let h = headers(&[("authorization", value), ("cookie", "__session=xyz")]);
             assert_eq!(
-                find_token(&h, None, 64),
+                find(&h, None, 64),
                 Err(Rejection::MalformedToken),
                 "{value}"
             );
         }
         let twice = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
-        assert_eq!(find_token(&twice, None, 64), Err(Rejection::MalformedToken));
+        assert_eq!(find(&twice, None, 64), Err(Rejection::MalformedToken));
     }
 
     #[test]
@@ -110,9 +120,9 @@ mod tests {
             "cookie",
             "theme=dark; __session=plain; __session_QvfNY2dr=suffixed",
         )]);
-        assert_eq!(find_token(&h, Some("QvfNY2dr"), 64), Ok(Some("suffixed")));
-        assert_eq!(find_token(&h, None, 64), Ok(Some("plain")));
-        assert_eq!(find_token(&h, Some("other123"), 64), Ok(Some("plain")));
+        assert_eq!(find(&h, Some("QvfNY2dr"), 64), Ok(Some("suffixed")));
+        assert_eq!(find(&h, None, 64), Ok(Some("plain")));
+        assert_eq!(find(&h, Some("other123"), 64), Ok(Some("plain")));
     }
 
     #[test]
@@ -121,8 +131,8 @@ mod tests {
             "cookie",
             "__session_other=x; __sessionx=y; __client_uat=1; __session=",
         )]);
-        assert_eq!(find_token(&h, None, 64), Ok(None));
-        assert_eq!(find_token(&HeaderMap::new(), None, 64), Ok(None));
+        assert_eq!(find(&h, None, 64), Ok(None));
+        assert_eq!(find(&HeaderMap::new(), None, 64), Ok(None));
     }
 
     #[test]
@@ -130,22 +140,22 @@ mod tests {
         let mut cookie: String = (0..200).map(|i| format!("c{i}=v; ")).collect();
         cookie.push_str("__session=late");
         let h = headers(&[("cookie", &cookie)]);
-        assert_eq!(find_token(&h, None, 64), Ok(None));
-        assert_eq!(find_token(&h, None, 201), Ok(Some("late")));
+        assert_eq!(find(&h, None, 64), Ok(None));
+        assert_eq!(find(&h, None, 201), Ok(Some("late")));
     }
 
     #[test]
-    fn non_utf8_headers_do_not_panic() {
+    fn non_utf8_tokens_are_handed_on_for_verification_to_refuse() {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
             HeaderValue::from_bytes(b"__session=\xff\xfe").unwrap(),
         );
-        assert_eq!(find_token(&h, None, 64), Ok(None));
+        assert_eq!(find_token(&h, None, 64), Ok(Some(&b"\xff\xfe"[..])));
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
         );
-        assert_eq!(find_token(&h, None, 64), Err(Rejection::MalformedToken));
+        assert_eq!(find_token(&h, None, 64), Ok(Some(&b"\xff"[..])));
     }
 }

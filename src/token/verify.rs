@@ -3,16 +3,16 @@
 
 use std::{
     sync::{Arc, OnceLock},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, crypto};
-use moka::sync::Cache;
 use serde::Deserialize;
 
 use super::{
     SessionClaims,
+    cache::TokenCache,
     keys::{KeyError, KeyStore},
 };
 use crate::{LocalId, Rejection, config::Config};
@@ -28,7 +28,7 @@ pub(crate) struct Verifier {
     allow_pending: bool,
     max_token_bytes: usize,
     keys: Arc<KeyStore>,
-    verified: Option<Cache<Arc<str>, Arc<VerifiedToken>, TokenHasher>>,
+    verified: Option<TokenCache>,
 }
 
 /// A token that passed verification, and the local user it resolved to.
@@ -40,6 +40,13 @@ pub(crate) struct VerifiedToken {
 }
 
 impl VerifiedToken {
+    pub(crate) fn new(claims: SessionClaims) -> Self {
+        Self {
+            claims: Arc::new(claims),
+            user: OnceLock::new(),
+        }
+    }
+
     /// The remembered local id, unless it was resolved under an older generation.
     pub(crate) fn user(&self, generation: u64) -> Option<LocalId> {
         self.user
@@ -53,13 +60,6 @@ impl VerifiedToken {
         let _ = self.user.set((generation, id));
     }
 }
-
-/// The token cache's hasher. Its keys are whole tokens (700 bytes and more),
-/// hashed on every request: SipHash costs about 2,000 instructions on one,
-/// foldhash a tenth of that. foldhash is seeded per process, and only tokens
-/// with a valid signature are ever inserted, so a client cannot choose keys
-/// that collide.
-type TokenHasher = foldhash::quality::RandomState;
 
 #[derive(Deserialize)]
 struct Header {
@@ -75,16 +75,8 @@ struct Header {
 impl Verifier {
     pub(crate) fn new(config: &Config, keys: Arc<KeyStore>) -> Self {
         let skew_ms = i64::try_from(config.clock_skew.as_millis()).unwrap_or(i64::MAX / 4);
-        let verified = (config.token_cache_bytes > 0).then(|| {
-            Cache::builder()
-                .max_capacity(config.token_cache_bytes)
-                .weigher(|token: &Arc<str>, _verified: &Arc<VerifiedToken>| {
-                    u32::try_from(token.len()).unwrap_or(u32::MAX)
-                })
-                .expire_after(UntilExpiry { skew_ms })
-                .support_invalidation_closures()
-                .build_with_hasher(TokenHasher::default())
-        });
+        let verified = (config.token_cache_bytes > 0)
+            .then(|| TokenCache::new(config.token_cache_bytes, skew_ms));
         Self {
             issuer: config.issuer.clone(),
             authorized_parties: config.authorized_parties.clone(),
@@ -98,9 +90,9 @@ impl Verifier {
 
     /// `token`'s cache entry, if it was verified before: the entry while the
     /// token is still unexpired, `token_expired` after. `None` on a miss.
-    pub(crate) fn cached(&self, token: &str) -> Option<Result<Arc<VerifiedToken>, Rejection>> {
+    pub(crate) fn cached(&self, token: &[u8]) -> Option<Result<Arc<VerifiedToken>, Rejection>> {
         let verified = self.verified.as_ref()?.get(token)?;
-        // The entry outlives `exp` by at most the skew; check anyway.
+        // Entries stay until swept: the time check runs on every hit.
         if verified.claims.exp.saturating_mul(1000) <= now_ms() - self.skew_ms {
             return Some(Err(Rejection::TokenExpired));
         }
@@ -108,24 +100,25 @@ impl Verifier {
     }
 
     /// `token` verified now (it was not in the cache) and cached.
-    pub(crate) async fn verify_new(&self, token: &str) -> Result<Arc<VerifiedToken>, Rejection> {
+    pub(crate) async fn verify_new(&self, token: &[u8]) -> Result<Arc<VerifiedToken>, Rejection> {
         // Boxed, so that the state of this rare path (key fetch included) is
         // not carried by the future of every request.
-        let claims = Box::pin(self.verify_uncached(token, now_ms())).await?;
-        let verified = Arc::new(VerifiedToken {
-            claims: Arc::new(claims),
-            user: OnceLock::new(),
-        });
-        if let Some(cache) = &self.verified {
-            cache.insert(Arc::from(token), Arc::clone(&verified));
-        }
-        Ok(verified)
+        let now_ms = now_ms();
+        let claims = Box::pin(self.verify_uncached(token, now_ms)).await?;
+        let verified = Arc::new(VerifiedToken::new(claims));
+        Ok(match &self.verified {
+            Some(cache) => cache.insert(token, verified, now_ms),
+            None => verified,
+        })
     }
 
-    async fn verify_uncached(&self, token: &str, now_ms: i64) -> Result<SessionClaims, Rejection> {
-        if token.len() > self.max_token_bytes {
+    async fn verify_uncached(&self, token: &[u8], now_ms: i64) -> Result<SessionClaims, Rejection> {
+        // A compact JWS: three base64url segments joined by dots, nothing else.
+        let alphabet = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+        if token.len() > self.max_token_bytes || !token.iter().all(alphabet) {
             return Err(Rejection::MalformedToken);
         }
+        let token = std::str::from_utf8(token).map_err(|_| Rejection::MalformedToken)?;
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -217,9 +210,7 @@ impl Verifier {
     /// Forgets every cached token of one user (after a deletion, say).
     pub(crate) fn forget_user(&self, clerk_id: &str) {
         if let Some(cache) = &self.verified {
-            let clerk_id = clerk_id.to_owned();
-            // Only fails when invalidation closures are disabled, which they are not.
-            let _ = cache.invalidate_entries_if(move |_, verified| verified.claims.sub == clerk_id);
+            cache.forget_user(clerk_id);
         }
     }
 }
@@ -246,21 +237,4 @@ fn now_ms() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         })
-}
-
-/// Each verified token lives in the cache until its own `exp` (plus skew), never longer.
-struct UntilExpiry {
-    skew_ms: i64,
-}
-
-impl moka::Expiry<Arc<str>, Arc<VerifiedToken>> for UntilExpiry {
-    fn expire_after_create(
-        &self,
-        _token: &Arc<str>,
-        verified: &Arc<VerifiedToken>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        let remaining = verified.claims.exp.saturating_mul(1000) + self.skew_ms - now_ms();
-        Some(Duration::from_millis(u64::try_from(remaining).unwrap_or(0)))
-    }
 }

@@ -1,0 +1,275 @@
+//! The verified-token cache: each verified token remembered until its own
+//! `exp` (plus the clock skew), bounded by bytes of token text, and read
+//! without taking a lock or recording anything.
+//!
+//! A hit is the hot path of every repeat request, so reads go to a lock-free
+//! map (papaya) and touch nothing shared but the entry itself. The work of
+//! keeping the cache in bounds happens on inserts, which only follow a
+//! signature check: expired tokens are swept out at most once a minute, or
+//! as soon as the byte budget runs out; a token that still does not fit is
+//! verified but not remembered until expiring tokens make room.
+
+use std::{
+    hash::{BuildHasher, Hasher},
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
+};
+
+use super::verify::VerifiedToken;
+
+/// How often inserts sweep out expired tokens when the budget is not short.
+/// Clerk session tokens live 60 seconds, so the map holds at most about two
+/// minutes of them.
+const SWEEP_INTERVAL_MS: i64 = 60_000;
+
+/// The least time between two sweeps forced by a full budget: with the cache
+/// full of live tokens, a flood of new ones must not scan it every time.
+const FULL_SWEEP_GAP_MS: i64 = 1_000;
+
+/// Verified tokens by their exact bytes.
+pub(crate) struct TokenCache {
+    map: papaya::HashMap<Box<[u8]>, Arc<VerifiedToken>, TailHash>,
+    budget_bytes: u64,
+    used_bytes: AtomicU64,
+    skew_ms: i64,
+    last_sweep_ms: AtomicI64,
+}
+
+impl TokenCache {
+    pub(crate) fn new(budget_bytes: u64, skew_ms: i64) -> Self {
+        Self {
+            map: papaya::HashMap::with_hasher(TailHash::default()),
+            budget_bytes,
+            used_bytes: AtomicU64::new(0),
+            skew_ms,
+            last_sweep_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// The entry of exactly these bytes, expired or not.
+    pub(crate) fn get(&self, token: &[u8]) -> Option<Arc<VerifiedToken>> {
+        self.map.pin().get(token).cloned()
+    }
+
+    /// Remembers `verified` for `token`, and returns the entry to use: an
+    /// entry another request inserted first wins, so that every request with
+    /// this token shares one remembered user.
+    pub(crate) fn insert(
+        &self,
+        token: &[u8],
+        verified: Arc<VerifiedToken>,
+        now_ms: i64,
+    ) -> Arc<VerifiedToken> {
+        let cost = token.len() as u64;
+        let since_sweep = now_ms - self.last_sweep_ms.load(Ordering::Relaxed);
+        if since_sweep >= SWEEP_INTERVAL_MS
+            || (since_sweep >= FULL_SWEEP_GAP_MS && !self.fits(cost))
+        {
+            self.sweep(now_ms);
+        }
+        if !self.fits(cost) {
+            return verified;
+        }
+        // Counted before the insert, so that a removal racing it never
+        // takes the count below zero.
+        self.used_bytes.fetch_add(cost, Ordering::Relaxed);
+        let map = self.map.pin();
+        match map.try_insert(Box::from(token), Arc::clone(&verified)) {
+            Ok(_) => verified,
+            Err(occupied) => {
+                self.used_bytes.fetch_sub(cost, Ordering::Relaxed);
+                Arc::clone(occupied.current)
+            }
+        }
+    }
+
+    /// Forgets every token of one user.
+    pub(crate) fn forget_user(&self, clerk_id: &str) {
+        self.remove_where(|verified| verified.claims.sub == clerk_id);
+    }
+
+    /// Tokens held, and the bytes of token text they take.
+    #[cfg(test)]
+    pub(crate) fn usage(&self) -> (usize, u64) {
+        (self.map.len(), self.used_bytes.load(Ordering::Relaxed))
+    }
+
+    fn fits(&self, cost: u64) -> bool {
+        self.used_bytes.load(Ordering::Relaxed) + cost <= self.budget_bytes
+    }
+
+    /// Removes expired tokens; one sweep at a time, the others skip it.
+    fn sweep(&self, now_ms: i64) {
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if self
+            .last_sweep_ms
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let horizon = now_ms - self.skew_ms;
+        self.remove_where(|verified| verified.claims.exp.saturating_mul(1000) <= horizon);
+    }
+
+    fn remove_where(&self, doomed: impl Fn(&VerifiedToken) -> bool) {
+        let map = self.map.pin();
+        let keys: Vec<&Box<[u8]>> = map
+            .iter()
+            .filter(|(_, verified)| doomed(verified))
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            // Only the entry that was judged: one inserted since stays.
+            if let Ok(Some((key, _))) = map.remove_if(&**key, |_, verified| doomed(verified)) {
+                self.used_bytes
+                    .fetch_sub(key.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Bytes of a token's end that its hash covers.
+const HASHED_TAIL: usize = 32;
+
+/// Hashes a token by its length and its last [`HASHED_TAIL`] bytes only,
+/// with foldhash (seeded per process), instead of all 700 bytes and more.
+///
+/// A token ends with its RS256 signature, whose bytes only the signing key
+/// can produce and which look random, and only tokens whose signature checked
+/// out are ever inserted: keys spread like a full hash's, and a client cannot
+/// pile entries into one bucket. Equality still compares every byte.
+#[derive(Clone, Default)]
+struct TailHash(foldhash::quality::RandomState);
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(foldhash::quality::FoldHasher<'static>);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+
+    fn write_usize(&mut self, length: usize) {
+        self.0.write_usize(length);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::SessionClaims;
+
+    const NOW_MS: i64 = 1_700_000_000_000;
+
+    fn verified(sub: &str, exp_ms: i64) -> Arc<VerifiedToken> {
+        let claims: SessionClaims = serde_json::from_value(serde_json::json!({
+            "sub": sub,
+            "sid": "sess_1",
+            "iss": "https://clerk.example.test",
+            "exp": exp_ms / 1000,
+            "iat": exp_ms / 1000 - 60,
+        }))
+        .unwrap();
+        Arc::new(VerifiedToken::new(claims))
+    }
+
+    fn token(n: usize) -> Vec<u8> {
+        format!("header.payload.signature-{n:0>40}").into_bytes()
+    }
+
+    #[test]
+    fn hits_only_the_exact_bytes() {
+        let cache = TokenCache::new(1 << 20, 5_000);
+        let entry = verified("user_a", NOW_MS + 60_000);
+        cache.insert(&token(1), Arc::clone(&entry), NOW_MS);
+        assert!(Arc::ptr_eq(&cache.get(&token(1)).unwrap(), &entry));
+        assert!(cache.get(&token(2)).is_none());
+        // Same tail, different start: the hash collides, the bytes do not.
+        assert!(cache.get(&[b"X", &token(1)[1..]].concat()).is_none());
+        assert!(cache.get(&token(1)[1..]).is_none());
+    }
+
+    #[test]
+    fn the_first_insert_wins() {
+        let cache = TokenCache::new(1 << 20, 5_000);
+        let first = verified("user_a", NOW_MS + 60_000);
+        let second = verified("user_a", NOW_MS + 60_000);
+        let kept = cache.insert(&token(1), Arc::clone(&first), NOW_MS);
+        assert!(Arc::ptr_eq(&kept, &first));
+        let kept = cache.insert(&token(1), second, NOW_MS);
+        assert!(Arc::ptr_eq(&kept, &first));
+        assert_eq!(cache.usage(), (1, token(1).len() as u64));
+    }
+
+    #[test]
+    fn a_full_budget_sweeps_expired_tokens_then_refuses() {
+        let size = token(0).len() as u64;
+        let cache = TokenCache::new(2 * size, 5_000);
+        cache.insert(&token(1), verified("user_a", NOW_MS - 10_000), NOW_MS);
+        cache.insert(&token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
+        assert_eq!(cache.usage(), (2, 2 * size));
+        // Full, but swept less than a second ago: not remembered.
+        cache.insert(&token(3), verified("user_c", NOW_MS + 60_000), NOW_MS + 999);
+        assert!(cache.get(&token(3)).is_none());
+        // A second later, the expired token makes room for the third.
+        cache.insert(
+            &token(3),
+            verified("user_c", NOW_MS + 60_000),
+            NOW_MS + 1_000,
+        );
+        assert!(cache.get(&token(1)).is_none());
+        assert!(cache.get(&token(3)).is_some());
+        // Full of live tokens: the fourth is not remembered, nothing is lost.
+        let fourth = verified("user_d", NOW_MS + 60_000);
+        let kept = cache.insert(&token(4), Arc::clone(&fourth), NOW_MS + 2_000);
+        assert!(Arc::ptr_eq(&kept, &fourth));
+        assert!(cache.get(&token(4)).is_none());
+        assert!(cache.get(&token(2)).is_some() && cache.get(&token(3)).is_some());
+        assert_eq!(cache.usage(), (2, 2 * size));
+    }
+
+    #[test]
+    fn expired_tokens_are_swept_once_a_minute() {
+        let cache = TokenCache::new(1 << 20, 5_000);
+        cache.insert(&token(1), verified("user_a", NOW_MS + 1_000), NOW_MS);
+        cache.insert(
+            &token(2),
+            verified("user_a", NOW_MS + 1_000),
+            NOW_MS + 30_000,
+        );
+        assert_eq!(cache.usage().0, 2);
+        cache.insert(
+            &token(3),
+            verified("user_b", NOW_MS + 120_000),
+            NOW_MS + 60_000,
+        );
+        assert_eq!(cache.usage(), (1, token(3).len() as u64));
+    }
+
+    #[test]
+    fn forgets_one_users_tokens() {
+        let cache = TokenCache::new(1 << 20, 5_000);
+        cache.insert(&token(1), verified("user_a", NOW_MS + 60_000), NOW_MS);
+        cache.insert(&token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
+        cache.insert(&token(3), verified("user_a", NOW_MS + 60_000), NOW_MS);
+        cache.forget_user("user_a");
+        assert!(cache.get(&token(1)).is_none() && cache.get(&token(3)).is_none());
+        assert!(cache.get(&token(2)).is_some());
+        assert_eq!(cache.usage(), (1, token(2).len() as u64));
+    }
+}
