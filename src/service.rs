@@ -250,7 +250,7 @@ impl Shared {
             Some(Ok(verified)) => match verified.user(generation) {
                 Some(id) => {
                     telemetry::user_cache(true);
-                    Decision::User(LocalUser::new(id, Arc::clone(&verified.claims)))
+                    Decision::User(LocalUser::new(id, verified))
                 }
                 None => Decision::Lookup(Some(verified)),
             },
@@ -307,7 +307,7 @@ impl Shared {
         match self.users.get_or_load(&claims.sub, load).await {
             Ok(CachedUser::Active(id)) => {
                 verified.remember_user(generation, id);
-                Ok(Some(LocalUser::new(id, Arc::clone(claims))))
+                Ok(Some(LocalUser::new(id, Arc::clone(&verified))))
             }
             Ok(CachedUser::Deleted) => Err(Rejection::UserDeleted),
             Err(error) => {

@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::token::SessionClaims;
+use crate::token::{SessionClaims, verify::VerifiedToken};
 
 /// The primary key of the app's own user row.
 ///
@@ -75,12 +75,12 @@ impl From<Uuid> for LocalId {
 #[derive(Clone)]
 pub struct LocalUser {
     id: LocalId,
-    claims: Arc<SessionClaims>,
+    token: Arc<VerifiedToken>,
 }
 
 impl LocalUser {
-    pub(crate) fn new(id: LocalId, claims: Arc<SessionClaims>) -> Self {
-        Self { id, claims }
+    pub(crate) fn new(id: LocalId, token: Arc<VerifiedToken>) -> Self {
+        Self { id, token }
     }
 
     /// The id of the app's own user row.
@@ -90,17 +90,17 @@ impl LocalUser {
 
     /// The Clerk user id (`user_…`), the token's `sub`.
     pub fn clerk_id(&self) -> &str {
-        &self.claims.sub
+        &self.token.claims.sub
     }
 
     /// The Clerk session id (`sess_…`), the token's `sid`.
     pub fn session_id(&self) -> &str {
-        &self.claims.sid
+        &self.token.claims.sid
     }
 
     /// Every verified claim of the session token.
     pub fn claims(&self) -> &SessionClaims {
-        &self.claims
+        &self.token.claims
     }
 }
 

@@ -111,7 +111,7 @@ impl TokenCache {
             return;
         }
         let horizon = now_ms - self.skew_ms;
-        self.remove_where(|verified| verified.claims.exp.saturating_mul(1000) <= horizon);
+        self.remove_where(|verified| verified.exp_ms <= horizon);
     }
 
     fn remove_where(&self, doomed: impl Fn(&VerifiedToken) -> bool) {
