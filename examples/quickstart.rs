@@ -22,15 +22,19 @@
 
 use std::{env, error::Error, net::SocketAddr, time::Duration};
 
-use axum::{Json, Router, routing::get};
+use axum::{
+    Json, Router,
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use ensure_user::{
-    Config, EnsureUserLayer, KeySource, LocalUser,
+    Config, EnsureUserLayer, KeySource, LocalId, LocalUser,
     eviction::{EvictionListener, EvictionSource},
     store::{SqliteUserStore, UserStore, UserSync},
     testing,
     webhook::{InvalidSecret, WebhookReceiver, WebhookVerifier},
 };
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::net::TcpListener;
 
 const DEV_TOKEN_TTL_SECONDS: i64 = 3600;
@@ -98,8 +102,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-async fn me(user: LocalUser) -> Json<Value> {
-    Json(json!({ "id": user.id(), "clerk_id": user.clerk_id() }))
+/// What `GET /me` answers: `{"clerk_id":"user_…","id":1}`.
+#[derive(Serialize)]
+struct Me<'a> {
+    clerk_id: &'a str,
+    id: LocalId,
+}
+
+async fn me(user: LocalUser) -> Response {
+    // Serialised straight from the borrowed fields: no `Value` tree built.
+    Json(Me {
+        clerk_id: user.clerk_id(),
+        id: user.id(),
+    })
+    .into_response()
 }
 
 /// Whether any Clerk key source is set; otherwise the quickstart runs in development mode.
