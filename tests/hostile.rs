@@ -201,6 +201,17 @@ async fn hostile_catalogue() {
             "malformed_token",
         ),
         (
+            "a space inside the token",
+            Request::get("/me")
+                .header(
+                    "authorization",
+                    format!("Bearer {} {}", &valid[..20], &valid[20..]),
+                )
+                .body(Body::empty())
+                .unwrap(),
+            "malformed_token",
+        ),
+        (
             "lowercase bearer",
             Request::get("/me")
                 .header("authorization", format!("bearer {valid}"))

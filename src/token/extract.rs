@@ -29,7 +29,9 @@ pub(crate) fn find_token<'a>(
             .as_bytes()
             .strip_prefix(b"Bearer ")
             .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.is_empty() && memchr::memchr(b' ', t).is_none())
+            // A space inside the token is left to verification to refuse
+            // (it is outside a JWT's alphabet), so a cache hit skips the scan.
+            .filter(|t| !t.is_empty())
             .ok_or(Rejection::MalformedToken)?;
         return Ok(Some(token));
     }
@@ -102,7 +104,7 @@ mod tests {
 
     #[test]
     fn header_must_be_exactly_one_bearer() {
-        for value in ["bearer abc", "abc", "Bearer ", "Basic abc", "Bearer a b"] {
+        for value in ["bearer abc", "abc", "Bearer ", "Basic abc"] {
             let h = headers(&[("authorization", value), ("cookie", "__session=xyz")]);
             assert_eq!(
                 find(&h, None, 64),
@@ -110,6 +112,9 @@ mod tests {
                 "{value}"
             );
         }
+        // Handed on as is: verification refuses it.
+        let spaced = headers(&[("authorization", "Bearer a b")]);
+        assert_eq!(find(&spaced, None, 64), Ok(Some("a b")));
         let twice = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
         assert_eq!(find(&twice, None, 64), Err(Rejection::MalformedToken));
     }
