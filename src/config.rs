@@ -248,6 +248,8 @@ impl Config {
     }
 
     /// Memory bound of the verified-token cache, in bytes of token text. Default 64 MiB.
+    /// A new token that finds the cache full of unexpired ones is verified but
+    /// not remembered until some expire (within a minute for Clerk's tokens).
     /// Zero disables the cache: every request then pays a signature check.
     pub fn with_token_cache_bytes(mut self, bytes: u64) -> Self {
         self.token_cache_bytes = bytes;

@@ -6,8 +6,9 @@
 //! Clerk user, creating it on first sight, and hands the handler a
 //! [`LocalUser`]. No webhook has to have arrived first.
 //!
-//! Repeat requests cost two hash lookups: verified tokens are remembered until
-//! they expire, and users are cached. Concurrent first requests for a new user
+//! A repeat request costs one lock-free hash lookup: a verified token is
+//! remembered until it expires, together with the local id it resolved to,
+//! and users are cached as well. Concurrent first requests for a new user
 //! share one store call, and racing processes converge on one row.
 //!
 //! # Example

@@ -1,9 +1,10 @@
 //! [`EnsureUser`], the service of [`EnsureUserLayer`](crate::EnsureUserLayer):
 //! token in, [`LocalUser`] out.
 //!
-//! A request whose token and user are both cached is served synchronously
-//! in `call`, with no boxed future and no await: two hash lookups. Anything
-//! else (a new token, a user-cache miss) takes the asynchronous path.
+//! A request whose token was verified before, and whose entry remembers the
+//! local id under the current user generation, is served synchronously in
+//! `call`: one token-cache lookup, no boxed future, no await. Anything else
+//! (a new token, a forgotten user) takes the asynchronous path.
 
 use std::{
     future::Future,
