@@ -29,6 +29,13 @@ features=()
 cargo build --release --quiet "${features[@]}" --example quickstart --example load_tokens
 
 work=$(mktemp -d)
+schema=""
+cleanup() {
+  [ -n "${server:-}" ] && { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
+  [ -n "$schema" ] && psql "postgres://postgres@127.0.0.1:5432/test" -qc "DROP SCHEMA $schema CASCADE" >/dev/null 2>&1
+  rm -rf "$work"
+}
+trap cleanup EXIT
 target/release/examples/load_tokens "$work" "$USERS" "$ISSUER"
 if [ "$DATABASE" = postgres ]; then
   schema="load_$(date +%s)"
@@ -42,7 +49,6 @@ CLERK_JWT_KEY="$(cat "$work/public.pem")" CLERK_ISSUER="$ISSUER" \
   DATABASE_URL="$database_url" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
   target/release/examples/quickstart >"$work/server.out" 2>"$work/server.err" &
 server=$!
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 for _ in $(seq 1 50); do
   addr=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/server.out" | head -n 1 || true)
