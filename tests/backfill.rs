@@ -16,8 +16,8 @@ use ensure_user::{
     backfill::{Backfill, BackfillError, Progress, Summary},
     clerk_api::{ApiError, ClerkApi, RetryPolicy},
     store::{
-        BackfillStore, BatchOutcome, Checkpoint, IdKind, PgUserStore, Profile, ProfileUpdate,
-        SqliteUserStore, StoreError, UserStore, UserSync, UserTable,
+        BackfillStore, BatchOutcome, Checkpoint, PgUserStore, Profile, ProfileUpdate,
+        SqliteUserStore, StoreError, UserStore, UserSync,
     },
     testing::{SigningKey, random_id, session_claims},
 };
@@ -296,16 +296,7 @@ async fn batch_respects_a_tombstone_committed_during_the_write(backend: Backend)
 }
 
 async fn batches_on_a_mapped_uuid_table(backend: Backend) {
-    let table = UserTable::new("accounts")
-        .unwrap()
-        .with_id_column("account_id", IdKind::Uuid)
-        .unwrap()
-        .with_clerk_id_column("clerk_user_id")
-        .unwrap()
-        .with_profile_columns(Some("mail"), None, None, None)
-        .unwrap()
-        .with_clerk_updated_at_column(None)
-        .unwrap();
+    let table = mapped_uuid_table();
     let id_type = match backend {
         Backend::Postgres => "UUID",
         Backend::Sqlite => "BLOB",
@@ -514,14 +505,8 @@ async fn client_errors_never_show_the_secret() {
     );
     assert_eq!(fake.requests(), 1, "a refused key is not retried");
 
-    // Nothing listens on a port just released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let nowhere = client(&fake)
-        .with_api_url(&format!("http://127.0.0.1:{port}"))
+        .with_api_url(&closed_port_url())
         .unwrap()
         .with_retry(RetryPolicy::never());
     let unreachable = nowhere.user("user_1").await.unwrap_err();
@@ -638,14 +623,7 @@ async fn profile_fetch_failures_never_fail_a_request(backend: Backend) {
     let store = Store::new(backend).await;
     let fake = FakeClerk::start(fake_users(4)).await;
     let users = fake.users();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let nowhere = client(&fake)
-        .with_api_url(&format!("http://127.0.0.1:{port}"))
-        .unwrap();
+    let nowhere = client(&fake).with_api_url(&closed_port_url()).unwrap();
     let cases = [
         (
             "down",

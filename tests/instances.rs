@@ -166,19 +166,6 @@ async fn pool(options: &PgConnectOptions) -> PgPool {
         .unwrap()
 }
 
-/// A `user.deleted` body as Clerk sends it.
-fn deleted_event(user: &str) -> Vec<u8> {
-    json!({
-        "type": "user.deleted",
-        "object": "event",
-        "instance_id": "ins_test",
-        "timestamp": 1_716_883_200,
-        "data": { "object": "user", "id": user, "deleted": true }
-    })
-    .to_string()
-    .into_bytes()
-}
-
 /// The svix headers of `body`, signed now with [`SECRET`].
 fn svix_headers(body: &[u8]) -> [(&'static str, String); 3] {
     let id = random_id("msg");
@@ -194,7 +181,7 @@ fn svix_headers(body: &[u8]) -> [(&'static str, String); 3] {
 }
 
 fn deletion(user: &str) -> Request<Body> {
-    let body = deleted_event(user);
+    let body = user_deleted_event(user).to_string().into_bytes();
     let mut request = Request::post(PATH).header("content-type", "application/json");
     for (name, value) in svix_headers(&body) {
         request = request.header(name, value);
@@ -442,7 +429,7 @@ async fn two_quickstart_processes_share_deletions() {
         assert_eq!(process.me(&client, &token).await.0, StatusCode::OK);
     }
 
-    let body = deleted_event(&user);
+    let body = user_deleted_event(&user).to_string().into_bytes();
     let mut delivery = client
         .post(format!("{}{PATH}", a.url))
         .header("content-type", "application/json")

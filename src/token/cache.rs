@@ -63,11 +63,12 @@ impl TokenCache {
         now_ms: i64,
     ) -> Arc<VerifiedToken> {
         let cost = token.len() as u64;
-        let since_sweep = now_ms - self.last_sweep_ms.load(Ordering::Relaxed);
+        let last_sweep = self.last_sweep_ms.load(Ordering::Relaxed);
+        let since_sweep = now_ms - last_sweep;
         if since_sweep >= SWEEP_INTERVAL_MS
             || (since_sweep >= FULL_SWEEP_GAP_MS && !self.fits(cost))
         {
-            self.sweep(now_ms);
+            self.sweep(last_sweep, now_ms);
         }
         if !self.fits(cost) {
             return verified;
@@ -100,12 +101,13 @@ impl TokenCache {
         self.used_bytes.load(Ordering::Relaxed) + cost <= self.budget_bytes
     }
 
-    /// Removes expired tokens; one sweep at a time, the others skip it.
-    fn sweep(&self, now_ms: i64) {
-        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+    /// Removes expired tokens, unless another insert swept since `last_sweep`
+    /// (the time this one judged by): then it skips, so that racing inserts
+    /// sweep once, not once each.
+    fn sweep(&self, last_sweep: i64, now_ms: i64) {
         if self
             .last_sweep_ms
-            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(last_sweep, now_ms, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
             return;
@@ -259,6 +261,20 @@ mod tests {
             NOW_MS + 60_000,
         );
         assert_eq!(cache.usage(), (1, token(3).len() as u64));
+    }
+
+    #[test]
+    fn racing_inserts_sweep_once() {
+        let cache = TokenCache::new(1 << 20, 5_000);
+        cache.insert(&token(1), verified("user_a", NOW_MS + 60_000), NOW_MS);
+        // Both judged by the same last sweep: the first sweeps, the second
+        // finds it done and leaves the map alone.
+        let judged_by = cache.last_sweep_ms.load(Ordering::Relaxed);
+        cache.sweep(judged_by, NOW_MS + 120_000);
+        cache.insert(&token(2), verified("user_b", NOW_MS), NOW_MS + 120_000);
+        cache.sweep(judged_by, NOW_MS + 120_001);
+        assert!(cache.get(&token(1)).is_none());
+        assert!(cache.get(&token(2)).is_some());
     }
 
     #[test]

@@ -267,3 +267,40 @@ impl Logs {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
+
+/// A `user.deleted` event as Clerk sends it.
+pub fn user_deleted_event(user: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": "user.deleted",
+        "object": "event",
+        "instance_id": "ins_test",
+        "timestamp": 1_716_883_200,
+        "data": { "object": "user", "id": user, "deleted": true }
+    })
+}
+
+/// An app's own table: `accounts`, UUID keys in `account_id`, the Clerk id in
+/// `clerk_user_id`, one profile column (`mail`) and no version column.
+pub fn mapped_uuid_table() -> ensure_user::store::UserTable {
+    use ensure_user::store::{IdKind, UserTable};
+    UserTable::new("accounts")
+        .unwrap()
+        .with_id_column("account_id", IdKind::Uuid)
+        .unwrap()
+        .with_clerk_id_column("clerk_user_id")
+        .unwrap()
+        .with_profile_columns(Some("mail"), None, None, None)
+        .unwrap()
+        .with_clerk_updated_at_column(None)
+        .unwrap()
+}
+
+/// A loopback URL on a port just released, where nothing listens.
+pub fn closed_port_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
