@@ -212,25 +212,18 @@ async fn hostile_catalogue() {
             "malformed_token",
         ),
         (
-            "lowercase bearer",
-            Request::get("/me")
-                .header("authorization", format!("bearer {valid}"))
-                .body(Body::empty())
-                .unwrap(),
-            "malformed_token",
-        ),
-        (
-            "no scheme",
-            Request::get("/me")
-                .header("authorization", valid.clone())
-                .body(Body::empty())
-                .unwrap(),
-            "malformed_token",
-        ),
-        (
-            "Basic scheme",
+            "Basic scheme, no cookie",
             Request::get("/me")
                 .header("authorization", "Basic dXNlcjpwYXNz")
+                .body(Body::empty())
+                .unwrap(),
+            "missing_token",
+        ),
+        (
+            "Bearer scheme with no token",
+            Request::get("/me")
+                .header("authorization", "Bearer ")
+                .header("cookie", format!("__session={valid}"))
                 .body(Body::empty())
                 .unwrap(),
             "malformed_token",

@@ -301,7 +301,28 @@ async fn header_wins_over_cookie_and_suffixed_cookie_is_read() {
         (StatusCode::OK, Some(alice.as_str()))
     );
 
-    // A bad header is not rescued by a good cookie.
+    // Clerk's rule: a bare token is the token; another scheme (a staging
+    // site's password, say) is not Clerk's, and the cookie is read instead.
+    for (authorization, who) in [
+        (alice_token.clone(), &alice),
+        (format!("bearer {alice_token}"), &alice),
+        ("Basic c3RhZ2luZzpzZWNyZXQ=".to_owned(), &bob),
+        (r#"Digest username="staging""#.to_owned(), &bob),
+    ] {
+        let request = Request::get("/me")
+            .header("authorization", &authorization)
+            .header("cookie", format!("__session={bob_token}"))
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = call(&app, request).await;
+        assert_eq!(
+            (status, body["clerk_id"].as_str()),
+            (StatusCode::OK, Some(who.as_str())),
+            "{authorization}"
+        );
+    }
+
+    // A bad Bearer header is not rescued by a good cookie.
     let request = Request::get("/me")
         .header("authorization", "Bearer nope")
         .header("cookie", format!("__session={bob_token}"))

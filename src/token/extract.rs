@@ -1,5 +1,5 @@
-//! Where a request carries its session token: `Authorization: Bearer …`, else
-//! the `__session_<suffix>` cookie, else `__session`.
+//! Where a request carries its session token: `Authorization`, else the
+//! `__session_<suffix>` cookie, else `__session`.
 
 use http::{HeaderMap, header};
 
@@ -9,8 +9,13 @@ const SESSION_COOKIE: &[u8] = b"__session";
 
 /// Finds the session token. `Ok(None)` when the request carries none.
 ///
-/// A present `Authorization` header is used exclusively (as Clerk's SDKs do):
-/// it must be exactly one `Bearer <token>`, and cookies are then not read.
+/// The `Authorization` header follows Clerk's rule: `Bearer <token>` is the
+/// token (the scheme matched without regard to case, as RFC 7235 asks), a
+/// value without a scheme is the token itself, and any other scheme
+/// (`Basic …` from a staging password, `Digest …`) is not Clerk's and is
+/// skipped. A token found in the header is used exclusively, as Clerk's
+/// SDKs do: cookies are then not read. Two `Authorization` headers are
+/// refused as ambiguous.
 ///
 /// The token is returned as raw bytes, unchecked: a cached token matches
 /// byte for byte, and verification refuses any byte outside a JWT's alphabet
@@ -25,17 +30,28 @@ pub(crate) fn find_token<'a>(
         if authorization.next().is_some() {
             return Err(Rejection::MalformedToken);
         }
-        let token = value
-            .as_bytes()
-            .strip_prefix(b"Bearer ")
-            .map(<[u8]>::trim_ascii)
-            // A space inside the token is left to verification to refuse
-            // (it is outside a JWT's alphabet), so a cache hit skips the scan.
-            .filter(|t| !t.is_empty())
-            .ok_or(Rejection::MalformedToken)?;
-        return Ok(Some(token));
+        if let Some(token) = header_token(value.as_bytes()) {
+            return Ok(Some(token));
+        }
     }
     Ok(session_cookie(headers, cookie_suffix, max_cookies))
+}
+
+/// The token an `Authorization` value carries for Clerk: `Bearer <token>`
+/// or a bare token; `None` for an empty value or another scheme.
+fn header_token(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    let Some(space) = value.iter().position(|b| *b == b' ') else {
+        // No scheme: the whole value is the token (`Bearer` alone included,
+        // which verification refuses).
+        return (!value.is_empty()).then_some(value);
+    };
+    let (scheme, token) = value.split_at(space);
+    // A space inside the token is left to verification to refuse (it is
+    // outside a JWT's alphabet), so a cache hit skips the scan.
+    scheme
+        .eq_ignore_ascii_case(b"Bearer")
+        .then(|| token.trim_ascii())
 }
 
 fn session_cookie<'a>(
@@ -103,19 +119,32 @@ mod tests {
     }
 
     #[test]
-    fn header_must_be_exactly_one_bearer() {
-        for value in ["bearer abc", "abc", "Bearer ", "Basic abc"] {
-            let h = headers(&[("authorization", value), ("cookie", "__session=xyz")]);
-            assert_eq!(
-                find(&h, None, 64),
-                Err(Rejection::MalformedToken),
-                "{value}"
-            );
+    fn authorization_follows_clerks_rule() {
+        let cookie = ("cookie", "__session=xyz");
+        // Bearer, in any case, and a bare token: the header's token, exclusively.
+        for (value, token) in [
+            ("Bearer abc", "abc"),
+            ("bearer abc", "abc"),
+            ("BEARER  abc ", "abc"),
+            ("abc", "abc"),
+        ] {
+            let h = headers(&[("authorization", value), cookie]);
+            assert_eq!(find(&h, None, 64), Ok(Some(token)), "{value}");
         }
+        // Another scheme, or nothing: not Clerk's, so the cookie is read.
+        for value in ["Basic dXNlcjpwYXNz", "Digest username=\"a\"", "", "  "] {
+            let h = headers(&[("authorization", value), cookie]);
+            assert_eq!(find(&h, None, 64), Ok(Some("xyz")), "{value:?}");
+            let alone = headers(&[("authorization", value)]);
+            assert_eq!(find(&alone, None, 64), Ok(None), "{value:?}");
+        }
+        // `Bearer` alone reads as a bare token, which verification refuses.
+        let empty = headers(&[("authorization", "Bearer  \t"), cookie]);
+        assert_eq!(find(&empty, None, 64), Ok(Some("Bearer")));
         // Handed on as is: verification refuses it.
         let spaced = headers(&[("authorization", "Bearer a b")]);
         assert_eq!(find(&spaced, None, 64), Ok(Some("a b")));
-        let twice = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        let twice = headers(&[("authorization", "Basic x"), ("authorization", "Bearer b")]);
         assert_eq!(find(&twice, None, 64), Err(Rejection::MalformedToken));
     }
 
