@@ -67,6 +67,7 @@ pub mod backfill;
 mod cache;
 #[cfg(feature = "clerk-api")]
 pub mod clerk_api;
+mod clerk_id;
 mod clerk_user;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -63,6 +63,7 @@ on_both_backends!(
     tombstoned_users_are_skipped,
     dry_run_counts_and_writes_nothing,
     a_refused_user_fails_alone,
+    users_with_invalid_ids_are_not_written,
 );
 
 /// One of the bundled stores, behind one type.
@@ -928,6 +929,26 @@ async fn a_refused_user_fails_alone(backend: Backend) {
         .await;
     let (result, _) = run(&backfill(&store, &fake, 100)).await;
     assert_eq!(counts(result.unwrap()), [1, 0, 299, 0, 0]);
+}
+
+/// Ids no token or webhook could ever carry are not written: one rule for
+/// every way an id enters.
+async fn users_with_invalid_ids_are_not_written(backend: Backend) {
+    let store = Store::new(backend).await;
+    let fake = FakeClerk::start(fake_users(300)).await;
+    let long = format!("user_{}", "x".repeat(200));
+    fake.edit(|users| {
+        users[100].id = "user_with space".into();
+        users[200].id = long.clone();
+    });
+    let (result, _) = run(&backfill(&store, &fake, 100)).await;
+    assert_eq!(counts(result.unwrap()), [298, 0, 0, 0, 2]);
+    let rows = store.rows().await;
+    assert_eq!(rows.len(), 298);
+    assert!(
+        rows.iter()
+            .all(|row| row.0 != "user_with space" && row.0 != long)
+    );
 }
 
 /// Runs the `ensure-user` binary with `args` and `env` (nothing else from

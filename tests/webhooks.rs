@@ -581,6 +581,26 @@ async fn hostile_deliveries_change_nothing(backend: Backend) {
             "invalid_event",
         ),
         (
+            "an id no token could carry, validly signed",
+            signed(
+                updated("user_with space", 9_000, "Mallory")
+                    .to_string()
+                    .as_bytes(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_event",
+        ),
+        (
+            "a deletion of a non-ASCII id, validly signed",
+            signed(
+                user_deleted_event("user_\u{e9}t\u{e9}")
+                    .to_string()
+                    .as_bytes(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_event",
+        ),
+        (
             "update without updated_at, validly signed",
             signed(format!(r#"{{"type":"user.updated","data":{{"id":"{user}"}}}}"#).as_bytes()),
             StatusCode::BAD_REQUEST,

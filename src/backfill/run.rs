@@ -3,6 +3,7 @@
 use crate::{
     ClerkUser,
     clerk_api::{ApiError, ClerkApi, MAX_PAGE_SIZE},
+    clerk_id::is_user_id,
     store::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate, StoreError},
 };
 
@@ -163,11 +164,46 @@ impl<S: BackfillStore> Backfill<S> {
 
     /// Writes (or previews) one page; `None` marks a user not written.
     ///
-    /// When the batch statement is refused for its data, the users are
-    /// written one at a time, so that one bad user fails alone. An
-    /// unavailable database fails the page.
+    /// A user whose id is not a Clerk user id is not written (no token or
+    /// webhook could ever name it). When the batch statement is refused for
+    /// its data, the users are written one at a time, so that one bad user
+    /// fails alone. An unavailable database fails the page.
     async fn write(&self, users: &[ClerkUser]) -> Result<Vec<Option<BatchOutcome>>, StoreError> {
-        let updates: Vec<ProfileUpdate> = users.iter().map(ProfileUpdate::from).collect();
+        let (valid, invalid): (Vec<&ClerkUser>, Vec<&ClerkUser>) =
+            users.iter().partition(|user| is_user_id(&user.id));
+        for user in &invalid {
+            tracing::warn!(
+                target: "ensure_user",
+                clerk_id = %user.id.escape_debug(),
+                "user not written: not a Clerk user id"
+            );
+        }
+        let written = self.write_valid(&valid).await?;
+        let mut written = written.into_iter();
+        Ok(users
+            .iter()
+            .map(|user| {
+                if is_user_id(&user.id) {
+                    written.next().flatten()
+                } else {
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// [`write`](Self::write) for users whose ids are valid, in their order.
+    async fn write_valid(
+        &self,
+        users: &[&ClerkUser],
+    ) -> Result<Vec<Option<BatchOutcome>>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let updates: Vec<ProfileUpdate> = users
+            .iter()
+            .map(|user| ProfileUpdate::from(*user))
+            .collect();
         if self.dry_run {
             let outcomes = self.store.preview_batch(&updates).await?;
             return Ok(outcomes.into_iter().map(Some).collect());

@@ -12,6 +12,7 @@ use sqlx::{
 use super::{EvictionListener, sealed};
 use crate::{
     EnsureUserLayer,
+    clerk_id::is_user_id,
     store::{SELECT_CHANNEL, StoreError},
     telemetry,
 };
@@ -133,7 +134,10 @@ async fn receive(listener: &mut PgListener, layer: &EnsureUserLayer, heartbeat: 
         match tokio::time::timeout(heartbeat, listener.try_recv()).await {
             Ok(Ok(Some(notification))) => {
                 telemetry::eviction_notification();
-                layer.forget_user(notification.payload()).await;
+                // Only ever published for valid ids; anything else evicts nothing.
+                if is_user_id(notification.payload()) {
+                    layer.forget_user(notification.payload()).await;
+                }
             }
             Ok(Ok(None)) => return Lost::Closed,
             Ok(Err(error)) => return Lost::Failed(error),

@@ -18,7 +18,11 @@ use super::{
     cache::TokenCache,
     keys::{KeyError, KeyStore},
 };
-use crate::{LocalId, Rejection, config::Config};
+use crate::{
+    LocalId, Rejection,
+    clerk_id::{is_session_id, is_user_id},
+    config::Config,
+};
 
 /// `cat` header values that mark a session token (or carry no category).
 const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
@@ -185,7 +189,7 @@ impl Verifier {
     }
 
     fn check_claims(&self, claims: &SessionClaims, now_ms: i64) -> Result<(), Rejection> {
-        if !is_clerk_id(&claims.sub, "user_") || !is_clerk_id(&claims.sid, "sess_") {
+        if !is_user_id(&claims.sub) || !is_session_id(&claims.sid) {
             return Err(Rejection::NotASessionToken);
         }
         if claims.iss != self.issuer {
@@ -232,15 +236,6 @@ impl Verifier {
             cache.forget_user(clerk_id);
         }
     }
-}
-
-/// `prefix` followed by 1 to 128 visible ASCII characters. Clerk ids are
-/// base62; this only keeps control characters, spaces and non-ASCII text
-/// (which some databases cannot store) out of ids.
-fn is_clerk_id(id: &str, prefix: &str) -> bool {
-    id.strip_prefix(prefix).is_some_and(|rest| {
-        (1..=128).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_graphic())
-    })
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, Rejection> {

@@ -10,10 +10,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::ClerkUser;
-
-/// Prefix every Clerk user id starts with.
-const USER_ID_PREFIX: &str = "user_";
+use crate::{ClerkUser, clerk_id::is_user_id};
 
 /// A parsed webhook event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,10 +136,6 @@ fn user_id(data: &Value) -> Result<&str, EventError> {
         Some(_) => Err(EventError::InvalidEvent("`data.id` is not a string")),
         None => Err(EventError::InvalidEvent("`data.id` is missing")),
     }
-}
-
-fn is_user_id(id: &str) -> bool {
-    id.len() > USER_ID_PREFIX.len() && id.starts_with(USER_ID_PREFIX)
 }
 
 /// Why a webhook body could not be turned into an [`Event`].

@@ -1,0 +1,54 @@
+//! What the crate accepts as a Clerk id, in one place: every id that enters
+//! (from a token, a webhook, the Backend API or another instance) is checked
+//! against the same rule, so no path can store an id another cannot match.
+
+/// Longest id part accepted after the prefix. Clerk's ids are 27 base62
+/// characters; the margin keeps room for other formats without letting
+/// unbounded text into keys and logs.
+const MAX_ID_CHARS: usize = 128;
+
+/// A Clerk user id: `user_` followed by 1 to 128 visible ASCII characters.
+pub(crate) fn is_user_id(id: &str) -> bool {
+    has_id_shape(id, "user_")
+}
+
+/// A Clerk session id: `sess_` followed by 1 to 128 visible ASCII characters.
+pub(crate) fn is_session_id(id: &str) -> bool {
+    has_id_shape(id, "sess_")
+}
+
+/// `prefix` followed by 1 to [`MAX_ID_CHARS`] visible ASCII characters.
+/// Clerk ids are base62; this only keeps control characters, spaces and
+/// non-ASCII text (which some databases cannot store) out of ids.
+fn has_id_shape(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|rest| {
+        (1..=MAX_ID_CHARS).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_graphic())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shape_for_every_id() {
+        assert!(is_user_id("user_2GIpXOEpVyJw51rkZn9Kmnc6Sxr"));
+        assert!(is_user_id("user_123"));
+        assert!(is_session_id("sess_2GbDB4enNdCa5vS1zpC3Xzg9tK9"));
+        let too_long = format!("user_{}", "a".repeat(MAX_ID_CHARS + 1));
+        for bad in [
+            "user_",
+            "user",
+            "usr_1",
+            "user_a b",
+            "user_a\u{0}b",
+            "user_é",
+            "sess_1",
+            too_long.as_str(),
+        ] {
+            assert!(!is_user_id(bad), "{bad:?}");
+        }
+        assert!(is_user_id(&format!("user_{}", "a".repeat(MAX_ID_CHARS))));
+        assert!(!is_session_id("user_1"));
+    }
+}
