@@ -57,17 +57,16 @@ impl ClerkUser {
             .filter(|address| !address.is_empty())
     }
 
-    /// The profile the stores keep: primary email, names and image URL,
-    /// with empty strings read as absent.
+    /// The profile the stores keep: primary email, names and image URL
+    /// (empty text, or text with a NUL, read as absent).
     #[must_use]
     pub fn profile(&self) -> Profile {
-        let text = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
-        Profile {
-            email: self.primary_email().map(str::to_owned),
-            first_name: text(&self.first_name),
-            last_name: text(&self.last_name),
-            image_url: text(&self.image_url),
-        }
+        Profile::from_reported(
+            self.primary_email(),
+            self.first_name.as_deref(),
+            self.last_name.as_deref(),
+            self.image_url.as_deref(),
+        )
     }
 }
 

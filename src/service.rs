@@ -325,20 +325,13 @@ impl Shared {
 }
 
 fn profile_from_claims(claims: &SessionClaims, names: &ProfileClaims) -> Profile {
-    let text = |name: &str| {
-        claims
-            .get(name)
-            .and_then(|value| value.as_str())
-            // NUL cannot be stored in PostgreSQL text: such a value is left out.
-            .filter(|value| !value.is_empty() && !value.contains('\0'))
-            .map(str::to_owned)
-    };
-    Profile {
-        email: text(&names.email),
-        first_name: text(&names.first_name),
-        last_name: text(&names.last_name),
-        image_url: text(&names.image_url),
-    }
+    let text = |name: &str| claims.get(name).and_then(|value| value.as_str());
+    Profile::from_reported(
+        text(&names.email),
+        text(&names.first_name),
+        text(&names.last_name),
+        text(&names.image_url),
+    )
 }
 
 fn log_rejection(rejection: Rejection) {

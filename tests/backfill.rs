@@ -64,6 +64,7 @@ on_both_backends!(
     dry_run_counts_and_writes_nothing,
     a_refused_user_fails_alone,
     users_with_invalid_ids_are_not_written,
+    nul_in_profile_text_is_left_out,
 );
 
 /// One of the bundled stores, behind one type.
@@ -929,6 +930,40 @@ async fn a_refused_user_fails_alone(backend: Backend) {
         .await;
     let (result, _) = run(&backfill(&store, &fake, 100)).await;
     assert_eq!(counts(result.unwrap()), [1, 0, 299, 0, 0]);
+}
+
+/// Text PostgreSQL cannot hold (a NUL) is stored as absent, by the backfill
+/// and by the profile fetched on first sight, with the rest of the profile.
+async fn nul_in_profile_text_is_left_out(backend: Backend) {
+    let store = Store::new(backend).await;
+    let fake = FakeClerk::start(fake_users(200)).await;
+    fake.edit(|users| {
+        users[50].first_name = Some("Bad\u{0}Name".into());
+        users[60].email = Some("x\u{0}@example.com".into());
+    });
+    let (result, _) = run(&backfill(&store, &fake, 100)).await;
+    assert_eq!(counts(result.unwrap()), [200, 0, 0, 0, 0]);
+    let expected: Vec<Row> = {
+        let mut users = fake.users();
+        users[50].first_name = None;
+        users[60].email = None;
+        let mut rows: Vec<Row> = users.iter().map(expected_row).collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(store.rows().await, expected);
+
+    let store = Store::new(backend).await;
+    let fake = FakeClerk::start(fake_users(1)).await;
+    fake.edit(|users| users[0].last_name = Some("Love\u{0}lace".into()));
+    let (app, key) = app_for(&store, client(&fake), Duration::from_secs(2)).await;
+    let user = fake.users()[0].clone();
+    let token = key.session_token(ISSUER, &user.id, 60);
+    let (status, _) = read(app.oneshot(bearer(&token)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut row = expected_row(&user);
+    row.3 = None;
+    assert_eq!(store.rows().await, [row]);
 }
 
 /// Ids no token or webhook could ever carry are not written: one rule for

@@ -344,6 +344,7 @@ on_both_backends!(
     deletion_racing_creations_leaves_no_row,
     tombstone_committed_mid_insert_removes_the_row,
     mapped_table_without_version_column,
+    nul_in_profile_text_is_left_out,
 );
 
 async fn each_user_event_is_applied(backend: Backend) {
@@ -379,6 +380,37 @@ async fn each_user_event_is_applied(backend: Backend) {
     assert_eq!(h.outcome(&user_deleted_event(&user)).await, "deleted");
     assert_eq!(h.db.profile(&user).await, None);
     assert!(h.db.tombstoned(&user).await);
+}
+
+/// PostgreSQL text cannot hold NUL: such a field is stored as absent, the
+/// rest of the profile is applied, and the delivery is acknowledged (a `503`
+/// would have svix retry it for days).
+async fn nul_in_profile_text_is_left_out(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let user = random_id("user");
+    let mut event = created(&user, 1_000);
+    event["data"]["first_name"] = json!("A\u{0}da");
+    event["data"]["email_addresses"][1]["email_address"] = json!("ada\u{0}@example.com");
+    let (status, body) = h.deliver(&event).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("created"))
+    );
+    assert_eq!(
+        h.db.profile(&user).await,
+        Some((
+            None,
+            None,
+            Some("Lovelace".to_owned()),
+            Some("https://img.example.com/ada.png".to_owned()),
+            Some(1_000)
+        ))
+    );
+    assert_eq!(h.outcome(&updated(&user, 2_000, "Ada")).await, "updated");
+    assert_eq!(
+        h.db.profile(&user).await,
+        profile("ada@example.com", "Ada", 2_000)
+    );
 }
 
 async fn older_update_after_newer_is_ignored(backend: Backend) {

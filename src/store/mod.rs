@@ -6,9 +6,11 @@ use std::{future::Future, pin::Pin};
 use crate::user::LocalId;
 
 mod batch;
+mod profile;
 mod sync;
 mod table;
 pub use batch::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate};
+pub use profile::Profile;
 #[cfg(any(feature = "webhooks", feature = "clerk-api"))]
 pub(crate) use sync::DynUserSync;
 pub use sync::{SyncOutcome, UserSync};
@@ -24,51 +26,6 @@ mod sql;
 pub use sql::PgUserStore;
 #[cfg(feature = "sqlite")]
 pub use sql::SqliteUserStore;
-
-/// Profile fields stored with a new user, when known.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Profile {
-    /// The primary email address.
-    pub email: Option<String>,
-    /// The first name.
-    pub first_name: Option<String>,
-    /// The last name.
-    pub last_name: Option<String>,
-    /// The profile image URL.
-    pub image_url: Option<String>,
-}
-
-impl Profile {
-    /// An empty profile.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the email address.
-    pub fn with_email(mut self, email: impl Into<String>) -> Self {
-        self.email = Some(email.into());
-        self
-    }
-
-    /// Sets the first and last names.
-    pub fn with_names(mut self, first: Option<String>, last: Option<String>) -> Self {
-        self.first_name = first;
-        self.last_name = last;
-        self
-    }
-
-    /// Sets the image URL.
-    pub fn with_image_url(mut self, url: impl Into<String>) -> Self {
-        self.image_url = Some(url.into());
-        self
-    }
-
-    /// Whether no field is set.
-    pub fn is_empty(&self) -> bool {
-        self == &Self::default()
-    }
-}
 
 /// What the store found (or made) for a Clerk user id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -258,13 +258,8 @@ impl Queries {
     }
 
     fn profile_values<'p>(&self, profile: &'p Profile) -> impl Iterator<Item = Option<&'p str>> {
-        let values = [
-            profile.email.as_deref(),
-            profile.first_name.as_deref(),
-            profile.last_name.as_deref(),
-            profile.image_url.as_deref(),
-        ];
-        values
+        profile
+            .storable_fields()
             .into_iter()
             .zip(self.profile_mapped)
             .filter_map(|(value, mapped)| mapped.then_some(value))
