@@ -63,6 +63,29 @@ impl Deployment {
         }
     }
 
+    /// A deployment on a new schema named `schema` (created here).
+    async fn on_schema(schema: &str) -> Self {
+        let admin = PgPool::connect(&postgres_url()).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"CREATE SCHEMA "{schema}""#)))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let db = postgres_url()
+            .parse::<PgConnectOptions>()
+            .unwrap()
+            .options([("search_path", format!(r#""{schema}""#))]);
+        let store = PgUserStore::new(pool(&db).await);
+        store.migrate().await.unwrap();
+        let key = SigningKey::generate("ins_test");
+        let jwks = JwksServer::start(&[&key]).await;
+        Self {
+            key,
+            jwks,
+            db,
+            admin: store.pool().clone(),
+        }
+    }
+
     fn config(&self) -> Config {
         self.jwks.config().with_store_timeout(STORE_TIMEOUT)
     }
@@ -229,6 +252,36 @@ async fn deletions_reach_every_instance_within_a_second() {
         times.len()
     );
     assert!(worst < PROPAGATION_LIMIT);
+}
+
+/// PostgreSQL limits channel names to 63 bytes: a schema whose name is long
+/// in bytes (Cyrillic letters take two) still gets a channel, distinct from
+/// a sibling schema sharing its first 45 characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_non_ascii_schema_names_have_channels_of_their_own() {
+    let tail = random_id("s")[2..10].to_lowercase();
+    let d = Deployment::on_schema(&format!("пользователи_приложения_ю_{tail}")).await;
+    let sibling = Deployment::on_schema(&format!("пользователи_приложения_я_{tail}")).await;
+    let (a, b) = (d.instance().await, d.instance().await);
+    let other = sibling.instance().await;
+    settle().await;
+    let (user, token) = user_cached_on(&[&a, &b], &d).await;
+    let other_token = sibling.token(&user);
+    assert_eq!(other.me(&other_token).await.0, StatusCode::OK);
+
+    let started = Instant::now();
+    assert_eq!(a.delete(&user).await, StatusCode::OK);
+    b.refused(&token, started, PROPAGATION_LIMIT).await;
+    assert_eq!(
+        other.me(&other_token).await.0,
+        StatusCode::OK,
+        "another schema's deletion"
+    );
+    assert_eq!(
+        other.calls.calls(),
+        1,
+        "nothing evicted on the sibling schema"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

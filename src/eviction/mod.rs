@@ -49,9 +49,11 @@
 //! - It holds one connection of its own for as long as it runs, opened
 //!   with the given pool's connect options and acquire timeout but outside
 //!   the pool, whose size it leaves alone.
-//! - The channel is `ensure_user_evict_` followed by the connection's
-//!   current schema (`public` unless `search_path` says otherwise), so apps
-//!   in separate schemas of one database do not hear each other. The store's
+//! - The channel is `ensure_user_evict_` followed by the MD5 of the
+//!   connection's current schema (`public` unless `search_path` says
+//!   otherwise): within PostgreSQL's 63-byte limit whatever the schema's
+//!   name, and distinct per schema, so apps in separate schemas of one
+//!   database do not hear each other. The store's
 //!   pool and the listener's pool must resolve the same schema; they do when
 //!   built from the same URL.
 //! - A lost connection is made again at once, then with a backoff from

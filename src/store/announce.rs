@@ -5,12 +5,13 @@
 use std::future::Future;
 
 /// The channel deletions are published on: `ensure_user_evict_` followed by
-/// the connection's current schema, cut to PostgreSQL's 63-byte limit. An SQL
-/// expression, so that publisher and listener name it the same way.
+/// the MD5 of the connection's current schema (50 bytes in all, within
+/// PostgreSQL's 63-byte limit for any schema name, and distinct per schema).
+/// An SQL expression, so that publisher and listener name it the same way.
 #[cfg(feature = "postgres")]
 macro_rules! channel {
     () => {
-        "left('ensure_user_evict_' || coalesce(current_schema(), ''), 63)"
+        "'ensure_user_evict_' || md5(coalesce(current_schema(), ''))"
     };
 }
 
