@@ -1,5 +1,7 @@
 //! The user cache: Clerk user id to local row, bounded, with concurrent misses
-//! for one user sharing one store call. Failures are never cached.
+//! for one user sharing one store call. Failures are never cached. Each
+//! answer carries the stamp of the lookup that loaded it, for the eviction
+//! ledger to judge.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -20,7 +22,14 @@ pub(crate) enum CachedUser {
 }
 
 pub(crate) struct UserCache {
-    entries: Cache<Box<str>, CachedUser>,
+    entries: Cache<Box<str>, Stamped>,
+}
+
+/// A cached answer and the ledger stamp of the lookup that loaded it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamped {
+    pub(crate) user: CachedUser,
+    pub(crate) stamp: u64,
 }
 
 impl UserCache {
@@ -33,13 +42,14 @@ impl UserCache {
         }
     }
 
-    /// The cached user, or the result of `load`, which runs once for all
-    /// concurrent callers asking for the same id.
+    /// The cached user, or the result of `load` stamped `stamp`; `load` runs
+    /// once for all concurrent callers asking for the same id.
     pub(crate) async fn get_or_load<F>(
         &self,
         clerk_id: &str,
+        stamp: u64,
         load: F,
-    ) -> Result<CachedUser, Arc<StoreError>>
+    ) -> Result<Stamped, Arc<StoreError>>
     where
         F: Future<Output = Result<Resolution, StoreError>>,
     {
@@ -51,10 +61,11 @@ impl UserCache {
         // Boxed, so that the large state of a miss is not carried by the
         // future of every request.
         Box::pin(self.entries.try_get_with(Box::from(clerk_id), async move {
-            Ok(match load.await? {
+            let user = match load.await? {
                 Resolution::Existing(id) | Resolution::Created(id) => CachedUser::Active(id),
                 Resolution::Deleted => CachedUser::Deleted,
-            })
+            };
+            Ok(Stamped { user, stamp })
         }))
         .await
     }

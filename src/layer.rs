@@ -1,13 +1,7 @@
 //! [`EnsureUserLayer`]: the configuration and caches its services share, and
 //! what an app can ask of them (readiness, eviction).
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use tower_layer::Layer;
 
@@ -15,6 +9,7 @@ use crate::{
     Config, EnsureUser, Mode, Rejection,
     cache::UserCache,
     config::ProfileClaims,
+    eviction::Ledger,
     store::{DynUserStore, StoreError, UserStore},
     token::{keys::KeyStore, verify::Verifier},
 };
@@ -48,9 +43,8 @@ pub(crate) struct Shared {
     pub(crate) max_cookies: usize,
     pub(crate) profile_claims: ProfileClaims,
     pub(crate) store_timeout: Duration,
-    /// Bumped by `forget_all_users`: user ids remembered in verified-token
-    /// entries under an older generation are not trusted.
-    pub(crate) user_generation: AtomicU64,
+    /// What was forgotten, for answers in flight to be checked against.
+    pub(crate) ledger: Ledger,
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
     eviction_heartbeat: Duration,
 }
@@ -69,7 +63,7 @@ impl EnsureUserLayer {
                 max_cookies: config.max_cookies,
                 profile_claims: config.profile_claims,
                 store_timeout: config.store_timeout,
-                user_generation: AtomicU64::new(0),
+                ledger: Ledger::default(),
                 #[cfg(any(feature = "postgres", feature = "sqlite"))]
                 eviction_heartbeat: config.eviction_heartbeat,
             }),
@@ -120,36 +114,17 @@ impl EnsureUserLayer {
     /// the layer's back; the webhook receiver does it on deletion, and the
     /// [eviction listener](crate::eviction) on other instances' deletions.
     ///
-    /// A lookup already in flight may still cache its (older) answer; so the
-    /// user is forgotten once more when any such lookup must have ended (one
-    /// store timeout later).
+    /// A lookup of the user already in flight, however slow, cannot bring
+    /// them back: its answer is checked against what was forgotten since it
+    /// began, and loaded again if need be.
     pub async fn forget_user(&self, clerk_id: &str) {
         self.shared.forget(clerk_id).await;
-        let clerk_id = clerk_id.to_owned();
-        self.again_after_lookups(|shared| async move { shared.forget(&clerk_id).await });
     }
 
-    /// Forgets every cached user, now and, as [`forget_user`](Self::forget_user)
-    /// does, once more one store timeout later.
+    /// Forgets every cached user, as [`forget_user`](Self::forget_user)
+    /// forgets one.
     pub fn forget_all_users(&self) {
         self.shared.forget_all();
-        self.again_after_lookups(|shared| async move { shared.forget_all() });
-    }
-
-    /// Runs `forget` once every lookup in flight now must have ended (one
-    /// store timeout from now), when there is a runtime to wait on.
-    fn again_after_lookups<F, Fut>(&self, forget: F)
-    where
-        F: FnOnce(Arc<Shared>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
-    {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let shared = Arc::clone(&self.shared);
-            runtime.spawn(async move {
-                tokio::time::sleep(shared.store_timeout).await;
-                forget(shared).await;
-            });
-        }
     }
 
     /// Starts hearing about deletions applied by other processes, and
@@ -253,13 +228,16 @@ impl Readiness {
 }
 
 impl Shared {
+    /// Forgets a user: recorded first, so that an answer in flight is judged
+    /// stale, then evicted from both caches.
     async fn forget(&self, clerk_id: &str) {
+        self.ledger.forget_user(clerk_id);
         self.users.invalidate(clerk_id).await;
         self.verifier.forget_user(clerk_id);
     }
 
     fn forget_all(&self) {
-        self.user_generation.fetch_add(1, Ordering::AcqRel);
+        self.ledger.forget_all();
         self.users.clear();
     }
 }

@@ -73,7 +73,6 @@ mod clerk_user;
 pub mod cli;
 mod config;
 mod error;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod eviction;
 #[cfg(feature = "axum")]
 mod extract;

@@ -9,7 +9,7 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
@@ -34,6 +34,10 @@ use crate::{
 /// The response body of [`EnsureUser`]: the inner service's body, or the
 /// layer's own small JSON body when it refuses a request.
 pub type ResponseBody<B> = Either<B, Full<Bytes>>;
+
+/// Lookups of one user a request makes at most while the user keeps being
+/// forgotten under it.
+const MAX_LOOKUPS: usize = 3;
 
 /// Marks a request that passed an optional layer without a token.
 #[derive(Debug, Clone, Copy)]
@@ -244,7 +248,7 @@ impl Shared {
             Ok(None) => return Decision::Refused(Rejection::MissingToken),
             Err(rejection) => return Decision::Refused(rejection),
         };
-        let generation = self.user_generation.load(Ordering::Acquire);
+        let generation = self.ledger.generation();
         let cached = self.verifier.cached(token);
         telemetry::token_cache(cached.is_some());
         match cached {
@@ -274,53 +278,68 @@ impl Shared {
             None if mode == Mode::Optional => return Ok(None),
             None => return Err(Rejection::MissingToken),
         };
-        // Read before the lookup: a `forget_all_users` during it makes the
-        // remembered id stale at once.
-        let generation = self.user_generation.load(Ordering::Acquire);
         let verified = match verified {
             Some(verified) => verified,
             None => self.verifier.verify_new(token).await?,
         };
-        let claims = &verified.claims;
-        let load = async {
-            let profile = profile_from_claims(claims, &self.profile_claims);
-            let call = self.store.find_or_create_dyn(&claims.sub, &profile);
-            let started = Instant::now();
-            let result = tokio::time::timeout(self.store_timeout, call)
-                .await
-                .map_err(|_| StoreError::TimedOut(self.store_timeout))
-                .and_then(|result| result);
-            let outcome = match &result {
-                Ok(Resolution::Existing(_)) => "existing",
-                Ok(Resolution::Created(_)) => "created",
-                Ok(Resolution::Deleted) => "deleted",
-                Err(_) => "error",
-            };
-            telemetry::store_call(outcome, started.elapsed());
-            if let Ok(Resolution::Created(id)) = &result {
-                tracing::info!(target: "ensure_user", clerk_id = %claims.sub, local_id = %id, "created local user");
-                if let Some(first_sight) = first_sight.filter(|_| profile.is_empty()) {
-                    first_sight.created(&claims.sub).await;
+        let sub = &verified.claims.sub;
+        // An answer loaded while the user was being forgotten is loaded
+        // again; only a user forgotten over and over runs out of attempts.
+        for _ in 0..MAX_LOOKUPS {
+            let stamp = self.ledger.stamp();
+            let load = self.load_user(&verified.claims, first_sight);
+            let answer = match self.users.get_or_load(sub, stamp, load).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    tracing::error!(target: "ensure_user", clerk_id = %sub, %error, "user store failed");
+                    return Err(Rejection::StoreUnavailable);
                 }
-            }
-            result
+            };
+            let id = match answer.user {
+                CachedUser::Active(id) => id,
+                // A tombstone is forever: no need to ask whether it is stale.
+                CachedUser::Deleted => return Err(Rejection::UserDeleted),
+            };
+            let Some(generation) = self.ledger.confirm(sub, answer.stamp) else {
+                self.users.invalidate(sub).await;
+                continue;
+            };
+            verified.remember_user(generation, id);
+            return Ok(Some(LocalUser::new(id, verified)));
+        }
+        tracing::warn!(target: "ensure_user", clerk_id = %sub, "user forgotten during every lookup");
+        Err(Rejection::StoreUnavailable)
+    }
+
+    /// The store call behind a user-cache miss: find or create the row,
+    /// bounded by the store timeout, then the first-sight work for a row
+    /// just created without a profile.
+    async fn load_user(
+        &self,
+        claims: &SessionClaims,
+        first_sight: Option<&dyn FirstSight>,
+    ) -> Result<Resolution, StoreError> {
+        let profile = profile_from_claims(claims, &self.profile_claims);
+        let call = self.store.find_or_create_dyn(&claims.sub, &profile);
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.store_timeout, call)
+            .await
+            .map_err(|_| StoreError::TimedOut(self.store_timeout))
+            .and_then(|result| result);
+        let outcome = match &result {
+            Ok(Resolution::Existing(_)) => "existing",
+            Ok(Resolution::Created(_)) => "created",
+            Ok(Resolution::Deleted) => "deleted",
+            Err(_) => "error",
         };
-        match self.users.get_or_load(&claims.sub, load).await {
-            Ok(CachedUser::Active(id)) => {
-                verified.remember_user(generation, id);
-                Ok(Some(LocalUser::new(id, Arc::clone(&verified))))
-            }
-            Ok(CachedUser::Deleted) => Err(Rejection::UserDeleted),
-            Err(error) => {
-                tracing::error!(
-                    target: "ensure_user",
-                    clerk_id = %claims.sub,
-                    %error,
-                    "user store failed"
-                );
-                Err(Rejection::StoreUnavailable)
+        telemetry::store_call(outcome, started.elapsed());
+        if let Ok(Resolution::Created(id)) = &result {
+            tracing::info!(target: "ensure_user", clerk_id = %claims.sub, local_id = %id, "created local user");
+            if let Some(first_sight) = first_sight.filter(|_| profile.is_empty()) {
+                first_sight.created(&claims.sub).await;
             }
         }
+        result
     }
 }
 

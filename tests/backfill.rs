@@ -12,7 +12,7 @@ use common::{
     *,
 };
 use ensure_user::{
-    EnsureUserLayer, LocalUser, ProfileFetch,
+    Config, EnsureUserLayer, LocalUser, ProfileFetch,
     backfill::{Backfill, BackfillError, Progress, Summary},
     clerk_api::{ApiError, ClerkApi, RetryPolicy},
     store::{
@@ -57,6 +57,7 @@ on_both_backends!(
     checkpoints_round_trip,
     profile_on_first_sight,
     profile_fetch_failures_never_fail_a_request,
+    deletion_during_a_slow_profile_fetch_is_final,
     backfill_writes_every_user_then_nothing,
     interrupted_backfill_resumes,
     failing_api_changes_no_row,
@@ -108,6 +109,14 @@ impl Store {
         match self {
             Self::Pg(store) => drop(sqlx::raw_sql(sql).execute(store.pool()).await.unwrap()),
             Self::Lite(store) => drop(sqlx::raw_sql(sql).execute(store.pool()).await.unwrap()),
+        }
+    }
+
+    /// What the webhook receiver does to the store for `user.deleted`.
+    async fn delete_user(&self, clerk_id: &str) {
+        match self {
+            Self::Pg(store) => drop(store.delete_user(clerk_id, 1).await.unwrap()),
+            Self::Lite(store) => drop(store.delete_user(clerk_id, 1).await.unwrap()),
         }
     }
 
@@ -538,30 +547,39 @@ async fn client_reads_one_user() {
     assert_eq!(api.user("../count").await.unwrap(), None);
 }
 
-/// An app behind the layer, fetching new users' profiles from `api`.
-async fn app_fetching_profiles<S>(
+/// A layer fetching new users' profiles from `api`.
+fn layer_fetching_profiles<S>(
     store: S,
     api: ClerkApi,
     timeout: Duration,
-) -> (Router, SigningKey)
+    config: Config,
+) -> EnsureUserLayer
 where
     S: UserStore + UserSync + Clone,
 {
-    let key = SigningKey::generate("ins_test");
-    let jwks = JwksServer::start(&[&key]).await;
     let fetch = ProfileFetch::new(api, store.clone()).with_timeout(timeout);
-    let layer = EnsureUserLayer::new(jwks.config(), store).with_profile_fetch(fetch);
-    let app = Router::new()
-        .route("/me", get(|user: LocalUser| async move { Json(user.id()) }))
-        .layer(layer);
-    (app, key)
+    EnsureUserLayer::new(config, store).with_profile_fetch(fetch)
 }
 
-async fn app_for(store: &Store, api: ClerkApi, timeout: Duration) -> (Router, SigningKey) {
+fn layer_for(store: &Store, api: ClerkApi, timeout: Duration, config: Config) -> EnsureUserLayer {
     match store.clone() {
-        Store::Pg(s) => app_fetching_profiles(s, api, timeout).await,
-        Store::Lite(s) => app_fetching_profiles(s, api, timeout).await,
+        Store::Pg(s) => layer_fetching_profiles(s, api, timeout, config),
+        Store::Lite(s) => layer_fetching_profiles(s, api, timeout, config),
     }
+}
+
+fn me_behind(layer: EnsureUserLayer) -> Router {
+    Router::new()
+        .route("/me", get(|user: LocalUser| async move { Json(user.id()) }))
+        .layer(layer)
+}
+
+/// An app behind the layer, fetching new users' profiles from `api`.
+async fn app_for(store: &Store, api: ClerkApi, timeout: Duration) -> (Router, SigningKey) {
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let layer = layer_for(store, api, timeout, jwks.config());
+    (me_behind(layer), key)
 }
 
 fn expected_row(user: &common::clerk_api::FakeUser) -> Row {
@@ -619,6 +637,52 @@ async fn profile_on_first_sight(backend: Backend) {
         store.rows().await[2].1.as_deref(),
         Some("from-token@example.com")
     );
+}
+
+/// A user deleted while their first request waits on a slow profile fetch
+/// (longer than the store timeout) is not cached as active when the fetch
+/// returns: neither that request nor any later one is served.
+async fn deletion_during_a_slow_profile_fetch_is_final(backend: Backend) {
+    let store = Store::new(backend).await;
+    let fake = FakeClerk::start(fake_users(1)).await;
+    fake.set_faults(Faults {
+        user_delay: Some(Duration::from_millis(900)),
+        ..Faults::default()
+    });
+    let user = fake.users()[0].id.clone();
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let config = jwks.config().with_store_timeout(Duration::from_millis(300));
+    let layer = layer_for(&store, client(&fake), Duration::from_secs(3), config);
+    let app = me_behind(layer.clone());
+    let token = key.session_token(ISSUER, &user, 60);
+
+    let first = tokio::spawn({
+        let (app, token) = (app.clone(), token.clone());
+        async move { read(app.oneshot(bearer(&token)).await.unwrap()).await }
+    });
+    // The row is created, the profile fetch is under way: delete the user
+    // as the webhook receiver does, and acknowledge.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.rows().await.len(), 1, "the row exists meanwhile");
+    store.delete_user(&user).await;
+    layer.forget_user(&user).await;
+
+    let (status, body) = first.await.unwrap();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("user_deleted")),
+        "answered after the deletion was acknowledged"
+    );
+    for _ in 0..3 {
+        let (status, body) = read(app.clone().oneshot(bearer(&token)).await.unwrap()).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("user_deleted"))
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(store.rows().await.is_empty());
 }
 
 async fn profile_fetch_failures_never_fail_a_request(backend: Backend) {

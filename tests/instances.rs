@@ -36,8 +36,7 @@ const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const PATH: &str = "/webhooks/clerk";
 /// How soon every other instance must refuse a deleted user.
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(1);
-/// The instances' store timeout: a listener that starts listening clears the
-/// user cache at once and again this much later.
+/// The instances' store timeout.
 const STORE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the instances share: the database schema and the Clerk keys.
@@ -212,12 +211,6 @@ fn deletion(user: &str) -> Request<Body> {
     request.body(Body::from(body)).unwrap()
 }
 
-/// Waits out the second clear of the user caches after listeners started
-/// listening, so that only notifications can evict what is cached next.
-async fn settle() {
-    tokio::time::sleep(STORE_TIMEOUT + Duration::from_millis(200)).await;
-}
-
 /// A user every instance has seen, so that each holds them in its cache.
 async fn user_cached_on(instances: &[&Instance], d: &Deployment) -> (String, String) {
     let user = random_id("user");
@@ -232,7 +225,6 @@ async fn user_cached_on(instances: &[&Instance], d: &Deployment) -> (String, Str
 async fn deletions_reach_every_instance_within_a_second() {
     let d = Deployment::new().await;
     let (a, b, c) = (d.instance().await, d.instance().await, d.instance().await);
-    settle().await;
     let mut times = Vec::new();
     for _ in 0..100 {
         let (user, token) = user_cached_on(&[&a, &b, &c], &d).await;
@@ -264,7 +256,6 @@ async fn long_non_ascii_schema_names_have_channels_of_their_own() {
     let sibling = Deployment::on_schema(&format!("пользователи_приложения_я_{tail}")).await;
     let (a, b) = (d.instance().await, d.instance().await);
     let other = sibling.instance().await;
-    settle().await;
     let (user, token) = user_cached_on(&[&a, &b], &d).await;
     let other_token = sibling.token(&user);
     assert_eq!(other.me(&other_token).await.0, StatusCode::OK);
@@ -290,7 +281,6 @@ async fn lost_listener_connection_is_made_again_and_the_cache_cleared() {
     let proxy = postgres_proxy().await;
     let a = d.instance().await;
     let b = d.instance_listening_through(&proxy, d.config()).await;
-    settle().await;
     let (gone, gone_token) = user_cached_on(&[&b], &d).await;
     let (_, kept_token) = user_cached_on(&[&b], &d).await;
     let calls = b.calls.calls();
@@ -319,7 +309,6 @@ async fn lost_listener_connection_is_made_again_and_the_cache_cleared() {
     );
 
     // And deletions are heard again.
-    settle().await;
     let (next, next_token) = user_cached_on(&[&b], &d).await;
     let started = Instant::now();
     assert_eq!(a.delete(&next).await, StatusCode::OK);
@@ -335,7 +324,6 @@ async fn silent_listener_connection_is_replaced_after_the_heartbeat() {
         .config()
         .with_eviction_heartbeat(Duration::from_millis(300));
     let b = d.instance_listening_through(&proxy, config).await;
-    settle().await;
     let (gone, gone_token) = user_cached_on(&[&b], &d).await;
 
     // The listener's connection stays open but carries nothing: no error
@@ -353,7 +341,6 @@ async fn silent_listener_connection_is_replaced_after_the_heartbeat() {
 async fn notifications_for_unknown_ids_are_harmless() {
     let d = Deployment::new().await;
     let (a, b) = (d.instance().await, d.instance().await);
-    settle().await;
     let (_, token) = user_cached_on(&[&b], &d).await;
     let calls = b.calls.calls();
 
@@ -394,7 +381,6 @@ async fn rolled_back_deletion_is_not_announced() {
         .await
         .unwrap();
     let (a, b) = (d.instance().await, d.instance().await);
-    settle().await;
     let doomed = random_id("user_doomed");
     let token = d.token(&doomed);
     assert_eq!(b.me(&token).await.0, StatusCode::OK);
@@ -416,7 +402,6 @@ async fn rolled_back_deletion_is_not_announced() {
 async fn shut_down_listener_hears_nothing() {
     let d = Deployment::new().await;
     let (a, b) = (d.instance().await, d.instance().await);
-    settle().await;
     let (user, token) = user_cached_on(&[&b], &d).await;
     let Instance { app, listener, .. } = b;
     assert!(listener.is_running());

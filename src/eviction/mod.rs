@@ -60,8 +60,7 @@
 //!   250 ms doubling to 10 s; each attempt is bounded by the pool's acquire
 //!   timeout. Notifications sent while it was lost are gone, so whenever the
 //!   listener starts listening, the first time or again, it clears the whole
-//!   user cache (and once more one store timeout later, for lookups that
-//!   were in flight).
+//!   user cache (and lookups in flight then load their answers again).
 //! - After [`Config::with_eviction_heartbeat`](crate::Config::with_eviction_heartbeat)
 //!   (30 s) without a notification it runs `SELECT 1` on its connection;
 //!   when that does not answer in the same time, the connection is replaced
@@ -92,8 +91,11 @@
 //! [`Config::with_user_cache`](crate::Config::with_user_cache)) or, better,
 //! moves to PostgreSQL.
 
+mod ledger;
 #[cfg(feature = "postgres")]
 mod postgres;
+
+pub(crate) use ledger::Ledger;
 
 use tokio::task::JoinHandle;
 

@@ -108,6 +108,8 @@ pub struct Faults {
     pub down: bool,
     /// `starting_after` is refused with `422`.
     pub no_cursor: bool,
+    /// `GET /v1/users/{id}` answers this much later.
+    pub user_delay: Option<std::time::Duration>,
 }
 
 struct Fake {
@@ -335,6 +337,10 @@ async fn one(
 ) -> Response {
     if let Some(refusal) = refuse(&fake, &headers) {
         return refusal;
+    }
+    let delay = fake.faults.lock().unwrap().user_delay;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
     }
     let user = fake
         .users
