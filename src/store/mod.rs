@@ -24,6 +24,8 @@ mod sql;
 pub use sql::PgUserStore;
 #[cfg(feature = "sqlite")]
 pub use sql::SqliteUserStore;
+#[cfg(feature = "sqlite")]
+mod sqlite_upgrade;
 
 /// Profile fields stored with a new user, when known.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,7 +104,8 @@ pub enum StoreError {
     /// The call did not finish within the configured store timeout.
     #[error("store call timed out after {0:?}")]
     TimedOut(std::time::Duration),
-    /// Any other failure of a custom store.
+    /// Any other failure: of a custom store, or a bundled store's upgrade
+    /// refusing to change the database.
     #[error("store error: {0}")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
