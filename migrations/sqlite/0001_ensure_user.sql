@@ -1,8 +1,10 @@
 -- ensure-user: the bundled users table and the tombstones of deleted Clerk users.
 -- Idempotent: safe to run on every start, and to copy into your own migrations.
 
+-- AUTOINCREMENT: an id is never handed out again, even after its row is
+-- deleted (plain INTEGER PRIMARY KEY would give the next user max(id) + 1).
 CREATE TABLE IF NOT EXISTS users (
-    id               INTEGER PRIMARY KEY,
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
     clerk_id         TEXT NOT NULL UNIQUE,
     email            TEXT,
     first_name       TEXT,

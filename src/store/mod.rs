@@ -26,6 +26,8 @@ mod sql;
 pub use sql::PgUserStore;
 #[cfg(feature = "sqlite")]
 pub use sql::SqliteUserStore;
+#[cfg(feature = "sqlite")]
+mod sqlite_upgrade;
 
 /// What the store found (or made) for a Clerk user id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +61,8 @@ pub enum StoreError {
     /// The call did not finish within the configured store timeout.
     #[error("store call timed out after {0:?}")]
     TimedOut(std::time::Duration),
-    /// Any other failure of a custom store.
+    /// Any other failure: of a custom store, or a bundled store's upgrade
+    /// refusing to change the database.
     #[error("store error: {0}")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -270,6 +270,7 @@ macro_rules! sql_store {
     (
         $(#[$doc:meta])*
         $store:ident, $db:ty, $param:literal, $statement_bytes:expr, $migration:expr
+        $(, upgrade: $upgrade:path)?
     ) => {
         $(#[$doc])*
         #[derive(Clone)]
@@ -296,10 +297,13 @@ macro_rules! sql_store {
             }
 
             /// Creates the bundled `users`, `clerk_user_tombstones` and
-            /// `ensure_user_backfill_state` tables if they do not exist.
-            /// Idempotent, and safe to run from several processes at once.
+            /// `ensure_user_backfill_state` tables if they do not exist. On
+            /// SQLite, also rebuilds a `users` table made by version 0.1.0,
+            /// once (see `SqliteUserStore`). Idempotent, and safe to run
+            /// from several processes at once.
             pub async fn migrate(&self) -> Result<(), StoreError> {
                 sqlx::raw_sql($migration).execute(&self.pool).await?;
+                $($upgrade(&self.pool).await?;)?
                 Ok(())
             }
 
@@ -648,6 +652,18 @@ sql_store! {
     /// Deletions are not announced to other processes: there is nothing to
     /// listen to (see [`eviction`](crate::eviction)).
     ///
+    /// Local ids are never reused: the bundled `users` table is
+    /// `id INTEGER PRIMARY KEY AUTOINCREMENT`. Version 0.1.0 made it without
+    /// `AUTOINCREMENT`, so the newest user's id, once deleted, went to the
+    /// next new user. [`migrate`](Self::migrate) rebuilds such a table once
+    /// (SQLite cannot alter it in place), keeping every row with its id, the
+    /// references to it and the app's indexes and triggers on it, and
+    /// starts its sequence at the highest id plus the number of tombstones,
+    /// above every id a deletion by this crate freed. Rows the app deleted
+    /// itself, leaving no tombstone, cannot be accounted for: their ids, if
+    /// above the highest remaining one, may be handed out again. A `users`
+    /// table with other columns than the bundled ones is left alone.
+    ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// use ensure_user::store::SqliteUserStore;
@@ -663,7 +679,8 @@ sql_store! {
     concat!(
         include_str!("../../migrations/sqlite/0001_ensure_user.sql"),
         include_str!("../../migrations/sqlite/0002_backfill_state.sql")
-    )
+    ),
+    upgrade: super::sqlite_upgrade::upgrade_users_table
 }
 
 #[cfg(test)]
