@@ -1,0 +1,319 @@
+//! Instruction counts of the layer's paths, under callgrind: figures that
+//! hold from run to run on a noisy machine, where wall-clock times drift.
+//!
+//! ```sh
+//! cargo install gungraun-runner --version 0.17.2   # once; needs valgrind
+//! cargo bench --bench instructions --all-features
+//! ```
+//!
+//! Each benchmark sends [`REQUESTS`] requests through one app on a
+//! current-thread runtime; the app, its caches and the requests are built
+//! by the benchmark's setup, which callgrind does not count. Per-request
+//! figures are the totals divided by [`REQUESTS`]; what the layer adds is a
+//! layered benchmark minus `bare`. Keys are a static PEM and the store is in
+//! memory, so no count depends on a socket or a database.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    hint::black_box,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use axum::{Router, body::Body, routing::get};
+use ensure_user::{
+    Config, EnsureUser, EnsureUserLayer, KeySource, LocalId, LocalUser,
+    store::{Profile, Resolution, StoreError, SyncOutcome, UserStore, UserSync},
+    testing::{SigningKey, random_id},
+    webhook::{WebhookReceiver, WebhookSecret, WebhookVerifier, sign},
+};
+use gungraun::{Dhat, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main};
+use http::{Request, Response, header};
+use tokio::runtime::Runtime;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+/// Requests per benchmark.
+const REQUESTS: usize = 100;
+
+const ISSUER: &str = "https://clerk.bench.example";
+
+const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+/// An app, the runtime it runs on, and the requests to send it.
+struct Input<A> {
+    runtime: Runtime,
+    app: A,
+    requests: Vec<Request<Body>>,
+}
+
+impl<A, B> Input<A>
+where
+    A: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
+{
+    /// Sends every request; returns how many were answered `200`.
+    fn drive(self) -> usize {
+        let Self {
+            runtime,
+            app,
+            requests,
+        } = self;
+        runtime.block_on(async move {
+            let mut ok = 0;
+            for request in requests {
+                let response = app.clone().oneshot(request).await.expect("infallible");
+                ok += usize::from(response.status().is_success());
+                drop(black_box(response));
+            }
+            ok
+        })
+    }
+
+    /// Sends one request outside the measurement, to fill the caches.
+    fn warmed(self, request: Request<Body>) -> Self {
+        let status = self
+            .runtime
+            .block_on(self.app.clone().oneshot(request))
+            .expect("infallible")
+            .status();
+        assert!(status.is_success(), "warm-up refused: {status}");
+        self
+    }
+}
+
+/// Users in memory: enough for a user-cache miss to cost what the layer
+/// does around a store call, and nothing of a database's.
+#[derive(Clone, Default)]
+struct MemoryStore {
+    ids: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+impl MemoryStore {
+    fn id_of(&self, clerk_id: &str) -> (i64, bool) {
+        let mut ids = self.ids.lock().expect("lock");
+        let next = i64::try_from(ids.len()).expect("few users") + 1;
+        let mut created = false;
+        let id = *ids.entry(clerk_id.to_owned()).or_insert_with(|| {
+            created = true;
+            next
+        });
+        (id, created)
+    }
+}
+
+impl UserStore for MemoryStore {
+    async fn find_or_create(&self, clerk_id: &str, _: &Profile) -> Result<Resolution, StoreError> {
+        Ok(match self.id_of(clerk_id) {
+            (id, true) => Resolution::Created(LocalId::Int(id)),
+            (id, false) => Resolution::Existing(LocalId::Int(id)),
+        })
+    }
+}
+
+impl UserSync for MemoryStore {
+    async fn upsert_profile(
+        &self,
+        clerk_id: &str,
+        _: &Profile,
+        _: i64,
+    ) -> Result<SyncOutcome, StoreError> {
+        Ok(match self.id_of(clerk_id) {
+            (id, true) => SyncOutcome::Created(LocalId::Int(id)),
+            (id, false) => SyncOutcome::Updated(LocalId::Int(id)),
+        })
+    }
+
+    async fn delete_user(&self, clerk_id: &str, _: i64) -> Result<SyncOutcome, StoreError> {
+        self.ids.lock().expect("lock").remove(clerk_id);
+        Ok(SyncOutcome::Deleted)
+    }
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn layer(key: &SigningKey) -> EnsureUserLayer {
+    let keys = KeySource::pem(&key.public_key_pem()).expect("PEM");
+    EnsureUserLayer::new(Config::new(ISSUER, keys), MemoryStore::default())
+}
+
+fn request(token: &str) -> Request<Body> {
+    Request::get("/me")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request")
+}
+
+fn requests(token: &str) -> Vec<Request<Body>> {
+    (0..REQUESTS).map(|_| request(token)).collect()
+}
+
+fn user_routes() -> Router {
+    Router::new().route(
+        "/me",
+        get(|user: LocalUser| async move {
+            black_box(user);
+            "ok"
+        }),
+    )
+}
+
+/// The same route with nothing in front of it: what the layer is measured against.
+fn bare() -> Input<Router> {
+    let key = SigningKey::generate("ins_bench");
+    let token = key.session_token(ISSUER, &random_id("user"), 3600);
+    Input {
+        runtime: runtime(),
+        app: Router::new().route("/me", get(|| async { "ok" })),
+        requests: requests(&token),
+    }
+}
+
+/// A repeat request, the layer on the route (`Router::layer`).
+fn repeat_per_route() -> Input<Router> {
+    let key = SigningKey::generate("ins_bench");
+    let token = key.session_token(ISSUER, &random_id("user"), 3600);
+    Input {
+        runtime: runtime(),
+        app: user_routes().layer(layer(&key)),
+        requests: requests(&token),
+    }
+    .warmed(request(&token))
+}
+
+/// A repeat request, the layer wrapped once around the whole `Router`.
+fn repeat_wrapped() -> Input<EnsureUser<Router>> {
+    let key = SigningKey::generate("ins_bench");
+    let token = key.session_token(ISSUER, &random_id("user"), 3600);
+    Input {
+        runtime: runtime(),
+        app: ServiceBuilder::new()
+            .layer(layer(&key))
+            .service(user_routes()),
+        requests: requests(&token),
+    }
+    .warmed(request(&token))
+}
+
+/// First sight of each token (an RS256 check), its user cached.
+fn first_sight() -> Input<EnsureUser<Router>> {
+    let key = SigningKey::generate("ins_bench");
+    let user = random_id("user");
+    // Each with another lifetime, so that every token is a new one.
+    let requests = (1..=REQUESTS)
+        .map(|n| request(&key.session_token(ISSUER, &user, 3600 + n as i64)))
+        .collect();
+    Input {
+        runtime: runtime(),
+        app: ServiceBuilder::new()
+            .layer(layer(&key))
+            .service(user_routes()),
+        requests,
+    }
+    .warmed(request(&key.session_token(ISSUER, &user, 3600)))
+}
+
+/// A user-cache miss for an existing user: each token verified before, each
+/// user forgotten since, so every request is one in-memory store call.
+fn user_cache_miss() -> Input<EnsureUser<Router>> {
+    let key = SigningKey::generate("ins_bench");
+    let layer = layer(&key);
+    let tokens: Vec<String> = (0..REQUESTS)
+        .map(|_| key.session_token(ISSUER, &random_id("user"), 3600))
+        .collect();
+    let mut input = Input {
+        runtime: runtime(),
+        app: ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(user_routes()),
+        requests: Vec::new(),
+    };
+    for token in &tokens {
+        input = input.warmed(request(token));
+    }
+    layer.forget_all_users();
+    input.requests = tokens.iter().map(|token| request(token)).collect();
+    input
+}
+
+/// `user.updated` deliveries, each for another user, signed as svix signs.
+fn webhook_deliveries() -> Input<WebhookReceiver> {
+    let key = SigningKey::generate("ins_bench");
+    let store = MemoryStore::default();
+    let layer = EnsureUserLayer::new(
+        Config::new(ISSUER, KeySource::pem(&key.public_key_pem()).expect("PEM")),
+        store.clone(),
+    );
+    let secret: WebhookSecret = WEBHOOK_SECRET.parse().expect("secret");
+    let receiver = WebhookReceiver::new(WebhookVerifier::new(secret.clone()), store, layer);
+    let now = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs(),
+    )
+    .expect("time");
+    let requests = (0..REQUESTS)
+        .map(|n| {
+            let body = serde_json::json!({
+                "type": "user.updated",
+                "object": "event",
+                "data": {
+                    "id": random_id("user"),
+                    "object": "user",
+                    "first_name": "Ada",
+                    "last_name": "Lovelace",
+                    "primary_email_address_id": "idn_1",
+                    "email_addresses": [{"id": "idn_1", "email_address": "ada@example.com"}],
+                    "updated_at": 1_700_000_000_000_i64 + i64::try_from(n).expect("small"),
+                }
+            })
+            .to_string();
+            let id = format!("msg_{n}");
+            let signature = sign(&secret, &id, now, body.as_bytes());
+            Request::post("/webhooks/clerk")
+                .header("svix-id", id)
+                .header("svix-timestamp", now.to_string())
+                .header("svix-signature", signature)
+                .body(Body::from(body))
+                .expect("request")
+        })
+        .collect();
+    Input {
+        runtime: runtime(),
+        app: receiver,
+        requests,
+    }
+}
+
+#[library_benchmark]
+#[bench::bare(bare())]
+#[bench::repeat_per_route(repeat_per_route())]
+fn route(input: Input<Router>) -> usize {
+    input.drive()
+}
+
+#[library_benchmark]
+#[bench::repeat(repeat_wrapped())]
+#[bench::first_sight(first_sight())]
+#[bench::user_cache_miss(user_cache_miss())]
+fn wrapped(input: Input<EnsureUser<Router>>) -> usize {
+    input.drive()
+}
+
+#[library_benchmark]
+#[bench::user_updated(webhook_deliveries())]
+fn webhook(input: Input<WebhookReceiver>) -> usize {
+    input.drive()
+}
+
+library_benchmark_group!(name = requests, benchmarks = [route, wrapped, webhook]);
+
+main!(
+    config = LibraryBenchmarkConfig::default().tool(Dhat::default());
+    library_benchmark_groups = requests
+);
