@@ -51,14 +51,12 @@ impl<A, B> Input<A>
 where
     A: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
 {
-    /// Sends every request; returns how many were answered `200`.
-    fn drive(self) -> usize {
-        let Self {
-            runtime,
-            app,
-            requests,
-        } = self;
-        runtime.block_on(async move {
+    /// Sends every request; returns how many were answered `200`, and the
+    /// app and runtime, to be dropped after the measurement.
+    fn drive(mut self) -> (usize, Self) {
+        let requests = std::mem::take(&mut self.requests);
+        let app = &self.app;
+        let ok = self.runtime.block_on(async move {
             let mut ok = 0;
             for request in requests {
                 let response = app.clone().oneshot(request).await.expect("infallible");
@@ -66,7 +64,8 @@ where
                 drop(black_box(response));
             }
             ok
-        })
+        });
+        (ok, self)
     }
 
     /// Sends one request outside the measurement, to fill the caches.
@@ -293,7 +292,7 @@ fn webhook_deliveries() -> Input<WebhookReceiver> {
 #[library_benchmark]
 #[bench::bare(bare())]
 #[bench::repeat_per_route(repeat_per_route())]
-fn route(input: Input<Router>) -> usize {
+fn route(input: Input<Router>) -> (usize, Input<Router>) {
     input.drive()
 }
 
@@ -301,13 +300,13 @@ fn route(input: Input<Router>) -> usize {
 #[bench::repeat(repeat_wrapped())]
 #[bench::first_sight(first_sight())]
 #[bench::user_cache_miss(user_cache_miss())]
-fn wrapped(input: Input<EnsureUser<Router>>) -> usize {
+fn wrapped(input: Input<EnsureUser<Router>>) -> (usize, Input<EnsureUser<Router>>) {
     input.drive()
 }
 
 #[library_benchmark]
 #[bench::user_updated(webhook_deliveries())]
-fn webhook(input: Input<WebhookReceiver>) -> usize {
+fn webhook(input: Input<WebhookReceiver>) -> (usize, Input<WebhookReceiver>) {
     input.drive()
 }
 

@@ -91,10 +91,14 @@
 //! [`Config::with_user_cache`](crate::Config::with_user_cache)) or, better,
 //! moves to PostgreSQL.
 
+#[cfg(feature = "postgres")]
+mod channel;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod postgres;
 
+#[cfg(feature = "postgres")]
+pub(crate) use channel::announcement;
 pub(crate) use ledger::Ledger;
 
 use tokio::task::JoinHandle;

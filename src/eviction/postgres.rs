@@ -9,13 +9,8 @@ use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
 };
 
-use super::{EvictionListener, sealed};
-use crate::{
-    EnsureUserLayer,
-    clerk_id::is_user_id,
-    store::{SELECT_CHANNEL, StoreError},
-    telemetry,
-};
+use super::{EvictionListener, channel::SELECT_CHANNEL, sealed};
+use crate::{EnsureUserLayer, clerk_id::is_user_id, store::StoreError, telemetry};
 
 /// The wait after a failed attempt to listen again; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(250);

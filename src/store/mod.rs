@@ -17,17 +17,15 @@ pub use sync::{SyncOutcome, UserSync};
 pub use table::{IdKind, InvalidIdentifier, UserTable};
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-mod announce;
-#[cfg(feature = "postgres")]
-pub(crate) use announce::SELECT_CHANNEL;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
 #[cfg(feature = "postgres")]
 pub use sql::PgUserStore;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sql::SqlUserStore;
 #[cfg(feature = "sqlite")]
 pub use sql::SqliteUserStore;
-#[cfg(feature = "sqlite")]
-mod sqlite_upgrade;
+#[cfg(feature = "postgres")]
+pub(crate) use sql::{Bind, Statement};
 
 /// What the store found (or made) for a Clerk user id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use std::collections::HashSet;
 
 use sqlx::{AssertSqlSafe, Connection, SqliteConnection, SqlitePool};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// The columns of the bundled table: name, declared type, position in the
 /// primary key. Only a table with exactly these is upgraded.

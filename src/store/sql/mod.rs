@@ -1,0 +1,377 @@
+//! The PostgreSQL and SQLite stores: one algorithm, written once over
+//! [`Driver`], with one small file per backend for what differs (the
+//! placeholders, the migrations, how a deletion is announced).
+//!
+//! A miss reads first (an existing user costs no write), then inserts with
+//! `ON CONFLICT (clerk_id)` so racing processes converge on one row. The
+//! insert skips tombstoned ids, and a re-check after it closes the race with
+//! a concurrent deletion (which commits its tombstone before deleting rows).
+//!
+//! The sync side ([`UserSync`]) follows the same rules: a profile upsert is
+//! one `INSERT … ON CONFLICT DO UPDATE` guarded by the tombstone and by the
+//! stored `clerk_updated_at` (last write wins), re-checked like the insert;
+//! a deletion commits its tombstone, then deletes the row.
+//!
+//! The tombstone's transaction also announces the deletion to other
+//! processes ([`Dialect::announce_deletion`]): PostgreSQL publishes it with
+//! `pg_notify`, which is delivered on commit and never for a rollback.
+//! Profile updates are not announced: caches hold a user's local id and
+//! whether they are deleted, and an update changes neither.
+//!
+//! A batch ([`BackfillStore`]) reads what is stored for all its ids in one
+//! query, then writes every row that needs it in one multi-row
+//! `INSERT … ON CONFLICT DO UPDATE` (strictly newer versions only), then
+//! re-checks the tombstones of the rows it wrote, as a single upsert does.
+//! A backend bounds how many bytes of values one statement carries
+//! ([`Dialect::STATEMENT_BYTES`]).
+
+mod driver;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod queries;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_upgrade;
+
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use driver::Driver;
+pub(crate) use driver::{Bind, Statement};
+#[cfg(feature = "postgres")]
+pub use postgres::PgUserStore;
+use queries::Queries;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteUserStore;
+use sqlx::Pool;
+
+use super::{
+    BackfillStore, BatchOutcome, Checkpoint, Profile, ProfileUpdate, Resolution, StoreError,
+    SyncOutcome, UserStore, UserSync, UserTable,
+    batch::{Stored, plan},
+};
+use crate::user::LocalId;
+
+/// The key of the users walk's checkpoint.
+const CHECKPOINT_NAME: &str = "users";
+
+/// What differs between the databases the bundled store runs on: sealed,
+/// implemented for `sqlx::Postgres` and `sqlx::Sqlite` only.
+pub trait Dialect: Driver {
+    /// Bytes of values one batch statement binds at most.
+    #[doc(hidden)]
+    const STATEMENT_BYTES: usize;
+
+    /// The bundled migrations, idempotent.
+    #[doc(hidden)]
+    const MIGRATIONS: &'static str;
+
+    /// The placeholder of the `n`-th value (from 1).
+    #[doc(hidden)]
+    fn placeholder(n: usize) -> String;
+
+    /// A statement telling other processes about the deletion of
+    /// `clerk_id`, run in the transaction that records its tombstone.
+    #[doc(hidden)]
+    fn announce_deletion(clerk_id: &str) -> Option<Statement<'_>>;
+
+    /// Brings tables made by an older version up to date, after the
+    /// migrations ran.
+    #[doc(hidden)]
+    fn upgrade(pool: &Pool<Self>) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Users in a SQL database, through sqlx: [`PgUserStore`] or
+/// [`SqliteUserStore`], the same algorithm on either.
+///
+/// Cloning is cheap: clones share the pool.
+pub struct SqlUserStore<DB: Dialect> {
+    pool: Pool<DB>,
+    queries: Arc<Queries>,
+}
+
+impl<DB: Dialect> Clone for SqlUserStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            queries: Arc::clone(&self.queries),
+        }
+    }
+}
+
+impl<DB: Dialect> std::fmt::Debug for SqlUserStore<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlUserStore").finish_non_exhaustive()
+    }
+}
+
+impl<DB: Dialect> SqlUserStore<DB> {
+    /// A store over `pool`, using the bundled table layout ([`UserTable::default`]).
+    pub fn new(pool: Pool<DB>) -> Self {
+        Self::with_table(pool, &UserTable::default())
+    }
+
+    /// A store over `pool` for the app's own table layout.
+    pub fn with_table(pool: Pool<DB>, table: &UserTable) -> Self {
+        Self {
+            pool,
+            queries: Arc::new(Queries::new(table, DB::placeholder)),
+        }
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &Pool<DB> {
+        &self.pool
+    }
+
+    /// Creates the bundled `users`, `clerk_user_tombstones` and
+    /// `ensure_user_backfill_state` tables if they do not exist. On SQLite,
+    /// also rebuilds a `users` table made by version 0.1.0, once (see
+    /// [`SqliteUserStore`]). Idempotent, and safe to run from several
+    /// processes at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        DB::run_script(&self.pool, DB::MIGRATIONS).await?;
+        DB::upgrade(&self.pool).await
+    }
+
+    /// The user's local id, and whether they are tombstoned.
+    async fn lookup(&self, clerk_id: &str) -> Result<(Option<LocalId>, bool), sqlx::Error> {
+        let rows = DB::rows(&self.pool, self.queries.lookup(clerk_id)).await?;
+        let row = one(&rows)?;
+        Ok((DB::id(row, 0, self.queries.id_kind)?, DB::flag(row, 1)?))
+    }
+
+    /// Runs an insert or upsert; the id of the row written, if any.
+    async fn write(&self, statement: Statement<'_>) -> Result<Option<LocalId>, sqlx::Error> {
+        let rows = DB::rows(&self.pool, statement).await?;
+        match rows.first() {
+            Some(row) => DB::id(row, 0, self.queries.id_kind),
+            None => Ok(None),
+        }
+    }
+
+    async fn is_tombstoned(&self, clerk_id: &str) -> Result<bool, sqlx::Error> {
+        let rows = DB::rows(&self.pool, self.queries.tombstoned(clerk_id)).await?;
+        DB::flag(one(&rows)?, 0)
+    }
+
+    /// Deletes the user's row; returns whether there was one.
+    async fn remove(&self, clerk_id: &str) -> Result<bool, sqlx::Error> {
+        Ok(DB::execute(&self.pool, self.queries.remove(clerk_id)).await? > 0)
+    }
+
+    /// Records the tombstone unless one exists, and announces the deletion
+    /// in the same transaction; returns whether the tombstone is new.
+    async fn tombstone(&self, clerk_id: &str, deleted_at_ms: i64) -> Result<bool, sqlx::Error> {
+        let mut statements = vec![self.queries.tombstone(clerk_id, deleted_at_ms)];
+        statements.extend(DB::announce_deletion(clerk_id));
+        let changed = DB::execute_together(&self.pool, statements).await?;
+        Ok(changed.first().is_some_and(|&rows| rows > 0))
+    }
+
+    /// What is stored for `ids`, in one query.
+    async fn read_batch(&self, ids: &[&str]) -> Result<HashMap<String, Stored>, sqlx::Error> {
+        let rows = DB::rows(&self.pool, self.queries.read_batch(ids)).await?;
+        let mut stored: HashMap<String, Stored> = HashMap::with_capacity(ids.len());
+        for row in &rows {
+            let entry = stored.entry(DB::text(row, 0)?).or_default();
+            if DB::flag(row, 2)? {
+                entry.tombstoned = true;
+            } else {
+                entry.exists = true;
+                entry.version = DB::maybe_int(row, 1)?;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// The Clerk ids of the rows a statement returned.
+    async fn clerk_ids(&self, statement: Statement<'_>) -> Result<HashSet<String>, sqlx::Error> {
+        let rows = DB::rows(&self.pool, statement).await?;
+        rows.iter().map(|row| DB::text(row, 0)).collect()
+    }
+
+    /// One chunk of [`BackfillStore::apply_batch`].
+    async fn apply_chunk(&self, users: &[ProfileUpdate]) -> Result<Vec<BatchOutcome>, StoreError> {
+        let ids: Vec<&str> = users.iter().map(|user| user.clerk_id.as_str()).collect();
+        let stored = self.read_batch(&ids).await?;
+        let (mut outcomes, rows) = plan(users, &stored, self.queries.versioned);
+        if rows.is_empty() {
+            return Ok(outcomes);
+        }
+        let written = self
+            .clerk_ids(self.queries.write_batch(users, &rows))
+            .await?;
+        // As for a single upsert: a deletion may have committed its
+        // tombstone while we wrote; those rows must not survive.
+        let written_ids: Vec<&str> = written.iter().map(String::as_str).collect();
+        let tombstoned = if written_ids.is_empty() {
+            HashSet::new()
+        } else {
+            self.clerk_ids(self.queries.tombstoned_among(&written_ids))
+                .await?
+        };
+        for clerk_id in &tombstoned {
+            self.remove(clerk_id).await?;
+        }
+        for index in rows {
+            let clerk_id = &users[index].clerk_id;
+            if tombstoned.contains(clerk_id) {
+                outcomes[index] = BatchOutcome::Tombstoned;
+            } else if !written.contains(clerk_id) {
+                // Not written: either a tombstone kept the insert out, or a
+                // newer profile was stored in between.
+                let existed = stored.get(clerk_id).is_some_and(|s| s.exists);
+                outcomes[index] = if existed {
+                    BatchOutcome::Unchanged
+                } else {
+                    BatchOutcome::Tombstoned
+                };
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+/// The one row a statement returns.
+fn one<R>(rows: &[R]) -> Result<&R, sqlx::Error> {
+    rows.first().ok_or(sqlx::Error::RowNotFound)
+}
+
+impl<DB: Dialect> UserStore for SqlUserStore<DB> {
+    async fn find_or_create(
+        &self,
+        clerk_id: &str,
+        profile: &Profile,
+    ) -> Result<Resolution, StoreError> {
+        match self.lookup(clerk_id).await? {
+            (_, true) => return Ok(Resolution::Deleted),
+            (Some(id), false) => return Ok(Resolution::Existing(id)),
+            (None, false) => {}
+        }
+        let Some(id) = self.write(self.queries.insert(clerk_id, profile)).await? else {
+            return Ok(Resolution::Deleted);
+        };
+        // A deletion that committed its tombstone while we inserted may have
+        // deleted rows before ours existed: undo ours.
+        if self.is_tombstoned(clerk_id).await? {
+            self.remove(clerk_id).await?;
+            return Ok(Resolution::Deleted);
+        }
+        Ok(Resolution::Created(id))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        DB::rows(&self.pool, Statement::new("SELECT 1")).await?;
+        Ok(())
+    }
+}
+
+impl<DB: Dialect> UserSync for SqlUserStore<DB> {
+    async fn upsert_profile(
+        &self,
+        clerk_id: &str,
+        profile: &Profile,
+        updated_at_ms: i64,
+    ) -> Result<SyncOutcome, StoreError> {
+        let existing = match self.lookup(clerk_id).await? {
+            (_, true) => return Ok(SyncOutcome::Tombstoned),
+            (existing, false) => existing,
+        };
+        let written = self
+            .write(self.queries.upsert(clerk_id, profile, updated_at_ms))
+            .await?;
+        // As in `find_or_create`: a deletion may have committed its
+        // tombstone while we wrote; if so, the row must not survive.
+        if self.is_tombstoned(clerk_id).await? {
+            if written.is_some() {
+                self.remove(clerk_id).await?;
+            }
+            return Ok(SyncOutcome::Tombstoned);
+        }
+        // Told apart by the read before the write: a row the layer inserted
+        // in between is reported as created here.
+        Ok(match (written, existing) {
+            (None, _) => SyncOutcome::Stale,
+            (Some(id), None) => SyncOutcome::Created(id),
+            (Some(id), Some(_)) => SyncOutcome::Updated(id),
+        })
+    }
+
+    async fn delete_user(
+        &self,
+        clerk_id: &str,
+        deleted_at_ms: i64,
+    ) -> Result<SyncOutcome, StoreError> {
+        // Two transactions, in this order: once the tombstone is committed
+        // (and announced) no insert can keep a row, so the delete is final.
+        let new_tombstone = self.tombstone(clerk_id, deleted_at_ms).await?;
+        let removed = self.remove(clerk_id).await?;
+        Ok(match (removed, new_tombstone) {
+            (true, _) => SyncOutcome::Deleted,
+            (false, true) => SyncOutcome::NotFound,
+            (false, false) => SyncOutcome::Tombstoned,
+        })
+    }
+}
+
+impl<DB: Dialect> BackfillStore for SqlUserStore<DB> {
+    async fn apply_batch(&self, users: &[ProfileUpdate]) -> Result<Vec<BatchOutcome>, StoreError> {
+        let rows = self.queries.statement_rows(users, DB::STATEMENT_BYTES);
+        let mut outcomes = Vec::with_capacity(users.len());
+        for chunk in users.chunks(rows) {
+            outcomes.extend(self.apply_chunk(chunk).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn preview_batch(
+        &self,
+        users: &[ProfileUpdate],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        let rows = self.queries.statement_rows(users, DB::STATEMENT_BYTES);
+        let mut outcomes = Vec::with_capacity(users.len());
+        for chunk in users.chunks(rows) {
+            let ids: Vec<&str> = chunk.iter().map(|user| user.clerk_id.as_str()).collect();
+            let stored = self.read_batch(&ids).await?;
+            outcomes.extend(plan(chunk, &stored, self.queries.versioned).0);
+        }
+        Ok(outcomes)
+    }
+
+    async fn load_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let rows = DB::rows(&self.pool, self.queries.load_checkpoint(CHECKPOINT_NAME)).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let passed = u64::try_from(DB::int(row, 1)?).unwrap_or(0);
+        Ok(Some(Checkpoint::new(DB::text(row, 0)?, passed)))
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+            });
+        let passed = i64::try_from(checkpoint.position).unwrap_or(i64::MAX);
+        let statement = self.queries.save_checkpoint(
+            CHECKPOINT_NAME,
+            &checkpoint.last_clerk_id,
+            passed,
+            now_ms,
+        );
+        DB::execute(&self.pool, statement).await?;
+        Ok(())
+    }
+
+    async fn clear_checkpoint(&self) -> Result<(), StoreError> {
+        DB::execute(&self.pool, self.queries.clear_checkpoint(CHECKPOINT_NAME)).await?;
+        Ok(())
+    }
+}

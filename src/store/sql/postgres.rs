@@ -1,0 +1,55 @@
+//! PostgreSQL: `$n` placeholders, an advisory lock around the migrations,
+//! and deletions announced with `pg_notify`.
+
+use sqlx::{PgPool, Postgres};
+
+use super::{Dialect, SqlUserStore, Statement};
+use crate::{eviction, store::StoreError};
+
+/// Users in PostgreSQL.
+///
+/// [`delete_user`](crate::store::UserSync::delete_user) also publishes the
+/// Clerk id with `pg_notify`, in the transaction that records the tombstone,
+/// for other processes' layers to hear (see [`eviction`](crate::eviction)).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use ensure_user::store::PgUserStore;
+///
+/// let pool = sqlx::postgres::PgPoolOptions::new()
+///     .acquire_timeout(std::time::Duration::from_secs(2))
+///     .connect("postgres://127.0.0.1/app").await?;
+/// let store = PgUserStore::new(pool);
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+pub type PgUserStore = SqlUserStore<Postgres>;
+
+impl Dialect for Postgres {
+    /// A message larger than the socket's send buffer (16 KiB by default on
+    /// Linux) leaves in several writes and, as sqlx 0.9.0 does not set
+    /// `TCP_NODELAY`, the last write waits for the server's delayed
+    /// acknowledgement, about 40 ms per statement. So a batch is cut into
+    /// statements that each leave in one write.
+    const STATEMENT_BYTES: usize = 12 * 1024;
+
+    const MIGRATIONS: &'static str = concat!(
+        // Serialises concurrent migrations until the creating transaction commits.
+        "SELECT pg_advisory_xact_lock(7408537265401231);\n",
+        include_str!("../../../migrations/postgres/0001_ensure_user.sql"),
+        include_str!("../../../migrations/postgres/0002_backfill_state.sql")
+    );
+
+    fn placeholder(n: usize) -> String {
+        format!("${n}")
+    }
+
+    fn announce_deletion(clerk_id: &str) -> Option<Statement<'_>> {
+        Some(eviction::announcement(clerk_id))
+    }
+
+    async fn upgrade(_: &PgPool) -> Result<(), StoreError> {
+        // Identity columns never hand an id out twice: nothing to upgrade.
+        Ok(())
+    }
+}

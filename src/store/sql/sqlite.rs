@@ -1,0 +1,59 @@
+//! SQLite: `?n` placeholders, one statement per batch (no socket to fit),
+//! nobody to announce deletions to, and the upgrade of 0.1.0's users table.
+
+use sqlx::{Sqlite, SqlitePool};
+
+use super::{Dialect, SqlUserStore, Statement, sqlite_upgrade};
+use crate::store::StoreError;
+
+/// Users in SQLite: the embedded default.
+///
+/// Deletions are not announced to other processes: there is nothing to
+/// listen to (see [`eviction`](crate::eviction)).
+///
+/// Local ids are never reused: the bundled `users` table is
+/// `id INTEGER PRIMARY KEY AUTOINCREMENT`. Version 0.1.0 made it without
+/// `AUTOINCREMENT`, so the newest user's id, once deleted, went to the next
+/// new user. [`migrate`](SqlUserStore::migrate) rebuilds such a table once
+/// (SQLite cannot alter it in place), keeping every row with its id, the
+/// references to it and the app's indexes and triggers on it, and starts
+/// its sequence at the highest id plus the number of tombstones, above every
+/// id a deletion by this crate freed. Rows the app deleted itself, leaving
+/// no tombstone, cannot be accounted for: their ids, if above the highest
+/// remaining one, may be handed out again. A `users` table with other
+/// columns than the bundled ones is left alone.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use ensure_user::store::SqliteUserStore;
+///
+/// let pool = sqlx::sqlite::SqlitePoolOptions::new()
+///     .connect("sqlite://app.db?mode=rwc").await?;
+/// let store = SqliteUserStore::new(pool);
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+pub type SqliteUserStore = SqlUserStore<Sqlite>;
+
+impl Dialect for Sqlite {
+    /// In-process: no socket, so a batch is one statement (of up to
+    /// `MAX_BATCH_ROWS` rows).
+    const STATEMENT_BYTES: usize = usize::MAX;
+
+    const MIGRATIONS: &'static str = concat!(
+        include_str!("../../../migrations/sqlite/0001_ensure_user.sql"),
+        include_str!("../../../migrations/sqlite/0002_backfill_state.sql")
+    );
+
+    fn placeholder(n: usize) -> String {
+        format!("?{n}")
+    }
+
+    fn announce_deletion(_: &str) -> Option<Statement<'_>> {
+        None
+    }
+
+    async fn upgrade(pool: &SqlitePool) -> Result<(), StoreError> {
+        sqlite_upgrade::upgrade_users_table(pool).await
+    }
+}
