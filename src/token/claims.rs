@@ -13,12 +13,17 @@ use super::{
 /// Known claims are typed; anything Clerk adds later, or that the app adds
 /// through a session-token template, is kept in [`extra`](Self::extra).
 ///
-/// # Organizations
+/// # Organizations and authorization
 ///
 /// The active organization is decoded once, when the claims are read, from
 /// either token version: version 2 (`v: 2`) from the compact `o` claim and
 /// `fea`, any other version from the flat `org_*` claims. Read it with
-/// [`organization`](Self::organization).
+/// [`organization`](Self::organization), and check roles, permissions,
+/// features, the plan and how recently the user verified with
+/// [`has`](Self::has). The token carries the active organization only,
+/// never system permissions (`org:sys_…`: check the role instead), and
+/// features and plans in version 2 tokens only; [`authorization`](crate::authorization)
+/// has the details.
 ///
 /// Claims that only serve authorization (`v`, `fva`, `fea`, `pla`, `o` and
 /// the `org_*` claims) are read leniently: one of an unexpected type counts
@@ -60,6 +65,7 @@ pub struct SessionClaims {
     /// and a version 2 token's `org_*` claims, which are not Clerk's there.
     pub extra: Map<String, Value>,
     organization: Option<Box<ActiveOrganization>>,
+    billing: Option<Box<Billing>>,
 }
 
 /// Who is acting on the user's behalf during impersonation.
@@ -77,6 +83,31 @@ pub struct Actor {
     /// Other actor fields (for example `type: "agent"`).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A version 2 token's features and plan, split by scope. `None` where the
+/// claim is absent, empty or unreadable: every check against it fails.
+#[derive(Debug, Clone)]
+pub(crate) struct Billing {
+    pub(crate) features: Option<ScopedNames>,
+    pub(crate) plans: Option<ScopedNames>,
+}
+
+impl Billing {
+    /// `fea` as read, and `pla`. `None` if neither can be used.
+    fn new(features: Scoped, plans: Option<&Value>) -> Option<Box<Self>> {
+        // Clerk's SDKs throw on an unreadable `fea` while reading the
+        // organization; here it fails the plan checks as well.
+        let plans = match features {
+            Scoped::Unreadable => Scoped::Unreadable,
+            _ => Scoped::read(plans),
+        };
+        let billing = Self {
+            features: features.usable(),
+            plans: plans.usable(),
+        };
+        (billing.features.is_some() || billing.plans.is_some()).then(|| Box::new(billing))
+    }
 }
 
 /// The claims as they arrive; authorization claims as plain JSON, read
@@ -139,6 +170,13 @@ impl Scoped {
             Some(_) => Self::Unreadable,
         }
     }
+
+    fn usable(self) -> Option<ScopedNames> {
+        match self {
+            Self::Read(names) => Some(names),
+            Self::Absent | Self::Unreadable => None,
+        }
+    }
 }
 
 impl From<RawClaims> for SessionClaims {
@@ -154,7 +192,7 @@ impl From<RawClaims> for SessionClaims {
                 extra.insert(name.to_owned(), claim);
             }
         };
-        let organization = if v == Some(2) {
+        let (organization, billing) = if v == Some(2) {
             let features = Scoped::read(raw.fea.as_ref());
             let org_features = match &features {
                 Scoped::Absent => Some(&[][..]),
@@ -165,11 +203,12 @@ impl From<RawClaims> for SessionClaims {
                 .o
                 .as_ref()
                 .and_then(|o| ActiveOrganization::from_v2(o, org_features));
+            let billing = Billing::new(features, raw.pla.as_ref());
             keep("org_id", raw.org_id);
             keep("org_slug", raw.org_slug);
             keep("org_role", raw.org_role);
             keep("org_permissions", raw.org_permissions);
-            organization
+            (organization, billing)
         } else {
             let organization = ActiveOrganization::from_v1(
                 raw.org_id.as_ref(),
@@ -178,7 +217,7 @@ impl From<RawClaims> for SessionClaims {
                 raw.org_permissions.as_ref(),
             );
             keep("o", raw.o);
-            organization
+            (organization, None)
         };
         Self {
             sub: raw.sub,
@@ -196,6 +235,7 @@ impl From<RawClaims> for SessionClaims {
             act: raw.act,
             extra,
             organization: organization.map(Box::new),
+            billing,
         }
     }
 }
@@ -261,9 +301,26 @@ impl SessionClaims {
         self.organization.as_deref()
     }
 
+    /// A version 2 token's features and plan, split by scope.
+    pub(crate) fn billing(&self) -> Option<&Billing> {
+        self.billing.as_deref()
+    }
+
     /// A claim by name, typed or not, as JSON (for claims the app added itself).
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.extra.get(name)
+    }
+}
+
+#[cfg(test)]
+impl SessionClaims {
+    /// These claims with `fea` and `pla` read as a version 2 token's,
+    /// whatever their version: the inputs Clerk's own authorization tests
+    /// state directly, next to an organization given in version 1 form.
+    pub(crate) fn with_billing(mut self, fea: &str, pla: &str) -> Self {
+        let features = Scoped::read(Some(&Value::from(fea)));
+        self.billing = Billing::new(features, Some(&Value::from(pla)));
+        self
     }
 }
 

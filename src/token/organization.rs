@@ -16,7 +16,8 @@ use super::scope::js_trim;
 ///
 /// The token is a snapshot: Clerk mints a new one every minute or so, and a
 /// change of role or plan shows in the next one. System permissions
-/// (`org:sys_…`) are never in session tokens: check the role instead.
+/// (`org:sys_…`) are never in session tokens: check the role instead. See
+/// [`authorization`](crate::authorization) for checks.
 #[derive(Clone)]
 pub struct ActiveOrganization {
     id: Box<str>,
@@ -59,7 +60,9 @@ impl ActiveOrganization {
     ///
     /// Version 2 tokens give it with the `org:` prefix (`org:admin`).
     /// Version 1 tokens give it as written, which on instances older than
-    /// custom roles can lack the prefix (`admin`, `basic_member`).
+    /// custom roles can lack the prefix (`admin`, `basic_member`); a
+    /// [`Requirement::role`](crate::Requirement::role) matches with or
+    /// without it.
     pub fn role(&self) -> Option<&str> {
         self.role.as_deref()
     }
@@ -68,7 +71,10 @@ impl ActiveOrganization {
     /// `org:feature:permission` form and in Clerk's order.
     ///
     /// A version 2 token encodes them compactly, and they stay encoded:
-    /// each call expands them again.
+    /// each call expands them again. To check one, ask
+    /// [`SessionClaims::has`](super::SessionClaims::has) with a
+    /// [`Requirement::permission`](crate::Requirement::permission), which
+    /// reads the compact form directly.
     pub fn permissions(&self) -> Permissions<'_> {
         let state = match &self.grants {
             Grants::Listed(list) => State::Listed(list.iter()),
@@ -79,6 +85,30 @@ impl ActiveOrganization {
             },
         };
         Permissions { state }
+    }
+
+    /// Whether the token lists exactly this permission.
+    pub(crate) fn has_permission(&self, permission: &str) -> bool {
+        match &self.grants {
+            Grants::Listed(list) => list.iter().any(|granted| **granted == *permission),
+            Grants::Encoded { names, features } => {
+                let Some(rest) = permission.strip_prefix("org:") else {
+                    return false;
+                };
+                features.iter().any(|grant| {
+                    let Some(name) = rest
+                        .strip_prefix(&*grant.feature)
+                        .and_then(|rest| rest.strip_prefix(':'))
+                    else {
+                        return false;
+                    };
+                    names
+                        .iter()
+                        .enumerate()
+                        .any(|(bit, granted)| **granted == *name && grant.mask.contains(bit))
+                })
+            }
+        }
     }
 
     /// The organization of a version 1 token: `org_id`, `org_slug`,
@@ -289,6 +319,12 @@ impl Mask {
 
     fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    fn contains(&self, bit: usize) -> bool {
+        self.0
+            .get(bit / 64)
+            .is_some_and(|word| word & (1u64 << (bit % 64)) != 0)
     }
 
     fn ones(&self) -> Ones<'_> {
