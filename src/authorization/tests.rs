@@ -300,6 +300,34 @@ fn version_2_permissions_are_checked_in_their_encoded_form() {
 }
 
 #[test]
+fn version_1_and_version_2_organizations_answer_alike() {
+    let from_v2 = token(json!({
+        "v": 2, "fea": "o:impersonation",
+        "o": {"id": "org_xxxxxxx", "rol": "admin", "slg": "org_test",
+              "per": "read,manage", "fpm": "3"},
+    }));
+    let from_v1 = token(json!({
+        "org_id": "org_xxxxxxx", "org_role": "org:admin", "org_slug": "org_test",
+        "org_permissions": ["org:impersonation:read", "org:impersonation:manage"],
+    }));
+    for requirement in [
+        Requirement::role("admin"),
+        Requirement::role("org:admin"),
+        Requirement::role("org:member"),
+        Requirement::permission("org:impersonation:read"),
+        Requirement::permission("impersonation:manage"),
+        Requirement::permission("org:impersonation:delete"),
+        Requirement::role("org:admin").and_permission("org:impersonation:manage"),
+    ] {
+        assert_eq!(
+            from_v1.has(&requirement),
+            from_v2.has(&requirement),
+            "{requirement:?}"
+        );
+    }
+}
+
+#[test]
 fn version_1_tokens_have_no_features_or_plans() {
     let claims = token(json!({
         "org_id": "org_1", "org_role": "org:admin",
