@@ -51,6 +51,14 @@
 //!   from it; and [`backfill`], which writes every existing Clerk user.
 //! - `cli`: the `ensure-user` binary, `migrate` and `backfill` (see [`cli`]).
 //!
+//! # Organizations and authorization
+//!
+//! [`SessionClaims::organization`] is the user's active organization (id,
+//! slug, role, permissions) from either version of Clerk's session token,
+//! and [`SessionClaims::has`] checks a [`Requirement`] (role, permission,
+//! feature, plan, recent verification) from the token alone, as Clerk's
+//! `has()` does. See [`authorization`].
+//!
 //! # Several instances
 //!
 //! Caches are per process; the database (rows and tombstones) is shared.
@@ -62,6 +70,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod authorization;
 #[cfg(feature = "clerk-api")]
 pub mod backfill;
 mod cache;
@@ -88,6 +97,7 @@ mod user;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 
+pub use authorization::Requirement;
 pub use clerk_user::{ClerkUser, EmailAddress};
 pub use config::{Config, ConfigError, DEFAULT_API_URL, Mode, ProfileClaims};
 pub use error::Rejection;

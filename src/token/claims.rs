@@ -3,63 +3,69 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::{
+    organization::ActiveOrganization,
+    scope::{ScopedNames, split_by_scope},
+};
+
 /// The verified claims of a Clerk session token.
 ///
 /// Known claims are typed; anything Clerk adds later, or that the app adds
 /// through a session-token template, is kept in [`extra`](Self::extra).
+///
+/// # Organizations and authorization
+///
+/// The active organization is decoded once, when the claims are read, from
+/// either token version: version 2 (`v: 2`) from the compact `o` claim and
+/// `fea`, any other version from the flat `org_*` claims. Read it with
+/// [`organization`](Self::organization), and check roles, permissions,
+/// features, the plan and how recently the user verified with
+/// [`has`](Self::has). The token carries the active organization only,
+/// never system permissions (`org:sys_…`: check the role instead), and
+/// features and plans in version 2 tokens only; [`authorization`](crate::authorization)
+/// has the details.
+///
+/// Claims that only serve authorization (`v`, `fva`, `fea`, `pla`, `o` and
+/// the `org_*` claims) are read leniently: one of an unexpected type counts
+/// as absent, so the checks that need it fail, while the token itself stays
+/// valid. The user's identity claims (`sub`, `sid`, `exp`, …) are strict.
 #[derive(Clone, Deserialize)]
+#[serde(from = "RawClaims")]
 #[non_exhaustive]
 pub struct SessionClaims {
     /// The Clerk user id (`user_…`).
     pub sub: String,
     /// The Clerk session id (`sess_…`).
-    #[serde(default)]
     pub sid: String,
     /// The issuer: the instance's Frontend API URL.
-    #[serde(default)]
     pub iss: String,
     /// The authorized party: the origin the token was requested from, if any.
-    #[serde(default)]
     pub azp: Option<String>,
     /// Expiry, Unix seconds.
     pub exp: i64,
     /// Issued at, Unix seconds.
-    #[serde(default)]
     pub iat: Option<i64>,
     /// Not before, Unix seconds.
-    #[serde(default)]
     pub nbf: Option<i64>,
-    /// Token version: `Some(2)` for version 2 tokens, absent for version 1.
-    #[serde(default)]
+    /// Token version: `Some(2)` for version 2 tokens, absent for version 1
+    /// (any version other than 2 is read as version 1).
     pub v: Option<u32>,
     /// Session status (`active` or `pending`), when the instance reports it.
-    #[serde(default)]
     pub sts: Option<String>,
-    /// Factor verification age in minutes: `[first factor, second factor]`, `-1` if never.
-    #[serde(default)]
+    /// Factor verification age in minutes: `[first factor, second factor]`,
+    /// `-1` if never. Absent unless the claim holds two whole numbers.
     pub fva: Option<[i64; 2]>,
     /// The active plan (`u:free`, `o:pro`), version 2 only.
-    #[serde(default)]
     pub pla: Option<String>,
     /// Enabled features, comma-separated `scope:feature`, version 2 only.
-    #[serde(default)]
     pub fea: Option<String>,
     /// The actor, present while someone impersonates the user.
-    #[serde(default)]
     pub act: Option<Actor>,
-    #[serde(default)]
-    o: Option<OrgClaimV2>,
-    #[serde(default)]
-    org_id: Option<String>,
-    #[serde(default)]
-    org_slug: Option<String>,
-    #[serde(default)]
-    org_role: Option<String>,
-    #[serde(default)]
-    org_permissions: Option<Vec<String>>,
-    /// Every other claim, untouched.
-    #[serde(flatten)]
+    /// Every other claim, untouched. This includes a version 1 token's `o`
+    /// and a version 2 token's `org_*` claims, which are not Clerk's there.
     pub extra: Map<String, Value>,
+    organization: Option<Box<ActiveOrganization>>,
+    billing: Option<Box<Billing>>,
 }
 
 /// Who is acting on the user's behalf during impersonation.
@@ -79,31 +85,184 @@ pub struct Actor {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-struct OrgClaimV2 {
-    id: String,
-    #[serde(default)]
-    slg: Option<String>,
-    #[serde(default)]
-    rol: Option<String>,
-    #[serde(default)]
-    per: Option<String>,
-    #[serde(default)]
-    fpm: Option<String>,
+/// A version 2 token's features and plan, split by scope. `None` where the
+/// claim is absent, empty or unreadable: every check against it fails.
+#[derive(Debug, Clone)]
+pub(crate) struct Billing {
+    pub(crate) features: Option<ScopedNames>,
+    pub(crate) plans: Option<ScopedNames>,
 }
 
-/// The user's active organization, the same shape for version 1 and 2 tokens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Organization {
-    /// The organization id (`org_…`).
-    pub id: String,
-    /// The organization slug.
-    pub slug: Option<String>,
-    /// The role, always with its `org:` prefix (`org:admin`).
-    pub role: Option<String>,
-    /// Permissions in `org:feature:permission` form.
-    pub permissions: Vec<String>,
+impl Billing {
+    /// `fea` as read, and `pla`. `None` if neither can be used.
+    fn new(features: Scoped, plans: Option<&Value>) -> Option<Box<Self>> {
+        // Clerk's SDKs throw on an unreadable `fea` while reading the
+        // organization; here it fails the plan checks as well.
+        let plans = match features {
+            Scoped::Unreadable => Scoped::Unreadable,
+            _ => Scoped::read(plans),
+        };
+        let billing = Self {
+            features: features.usable(),
+            plans: plans.usable(),
+        };
+        (billing.features.is_some() || billing.plans.is_some()).then(|| Box::new(billing))
+    }
+}
+
+/// The claims as they arrive; authorization claims as plain JSON, read
+/// into [`SessionClaims`] by its `From` conversion.
+#[derive(Deserialize)]
+struct RawClaims {
+    sub: String,
+    #[serde(default)]
+    sid: String,
+    #[serde(default)]
+    iss: String,
+    #[serde(default)]
+    azp: Option<String>,
+    exp: i64,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(default)]
+    nbf: Option<i64>,
+    #[serde(default)]
+    v: Option<Value>,
+    #[serde(default)]
+    sts: Option<String>,
+    #[serde(default)]
+    fva: Option<Value>,
+    #[serde(default)]
+    pla: Option<Value>,
+    #[serde(default)]
+    fea: Option<Value>,
+    #[serde(default)]
+    act: Option<Actor>,
+    #[serde(default)]
+    o: Option<Value>,
+    #[serde(default)]
+    org_id: Option<Value>,
+    #[serde(default)]
+    org_slug: Option<Value>,
+    #[serde(default)]
+    org_role: Option<Value>,
+    #[serde(default)]
+    org_permissions: Option<Value>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+/// A scoped claim (`fea`, `pla`) as found.
+enum Scoped {
+    /// Absent, `null` or empty.
+    Absent,
+    Read(ScopedNames),
+    /// Not a string, or an element without a colon.
+    Unreadable,
+}
+
+impl Scoped {
+    fn read(claim: Option<&Value>) -> Self {
+        match claim {
+            None | Some(Value::Null) => Self::Absent,
+            Some(Value::String(text)) if text.is_empty() => Self::Absent,
+            Some(Value::String(text)) => split_by_scope(text).map_or(Self::Unreadable, Self::Read),
+            Some(_) => Self::Unreadable,
+        }
+    }
+
+    fn usable(self) -> Option<ScopedNames> {
+        match self {
+            Self::Read(names) => Some(names),
+            Self::Absent | Self::Unreadable => None,
+        }
+    }
+}
+
+impl From<RawClaims> for SessionClaims {
+    fn from(raw: RawClaims) -> Self {
+        let v = raw
+            .v
+            .as_ref()
+            .and_then(whole_number)
+            .and_then(|v| u32::try_from(v).ok());
+        let mut extra = raw.extra;
+        let mut keep = |name: &str, claim: Option<Value>| {
+            if let Some(claim) = claim {
+                extra.insert(name.to_owned(), claim);
+            }
+        };
+        let (organization, billing) = if v == Some(2) {
+            let features = Scoped::read(raw.fea.as_ref());
+            let org_features = match &features {
+                Scoped::Absent => Some(&[][..]),
+                Scoped::Read(names) => Some(&names.org[..]),
+                Scoped::Unreadable => None,
+            };
+            let organization = raw
+                .o
+                .as_ref()
+                .and_then(|o| ActiveOrganization::from_v2(o, org_features));
+            let billing = Billing::new(features, raw.pla.as_ref());
+            keep("org_id", raw.org_id);
+            keep("org_slug", raw.org_slug);
+            keep("org_role", raw.org_role);
+            keep("org_permissions", raw.org_permissions);
+            (organization, billing)
+        } else {
+            let organization = ActiveOrganization::from_v1(
+                raw.org_id.as_ref(),
+                raw.org_slug.as_ref(),
+                raw.org_role.as_ref(),
+                raw.org_permissions.as_ref(),
+            );
+            keep("o", raw.o);
+            (organization, None)
+        };
+        Self {
+            sub: raw.sub,
+            sid: raw.sid,
+            iss: raw.iss,
+            azp: raw.azp,
+            exp: raw.exp,
+            iat: raw.iat,
+            nbf: raw.nbf,
+            v,
+            sts: raw.sts,
+            fva: raw.fva.as_ref().and_then(factor_ages),
+            pla: raw.pla.and_then(into_string),
+            fea: raw.fea.and_then(into_string),
+            act: raw.act,
+            extra,
+            organization: organization.map(Box::new),
+            billing,
+        }
+    }
+}
+
+/// `fva`: exactly two whole numbers.
+fn factor_ages(claim: &Value) -> Option<[i64; 2]> {
+    let [first, second] = claim.as_array()?.as_slice() else {
+        return None;
+    };
+    Some([whole_number(first)?, whole_number(second)?])
+}
+
+/// A JSON number without a fraction that fits an `i64` (`2` or `2.0`).
+fn whole_number(claim: &Value) -> Option<i64> {
+    if let Some(number) = claim.as_i64() {
+        return Some(number);
+    }
+    let number = claim.as_f64()?;
+    let in_range = (i64::MIN as f64..i64::MAX as f64).contains(&number);
+    (in_range && number.fract() == 0.0).then_some(number as i64)
+}
+
+fn into_string(claim: Value) -> Option<String> {
+    match claim {
+        Value::String(text) => Some(text),
+        _ => None,
+    }
 }
 
 /// Shows the ids and times; other claims by name only, since they may carry
@@ -118,6 +277,10 @@ impl std::fmt::Debug for SessionClaims {
             .field("exp", &self.exp)
             .field("v", &self.v)
             .field("sts", &self.sts)
+            .field(
+                "organization",
+                &self.organization.as_ref().map(|org| org.id()),
+            )
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -129,23 +292,18 @@ impl SessionClaims {
         self.sts.as_deref() == Some("pending")
     }
 
-    /// The active organization, if any, decoded from either token version.
-    pub fn organization(&self) -> Option<Organization> {
-        if let Some(o) = &self.o {
-            return Some(Organization {
-                id: o.id.clone(),
-                slug: o.slg.clone(),
-                role: o.rol.as_deref().map(|role| format!("org:{role}")),
-                permissions: v2_permissions(self.fea.as_deref(), o),
-            });
-        }
-        let id = self.org_id.clone()?;
-        Some(Organization {
-            id,
-            slug: self.org_slug.clone(),
-            role: self.org_role.clone(),
-            permissions: self.org_permissions.clone().unwrap_or_default(),
-        })
+    /// The user's active organization, if the token names one.
+    ///
+    /// Decoded when the claims were read, so this costs nothing. A token
+    /// without an organization id (or with one that is not a non-empty
+    /// string) has no active organization.
+    pub fn organization(&self) -> Option<&ActiveOrganization> {
+        self.organization.as_deref()
+    }
+
+    /// A version 2 token's features and plan, split by scope.
+    pub(crate) fn billing(&self) -> Option<&Billing> {
+        self.billing.as_deref()
     }
 
     /// A claim by name, typed or not, as JSON (for claims the app added itself).
@@ -154,29 +312,16 @@ impl SessionClaims {
     }
 }
 
-/// Expands version 2's compact permissions: the i-th number in `fpm` is a
-/// bitmask over `per` (least significant bit first) for the i-th org feature.
-fn v2_permissions(features: Option<&str>, org: &OrgClaimV2) -> Vec<String> {
-    let (Some(features), Some(per), Some(fpm)) = (features, &org.per, &org.fpm) else {
-        return Vec::new();
-    };
-    let names: Vec<&str> = per.split(',').filter(|p| !p.is_empty()).collect();
-    let org_features = features.split(',').filter_map(|entry| {
-        let (scope, feature) = entry.split_once(':')?;
-        scope.contains('o').then_some(feature)
-    });
-    let mut permissions = Vec::new();
-    for (feature, mask) in org_features.zip(fpm.split(',')) {
-        let Ok(mask) = mask.trim().parse::<u64>() else {
-            continue;
-        };
-        for (bit, name) in names.iter().enumerate().take(64) {
-            if mask & (1 << bit) != 0 {
-                permissions.push(format!("org:{feature}:{name}"));
-            }
-        }
+#[cfg(test)]
+impl SessionClaims {
+    /// These claims with `fea` and `pla` read as a version 2 token's,
+    /// whatever their version: the inputs Clerk's own authorization tests
+    /// state directly, next to an organization given in version 1 form.
+    pub(crate) fn with_billing(mut self, fea: &str, pla: &str) -> Self {
+        let features = Scoped::read(Some(&Value::from(fea)));
+        self.billing = Billing::new(features, Some(&Value::from(pla)));
+        self
     }
-    permissions
 }
 
 #[cfg(test)]
@@ -187,6 +332,10 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
+    fn permissions(org: &ActiveOrganization) -> Vec<String> {
+        org.permissions().map(|p| p.into_owned()).collect()
+    }
+
     #[test]
     fn v2_organization_is_expanded() {
         let claims = parse(
@@ -194,11 +343,11 @@ mod tests {
                 "o":{"id":"org_1","slg":"acme","rol":"admin","per":"manage,read","fpm":"3,2"}}"#,
         );
         let org = claims.organization().unwrap();
-        assert_eq!(org.id, "org_1");
-        assert_eq!(org.slug.as_deref(), Some("acme"));
-        assert_eq!(org.role.as_deref(), Some("org:admin"));
+        assert_eq!(org.id(), "org_1");
+        assert_eq!(org.slug(), Some("acme"));
+        assert_eq!(org.role(), Some("org:admin"));
         assert_eq!(
-            org.permissions,
+            permissions(org),
             [
                 "org:dashboard:manage",
                 "org:dashboard:read",
@@ -214,8 +363,8 @@ mod tests {
                 "org_role":"org:member","org_permissions":["org:a:b"]}"#,
         );
         let org = claims.organization().unwrap();
-        assert_eq!(org.role.as_deref(), Some("org:member"));
-        assert_eq!(org.permissions, ["org:a:b"]);
+        assert_eq!(org.role(), Some("org:member"));
+        assert_eq!(permissions(org), ["org:a:b"]);
     }
 
     #[test]
@@ -234,9 +383,43 @@ mod tests {
     #[test]
     fn malformed_fpm_entries_are_skipped() {
         let claims = parse(
-            r#"{"sub":"user_1","sid":"s","exp":1,"fea":"o:a,u:b,o:c",
+            r#"{"sub":"user_1","sid":"s","exp":1,"v":2,"fea":"o:a,u:b,o:c",
                 "o":{"id":"org_1","per":"x,y","fpm":"zz,2"}}"#,
         );
-        assert_eq!(claims.organization().unwrap().permissions, ["org:c:y"]);
+        assert_eq!(permissions(claims.organization().unwrap()), ["org:c:y"]);
+    }
+
+    #[test]
+    fn only_the_scopes_o_ou_and_uo_are_the_organization_s() {
+        let claims = parse(
+            r#"{"sub":"user_1","sid":"s","exp":1,"v":2,"fea":"org:a,oo:b,ou:c,uo:d,o:e",
+                "o":{"id":"org_1","per":"x","fpm":"1,1,1"}}"#,
+        );
+        assert_eq!(
+            permissions(claims.organization().unwrap()),
+            ["org:c:x", "org:d:x", "org:e:x"]
+        );
+    }
+
+    #[test]
+    fn authorization_claims_of_the_wrong_type_count_as_absent() {
+        let claims = parse(
+            r#"{"sub":"user_1","sid":"s","exp":1,"v":"2","fva":[1.5,0],"fea":5,"pla":["u:free"],
+                "o":7,"org_id":{"id":"org_1"},"org_role":1,"org_permissions":"org:a:b"}"#,
+        );
+        assert_eq!(claims.v, None);
+        assert_eq!(claims.fva, None);
+        assert_eq!(claims.fea, None);
+        assert_eq!(claims.pla, None);
+        assert!(claims.organization().is_none());
+        for fva in ["[7]", "[7,-1,0]", r#"["7",-1]"#, "7", "{}", "[1e300,0]"] {
+            let json = format!(r#"{{"sub":"user_1","sid":"s","exp":1,"fva":{fva}}}"#);
+            assert_eq!(parse(&json).fva, None, "fva {fva}");
+        }
+        let claims = parse(r#"{"sub":"user_1","sid":"s","exp":1,"v":2.0,"fva":[7.0,-1]}"#);
+        assert_eq!((claims.v, claims.fva), (Some(2), Some([7, -1])));
+        // Identity claims stay strict.
+        assert!(serde_json::from_str::<SessionClaims>(r#"{"sub":1,"exp":1}"#).is_err());
+        assert!(serde_json::from_str::<SessionClaims>(r#"{"sub":"user_1","exp":"1"}"#).is_err());
     }
 }

@@ -5,7 +5,10 @@ mod cache;
 mod claims;
 pub(crate) mod extract;
 pub(crate) mod keys;
+mod organization;
+pub(crate) mod scope;
 pub(crate) mod verify;
 
-pub use claims::{Actor, Organization, SessionClaims};
+pub use claims::{Actor, SessionClaims};
 pub use keys::KeySource;
+pub use organization::{ActiveOrganization, Permissions};
