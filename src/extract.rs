@@ -6,9 +6,9 @@ use axum::{
     extract::{FromRequestParts, OptionalFromRequestParts},
     response::{IntoResponse, Response},
 };
-use http::{StatusCode, header, request::Parts};
+use http::request::Parts;
 
-use crate::{LocalUser, Rejection, service::Anonymous};
+use crate::{LocalUser, Rejection, rejection::MISSING_LAYER, service::Anonymous};
 
 /// Why a [`LocalUser`] could not be extracted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +30,7 @@ impl IntoResponse for LocalUserRejection {
                     target: "ensure_user",
                     "LocalUser extracted on a route without EnsureUserLayer"
                 );
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    r#"{"error":"missing_layer","message":"EnsureUserLayer is not installed on this route"}"#,
-                )
-                    .into_response()
+                MISSING_LAYER.response().into_response()
             }
         }
     }

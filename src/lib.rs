@@ -81,13 +81,13 @@ mod clerk_user;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod config;
-mod error;
 pub mod eviction;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;
 #[cfg(feature = "clerk-api")]
 mod profile_fetch;
+mod rejection;
 mod service;
 pub mod store;
 mod telemetry;
@@ -100,12 +100,12 @@ pub mod webhook;
 pub use authorization::Requirement;
 pub use clerk_user::{ClerkUser, EmailAddress};
 pub use config::{Config, ConfigError, DEFAULT_API_URL, Mode, ProfileClaims};
-pub use error::Rejection;
 #[cfg(feature = "axum")]
 pub use extract::LocalUserRejection;
 pub use layer::{EnsureUserLayer, Readiness};
 #[cfg(feature = "clerk-api")]
 pub use profile_fetch::ProfileFetch;
+pub use rejection::Rejection;
 pub use service::{EnsureUser, ResponseBody, ResponseFuture};
 pub use token::{KeySource, SessionClaims};
 pub use user::{LocalId, LocalUser};

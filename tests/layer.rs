@@ -397,7 +397,10 @@ async fn extractor_without_layer_names_the_missing_layer() {
             get(|_: Option<LocalUser>| async { "unreachable" }),
         );
     for path in ["/me", "/maybe"] {
-        let (status, body) = call(&app, Request::get(path).body(Body::empty()).unwrap()).await;
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let (status, body) = read(response).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body["error"], "missing_layer");
     }

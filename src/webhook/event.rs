@@ -10,7 +10,11 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{ClerkUser, clerk_id::is_user_id};
+use crate::{
+    ClerkUser,
+    clerk_id::is_user_id,
+    rejection::{Refusal, webhook},
+};
 
 /// A parsed webhook event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,9 +160,14 @@ impl EventError {
     /// A stable `snake_case` code: `malformed_json` or `invalid_event`.
     #[must_use]
     pub fn code(&self) -> &'static str {
+        self.refusal().code()
+    }
+
+    /// How the receiver answers a delivery refused for this reason.
+    pub(crate) fn refusal(&self) -> Refusal {
         match self {
-            Self::MalformedJson(_) => "malformed_json",
-            Self::InvalidEvent(_) => "invalid_event",
+            Self::MalformedJson(_) => webhook::MALFORMED_JSON,
+            Self::InvalidEvent(_) => webhook::INVALID_EVENT,
         }
     }
 }

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     EnsureUserLayer,
-    error::RETRY_AFTER_SECONDS,
+    rejection::{self, webhook},
     store::{DynUserSync, SyncOutcome, UserSync},
     telemetry,
 };
@@ -146,10 +146,11 @@ impl WebhookReceiver {
                 json_response(StatusCode::OK, serde_json::json!({ "outcome": code }))
             }
             Err(refusal) => {
-                if refusal.status().is_client_error() {
+                let declared = refusal.declared();
+                if declared.status().is_client_error() {
                     log_rejection(unverified_id(&parts.headers), &refusal);
                 }
-                refusal.to_response()
+                declared.response()
             }
         }
     }
@@ -278,65 +279,21 @@ enum Refusal {
 }
 
 impl Refusal {
+    /// How svix sees this refusal.
+    fn declared(&self) -> rejection::Refusal {
+        match self {
+            Self::MethodNotAllowed => webhook::METHOD_NOT_ALLOWED,
+            Self::BodyTooLarge => webhook::BODY_TOO_LARGE,
+            Self::UnreadableBody => webhook::UNREADABLE_BODY,
+            Self::Signature(error) => error.refusal(),
+            Self::Event(error) => error.refusal(),
+            Self::StoreUnavailable => webhook::STORE_UNAVAILABLE,
+            Self::HookFailed => webhook::HOOK_FAILED,
+        }
+    }
+
     fn code(&self) -> &'static str {
-        match self {
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::BodyTooLarge => "body_too_large",
-            Self::UnreadableBody => "unreadable_body",
-            Self::Signature(error) => error.code(),
-            Self::Event(error) => error.code(),
-            Self::StoreUnavailable => "store_unavailable",
-            Self::HookFailed => "hook_failed",
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Signature(
-                SignatureError::TimestampTooOld
-                | SignatureError::TimestampInFuture
-                | SignatureError::InvalidSignature,
-            ) => StatusCode::UNAUTHORIZED,
-            Self::UnreadableBody | Self::Signature(_) | Self::Event(_) => StatusCode::BAD_REQUEST,
-            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::HookFailed => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn message(&self) -> &'static str {
-        match self {
-            Self::MethodNotAllowed => "webhooks are delivered with POST",
-            Self::BodyTooLarge => "the body is too large",
-            Self::UnreadableBody => "the body could not be read",
-            Self::Signature(SignatureError::MissingHeader(_)) => "a svix header is missing",
-            Self::Signature(SignatureError::InvalidHeader(_)) => "a svix header is malformed",
-            Self::Signature(SignatureError::InvalidTimestamp) => "the timestamp is not an integer",
-            Self::Signature(SignatureError::TimestampTooOld) => "the timestamp is too old",
-            Self::Signature(SignatureError::TimestampInFuture) => "the timestamp is in the future",
-            Self::Signature(_) => "no signature matches",
-            Self::Event(EventError::MalformedJson(_)) => "the body is not JSON",
-            Self::Event(_) => "the body is not a valid event",
-            Self::StoreUnavailable => "the user store is temporarily unavailable",
-            Self::HookFailed => "the event was applied but its follow-up failed",
-        }
-    }
-
-    fn to_response(&self) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({ "error": self.code(), "message": self.message() });
-        let mut response = json_response(self.status(), body);
-        let headers = response.headers_mut();
-        match self {
-            Self::MethodNotAllowed => {
-                headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
-            }
-            Self::StoreUnavailable => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-            }
-            _ => {}
-        }
-        response
+        self.declared().code()
     }
 }
 

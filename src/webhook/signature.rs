@@ -25,6 +25,8 @@ use base64::{
 };
 use http::HeaderMap;
 
+use crate::rejection::{Refusal, webhook};
+
 /// The environment variable [`WebhookVerifier::from_env`] reads.
 pub const SECRET_ENV: &str = "CLERK_WEBHOOK_SECRET";
 
@@ -385,13 +387,18 @@ impl SignatureError {
     /// A stable `snake_case` code for logs and responses.
     #[must_use]
     pub fn code(&self) -> &'static str {
+        self.refusal().code()
+    }
+
+    /// How the receiver answers a delivery refused for this reason.
+    pub(crate) fn refusal(&self) -> Refusal {
         match self {
-            Self::MissingHeader(_) => "missing_header",
-            Self::InvalidHeader(_) => "invalid_header",
-            Self::InvalidTimestamp => "invalid_timestamp",
-            Self::TimestampTooOld => "timestamp_too_old",
-            Self::TimestampInFuture => "timestamp_in_future",
-            Self::InvalidSignature => "invalid_signature",
+            Self::MissingHeader(_) => webhook::MISSING_HEADER,
+            Self::InvalidHeader(_) => webhook::INVALID_HEADER,
+            Self::InvalidTimestamp => webhook::INVALID_TIMESTAMP,
+            Self::TimestampTooOld => webhook::TIMESTAMP_TOO_OLD,
+            Self::TimestampInFuture => webhook::TIMESTAMP_IN_FUTURE,
+            Self::InvalidSignature => webhook::INVALID_SIGNATURE,
         }
     }
 }

@@ -1,0 +1,380 @@
+//! What a client sees when refused: every refusal the crate answers — by the
+//! layer, the extractors or the webhook receiver — declared once here with
+//! its status, code, message and headers, and the one response they all
+//! become: `{"error": code, "message": text}`, `Content-Type:
+//! application/json`, `Cache-Control: no-store`.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+/// Seconds a client is asked to wait before retrying after a `503`.
+const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// One refusal as the client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: &'static str,
+    header: Header,
+}
+
+/// The header a refusal carries besides the body's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Header {
+    None,
+    /// `WWW-Authenticate` (RFC 6750) with this value.
+    Challenge(&'static str),
+    /// `Retry-After`, for an outage.
+    RetryAfter,
+    /// `Allow`, with the methods allowed.
+    Allow(&'static str),
+}
+
+/// RFC 6750 §3.1: a request without credentials gets no error code.
+const NO_CREDENTIALS: Header = Header::Challenge("Bearer");
+const INVALID_TOKEN: Header = Header::Challenge(r#"Bearer error="invalid_token""#);
+
+impl Refusal {
+    const fn new(status: StatusCode, code: &'static str, message: &'static str) -> Self {
+        Self {
+            status,
+            code,
+            message,
+            header: Header::None,
+        }
+    }
+
+    const fn with(self, header: Header) -> Self {
+        Self { header, ..self }
+    }
+
+    /// A `401` for a token problem.
+    const fn unauthorized(code: &'static str, message: &'static str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message).with(INVALID_TOKEN)
+    }
+
+    /// A `503` for an outage, to retry later.
+    const fn unavailable(code: &'static str, message: &'static str) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message).with(Header::RetryAfter)
+    }
+
+    pub(crate) const fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub(crate) const fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The response: the status, the JSON body and the refusal's headers.
+    pub(crate) fn response(&self) -> Response<Full<Bytes>> {
+        // Codes and messages are fixed ASCII without quotes or backslashes.
+        let body = format!(
+            r#"{{"error":"{}","message":"{}"}}"#,
+            self.code, self.message
+        );
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match self.header {
+            Header::None => {}
+            Header::Challenge(value) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
+            }
+            Header::RetryAfter => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            Header::Allow(methods) => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(methods));
+            }
+        }
+        response
+    }
+}
+
+/// The reason a request was refused, each with a stable machine code.
+///
+/// The code ([`Rejection::code`]) is the only reason a client ever sees; the
+/// detailed cause (a key-fetch error, a database error) goes to the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No session token in the `Authorization` header or the session cookie.
+    MissingToken,
+    /// The token is not a well-formed JWT (size, segments, base64, JSON, required claims).
+    MalformedToken,
+    /// The token's `alg` is not the pinned `RS256`.
+    UnsupportedAlgorithm,
+    /// The token is not a Clerk session token: a JWT template, a machine or
+    /// OAuth token, or a token without `sid` or a `user_` subject.
+    NotASessionToken,
+    /// No key with the token's `kid` is published by the key endpoint.
+    UnknownKey,
+    /// The signature does not verify with the key named by the token.
+    InvalidSignature,
+    /// `exp` has passed (allowing for the configured clock skew).
+    TokenExpired,
+    /// `nbf` is still in the future (allowing for the configured clock skew).
+    TokenNotYetValid,
+    /// `iat` is in the future (allowing for the configured clock skew).
+    TokenIssuedInFuture,
+    /// `iss` is not the configured Clerk instance.
+    InvalidIssuer,
+    /// `azp` is missing or not one of the configured authorized parties.
+    UnauthorizedParty,
+    /// The session is `pending` (for example, an organization must be chosen first).
+    SessionPending,
+    /// The Clerk user was deleted; the token may still be unexpired.
+    UserDeleted,
+    /// The signing keys cannot be fetched right now; retry later.
+    KeysUnavailable,
+    /// The user store (database) cannot be reached right now; retry later.
+    StoreUnavailable,
+}
+
+impl Rejection {
+    /// How the client sees this rejection.
+    const fn refusal(self) -> Refusal {
+        match self {
+            Self::MissingToken => Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+                "no session token was sent",
+            )
+            .with(NO_CREDENTIALS),
+            Self::MalformedToken => {
+                Refusal::unauthorized("malformed_token", "the session token is malformed")
+            }
+            Self::UnsupportedAlgorithm => Refusal::unauthorized(
+                "unsupported_algorithm",
+                "the session token uses an unsupported algorithm",
+            ),
+            Self::NotASessionToken => Refusal::unauthorized(
+                "not_a_session_token",
+                "the token is not a Clerk session token",
+            ),
+            Self::UnknownKey => Refusal::unauthorized(
+                "unknown_key",
+                "the session token was signed by an unknown key",
+            ),
+            Self::InvalidSignature => Refusal::unauthorized(
+                "invalid_signature",
+                "the session token signature is invalid",
+            ),
+            Self::TokenExpired => {
+                Refusal::unauthorized("token_expired", "the session token has expired")
+            }
+            Self::TokenNotYetValid => {
+                Refusal::unauthorized("token_not_yet_valid", "the session token is not valid yet")
+            }
+            Self::TokenIssuedInFuture => Refusal::unauthorized(
+                "token_issued_in_future",
+                "the session token was issued in the future",
+            ),
+            Self::InvalidIssuer => Refusal::unauthorized(
+                "invalid_issuer",
+                "the session token was issued by another Clerk instance",
+            ),
+            Self::UnauthorizedParty => Refusal::unauthorized(
+                "unauthorized_party",
+                "the session token was issued for another origin",
+            ),
+            Self::SessionPending => Refusal::unauthorized(
+                "session_pending",
+                "the session is pending and not signed in yet",
+            ),
+            Self::UserDeleted => Refusal::unauthorized("user_deleted", "the user has been deleted"),
+            Self::KeysUnavailable => Refusal::unavailable(
+                "keys_unavailable",
+                "authentication is temporarily unavailable",
+            ),
+            Self::StoreUnavailable => Refusal::unavailable(
+                "store_unavailable",
+                "the user store is temporarily unavailable",
+            ),
+        }
+    }
+
+    /// The stable machine code carried in the response body, e.g. `token_expired`.
+    pub const fn code(self) -> &'static str {
+        self.refusal().code
+    }
+
+    /// A short human description, written for API clients (never library text).
+    pub const fn message(self) -> &'static str {
+        self.refusal().message
+    }
+
+    /// `401 Unauthorized` for every token problem, `503 Service Unavailable` for outages.
+    pub const fn status(self) -> StatusCode {
+        self.refusal().status
+    }
+
+    /// Whether this rejection is an outage rather than a problem with the request.
+    pub const fn is_outage(self) -> bool {
+        matches!(self.refusal().header, Header::RetryAfter)
+    }
+
+    /// The response: status, `WWW-Authenticate` (RFC 6750) on `401`, `Retry-After`
+    /// on `503`, and a JSON body `{"error": code, "message": text}`.
+    pub fn to_response(self) -> Response<Full<Bytes>> {
+        self.refusal().response()
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// A handler extracted the user on a route without the layer: a server bug.
+#[cfg(feature = "axum")]
+pub(crate) const MISSING_LAYER: Refusal = Refusal::new(
+    StatusCode::INTERNAL_SERVER_ERROR,
+    "missing_layer",
+    "EnsureUserLayer is not installed on this route",
+);
+
+/// What the webhook receiver answers a delivery it does not apply.
+#[cfg(feature = "webhooks")]
+pub(crate) mod webhook {
+    use super::{Header, Refusal, StatusCode};
+
+    pub(crate) const METHOD_NOT_ALLOWED: Refusal = Refusal::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "webhooks are delivered with POST",
+    )
+    .with(Header::Allow("POST"));
+    pub(crate) const BODY_TOO_LARGE: Refusal = Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "the body is too large",
+    );
+    pub(crate) const UNREADABLE_BODY: Refusal = Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "unreadable_body",
+        "the body could not be read",
+    );
+    pub(crate) const MISSING_HEADER: Refusal = Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "missing_header",
+        "a svix header is missing",
+    );
+    pub(crate) const INVALID_HEADER: Refusal = Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_header",
+        "a svix header is malformed",
+    );
+    pub(crate) const INVALID_TIMESTAMP: Refusal = Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_timestamp",
+        "the timestamp is not an integer",
+    );
+    pub(crate) const TIMESTAMP_TOO_OLD: Refusal = Refusal::new(
+        StatusCode::UNAUTHORIZED,
+        "timestamp_too_old",
+        "the timestamp is too old",
+    );
+    pub(crate) const TIMESTAMP_IN_FUTURE: Refusal = Refusal::new(
+        StatusCode::UNAUTHORIZED,
+        "timestamp_in_future",
+        "the timestamp is in the future",
+    );
+    pub(crate) const INVALID_SIGNATURE: Refusal = Refusal::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_signature",
+        "no signature matches",
+    );
+    pub(crate) const MALFORMED_JSON: Refusal = Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        "the body is not JSON",
+    );
+    pub(crate) const INVALID_EVENT: Refusal = Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_event",
+        "the body is not a valid event",
+    );
+    pub(crate) const STORE_UNAVAILABLE: Refusal = Refusal::unavailable(
+        "store_unavailable",
+        "the user store is temporarily unavailable",
+    );
+    pub(crate) const HOOK_FAILED: Refusal = Refusal::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "hook_failed",
+        "the event was applied but its follow-up failed",
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn unauthorized_carries_code_and_bearer_challenge() {
+        let response = Rejection::TokenExpired.to_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer error="invalid_token""#
+        );
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], "token_expired");
+    }
+
+    #[test]
+    fn outage_is_503_with_retry_after() {
+        for rejection in [Rejection::KeysUnavailable, Rejection::StoreUnavailable] {
+            let response = rejection.to_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+            assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+            assert!(rejection.is_outage());
+        }
+    }
+
+    #[test]
+    fn missing_token_challenge_has_no_error_code() {
+        let response = Rejection::MissingToken.to_response();
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[tokio::test]
+    async fn every_refusal_is_the_same_json_and_never_cached() {
+        let mut refusals: Vec<Refusal> = [
+            Rejection::MissingToken,
+            Rejection::InvalidSignature,
+            Rejection::StoreUnavailable,
+        ]
+        .map(Rejection::refusal)
+        .to_vec();
+        #[cfg(feature = "axum")]
+        refusals.push(MISSING_LAYER);
+        #[cfg(feature = "webhooks")]
+        refusals.extend([webhook::METHOD_NOT_ALLOWED, webhook::HOOK_FAILED]);
+        for refusal in refusals {
+            let response = refusal.response();
+            assert_eq!(response.status(), refusal.status());
+            assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["error"], refusal.code());
+            assert_eq!(json["message"], refusal.message);
+        }
+    }
+}
