@@ -49,7 +49,9 @@
 //! - `clerk-api`: [`clerk_api::ClerkApi`], a client for the Backend API's
 //!   users endpoints; [`ProfileFetch`], which fills a new user's profile in
 //!   from it; and [`backfill`], which writes every existing Clerk user.
-//! - `cli`: the `ensure-user` binary, `migrate` and `backfill` (see [`cli`]).
+//! - `cli`: the `ensure-user` binary: `migrate` and `backfill`.
+//! - `testing`: [`testing`]: RSA signing keys, JWKS documents and
+//!   Clerk-shaped session tokens, for an app's tests and local development.
 //!
 //! # Organizations and authorization
 //!
@@ -78,8 +80,6 @@ mod cache;
 pub mod clerk_api;
 mod clerk_id;
 mod clerk_user;
-#[cfg(feature = "cli")]
-pub mod cli;
 mod config;
 pub mod eviction;
 #[cfg(feature = "axum")]
@@ -91,6 +91,8 @@ mod rejection;
 mod service;
 pub mod store;
 mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod token;
 mod user;
@@ -99,7 +101,7 @@ pub mod webhook;
 
 pub use authorization::Requirement;
 pub use clerk_user::{ClerkUser, EmailAddress};
-pub use config::{Config, ConfigError, DEFAULT_API_URL, Mode, ProfileClaims};
+pub use config::{Config, ConfigError, Mode, ProfileClaims};
 #[cfg(feature = "axum")]
 pub use extract::LocalUserRejection;
 pub use layer::{EnsureUserLayer, Readiness};

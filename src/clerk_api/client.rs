@@ -9,7 +9,7 @@ use reqwest::{
 use serde::Deserialize;
 
 use super::{ApiError, RetryPolicy, UserPages};
-use crate::{ClerkUser, DEFAULT_API_URL};
+use crate::{ClerkUser, config::DEFAULT_API_URL};
 
 /// Largest body read: a full page of 500 real user objects is about 1.5 MB.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;

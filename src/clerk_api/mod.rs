@@ -32,6 +32,7 @@ mod error;
 mod pages;
 mod retry;
 
+pub use crate::config::DEFAULT_API_URL;
 pub use client::ClerkApi;
 pub use error::ApiError;
 pub use pages::{MAX_PAGE_SIZE, UserPages};

@@ -1,4 +1,5 @@
-//! The `ensure-user` command line (feature `cli`), as run by the binary:
+//! `ensure-user`, the command line (feature `cli`): apply the bundled
+//! migrations, backfill users from Clerk.
 //!
 //! ```text
 //! ensure-user migrate                     # the bundled tables, idempotent
@@ -19,10 +20,9 @@ use std::{cell::Cell, process::ExitCode, time::Instant};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{
-    DEFAULT_API_URL,
+use ensure_user::{
     backfill::{Backfill, BackfillError, Summary},
-    clerk_api::{ClerkApi, MAX_PAGE_SIZE},
+    clerk_api::{ClerkApi, DEFAULT_API_URL, MAX_PAGE_SIZE},
     store::BackfillStore,
 };
 use database::Database;
@@ -78,7 +78,7 @@ struct BackfillArgs {
 }
 
 /// Parses the arguments, runs the command, and returns its exit code.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,7 +7,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqlitePoolOptions},
 };
 
-use crate::store::{PgUserStore, SqliteUserStore, StoreError};
+use ensure_user::store::{PgUserStore, SqliteUserStore, StoreError};
 
 /// The bundled store for a database URL.
 pub(super) enum Database {

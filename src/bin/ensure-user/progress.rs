@@ -9,7 +9,7 @@ use std::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::backfill::Progress;
+use ensure_user::backfill::{Progress, Summary};
 
 /// How often a plain progress line is printed.
 const LINE_EVERY: Duration = Duration::from_secs(5);
@@ -77,7 +77,7 @@ impl Reporter {
                     return;
                 }
                 *last_line = Some(now);
-                eprintln!("backfill: {}", line(progress, now - *started));
+                eprintln!("backfill: {}", line(progress.into(), now - *started));
             }
         }
     }
@@ -97,27 +97,48 @@ impl Reporter {
     }
 }
 
+/// What a progress line shows.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    summary: Summary,
+    position: u64,
+    total: Option<u64>,
+    resumed_from: u64,
+}
+
+impl From<&Progress> for Figures {
+    fn from(progress: &Progress) -> Self {
+        Self {
+            summary: progress.summary,
+            position: progress.position,
+            total: progress.total,
+            resumed_from: progress.resumed_from,
+        }
+    }
+}
+
 /// `1500/2600 users (57%), 2400 users/s, ETA 1 s; created 1500, …`.
-fn line(progress: &Progress, elapsed: Duration) -> String {
-    let done = progress.position - progress.resumed_from;
+fn line(figures: Figures, elapsed: Duration) -> String {
+    let Figures {
+        summary,
+        position,
+        total,
+        resumed_from,
+    } = figures;
+    let done = position - resumed_from;
     let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
-    let Some(total) = progress.total.filter(|&total| total > 0) else {
-        return format!(
-            "{} users, {rate:.0} users/s; {}",
-            progress.position, progress.summary
-        );
+    let Some(total) = total.filter(|&total| total > 0) else {
+        return format!("{position} users, {rate:.0} users/s; {summary}");
     };
-    let left = total.saturating_sub(progress.position);
+    let left = total.saturating_sub(position);
     let eta = if rate > 0.0 {
         format!("{:.0} s", left as f64 / rate)
     } else {
         "unknown".to_owned()
     };
     format!(
-        "{}/{total} users ({}%), {rate:.0} users/s, ETA {eta}; {}",
-        progress.position,
-        progress.position.min(total) * 100 / total,
-        progress.summary
+        "{position}/{total} users ({}%), {rate:.0} users/s, ETA {eta}; {summary}",
+        position.min(total) * 100 / total,
     )
 }
 
@@ -166,25 +187,24 @@ impl Drop for LogLine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backfill::Summary;
 
     #[test]
     fn plain_lines_show_rate_and_eta() {
-        let progress = Progress {
+        let progress = Figures {
             summary: Summary::default(),
             position: 1500,
             total: Some(2500),
             resumed_from: 500,
         };
         assert_eq!(
-            line(&progress, Duration::from_secs(2)),
+            line(progress, Duration::from_secs(2)),
             "1500/2500 users (60%), 500 users/s, ETA 2 s; \
              created 0, updated 0, unchanged 0, skipped 0, failed 0"
         );
-        let unknown = Progress {
+        let unknown = Figures {
             total: None,
             ..progress
         };
-        assert!(line(&unknown, Duration::from_secs(1)).starts_with("1500 users, 1000 users/s"));
+        assert!(line(unknown, Duration::from_secs(1)).starts_with("1500 users, 1000 users/s"));
     }
 }
