@@ -20,12 +20,12 @@ use std::{cell::Cell, process::ExitCode, time::Instant};
 
 use clap::{Args, Parser, Subcommand};
 
+use database::Database;
 use ensure_user::{
     backfill::{Backfill, BackfillError, Summary},
     clerk_api::{ClerkApi, DEFAULT_API_URL, MAX_PAGE_SIZE},
     store::BackfillStore,
 };
-use database::Database;
 use progress::Reporter;
 
 /// Keeps an app's own users table in step with Clerk: applies the bundled
