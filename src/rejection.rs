@@ -29,6 +29,7 @@ enum Header {
     /// `Retry-After`, for an outage.
     RetryAfter,
     /// `Allow`, with the methods allowed.
+    #[cfg(feature = "webhooks")]
     Allow(&'static str),
 }
 
@@ -91,6 +92,7 @@ impl Refusal {
             Header::RetryAfter => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
             }
+            #[cfg(feature = "webhooks")]
             Header::Allow(methods) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(methods));
             }
@@ -204,7 +206,7 @@ impl Rejection {
 
     /// The stable machine code carried in the response body, e.g. `token_expired`.
     pub const fn code(self) -> &'static str {
-        self.refusal().code
+        self.refusal().code()
     }
 
     /// A short human description, written for API clients (never library text).
@@ -214,7 +216,7 @@ impl Rejection {
 
     /// `401 Unauthorized` for every token problem, `503 Service Unavailable` for outages.
     pub const fn status(self) -> StatusCode {
-        self.refusal().status
+        self.refusal().status()
     }
 
     /// Whether this rejection is an outage rather than a problem with the request.
