@@ -309,6 +309,21 @@ impl KeyStore {
     }
 }
 
+#[cfg(test)]
+impl KeyStore {
+    /// A store holding the keys of the JWKS document `jwks`, parsed as a
+    /// fetch parses them, as if fetched just now.
+    pub(crate) fn holding(config: &Config, jwks: &[u8]) -> Self {
+        let store = Self::new(config);
+        let mut state = store.write_state();
+        state.keys = parse_jwks(jwks).expect("a usable key set");
+        state.fetched_at = Some(Instant::now());
+        state.last_attempt = state.fetched_at;
+        drop(state);
+        store
+    }
+}
+
 /// What a readiness check learns from the key store.
 pub(crate) struct KeyHealth {
     pub(crate) held: usize,
