@@ -7,9 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::{Engine, engine::general_purpose::STANDARD};
-use jsonwebtoken::{DecodingKey, jwk::Jwk};
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::{
     config::{Config, ConfigError},
@@ -26,7 +30,7 @@ enum Source {
         url: String,
         bearer: Option<Arc<str>>,
     },
-    Static(Arc<DecodingKey>),
+    Static(Arc<VerifyingKey>),
 }
 
 impl KeySource {
@@ -61,16 +65,61 @@ impl KeySource {
         let der = STANDARD
             .decode(body.replace("\\n", ""))
             .map_err(|_| ConfigError::InvalidJwtKey)?;
-        // Parse once here so that a bad key fails at start-up, not per request.
-        aws_lc_rs::rsa::PublicKey::from_der(&der).map_err(|_| ConfigError::InvalidJwtKey)?;
-        let armoured = format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            STANDARD.encode(&der)
-        );
-        let key = DecodingKey::from_rsa_pem(armoured.as_bytes())
-            .map_err(|_| ConfigError::InvalidJwtKey)?;
+        // Parsed once here: a bad key fails at start-up, and requests only
+        // check signatures.
+        let key = VerifyingKey::from_spki_der(&der).ok_or(ConfigError::InvalidJwtKey)?;
         Ok(Self(Source::Static(Arc::new(key))))
     }
+}
+
+/// An RSA public key, parsed once (when configured or fetched), that checks
+/// RS256 signatures: RSASSA-PKCS1-v1_5 with SHA-256, 2048- to 8192-bit keys.
+pub(crate) struct VerifyingKey(ParsedPublicKey);
+
+/// The DER `AlgorithmIdentifier` of `rsaEncryption` (1.2.840.113549.1.1.1,
+/// with the NULL parameters DER requires).
+const RSA_ENCRYPTION: [u8; 15] = [
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+
+impl VerifyingKey {
+    /// The key in a DER `SubjectPublicKeyInfo` (what a `PUBLIC KEY` PEM
+    /// holds) for `rsaEncryption`; a bare PKCS #1 `RSAPublicKey` is refused.
+    fn from_spki_der(der: &[u8]) -> Option<Self> {
+        if !is_rsa_spki(der) {
+            return None;
+        }
+        ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
+            .ok()
+            .map(Self)
+    }
+
+    /// The key of a JWK's modulus `n` and exponent `e` (base64url, unpadded).
+    fn from_jwk_components(n: &str, e: &str) -> Option<Self> {
+        let n = URL_SAFE_NO_PAD.decode(n).ok()?;
+        let e = URL_SAFE_NO_PAD.decode(e).ok()?;
+        RsaPublicKeyComponents { n, e }
+            .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+            .ok()
+            .map(Self)
+    }
+
+    /// Whether `signature` is this key's RS256 signature of `message`.
+    pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.0.verify_sig(message, signature).is_ok()
+    }
+}
+
+/// Whether `der` is a SEQUENCE that opens with the `rsaEncryption`
+/// algorithm, as a `SubjectPublicKeyInfo` does; the parser checks the rest.
+fn is_rsa_spki(der: &[u8]) -> bool {
+    let header = match der {
+        [0x30, length, ..] if *length < 0x80 => 2,
+        [0x30, length, ..] => 2 + usize::from(length & 0x7f),
+        _ => return false,
+    };
+    der.get(header..)
+        .is_some_and(|rest| rest.starts_with(&RSA_ENCRYPTION))
 }
 
 impl fmt::Debug for KeySource {
@@ -110,7 +159,7 @@ pub(crate) struct KeyStore {
 
 #[derive(Default)]
 struct KeyState {
-    keys: HashMap<String, Arc<DecodingKey>>,
+    keys: HashMap<String, Arc<VerifyingKey>>,
     fetched_at: Option<Instant>,
     last_attempt: Option<Instant>,
     last_attempt_failed: bool,
@@ -140,7 +189,7 @@ impl KeyStore {
     pub(crate) async fn key_for(
         self: &Arc<Self>,
         kid: Option<&str>,
-    ) -> Result<Arc<DecodingKey>, KeyError> {
+    ) -> Result<Arc<VerifyingKey>, KeyError> {
         let kid = match &self.source {
             Source::Static(key) => return Ok(key.clone()),
             Source::Jwks { .. } => kid.ok_or(KeyError::Unknown)?,
@@ -194,7 +243,7 @@ impl KeyStore {
         }
     }
 
-    async fn fetch_for_unknown(&self, kid: &str) -> Result<Arc<DecodingKey>, KeyError> {
+    async fn fetch_for_unknown(&self, kid: &str) -> Result<Arc<VerifyingKey>, KeyError> {
         let _guard = self.fetch_lock.lock().await;
         {
             // Another request may have fetched while this one waited.
@@ -277,7 +326,7 @@ impl KeyStore {
         &self,
         url: &str,
         bearer: Option<&str>,
-    ) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+    ) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
         let mut request = self.client.get(url).header("accept", "application/json");
         if let Some(secret) = bearer {
             request = request.bearer_auth(secret);
@@ -342,37 +391,40 @@ fn describe_http_error(error: reqwest::Error) -> String {
     }
 }
 
-/// Parses a JWKS document, keeping each RSA signing key that parses and
+/// Parses a JWKS document, keeping each RS256 signing key that parses and
 /// skipping the others. A set with no usable key is an error.
-pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
     #[derive(Deserialize)]
     struct Document {
-        keys: Vec<serde_json::Value>,
+        keys: Vec<Value>,
     }
     let document: Document =
         serde_json::from_slice(body).map_err(|_| "key set is not a JWKS document".to_owned())?;
-    let mut keys = HashMap::new();
-    for entry in document.keys {
-        let Some(kid) = entry.get("kid").and_then(|k| k.as_str()).map(str::to_owned) else {
-            continue;
-        };
-        let usable = entry.get("kty").and_then(|v| v.as_str()) == Some("RSA")
-            && entry.get("use").is_none_or(|u| u.as_str() == Some("sig"))
-            && entry.get("alg").is_none_or(|a| a.as_str() == Some("RS256"));
-        if !usable {
-            continue;
-        }
-        let Ok(jwk) = serde_json::from_value::<Jwk>(entry) else {
-            continue;
-        };
-        if let Ok(key) = DecodingKey::from_jwk(&jwk) {
-            keys.insert(kid, Arc::new(key));
-        }
-    }
+    let keys: HashMap<_, _> = document
+        .keys
+        .iter()
+        .filter_map(|entry| {
+            let kid = entry.get("kid")?.as_str()?;
+            let key = rs256_signing_key(entry)?;
+            Some((kid.to_owned(), Arc::new(key)))
+        })
+        .collect();
     if keys.is_empty() {
         return Err("key set holds no usable RS256 key".to_owned());
     }
     Ok(keys)
+}
+
+/// The key of a JWKS entry that is an RSA key for signatures (`use` absent
+/// or `sig`) with `alg` absent or `RS256`, and whose `n` and `e` parse.
+fn rs256_signing_key(entry: &Value) -> Option<VerifyingKey> {
+    let is = |name: &str, value: &str| entry.get(name).and_then(Value::as_str) == Some(value);
+    let absent_or = |name: &str, value: &str| entry.get(name).is_none() || is(name, value);
+    if !is("kty", "RSA") || !absent_or("use", "sig") || !absent_or("alg", "RS256") {
+        return None;
+    }
+    let component = |name: &str| entry.get(name).and_then(Value::as_str);
+    VerifyingKey::from_jwk_components(component("n")?, component("e")?)
 }
 
 #[cfg(test)]
@@ -404,5 +456,84 @@ mod tests {
         assert!(!keys.contains_key("enc"));
         assert!(parse_jwks(br#"{"keys":[]}"#).is_err());
         assert!(parse_jwks(b"<html>").is_err());
+    }
+
+    #[test]
+    fn pem_holds_an_rsa_subject_public_key_info_only() {
+        let pem = crate::testing::SigningKey::generate("k").public_key_pem();
+        let lines: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        // The body on one line with `\n` escapes, as a variable may carry it.
+        assert!(KeySource::pem(&lines.join("\\n")).is_ok());
+        let body = lines.concat();
+        let spki = STANDARD.decode(body).unwrap();
+        // The RSAPublicKey inside (after a 24-byte header for 2048 bits) is no SPKI.
+        let pkcs1 = STANDARD.encode(&spki[24..]);
+        assert!(KeySource::pem(&pkcs1).is_err());
+        assert!(
+            KeySource::pem(&format!(
+                "-----BEGIN RSA PUBLIC KEY-----\n{pkcs1}\n-----END RSA PUBLIC KEY-----"
+            ))
+            .is_err()
+        );
+        // An EC P-256 key.
+        let ec = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEVs/o5+uQbTjL3chynL4wXgUg2R9q9UU8I5mEovUf86QZ7kOBIjJwqnzD1omageEHWwHdBO6B+dFabmdT9POxg==";
+        assert!(KeySource::pem(ec).is_err());
+        assert!(KeySource::pem(&STANDARD.encode(&spki[..spki.len() - 1])).is_err());
+    }
+
+    #[test]
+    fn jwks_keeps_rs256_signing_keys_only() {
+        let key = crate::testing::SigningKey::generate("k");
+        let entry = |change: &dyn Fn(&mut Value)| {
+            let mut jwk = key.jwk();
+            change(&mut jwk);
+            jwk
+        };
+        let kept = |jwk: Value| {
+            parse_jwks(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).is_ok()
+        };
+        assert!(kept(entry(&|_| ())));
+        assert!(kept(entry(&|jwk| {
+            let jwk = jwk.as_object_mut().unwrap();
+            jwk.remove("alg");
+            jwk.remove("use");
+        })));
+        assert!(!kept(entry(&|jwk| jwk["alg"] = "RS384".into())));
+        assert!(!kept(entry(&|jwk| jwk["use"] = "enc".into())));
+        assert!(!kept(entry(&|jwk| jwk["kty"] = "rsa".into())));
+        assert!(!kept(entry(&|jwk| jwk["kid"] = 7.into())));
+        assert!(!kept(entry(&|jwk| {
+            jwk.as_object_mut().unwrap().remove("e");
+        })));
+        assert!(!kept(entry(&|jwk| {
+            jwk["n"] = format!("{}=", jwk["n"].as_str().unwrap()).into();
+        })));
+    }
+
+    #[test]
+    fn parsed_keys_check_their_own_signatures_only() {
+        use crate::testing::SigningKey;
+        let key = SigningKey::generate("k");
+        let other = SigningKey::generate("k");
+        let token = key.sign(&serde_json::json!({ "sub": "user_1" }));
+        let forged = other.sign(&serde_json::json!({ "sub": "user_1" }));
+        let split = |token: &str| {
+            let (input, signature) = token.rsplit_once('.').unwrap();
+            (input.to_owned(), URL_SAFE_NO_PAD.decode(signature).unwrap())
+        };
+        let (input, signature) = split(&token);
+        let (forged_input, forged_signature) = split(&forged);
+
+        let from_jwks = parse_jwks(SigningKey::jwks(&[&key]).to_string().as_bytes()).unwrap();
+        let KeySource(Source::Static(from_pem)) = KeySource::pem(&key.public_key_pem()).unwrap()
+        else {
+            unreachable!("a PEM is a static key");
+        };
+        for parsed in [&from_jwks["k"], &from_pem] {
+            assert!(parsed.verifies(input.as_bytes(), &signature));
+            assert!(!parsed.verifies(forged_input.as_bytes(), &forged_signature));
+            assert!(!parsed.verifies(b"another message", &signature));
+            assert!(!parsed.verifies(input.as_bytes(), &signature[1..]));
+        }
     }
 }

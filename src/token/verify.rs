@@ -10,13 +10,12 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, crypto};
 use serde::Deserialize;
 
 use super::{
     SessionClaims,
     cache::TokenCache,
-    keys::{KeyError, KeyStore},
+    keys::{KeyError, KeyStore, VerifyingKey},
 };
 use crate::{LocalId, Rejection, config::Config};
 
@@ -168,14 +167,7 @@ impl Verifier {
                 KeyError::Unavailable => Rejection::KeysUnavailable,
             })?;
         let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        let valid = crypto::verify(
-            signature_b64,
-            signing_input.as_bytes(),
-            &key,
-            Algorithm::RS256,
-        )
-        .unwrap_or(false);
-        if !valid {
+        if !signature_verifies(&key, signing_input.as_bytes(), signature_b64) {
             return Err(Rejection::InvalidSignature);
         }
         // Only now, with the signature checked, are the claims looked at.
@@ -243,6 +235,18 @@ fn is_clerk_id(id: &str, prefix: &str) -> bool {
     })
 }
 
+/// The signature of the largest key accepted: 8192 bits.
+const MAX_SIGNATURE_BYTES: usize = 8192 / 8;
+
+/// Whether the base64url `signature` is `key`'s RS256 signature of `signing_input`.
+fn signature_verifies(key: &VerifyingKey, signing_input: &[u8], signature: &str) -> bool {
+    let mut decoded = [0; MAX_SIGNATURE_BYTES];
+    match URL_SAFE_NO_PAD.decode_slice(signature, &mut decoded) {
+        Ok(length) => key.verifies(signing_input, &decoded[..length]),
+        Err(_) => false,
+    }
+}
+
 fn decode_json<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, Rejection> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
@@ -294,6 +298,18 @@ mod tests {
         token.remember_user(1, LocalId::Int(8));
         assert_eq!(token.user(1), None);
         assert_eq!(token.user(0), Some(LocalId::Int(7)));
+    }
+
+    #[test]
+    fn there_is_room_for_the_signature_of_an_8192_bit_key() {
+        let signature = URL_SAFE_NO_PAD.encode([0x5a; MAX_SIGNATURE_BYTES]);
+        let mut room = [0; MAX_SIGNATURE_BYTES];
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode_slice(&signature, &mut room),
+            Ok(MAX_SIGNATURE_BYTES)
+        );
+        let longer = URL_SAFE_NO_PAD.encode([0x5a; MAX_SIGNATURE_BYTES + 1]);
+        assert!(URL_SAFE_NO_PAD.decode_slice(&longer, &mut room).is_err());
     }
 
     /// Clerk's own fixtures (`@clerk/backend`): a real session token, its
