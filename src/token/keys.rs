@@ -3,7 +3,10 @@
 use std::{
     collections::HashMap,
     fmt,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -144,9 +147,12 @@ pub(crate) enum KeyError {
     Unavailable,
 }
 
-/// Keys by `kid`, refreshed in the background on a TTL and on demand when a
-/// token names an unknown `kid` (one fetch for all waiting requests, at most
-/// one per cooldown). Keys already held survive a failing endpoint.
+/// Keys by `kid`. A fetch is due when a token names a `kid` not held, when
+/// the set is older than the refresh interval (then it runs in the
+/// background), when a readiness check finds no key, and on a prefetch.
+/// Whatever asks, one place decides ([`KeyStore::fetch_if_due`]): at most one
+/// fetch runs at a time, and none starts within the cooldown after the last
+/// one ended, failed or not. Keys already held survive a failing endpoint.
 pub(crate) struct KeyStore {
     source: Source,
     client: reqwest::Client,
@@ -155,14 +161,31 @@ pub(crate) struct KeyStore {
     max_body: usize,
     state: RwLock<KeyState>,
     fetch_lock: tokio::sync::Mutex<()>,
+    /// Set while a background refresh is spawned and not yet done.
+    refresh_spawned: AtomicBool,
 }
 
 #[derive(Default)]
 struct KeyState {
     keys: HashMap<String, Arc<VerifyingKey>>,
+    /// When the last successful fetch ended.
     fetched_at: Option<Instant>,
+    /// When the last fetch ended, whatever its outcome.
     last_attempt: Option<Instant>,
     last_attempt_failed: bool,
+}
+
+/// What a caller needs from the key set: it decides whether a fetch is due.
+#[derive(Clone, Copy)]
+enum Need<'a> {
+    /// The key with this `kid`, which a token names.
+    Kid(&'a str),
+    /// A set no older than the refresh interval.
+    Fresh,
+    /// Any key at all, for a readiness check.
+    AnyKey,
+    /// The endpoint's current set, for a prefetch.
+    Current,
 }
 
 impl KeyStore {
@@ -182,6 +205,7 @@ impl KeyStore {
             max_body: config.max_jwks_bytes,
             state: RwLock::default(),
             fetch_lock: tokio::sync::Mutex::new(()),
+            refresh_spawned: AtomicBool::new(false),
         }
     }
 
@@ -194,131 +218,129 @@ impl KeyStore {
             Source::Static(key) => return Ok(key.clone()),
             Source::Jwks { .. } => kid.ok_or(KeyError::Unknown)?,
         };
-        let (held, stale) = {
-            let state = self.read_state();
-            let stale = state
-                .fetched_at
-                .is_none_or(|at| at.elapsed() >= self.refresh_interval);
-            (state.keys.get(kid).cloned(), stale)
-        };
-        match held {
-            Some(key) => {
-                if stale {
-                    self.refresh_in_background();
-                }
-                Ok(key)
-            }
-            None => self.fetch_for_unknown(kid).await,
+        let held = self.read_state().keys.get(kid).cloned();
+        if let Some(key) = held {
+            self.refresh_in_background();
+            return Ok(key);
+        }
+        // Taken in turn with any fetch in flight, whose outcome then counts.
+        self.fetch_if_due(Need::Kid(kid)).await;
+        let state = self.read_state();
+        match state.keys.get(kid) {
+            Some(key) => Ok(key.clone()),
+            None if state.last_attempt_failed => Err(KeyError::Unavailable),
+            None => Err(KeyError::Unknown),
         }
     }
 
-    /// Fetches the key set now, for a warm start. Errors are logged and returned.
-    pub(crate) async fn prefetch(&self) -> Result<usize, String> {
-        let _guard = self.fetch_lock.lock().await;
-        self.fetch_and_store().await
+    /// Fetches the key set now, for a warm start, unless a fetch ended
+    /// within the cooldown. The keys held, or an error if the last fetch failed.
+    pub(crate) async fn prefetch(&self) -> Result<usize, KeyError> {
+        self.fetch_if_due(Need::Current).await;
+        let state = self.read_state();
+        if state.last_attempt_failed {
+            return Err(KeyError::Unavailable);
+        }
+        Ok(self.held(&state))
     }
 
     /// A snapshot for readiness checks. With no keys held yet, it first tries
     /// one fetch (at most one per cooldown).
     pub(crate) async fn health(&self) -> KeyHealth {
-        let needs_fetch = {
-            let state = self.read_state();
-            matches!(self.source, Source::Jwks { .. })
-                && state.keys.is_empty()
-                && state
-                    .last_attempt
-                    .is_none_or(|at| at.elapsed() >= self.refetch_cooldown)
-        };
-        if needs_fetch {
-            let _ = self.prefetch().await;
+        // Checked before waiting for the lock, so that a probe finding keys
+        // held never waits for a fetch.
+        if self.fetch_due(Need::AnyKey) {
+            self.fetch_if_due(Need::AnyKey).await;
         }
         let state = self.read_state();
         KeyHealth {
-            held: match self.source {
-                Source::Static(_) => 1,
-                Source::Jwks { .. } => state.keys.len(),
-            },
+            held: self.held(&state),
             age: state.fetched_at.map(|at| at.elapsed()),
             last_fetch_failed: state.last_attempt_failed,
         }
     }
 
-    async fn fetch_for_unknown(&self, kid: &str) -> Result<Arc<VerifyingKey>, KeyError> {
-        let _guard = self.fetch_lock.lock().await;
-        {
-            // Another request may have fetched while this one waited.
-            let state = self.read_state();
-            if let Some(key) = state.keys.get(kid) {
-                return Ok(key.clone());
-            }
-            let cooling = state
-                .last_attempt
-                .is_some_and(|at| at.elapsed() < self.refetch_cooldown);
-            if cooling {
-                return Err(if state.last_attempt_failed {
-                    KeyError::Unavailable
-                } else {
-                    KeyError::Unknown
-                });
-            }
-        }
-        let fetched = self.fetch_and_store().await;
-        let state = self.read_state();
-        match (state.keys.get(kid), fetched) {
-            (Some(key), _) => Ok(key.clone()),
-            (None, Ok(_)) => Err(KeyError::Unknown),
-            (None, Err(_)) => Err(KeyError::Unavailable),
+    fn held(&self, state: &KeyState) -> usize {
+        match self.source {
+            Source::Static(_) => 1,
+            Source::Jwks { .. } => state.keys.len(),
         }
     }
 
+    /// Spawns a refresh when one is due and none is spawned already.
     fn refresh_in_background(self: &Arc<Self>) {
+        if !self.fetch_due(Need::Fresh) || self.refresh_spawned.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.refresh_spawned.store(false, Ordering::Release);
             return;
         };
         let store = Arc::clone(self);
         runtime.spawn(async move {
-            let Ok(_guard) = store.fetch_lock.try_lock() else {
-                return; // a fetch is already running
-            };
-            let due = store
-                .read_state()
-                .fetched_at
-                .is_none_or(|at| at.elapsed() >= store.refresh_interval);
-            if due {
-                let _ = store.fetch_and_store().await;
-            }
+            let _spawned = ClearOnDrop(&store.refresh_spawned);
+            store.fetch_if_due(Need::Fresh).await;
         });
     }
 
+    /// The one place that fetches: under the fetch lock, so that one fetch
+    /// runs at a time, and only if still due once the lock is held, judged
+    /// by what any fetch this caller waited for left behind.
+    async fn fetch_if_due(&self, need: Need<'_>) {
+        let _guard = self.fetch_lock.lock().await;
+        if self.fetch_due(need) {
+            self.fetch_and_store().await;
+        }
+    }
+
+    /// Whether `need` calls for a fetch: never from a static key, nor within
+    /// the cooldown after the last fetch ended.
+    fn fetch_due(&self, need: Need<'_>) -> bool {
+        if matches!(self.source, Source::Static(_)) {
+            return false;
+        }
+        let state = self.read_state();
+        let elapsed = |at: Option<Instant>| at.map(|at| at.elapsed());
+        if elapsed(state.last_attempt).is_some_and(|since| since < self.refetch_cooldown) {
+            return false;
+        }
+        match need {
+            Need::Kid(kid) => !state.keys.contains_key(kid),
+            Need::Fresh => elapsed(state.fetched_at).is_none_or(|age| age >= self.refresh_interval),
+            Need::AnyKey => state.keys.is_empty(),
+            Need::Current => true,
+        }
+    }
+
     /// One fetch; on success the new set replaces the old one. Callers hold `fetch_lock`.
-    async fn fetch_and_store(&self) -> Result<usize, String> {
+    async fn fetch_and_store(&self) {
         let Source::Jwks { url, bearer } = &self.source else {
-            return Ok(1);
+            return;
         };
-        self.write_state().last_attempt = Some(Instant::now());
         let result = self.fetch(url, bearer.as_deref()).await;
         telemetry::key_fetch(result.is_ok());
         let mut state = self.write_state();
+        let now = Instant::now();
+        state.last_attempt = Some(now);
+        state.last_attempt_failed = result.is_err();
         match result {
             Ok(keys) => {
-                let count = keys.len();
-                tracing::debug!(target: "ensure_user::keys", url, count, "fetched signing keys");
-                state.keys = keys;
-                state.fetched_at = Some(Instant::now());
-                state.last_attempt_failed = false;
-                Ok(count)
-            }
-            Err(reason) => {
-                tracing::warn!(
+                tracing::debug!(
                     target: "ensure_user::keys",
                     url,
-                    %reason,
-                    keys_held = state.keys.len(),
-                    "signing key fetch failed; keeping the keys held"
+                    count = keys.len(),
+                    "fetched signing keys"
                 );
-                state.last_attempt_failed = true;
-                Err(reason)
+                state.keys = keys;
+                state.fetched_at = Some(now);
             }
+            Err(reason) => tracing::warn!(
+                target: "ensure_user::keys",
+                url,
+                %reason,
+                keys_held = state.keys.len(),
+                "signing key fetch failed; keeping the keys held"
+            ),
         }
     }
 
@@ -378,6 +400,15 @@ pub(crate) struct KeyHealth {
     pub(crate) held: usize,
     pub(crate) age: Option<Duration>,
     pub(crate) last_fetch_failed: bool,
+}
+
+/// Clears a flag when dropped: when the task holding it ends or is dropped.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Keeps reqwest's text (which may include the URL) but never a header.
