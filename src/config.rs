@@ -110,8 +110,8 @@ impl Config {
     /// Defaults: clock skew 5 s, no authorized-party check, pending sessions
     /// refused, tokens up to 8 KiB, up to 64 cookies examined, 100,000 cached
     /// users for 10 minutes, 64 MiB of verified tokens, keys refreshed every
-    /// 5 minutes with unknown-`kid` refetches at most every 10 s, fetches
-    /// bounded by 5 s and 1 MiB, store calls bounded by 3 s, an eviction
+    /// 5 minutes with at most one key fetch per 10 s, fetches bounded by 5 s
+    /// and 1 MiB, store calls bounded by 3 s, an eviction
     /// listener's connection checked after 30 s of silence.
     pub fn new(issuer: impl Into<String>, keys: KeySource) -> Self {
         Self {
@@ -263,12 +263,17 @@ impl Config {
     }
 
     /// How often the key set is refreshed in the background. Default 5 minutes.
+    /// A refresh that fails is tried again after the
+    /// [refetch cooldown](Self::with_key_refetch_cooldown).
     pub fn with_key_refresh_interval(mut self, interval: Duration) -> Self {
         self.key_refresh_interval = interval;
         self
     }
 
-    /// Least time between two fetches triggered by unknown `kid`s. Default 10 s.
+    /// Least time from the end of one key fetch to the start of the next,
+    /// whatever asks for it: a token with an unknown `kid`, a due refresh, a
+    /// readiness check or [`prefetch_keys`](crate::EnsureUserLayer::prefetch_keys).
+    /// A failing endpoint is thus tried at most once per cooldown. Default 10 s.
     pub fn with_key_refetch_cooldown(mut self, cooldown: Duration) -> Self {
         self.key_refetch_cooldown = cooldown;
         self

@@ -100,6 +100,8 @@ impl EnsureUserLayer {
 
     /// Fetches the signing keys now rather than on the first request.
     /// Returns how many keys are held; an error when the endpoint fails.
+    /// Within the key refetch cooldown after a fetch, that fetch's outcome
+    /// is returned instead of fetching again.
     pub async fn prefetch_keys(&self) -> Result<usize, Rejection> {
         self.shared
             .verifier

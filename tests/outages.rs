@@ -208,6 +208,137 @@ async fn one_bad_key_among_good_ones_does_not_spoil_the_set() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// Keys held, the key set due for a refresh on every request, and the
+/// endpoint failing: a flood of tokens under the held `kid` with bad
+/// signatures (never cached, so each one is verified) and a burst of
+/// readiness probes start no more fetches than one per cooldown. Once the
+/// endpoint answers again, the keys are refreshed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_refreshes_are_spaced_by_the_cooldown_then_recover() {
+    const COOLDOWN: Duration = Duration::from_millis(300);
+    const FLOOD: Duration = Duration::from_millis(1500);
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let config = jwks
+        .config()
+        .with_key_refresh_interval(Duration::from_millis(1))
+        .with_key_refetch_cooldown(COOLDOWN);
+    let layer = EnsureUserLayer::new(config, sqlite_store().await);
+    let app = app(layer.clone());
+    let user = random_id("user");
+    let valid = key.session_token(ISSUER, &user, 60);
+    assert_eq!(status_and_code(&app, &valid).await.0, StatusCode::OK);
+    assert_eq!(jwks.fetches(), 1);
+
+    jwks.fail_with(500);
+    let forged = Arc::new(SigningKey::generate("ins_test").session_token(ISSUER, &user, 60));
+    let started = Instant::now();
+    let flood: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, forged) = (app.clone(), forged.clone());
+            tokio::spawn(async move {
+                let mut requests = 0;
+                while started.elapsed() < FLOOD {
+                    let (status, code, _) = status_and_code(&app, &forged).await;
+                    assert_eq!(
+                        (status, code.as_str()),
+                        (StatusCode::UNAUTHORIZED, "invalid_signature")
+                    );
+                    requests += 1;
+                    // As a server does between requests read from sockets:
+                    // no flooder keeps a worker thread to itself.
+                    tokio::task::yield_now().await;
+                }
+                requests
+            })
+        })
+        .collect();
+    let probes: Vec<_> = (0..32)
+        .map(|_| {
+            let layer = layer.clone();
+            tokio::spawn(async move { layer.readiness().await })
+        })
+        .collect();
+    for probe in probes {
+        assert_eq!(probe.await.unwrap().keys_held, 1);
+    }
+    let mut requests = 0;
+    for flooder in flood {
+        requests += flooder.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let fetches = jwks.fetches() - 1;
+    let allowed = 1 + usize::try_from(elapsed.as_millis() / COOLDOWN.as_millis()).unwrap();
+    assert!(
+        (1..=allowed).contains(&fetches),
+        "{fetches} fetches for {requests} requests in {elapsed:?}; one to {allowed} expected"
+    );
+    assert!(layer.readiness().await.key_endpoint_failing);
+
+    // Back up: past the cooldown, the next token to verify refreshes the keys.
+    jwks.serve(&[&key]);
+    tokio::time::sleep(COOLDOWN).await;
+    let before = jwks.fetches();
+    let fresh = key.session_token(ISSUER, &user, 61);
+    assert_eq!(status_and_code(&app, &fresh).await.0, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while layer.readiness().await.key_endpoint_failing {
+        assert!(Instant::now() < deadline, "the keys were not refreshed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(jwks.fetches() > before);
+}
+
+/// No keys held and an endpoint that fails slowly: readiness probes, a
+/// prefetch and a request that arrive during a fetch wait for it, and none
+/// of them fetches again within the cooldown that follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_during_a_failing_fetch_share_it() {
+    const COOLDOWN: Duration = Duration::from_secs(1);
+    const FETCH: Duration = Duration::from_millis(1500);
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    jwks.reply_with(JwksReply::Slow(FETCH, "<html>down</html>".into()));
+    let config = jwks
+        .config()
+        .with_key_refetch_cooldown(COOLDOWN)
+        .with_key_fetch_timeout(Duration::from_secs(3));
+    let layer = EnsureUserLayer::new(config, sqlite_store().await);
+    let app = app(layer.clone());
+
+    let first = {
+        let layer = layer.clone();
+        tokio::spawn(async move { layer.readiness().await })
+    };
+    // Longer than the cooldown, shorter than the fetch.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let probes: Vec<_> = (0..4)
+        .map(|_| {
+            let layer = layer.clone();
+            tokio::spawn(async move { layer.readiness().await })
+        })
+        .collect();
+    let prefetch = {
+        let layer = layer.clone();
+        tokio::spawn(async move { layer.prefetch_keys().await })
+    };
+    let token = key.session_token(ISSUER, &random_id("user"), 60);
+    let (status, code, _) = status_and_code(&app, &token).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable")
+    );
+    for probe in std::iter::once(first).chain(probes) {
+        let readiness = probe.await.unwrap();
+        assert_eq!(
+            (readiness.keys_held, readiness.key_endpoint_failing),
+            (0, true)
+        );
+    }
+    assert!(prefetch.await.unwrap().is_err());
+    assert_eq!(jwks.fetches(), 1);
+}
+
 /// 10,000 distinct new users, 64 at a time, against PostgreSQL: every one gets
 /// exactly one row, and no request fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,13 +3,20 @@
 use std::{
     collections::HashMap,
     fmt,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
-use base64::{Engine, engine::general_purpose::STANDARD};
-use jsonwebtoken::{DecodingKey, jwk::Jwk};
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::{
     config::{Config, ConfigError},
@@ -26,7 +33,7 @@ enum Source {
         url: String,
         bearer: Option<Arc<str>>,
     },
-    Static(Arc<DecodingKey>),
+    Static(Arc<VerifyingKey>),
 }
 
 impl KeySource {
@@ -61,16 +68,61 @@ impl KeySource {
         let der = STANDARD
             .decode(body.replace("\\n", ""))
             .map_err(|_| ConfigError::InvalidJwtKey)?;
-        // Parse once here so that a bad key fails at start-up, not per request.
-        aws_lc_rs::rsa::PublicKey::from_der(&der).map_err(|_| ConfigError::InvalidJwtKey)?;
-        let armoured = format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            STANDARD.encode(&der)
-        );
-        let key = DecodingKey::from_rsa_pem(armoured.as_bytes())
-            .map_err(|_| ConfigError::InvalidJwtKey)?;
+        // Parsed once here: a bad key fails at start-up, and requests only
+        // check signatures.
+        let key = VerifyingKey::from_spki_der(&der).ok_or(ConfigError::InvalidJwtKey)?;
         Ok(Self(Source::Static(Arc::new(key))))
     }
+}
+
+/// An RSA public key, parsed once (when configured or fetched), that checks
+/// RS256 signatures: RSASSA-PKCS1-v1_5 with SHA-256, 2048- to 8192-bit keys.
+pub(crate) struct VerifyingKey(ParsedPublicKey);
+
+/// The DER `AlgorithmIdentifier` of `rsaEncryption` (1.2.840.113549.1.1.1,
+/// with the NULL parameters DER requires).
+const RSA_ENCRYPTION: [u8; 15] = [
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+
+impl VerifyingKey {
+    /// The key in a DER `SubjectPublicKeyInfo` (what a `PUBLIC KEY` PEM
+    /// holds) for `rsaEncryption`; a bare PKCS #1 `RSAPublicKey` is refused.
+    fn from_spki_der(der: &[u8]) -> Option<Self> {
+        if !is_rsa_spki(der) {
+            return None;
+        }
+        ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
+            .ok()
+            .map(Self)
+    }
+
+    /// The key of a JWK's modulus `n` and exponent `e` (base64url, unpadded).
+    fn from_jwk_components(n: &str, e: &str) -> Option<Self> {
+        let n = URL_SAFE_NO_PAD.decode(n).ok()?;
+        let e = URL_SAFE_NO_PAD.decode(e).ok()?;
+        RsaPublicKeyComponents { n, e }
+            .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+            .ok()
+            .map(Self)
+    }
+
+    /// Whether `signature` is this key's RS256 signature of `message`.
+    pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.0.verify_sig(message, signature).is_ok()
+    }
+}
+
+/// Whether `der` is a SEQUENCE that opens with the `rsaEncryption`
+/// algorithm, as a `SubjectPublicKeyInfo` does; the parser checks the rest.
+fn is_rsa_spki(der: &[u8]) -> bool {
+    let header = match der {
+        [0x30, length, ..] if *length < 0x80 => 2,
+        [0x30, length, ..] => 2 + usize::from(length & 0x7f),
+        _ => return false,
+    };
+    der.get(header..)
+        .is_some_and(|rest| rest.starts_with(&RSA_ENCRYPTION))
 }
 
 impl fmt::Debug for KeySource {
@@ -95,9 +147,12 @@ pub(crate) enum KeyError {
     Unavailable,
 }
 
-/// Keys by `kid`, refreshed in the background on a TTL and on demand when a
-/// token names an unknown `kid` (one fetch for all waiting requests, at most
-/// one per cooldown). Keys already held survive a failing endpoint.
+/// Keys by `kid`. A fetch is due when a token names a `kid` not held, when
+/// the set is older than the refresh interval (then it runs in the
+/// background), when a readiness check finds no key, and on a prefetch.
+/// Whatever asks, one place decides ([`KeyStore::fetch_if_due`]): at most one
+/// fetch runs at a time, and none starts within the cooldown after the last
+/// one ended, failed or not. Keys already held survive a failing endpoint.
 pub(crate) struct KeyStore {
     source: Source,
     client: reqwest::Client,
@@ -106,14 +161,31 @@ pub(crate) struct KeyStore {
     max_body: usize,
     state: RwLock<KeyState>,
     fetch_lock: tokio::sync::Mutex<()>,
+    /// Set while a background refresh is spawned and not yet done.
+    refresh_spawned: AtomicBool,
 }
 
 #[derive(Default)]
 struct KeyState {
-    keys: HashMap<String, Arc<DecodingKey>>,
+    keys: HashMap<String, Arc<VerifyingKey>>,
+    /// When the last successful fetch ended.
     fetched_at: Option<Instant>,
+    /// When the last fetch ended, whatever its outcome.
     last_attempt: Option<Instant>,
     last_attempt_failed: bool,
+}
+
+/// What a caller needs from the key set: it decides whether a fetch is due.
+#[derive(Clone, Copy)]
+enum Need<'a> {
+    /// The key with this `kid`, which a token names.
+    Kid(&'a str),
+    /// A set no older than the refresh interval.
+    Fresh,
+    /// Any key at all, for a readiness check.
+    AnyKey,
+    /// The endpoint's current set, for a prefetch.
+    Current,
 }
 
 impl KeyStore {
@@ -133,6 +205,7 @@ impl KeyStore {
             max_body: config.max_jwks_bytes,
             state: RwLock::default(),
             fetch_lock: tokio::sync::Mutex::new(()),
+            refresh_spawned: AtomicBool::new(false),
         }
     }
 
@@ -140,136 +213,134 @@ impl KeyStore {
     pub(crate) async fn key_for(
         self: &Arc<Self>,
         kid: Option<&str>,
-    ) -> Result<Arc<DecodingKey>, KeyError> {
+    ) -> Result<Arc<VerifyingKey>, KeyError> {
         let kid = match &self.source {
             Source::Static(key) => return Ok(key.clone()),
             Source::Jwks { .. } => kid.ok_or(KeyError::Unknown)?,
         };
-        let (held, stale) = {
-            let state = self.read_state();
-            let stale = state
-                .fetched_at
-                .is_none_or(|at| at.elapsed() >= self.refresh_interval);
-            (state.keys.get(kid).cloned(), stale)
-        };
-        match held {
-            Some(key) => {
-                if stale {
-                    self.refresh_in_background();
-                }
-                Ok(key)
-            }
-            None => self.fetch_for_unknown(kid).await,
+        let held = self.read_state().keys.get(kid).cloned();
+        if let Some(key) = held {
+            self.refresh_in_background();
+            return Ok(key);
+        }
+        // Taken in turn with any fetch in flight, whose outcome then counts.
+        self.fetch_if_due(Need::Kid(kid)).await;
+        let state = self.read_state();
+        match state.keys.get(kid) {
+            Some(key) => Ok(key.clone()),
+            None if state.last_attempt_failed => Err(KeyError::Unavailable),
+            None => Err(KeyError::Unknown),
         }
     }
 
-    /// Fetches the key set now, for a warm start. Errors are logged and returned.
-    pub(crate) async fn prefetch(&self) -> Result<usize, String> {
-        let _guard = self.fetch_lock.lock().await;
-        self.fetch_and_store().await
+    /// Fetches the key set now, for a warm start, unless a fetch ended
+    /// within the cooldown. The keys held, or an error if the last fetch failed.
+    pub(crate) async fn prefetch(&self) -> Result<usize, KeyError> {
+        self.fetch_if_due(Need::Current).await;
+        let state = self.read_state();
+        if state.last_attempt_failed {
+            return Err(KeyError::Unavailable);
+        }
+        Ok(self.held(&state))
     }
 
     /// A snapshot for readiness checks. With no keys held yet, it first tries
     /// one fetch (at most one per cooldown).
     pub(crate) async fn health(&self) -> KeyHealth {
-        let needs_fetch = {
-            let state = self.read_state();
-            matches!(self.source, Source::Jwks { .. })
-                && state.keys.is_empty()
-                && state
-                    .last_attempt
-                    .is_none_or(|at| at.elapsed() >= self.refetch_cooldown)
-        };
-        if needs_fetch {
-            let _ = self.prefetch().await;
+        // Checked before waiting for the lock, so that a probe finding keys
+        // held never waits for a fetch.
+        if self.fetch_due(Need::AnyKey) {
+            self.fetch_if_due(Need::AnyKey).await;
         }
         let state = self.read_state();
         KeyHealth {
-            held: match self.source {
-                Source::Static(_) => 1,
-                Source::Jwks { .. } => state.keys.len(),
-            },
+            held: self.held(&state),
             age: state.fetched_at.map(|at| at.elapsed()),
             last_fetch_failed: state.last_attempt_failed,
         }
     }
 
-    async fn fetch_for_unknown(&self, kid: &str) -> Result<Arc<DecodingKey>, KeyError> {
-        let _guard = self.fetch_lock.lock().await;
-        {
-            // Another request may have fetched while this one waited.
-            let state = self.read_state();
-            if let Some(key) = state.keys.get(kid) {
-                return Ok(key.clone());
-            }
-            let cooling = state
-                .last_attempt
-                .is_some_and(|at| at.elapsed() < self.refetch_cooldown);
-            if cooling {
-                return Err(if state.last_attempt_failed {
-                    KeyError::Unavailable
-                } else {
-                    KeyError::Unknown
-                });
-            }
-        }
-        let fetched = self.fetch_and_store().await;
-        let state = self.read_state();
-        match (state.keys.get(kid), fetched) {
-            (Some(key), _) => Ok(key.clone()),
-            (None, Ok(_)) => Err(KeyError::Unknown),
-            (None, Err(_)) => Err(KeyError::Unavailable),
+    fn held(&self, state: &KeyState) -> usize {
+        match self.source {
+            Source::Static(_) => 1,
+            Source::Jwks { .. } => state.keys.len(),
         }
     }
 
+    /// Spawns a refresh when one is due and none is spawned already.
     fn refresh_in_background(self: &Arc<Self>) {
+        if !self.fetch_due(Need::Fresh) || self.refresh_spawned.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.refresh_spawned.store(false, Ordering::Release);
             return;
         };
         let store = Arc::clone(self);
         runtime.spawn(async move {
-            let Ok(_guard) = store.fetch_lock.try_lock() else {
-                return; // a fetch is already running
-            };
-            let due = store
-                .read_state()
-                .fetched_at
-                .is_none_or(|at| at.elapsed() >= store.refresh_interval);
-            if due {
-                let _ = store.fetch_and_store().await;
-            }
+            let _spawned = ClearOnDrop(&store.refresh_spawned);
+            store.fetch_if_due(Need::Fresh).await;
         });
     }
 
+    /// The one place that fetches: under the fetch lock, so that one fetch
+    /// runs at a time, and only if still due once the lock is held, judged
+    /// by what any fetch this caller waited for left behind.
+    async fn fetch_if_due(&self, need: Need<'_>) {
+        let _guard = self.fetch_lock.lock().await;
+        if self.fetch_due(need) {
+            self.fetch_and_store().await;
+        }
+    }
+
+    /// Whether `need` calls for a fetch: never from a static key, nor within
+    /// the cooldown after the last fetch ended.
+    fn fetch_due(&self, need: Need<'_>) -> bool {
+        if matches!(self.source, Source::Static(_)) {
+            return false;
+        }
+        let state = self.read_state();
+        let elapsed = |at: Option<Instant>| at.map(|at| at.elapsed());
+        if elapsed(state.last_attempt).is_some_and(|since| since < self.refetch_cooldown) {
+            return false;
+        }
+        match need {
+            Need::Kid(kid) => !state.keys.contains_key(kid),
+            Need::Fresh => elapsed(state.fetched_at).is_none_or(|age| age >= self.refresh_interval),
+            Need::AnyKey => state.keys.is_empty(),
+            Need::Current => true,
+        }
+    }
+
     /// One fetch; on success the new set replaces the old one. Callers hold `fetch_lock`.
-    async fn fetch_and_store(&self) -> Result<usize, String> {
+    async fn fetch_and_store(&self) {
         let Source::Jwks { url, bearer } = &self.source else {
-            return Ok(1);
+            return;
         };
-        self.write_state().last_attempt = Some(Instant::now());
         let result = self.fetch(url, bearer.as_deref()).await;
         telemetry::key_fetch(result.is_ok());
         let mut state = self.write_state();
+        let now = Instant::now();
+        state.last_attempt = Some(now);
+        state.last_attempt_failed = result.is_err();
         match result {
             Ok(keys) => {
-                let count = keys.len();
-                tracing::debug!(target: "ensure_user::keys", url, count, "fetched signing keys");
-                state.keys = keys;
-                state.fetched_at = Some(Instant::now());
-                state.last_attempt_failed = false;
-                Ok(count)
-            }
-            Err(reason) => {
-                tracing::warn!(
+                tracing::debug!(
                     target: "ensure_user::keys",
                     url,
-                    %reason,
-                    keys_held = state.keys.len(),
-                    "signing key fetch failed; keeping the keys held"
+                    count = keys.len(),
+                    "fetched signing keys"
                 );
-                state.last_attempt_failed = true;
-                Err(reason)
+                state.keys = keys;
+                state.fetched_at = Some(now);
             }
+            Err(reason) => tracing::warn!(
+                target: "ensure_user::keys",
+                url,
+                %reason,
+                keys_held = state.keys.len(),
+                "signing key fetch failed; keeping the keys held"
+            ),
         }
     }
 
@@ -277,7 +348,7 @@ impl KeyStore {
         &self,
         url: &str,
         bearer: Option<&str>,
-    ) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+    ) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
         let mut request = self.client.get(url).header("accept", "application/json");
         if let Some(secret) = bearer {
             request = request.bearer_auth(secret);
@@ -309,11 +380,35 @@ impl KeyStore {
     }
 }
 
+#[cfg(test)]
+impl KeyStore {
+    /// A store holding the keys of the JWKS document `jwks`, parsed as a
+    /// fetch parses them, as if fetched just now.
+    pub(crate) fn holding(config: &Config, jwks: &[u8]) -> Self {
+        let store = Self::new(config);
+        let mut state = store.write_state();
+        state.keys = parse_jwks(jwks).expect("a usable key set");
+        state.fetched_at = Some(Instant::now());
+        state.last_attempt = state.fetched_at;
+        drop(state);
+        store
+    }
+}
+
 /// What a readiness check learns from the key store.
 pub(crate) struct KeyHealth {
     pub(crate) held: usize,
     pub(crate) age: Option<Duration>,
     pub(crate) last_fetch_failed: bool,
+}
+
+/// Clears a flag when dropped: when the task holding it ends or is dropped.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Keeps reqwest's text (which may include the URL) but never a header.
@@ -327,37 +422,40 @@ fn describe_http_error(error: reqwest::Error) -> String {
     }
 }
 
-/// Parses a JWKS document, keeping each RSA signing key that parses and
+/// Parses a JWKS document, keeping each RS256 signing key that parses and
 /// skipping the others. A set with no usable key is an error.
-pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
     #[derive(Deserialize)]
     struct Document {
-        keys: Vec<serde_json::Value>,
+        keys: Vec<Value>,
     }
     let document: Document =
         serde_json::from_slice(body).map_err(|_| "key set is not a JWKS document".to_owned())?;
-    let mut keys = HashMap::new();
-    for entry in document.keys {
-        let Some(kid) = entry.get("kid").and_then(|k| k.as_str()).map(str::to_owned) else {
-            continue;
-        };
-        let usable = entry.get("kty").and_then(|v| v.as_str()) == Some("RSA")
-            && entry.get("use").is_none_or(|u| u.as_str() == Some("sig"))
-            && entry.get("alg").is_none_or(|a| a.as_str() == Some("RS256"));
-        if !usable {
-            continue;
-        }
-        let Ok(jwk) = serde_json::from_value::<Jwk>(entry) else {
-            continue;
-        };
-        if let Ok(key) = DecodingKey::from_jwk(&jwk) {
-            keys.insert(kid, Arc::new(key));
-        }
-    }
+    let keys: HashMap<_, _> = document
+        .keys
+        .iter()
+        .filter_map(|entry| {
+            let kid = entry.get("kid")?.as_str()?;
+            let key = rs256_signing_key(entry)?;
+            Some((kid.to_owned(), Arc::new(key)))
+        })
+        .collect();
     if keys.is_empty() {
         return Err("key set holds no usable RS256 key".to_owned());
     }
     Ok(keys)
+}
+
+/// The key of a JWKS entry that is an RSA key for signatures (`use` absent
+/// or `sig`) with `alg` absent or `RS256`, and whose `n` and `e` parse.
+fn rs256_signing_key(entry: &Value) -> Option<VerifyingKey> {
+    let is = |name: &str, value: &str| entry.get(name).and_then(Value::as_str) == Some(value);
+    let absent_or = |name: &str, value: &str| entry.get(name).is_none() || is(name, value);
+    if !is("kty", "RSA") || !absent_or("use", "sig") || !absent_or("alg", "RS256") {
+        return None;
+    }
+    let component = |name: &str| entry.get(name).and_then(Value::as_str);
+    VerifyingKey::from_jwk_components(component("n")?, component("e")?)
 }
 
 #[cfg(test)]
@@ -389,5 +487,84 @@ mod tests {
         assert!(!keys.contains_key("enc"));
         assert!(parse_jwks(br#"{"keys":[]}"#).is_err());
         assert!(parse_jwks(b"<html>").is_err());
+    }
+
+    #[test]
+    fn pem_holds_an_rsa_subject_public_key_info_only() {
+        let pem = crate::testing::SigningKey::generate("k").public_key_pem();
+        let lines: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        // The body on one line with `\n` escapes, as a variable may carry it.
+        assert!(KeySource::pem(&lines.join("\\n")).is_ok());
+        let body = lines.concat();
+        let spki = STANDARD.decode(body).unwrap();
+        // The RSAPublicKey inside (after a 24-byte header for 2048 bits) is no SPKI.
+        let pkcs1 = STANDARD.encode(&spki[24..]);
+        assert!(KeySource::pem(&pkcs1).is_err());
+        assert!(
+            KeySource::pem(&format!(
+                "-----BEGIN RSA PUBLIC KEY-----\n{pkcs1}\n-----END RSA PUBLIC KEY-----"
+            ))
+            .is_err()
+        );
+        // An EC P-256 key.
+        let ec = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEVs/o5+uQbTjL3chynL4wXgUg2R9q9UU8I5mEovUf86QZ7kOBIjJwqnzD1omageEHWwHdBO6B+dFabmdT9POxg==";
+        assert!(KeySource::pem(ec).is_err());
+        assert!(KeySource::pem(&STANDARD.encode(&spki[..spki.len() - 1])).is_err());
+    }
+
+    #[test]
+    fn jwks_keeps_rs256_signing_keys_only() {
+        let key = crate::testing::SigningKey::generate("k");
+        let entry = |change: &dyn Fn(&mut Value)| {
+            let mut jwk = key.jwk();
+            change(&mut jwk);
+            jwk
+        };
+        let kept = |jwk: Value| {
+            parse_jwks(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).is_ok()
+        };
+        assert!(kept(entry(&|_| ())));
+        assert!(kept(entry(&|jwk| {
+            let jwk = jwk.as_object_mut().unwrap();
+            jwk.remove("alg");
+            jwk.remove("use");
+        })));
+        assert!(!kept(entry(&|jwk| jwk["alg"] = "RS384".into())));
+        assert!(!kept(entry(&|jwk| jwk["use"] = "enc".into())));
+        assert!(!kept(entry(&|jwk| jwk["kty"] = "rsa".into())));
+        assert!(!kept(entry(&|jwk| jwk["kid"] = 7.into())));
+        assert!(!kept(entry(&|jwk| {
+            jwk.as_object_mut().unwrap().remove("e");
+        })));
+        assert!(!kept(entry(&|jwk| {
+            jwk["n"] = format!("{}=", jwk["n"].as_str().unwrap()).into();
+        })));
+    }
+
+    #[test]
+    fn parsed_keys_check_their_own_signatures_only() {
+        use crate::testing::SigningKey;
+        let key = SigningKey::generate("k");
+        let other = SigningKey::generate("k");
+        let token = key.sign(&serde_json::json!({ "sub": "user_1" }));
+        let forged = other.sign(&serde_json::json!({ "sub": "user_1" }));
+        let split = |token: &str| {
+            let (input, signature) = token.rsplit_once('.').unwrap();
+            (input.to_owned(), URL_SAFE_NO_PAD.decode(signature).unwrap())
+        };
+        let (input, signature) = split(&token);
+        let (forged_input, forged_signature) = split(&forged);
+
+        let from_jwks = parse_jwks(SigningKey::jwks(&[&key]).to_string().as_bytes()).unwrap();
+        let KeySource(Source::Static(from_pem)) = KeySource::pem(&key.public_key_pem()).unwrap()
+        else {
+            unreachable!("a PEM is a static key");
+        };
+        for parsed in [&from_jwks["k"], &from_pem] {
+            assert!(parsed.verifies(input.as_bytes(), &signature));
+            assert!(!parsed.verifies(forged_input.as_bytes(), &forged_signature));
+            assert!(!parsed.verifies(b"another message", &signature));
+            assert!(!parsed.verifies(input.as_bytes(), &signature[1..]));
+        }
     }
 }
