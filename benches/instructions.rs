@@ -248,7 +248,8 @@ fn webhook_deliveries() -> Input<WebhookReceiver> {
         store.clone(),
     );
     let secret: WebhookSecret = WEBHOOK_SECRET.parse().expect("secret");
-    let receiver = WebhookReceiver::new(WebhookVerifier::new(secret.clone()), store, layer);
+    let receiver =
+        WebhookReceiver::new(WebhookVerifier::new(secret.clone()), store, layer.evictor());
     let now = i64::try_from(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -148,7 +148,7 @@ impl Users {
         let layer = EnsureUserLayer::new(config, store.clone());
         let evictions = layer.listen_for_evictions(pool).await?;
         let webhooks =
-            webhooks.map(|verifier| WebhookReceiver::new(verifier, store, layer.clone()));
+            webhooks.map(|verifier| WebhookReceiver::new(verifier, store, layer.evictor()));
         Ok(Self {
             layer,
             evictions,

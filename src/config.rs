@@ -8,21 +8,13 @@ use base64::{
     engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD},
 };
 
-use crate::token::KeySource;
+use crate::{
+    store::Profile,
+    token::{KeySource, SessionClaims},
+};
 
 /// Clerk's Backend API, used for `/v1/jwks` when only a secret key is configured.
 pub const DEFAULT_API_URL: &str = "https://api.clerk.com";
-
-/// What the layer does with a request that carries no token at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// Refuse it with `401 missing_token` (the default).
-    #[default]
-    Required,
-    /// Let it through without a [`LocalUser`](crate::LocalUser). A token that
-    /// is present but invalid is still refused.
-    Optional,
-}
 
 /// Claim names to read a new user's profile from, when the app added them to
 /// Clerk's session token (Dashboard → Sessions → Customize session token).
@@ -37,6 +29,19 @@ pub struct ProfileClaims {
     pub last_name: String,
     /// The claim holding the profile image URL. Default `image_url`.
     pub image_url: String,
+}
+
+impl ProfileClaims {
+    /// The profile these claims hold in a token, as the stores keep it.
+    pub(crate) fn read(&self, claims: &SessionClaims) -> Profile {
+        let text = |name: &str| claims.get(name).and_then(|value| value.as_str());
+        Profile::from_reported(
+            text(&self.email),
+            text(&self.first_name),
+            text(&self.last_name),
+            text(&self.image_url),
+        )
+    }
 }
 
 impl Default for ProfileClaims {
@@ -306,6 +311,11 @@ impl Config {
     /// The expected `iss`.
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The clock skew in milliseconds.
+    pub(crate) fn skew_ms(&self) -> i64 {
+        i64::try_from(self.clock_skew.as_millis()).unwrap_or(i64::MAX / 4)
     }
 }
 

@@ -75,18 +75,21 @@
 pub mod authorization;
 #[cfg(feature = "clerk-api")]
 pub mod backfill;
-mod cache;
+mod caches;
 #[cfg(feature = "clerk-api")]
 pub mod clerk_api;
 mod clerk_id;
 mod clerk_user;
+mod clock;
 mod config;
+mod engine;
 pub mod eviction;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;
 #[cfg(feature = "clerk-api")]
 mod profile_fetch;
+mod readiness;
 mod rejection;
 mod service;
 pub mod store;
@@ -94,22 +97,24 @@ mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
-pub mod token;
+mod token;
 mod user;
+mod user_cache;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 
 pub use authorization::Requirement;
 pub use clerk_user::{ClerkUser, EmailAddress};
-pub use config::{Config, ConfigError, Mode, ProfileClaims};
+pub use config::{Config, ConfigError, ProfileClaims};
 #[cfg(feature = "axum")]
 pub use extract::LocalUserRejection;
-pub use layer::{EnsureUserLayer, Readiness};
+pub use layer::{EnsureUserLayer, Mode};
 #[cfg(feature = "clerk-api")]
 pub use profile_fetch::ProfileFetch;
+pub use readiness::Readiness;
 pub use rejection::Rejection;
 pub use service::{EnsureUser, ResponseBody, ResponseFuture};
-pub use token::{KeySource, SessionClaims};
+pub use token::{ActiveOrganization, Actor, KeySource, Permissions, SessionClaims};
 pub use user::{LocalId, LocalUser};
 
 /// The README's examples, compiled and run as doctests.

@@ -1,43 +1,33 @@
 //! [`EnsureUser`], the service of [`EnsureUserLayer`](crate::EnsureUserLayer):
-//! token in, [`LocalUser`] out.
+//! it asks the [engine](crate::engine) what to do with each request and
+//! either calls the inner service or answers the refusal itself.
 //!
-//! A request whose token was verified before, and whose entry remembers the
-//! local id under the current user generation, is served synchronously in
-//! `call`: one token-cache lookup, no boxed future, no await. Anything else
-//! (a new token, a forgotten user) takes the asynchronous path.
+//! A request the engine decides from memory (the repeat path) is handed on
+//! synchronously in `call`: no boxed future, no await. Anything else takes
+//! the asynchronous path, boxed.
 
 use std::{
+    convert::Infallible,
     future::Future,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Instant,
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
-use http_body_util::{Either, Full};
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 use tracing::{Instrument, Span};
 
 use crate::{
-    LocalUser, Mode, Rejection,
-    cache::CachedUser,
-    config::ProfileClaims,
-    layer::{FirstSight, Shared},
-    store::{Profile, Resolution, StoreError},
+    LocalUser, Rejection,
+    engine::{Decision, Engine, Pending},
+    layer::Policy,
     telemetry,
-    token::{SessionClaims, extract::find_token, verify::VerifiedToken},
 };
-
-/// The response body of [`EnsureUser`]: the inner service's body, or the
-/// layer's own small JSON body when it refuses a request.
-pub type ResponseBody<B> = Either<B, Full<Bytes>>;
-
-/// Lookups of one user a request makes at most while the user keeps being
-/// forgotten under it.
-const MAX_LOOKUPS: usize = 3;
 
 /// Marks a request that passed an optional layer without a token.
 #[derive(Debug, Clone, Copy)]
@@ -47,45 +37,41 @@ pub(crate) struct Anonymous;
 #[derive(Clone)]
 pub struct EnsureUser<S> {
     inner: S,
-    shared: Arc<Shared>,
-    mode: Mode,
-    first_sight: Option<Arc<dyn FirstSight>>,
+    engine: Arc<Engine>,
+    policy: Policy,
 }
 
 impl<S> EnsureUser<S> {
-    pub(crate) fn new(
-        inner: S,
-        shared: Arc<Shared>,
-        mode: Mode,
-        first_sight: Option<Arc<dyn FirstSight>>,
-    ) -> Self {
+    pub(crate) fn new(inner: S, engine: Arc<Engine>, policy: Policy) -> Self {
         Self {
             inner,
-            shared,
-            mode,
-            first_sight,
+            engine,
+            policy,
         }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
 impl<S> std::fmt::Debug for EnsureUser<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EnsureUser")
-            .field("mode", &self.mode)
+            .field("mode", &self.policy.mode)
             .finish_non_exhaustive()
     }
-}
-
-/// What the synchronous look at a request decided.
-enum Decision {
-    /// Authenticated from the caches alone.
-    User(LocalUser),
-    /// No token, and the layer is optional.
-    Anonymous,
-    Refused(Rejection),
-    /// Needs the asynchronous path: the token's verification (`None`) or,
-    /// for a verified token, the user cache or the store.
-    Lookup(Option<Arc<VerifiedToken>>),
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for EnsureUser<S>
@@ -103,33 +89,24 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let span = tracing::debug_span!(
-            target: "ensure_user",
-            "ensure_user",
-            clerk_id = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-        );
-        let decision = self.shared.decide_from_caches(request.headers(), self.mode);
-        let kind = match decision {
+        let kind = match self.engine.decide(request.headers(), self.policy.mode) {
             Decision::User(user) => {
-                record_user(&span, &user);
                 request.extensions_mut().insert(user);
                 Kind::Inner {
                     future: self.inner.call(request),
                 }
             }
             Decision::Anonymous => {
-                span.record("outcome", "anonymous");
                 request.extensions_mut().insert(Anonymous);
                 Kind::Inner {
                     future: self.inner.call(request),
                 }
             }
             Decision::Refused(rejection) => Kind::Refused {
-                response: Some(refuse(&span, rejection)),
+                response: Some(refuse(&request_span(), rejection)),
             },
-            Decision::Lookup(verified) => Kind::Lookup {
-                future: self.lookup(request, verified, span),
+            Decision::Lookup(pending) => Kind::Lookup {
+                future: self.lookup(request, pending),
             },
         };
         ResponseFuture { kind }
@@ -141,8 +118,7 @@ impl<S> EnsureUser<S> {
     fn lookup<ReqBody, ResBody>(
         &mut self,
         mut request: Request<ReqBody>,
-        verified: Option<Arc<VerifiedToken>>,
-        span: Span,
+        pending: Pending,
     ) -> BoxFuture<Result<Response<ResponseBody<ResBody>>, S::Error>>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -152,34 +128,60 @@ impl<S> EnsureUser<S> {
         // The clone that was not polled ready stays behind (tower's guidance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-        let mode = self.mode;
-        let first_sight = self.first_sight.clone();
+        let engine = Arc::clone(&self.engine);
+        let first_sight = self.policy.first_sight.clone();
         Box::pin(async move {
-            let authenticated = shared
-                .authenticate(request.headers(), mode, verified, first_sight.as_deref())
+            let span = request_span();
+            let authenticated = engine
+                .authenticate(pending, first_sight.as_deref())
                 .instrument(span.clone())
                 .await;
             match authenticated {
-                Ok(Some(user)) => {
+                Ok(user) => {
                     record_user(&span, &user);
                     request.extensions_mut().insert(user);
                 }
-                Ok(None) => {
-                    span.record("outcome", "anonymous");
-                    request.extensions_mut().insert(Anonymous);
-                }
-                Err(rejection) => return Ok(refuse(&span, rejection).map(Either::Right)),
+                Err(rejection) => return Ok(ResponseBody::refusal(refuse(&span, rejection))),
             }
-            inner
-                .call(request)
-                .await
-                .map(|response| response.map(Either::Left))
+            inner.call(request).await.map(ResponseBody::inner)
         })
     }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The span of a request that took the asynchronous path or was refused:
+/// the repeat path, which neither waits nor logs, makes none.
+fn request_span() -> Span {
+    tracing::debug_span!(
+        target: "ensure_user",
+        "ensure_user",
+        clerk_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
+}
+
+fn record_user(span: &Span, user: &LocalUser) {
+    // Nothing listens on most requests: skip the recording then.
+    if span.is_disabled() {
+        return;
+    }
+    span.record("clerk_id", user.clerk_id());
+    span.record("outcome", "authenticated");
+}
+
+fn refuse(span: &Span, rejection: Rejection) -> Response<Full<Bytes>> {
+    span.record("outcome", rejection.code());
+    span.in_scope(|| {
+        telemetry::rejection(rejection.code());
+        if rejection.is_outage() {
+            tracing::warn!(target: "ensure_user", code = rejection.code(), "request refused: outage");
+        } else {
+            tracing::info!(target: "ensure_user", code = rejection.code(), "request refused");
+        }
+    });
+    rejection.to_response()
+}
 
 pin_project! {
     /// The response future of [`EnsureUser`].
@@ -206,13 +208,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProjection::Inner { future } => future
-                .poll(cx)
-                .map(|result| result.map(|response| response.map(Either::Left))),
-            KindProjection::Refused { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("ResponseFuture polled after completion")
-                .map(Either::Right))),
+            KindProjection::Inner { future } => future.poll(cx).map_ok(ResponseBody::inner),
+            KindProjection::Refused { response } => Poll::Ready(Ok(ResponseBody::refusal(
+                response
+                    .take()
+                    .expect("ResponseFuture polled after completion"),
+            ))),
             KindProjection::Lookup { future } => future.as_mut().poll(cx),
         }
     }
@@ -224,140 +225,77 @@ impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {
     }
 }
 
-fn record_user(span: &Span, user: &LocalUser) {
-    // Nothing listens on most requests: skip the recording then.
-    if span.is_disabled() {
-        return;
+pin_project! {
+    /// The body of a response through [`EnsureUser`]: the inner service's
+    /// body, or the layer's own small JSON body when it refused the request.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: BodyKind<B>,
     }
-    span.record("clerk_id", user.clerk_id());
-    span.record("outcome", "authenticated");
 }
 
-fn refuse(span: &Span, rejection: Rejection) -> Response<Full<Bytes>> {
-    span.record("outcome", rejection.code());
-    span.in_scope(|| log_rejection(rejection));
-    rejection.to_response()
+pin_project! {
+    #[project = BodyProjection]
+    enum BodyKind<B> {
+        Inner { #[pin] body: B },
+        Refusal { #[pin] body: Full<Bytes> },
+    }
 }
 
-impl Shared {
-    /// Decides from the caches alone when it can, without awaiting anything.
-    fn decide_from_caches(&self, headers: &HeaderMap, mode: Mode) -> Decision {
-        let token = match find_token(headers, self.cookie_suffix.as_deref(), self.max_cookies) {
-            Ok(Some(token)) => token,
-            Ok(None) if mode == Mode::Optional => return Decision::Anonymous,
-            Ok(None) => return Decision::Refused(Rejection::MissingToken),
-            Err(rejection) => return Decision::Refused(rejection),
-        };
-        let generation = self.ledger.generation();
-        let cached = self.verifier.cached(token);
-        telemetry::token_cache(cached.is_some());
-        match cached {
-            Some(Ok(verified)) => match verified.user(generation) {
-                Some(id) => {
-                    telemetry::user_cache(true);
-                    Decision::User(LocalUser::new(id, verified))
-                }
-                None => Decision::Lookup(Some(verified)),
-            },
-            Some(Err(rejection)) => Decision::Refused(rejection),
-            None => Decision::Lookup(None),
+impl<B> ResponseBody<B> {
+    fn inner(response: Response<B>) -> Response<Self> {
+        response.map(|body| Self {
+            kind: BodyKind::Inner { body },
+        })
+    }
+
+    fn refusal(response: Response<Full<Bytes>>) -> Response<Self> {
+        response.map(|body| Self {
+            kind: BodyKind::Refusal { body },
+        })
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            BodyProjection::Inner { body } => body.poll_frame(cx),
+            BodyProjection::Refusal { body } => body.poll_frame(cx).map(|frame| {
+                frame.map(|result| result.map_err(|never: Infallible| match never {}))
+            }),
         }
     }
 
-    /// The asynchronous path; `verified` is the token's cache entry when
-    /// `decide_from_caches` found one, so the cache is not searched twice.
-    async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        mode: Mode,
-        verified: Option<Arc<VerifiedToken>>,
-        first_sight: Option<&dyn FirstSight>,
-    ) -> Result<Option<LocalUser>, Rejection> {
-        let token = match find_token(headers, self.cookie_suffix.as_deref(), self.max_cookies)? {
-            Some(token) => token,
-            None if mode == Mode::Optional => return Ok(None),
-            None => return Err(Rejection::MissingToken),
-        };
-        let verified = match verified {
-            Some(verified) => verified,
-            None => self.verifier.verify_new(token).await?,
-        };
-        let sub = &verified.claims.sub;
-        // An answer loaded while the user was being forgotten is loaded
-        // again; only a user forgotten over and over runs out of attempts.
-        for _ in 0..MAX_LOOKUPS {
-            let stamp = self.ledger.stamp();
-            let load = self.load_user(&verified.claims, first_sight);
-            let answer = match self.users.get_or_load(sub, stamp, load).await {
-                Ok(answer) => answer,
-                Err(error) => {
-                    tracing::error!(target: "ensure_user", clerk_id = %sub, %error, "user store failed");
-                    return Err(Rejection::StoreUnavailable);
-                }
-            };
-            let id = match answer.user {
-                CachedUser::Active(id) => id,
-                // A tombstone is forever: no need to ask whether it is stale.
-                CachedUser::Deleted => return Err(Rejection::UserDeleted),
-            };
-            let Some(generation) = self.ledger.confirm(sub, answer.stamp) else {
-                self.users.invalidate(sub).await;
-                continue;
-            };
-            verified.remember_user(generation, id);
-            return Ok(Some(LocalUser::new(id, verified)));
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Inner { body } => body.is_end_stream(),
+            BodyKind::Refusal { body } => body.is_end_stream(),
         }
-        tracing::warn!(target: "ensure_user", clerk_id = %sub, "user forgotten during every lookup");
-        Err(Rejection::StoreUnavailable)
     }
 
-    /// The store call behind a user-cache miss: find or create the row,
-    /// bounded by the store timeout, then the first-sight work for a row
-    /// just created without a profile.
-    async fn load_user(
-        &self,
-        claims: &SessionClaims,
-        first_sight: Option<&dyn FirstSight>,
-    ) -> Result<Resolution, StoreError> {
-        let profile = profile_from_claims(claims, &self.profile_claims);
-        let call = self.store.find_or_create_dyn(&claims.sub, &profile);
-        let started = Instant::now();
-        let result = tokio::time::timeout(self.store_timeout, call)
-            .await
-            .map_err(|_| StoreError::TimedOut(self.store_timeout))
-            .and_then(|result| result);
-        let outcome = match &result {
-            Ok(Resolution::Existing(_)) => "existing",
-            Ok(Resolution::Created(_)) => "created",
-            Ok(Resolution::Deleted) => "deleted",
-            Err(_) => "error",
-        };
-        telemetry::store_call(outcome, started.elapsed());
-        if let Ok(Resolution::Created(id)) = &result {
-            tracing::info!(target: "ensure_user", clerk_id = %claims.sub, local_id = %id, "created local user");
-            if let Some(first_sight) = first_sight.filter(|_| profile.is_empty()) {
-                first_sight.created(&claims.sub).await;
-            }
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Inner { body } => body.size_hint(),
+            BodyKind::Refusal { body } => body.size_hint(),
         }
-        result
     }
 }
 
-fn profile_from_claims(claims: &SessionClaims, names: &ProfileClaims) -> Profile {
-    let text = |name: &str| claims.get(name).and_then(|value| value.as_str());
-    Profile::from_reported(
-        text(&names.email),
-        text(&names.first_name),
-        text(&names.last_name),
-        text(&names.image_url),
-    )
-}
-
-fn log_rejection(rejection: Rejection) {
-    telemetry::rejection(rejection.code());
-    if rejection.is_outage() {
-        tracing::warn!(target: "ensure_user", code = rejection.code(), "request refused: outage");
-    } else {
-        tracing::info!(target: "ensure_user", code = rejection.code(), "request refused");
+impl<B> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            BodyKind::Inner { .. } => "inner",
+            BodyKind::Refusal { .. } => "refusal",
+        };
+        f.debug_tuple("ResponseBody").field(&kind).finish()
     }
 }

@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::token::{SessionClaims, verify::VerifiedToken};
+use crate::token::{SessionClaims, entry::VerifiedToken};
 
 /// The primary key of the app's own user row.
 ///

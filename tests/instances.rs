@@ -121,7 +121,7 @@ impl Instance {
             .listen_for_evictions(&pool(listen_db).await)
             .await
             .unwrap();
-        let receiver = WebhookReceiver::new(verifier(), store, layer.clone());
+        let receiver = WebhookReceiver::new(verifier(), store, layer.evictor());
         Self {
             app: router(layer, receiver),
             calls,
@@ -428,7 +428,7 @@ async fn sqlite_listener_is_in_process_only() {
     assert!(!listener.is_running());
     let app = router(
         layer.clone(),
-        WebhookReceiver::new(verifier(), store, layer),
+        WebhookReceiver::new(verifier(), store, layer.evictor()),
     );
 
     let user = random_id("user");

@@ -88,7 +88,7 @@ async fn operators_see_metrics_and_logs_without_secrets_and_readiness() {
     let receiver = WebhookReceiver::new(
         WebhookVerifier::new(WEBHOOK_SECRET.parse().unwrap()),
         store,
-        layer.clone(),
+        layer.evictor(),
     );
     let body = json!({"type": "user.deleted", "object": "event",
         "data": {"id": random_id("user"), "object": "user", "deleted": true}})

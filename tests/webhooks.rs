@@ -171,7 +171,7 @@ impl Harness {
                     .await
                     .unwrap();
                 let pool = store.pool().clone();
-                let receiver = WebhookReceiver::new(verifier, store, layer.clone());
+                let receiver = WebhookReceiver::new(verifier, store, layer.evictor());
                 (layer, receiver, Db::Pg(pool), Db::Pg(observer))
             }
             Backend::Sqlite => {
@@ -183,7 +183,7 @@ impl Harness {
                     .await
                     .unwrap();
                 let pool = store.pool().clone();
-                let receiver = WebhookReceiver::new(verifier, store, layer.clone());
+                let receiver = WebhookReceiver::new(verifier, store, layer.evictor());
                 (layer, receiver, Db::Lite(pool), Db::Lite(observer))
             }
         };

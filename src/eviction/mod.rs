@@ -101,7 +101,58 @@ mod postgres;
 pub(crate) use channel::announcement;
 pub(crate) use ledger::Ledger;
 
+use std::sync::Arc;
+
 use tokio::task::JoinHandle;
+
+use crate::caches::Caches;
+
+/// The handle that forgets users in one layer's caches (shared by all its
+/// clones): what the webhook receiver, the eviction listener and the app
+/// hold, from [`EnsureUserLayer::evictor`](crate::EnsureUserLayer::evictor).
+/// Cheap to clone.
+///
+/// Forgetting is recorded in the layer's ledger first, then the user is
+/// evicted from the user cache and their tokens from the token cache. A
+/// lookup of the user already in flight, however slow, cannot bring them
+/// back: its answer is checked against the ledger before it is served or
+/// remembered, and loaded again if the user was forgotten since it began.
+#[derive(Clone)]
+pub struct Evictor {
+    caches: Arc<Caches>,
+}
+
+impl Evictor {
+    pub(crate) fn new(caches: Arc<Caches>) -> Self {
+        Self { caches }
+    }
+
+    /// Forgets a user, and every cached token of theirs, so that the next
+    /// request reads the store again. The webhook receiver calls it on
+    /// deletion, and the listener on other instances' deletions; call it
+    /// when the row changed behind the layer's back.
+    pub async fn forget_user(&self, clerk_id: &str) {
+        self.caches.ledger.forget_user(clerk_id);
+        self.caches.users.invalidate(clerk_id).await;
+        if let Some(tokens) = &self.caches.tokens {
+            tokens.forget_user(clerk_id);
+        }
+    }
+
+    /// Forgets every cached user: each token's next request resolves its
+    /// user again. The listener calls it whenever it starts listening, since
+    /// deletions announced before were not heard.
+    pub fn forget_all(&self) {
+        self.caches.ledger.forget_all();
+        self.caches.users.clear();
+    }
+}
+
+impl std::fmt::Debug for Evictor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evictor").finish_non_exhaustive()
+    }
+}
 
 /// A pool whose database can tell this process about deletions applied by
 /// other processes: [`sqlx::PgPool`] (listened to) or [`sqlx::SqlitePool`]
@@ -113,14 +164,15 @@ impl<T: sealed::Start> EvictionSource for T {}
 mod sealed {
     use std::{future::Future, time::Duration};
 
-    use super::EvictionListener;
-    use crate::{EnsureUserLayer, store::StoreError};
+    use super::{EvictionListener, Evictor};
+    use crate::store::StoreError;
 
-    /// Starts a listener for `layer`, checking a silent connection every `heartbeat`.
+    /// Starts a listener evicting with `evictor`, checking a silent
+    /// connection every `heartbeat`.
     pub trait Start: Send + Sync {
         fn start(
             &self,
-            layer: EnsureUserLayer,
+            evictor: Evictor,
             heartbeat: Duration,
         ) -> impl Future<Output = Result<EvictionListener, StoreError>> + Send;
     }
@@ -166,7 +218,7 @@ impl Drop for EvictionListener {
 impl sealed::Start for sqlx::SqlitePool {
     async fn start(
         &self,
-        _: crate::EnsureUserLayer,
+        _: Evictor,
         _: std::time::Duration,
     ) -> Result<EvictionListener, crate::store::StoreError> {
         Ok(EvictionListener { task: None })

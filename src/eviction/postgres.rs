@@ -9,8 +9,8 @@ use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
 };
 
-use super::{EvictionListener, channel::SELECT_CHANNEL, sealed};
-use crate::{EnsureUserLayer, clerk_id::is_user_id, store::StoreError, telemetry};
+use super::{EvictionListener, Evictor, channel::SELECT_CHANNEL, sealed};
+use crate::{clerk_id::is_user_id, store::StoreError, telemetry};
 
 /// The wait after a failed attempt to listen again; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(250);
@@ -19,16 +19,16 @@ const MAX_RETRY: Duration = Duration::from_secs(10);
 impl sealed::Start for PgPool {
     async fn start(
         &self,
-        layer: EnsureUserLayer,
+        evictor: Evictor,
         heartbeat: Duration,
     ) -> Result<EvictionListener, StoreError> {
         let database = Database {
             options: self.connect_options(),
             acquire_timeout: self.options().get_acquire_timeout(),
         };
-        let listener = database.listen(&layer).await?;
+        let listener = database.listen(&evictor).await?;
         tracing::info!(target: "ensure_user", "eviction listener started");
-        let task = tokio::spawn(run(database, layer, listener, heartbeat));
+        let task = tokio::spawn(run(database, evictor, listener, heartbeat));
         Ok(EvictionListener { task: Some(task) })
     }
 }
@@ -46,7 +46,7 @@ impl Database {
     /// Each connection comes from a one-connection pool of its own: one
     /// given up as unresponsive may take long to close (dropping a listener
     /// sends `UNLISTEN` and waits for the answer), and must not hold up the next.
-    async fn listen(&self, layer: &EnsureUserLayer) -> Result<PgListener, sqlx::Error> {
+    async fn listen(&self, evictor: &Evictor) -> Result<PgListener, sqlx::Error> {
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(self.acquire_timeout)
@@ -60,16 +60,16 @@ impl Database {
             .fetch_one(&mut listener)
             .await?;
         listener.listen(&channel).await?;
-        layer.forget_all_users();
+        evictor.forget_all();
         Ok(listener)
     }
 
     /// Listens again: at once, then after a wait doubling from
     /// [`FIRST_RETRY`] to [`MAX_RETRY`], until it succeeds.
-    async fn listen_again(&self, layer: &EnsureUserLayer) -> PgListener {
+    async fn listen_again(&self, evictor: &Evictor) -> PgListener {
         let mut wait = FIRST_RETRY;
         loop {
-            match self.listen(layer).await {
+            match self.listen(evictor).await {
                 Ok(listener) => return listener,
                 Err(error) => {
                     tracing::warn!(
@@ -88,18 +88,13 @@ impl Database {
 
 /// Evicts announced users, and listens again whenever the connection is
 /// lost, until the task is aborted.
-async fn run(
-    database: Database,
-    layer: EnsureUserLayer,
-    mut listener: PgListener,
-    heartbeat: Duration,
-) {
+async fn run(database: Database, evictor: Evictor, mut listener: PgListener, heartbeat: Duration) {
     loop {
-        let lost = receive(&mut listener, &layer, heartbeat).await;
+        let lost = receive(&mut listener, &evictor, heartbeat).await;
         drop(listener);
         telemetry::eviction_connection_lost();
         tracing::warn!(target: "ensure_user", reason = %lost, "eviction listener lost its connection");
-        listener = database.listen_again(&layer).await;
+        listener = database.listen_again(&evictor).await;
         tracing::info!(target: "ensure_user", "eviction listener listening again; user cache cleared");
     }
 }
@@ -123,7 +118,7 @@ impl fmt::Display for Lost {
 
 /// Evicts each announced user; after `heartbeat` of silence, checks that
 /// the connection still answers. Returns when it is lost.
-async fn receive(listener: &mut PgListener, layer: &EnsureUserLayer, heartbeat: Duration) -> Lost {
+async fn receive(listener: &mut PgListener, evictor: &Evictor, heartbeat: Duration) -> Lost {
     loop {
         // `try_recv` is cancel-safe: a notification half read stays buffered.
         match tokio::time::timeout(heartbeat, listener.try_recv()).await {
@@ -131,7 +126,7 @@ async fn receive(listener: &mut PgListener, layer: &EnsureUserLayer, heartbeat: 
                 telemetry::eviction_notification();
                 // Only ever published for valid ids; anything else evicts nothing.
                 if is_user_id(notification.payload()) {
-                    layer.forget_user(notification.payload()).await;
+                    evictor.forget_user(notification.payload()).await;
                 }
             }
             Ok(Ok(None)) => return Lost::Closed,

@@ -17,7 +17,7 @@ use std::{
     },
 };
 
-use super::verify::VerifiedToken;
+use super::entry::VerifiedToken;
 
 /// How often inserts sweep out expired tokens when the budget is not short.
 /// Clerk session tokens live 60 seconds, so the map holds at most about two
@@ -27,6 +27,16 @@ const SWEEP_INTERVAL_MS: i64 = 60_000;
 /// The least time between two sweeps forced by a full budget: with the cache
 /// full of live tokens, a flood of new ones must not scan it every time.
 const FULL_SWEEP_GAP_MS: i64 = 1_000;
+
+/// What the cache holds for a token.
+pub(crate) enum Cached {
+    /// Verified before, and unexpired.
+    Hit(Arc<VerifiedToken>),
+    /// Verified before, and expired since.
+    Expired,
+    /// Never verified, or forgotten.
+    Miss,
+}
 
 /// Verified tokens by their exact bytes.
 pub(crate) struct TokenCache {
@@ -48,9 +58,18 @@ impl TokenCache {
         }
     }
 
-    /// The entry of exactly these bytes, expired or not.
-    pub(crate) fn get(&self, token: &[u8]) -> Option<Arc<VerifiedToken>> {
-        self.map.pin().get(token).cloned()
+    /// The entry of exactly these bytes: `Hit` while the token is unexpired
+    /// at `now_ms` (allowing for the clock skew), `Expired` after.
+    pub(crate) fn get(&self, token: &[u8], now_ms: i64) -> Cached {
+        let map = self.map.pin();
+        let Some(verified) = map.get(token) else {
+            return Cached::Miss;
+        };
+        // Entries stay until swept: the time check runs on every hit.
+        if verified.exp_ms <= now_ms - self.skew_ms {
+            return Cached::Expired;
+        }
+        Cached::Hit(Arc::clone(verified))
     }
 
     /// Remembers `verified` for `token`, and returns the entry to use: an
@@ -58,7 +77,7 @@ impl TokenCache {
     /// this token shares one remembered user.
     pub(crate) fn insert(
         &self,
-        token: &[u8],
+        token: Box<[u8]>,
         verified: Arc<VerifiedToken>,
         now_ms: i64,
     ) -> Arc<VerifiedToken> {
@@ -77,7 +96,7 @@ impl TokenCache {
         // takes the count below zero.
         self.used_bytes.fetch_add(cost, Ordering::Relaxed);
         let map = self.map.pin();
-        match map.try_insert(Box::from(token), Arc::clone(&verified)) {
+        match map.try_insert(token, Arc::clone(&verified)) {
             Ok(_) => verified,
             Err(occupied) => {
                 self.used_bytes.fetch_sub(cost, Ordering::Relaxed);
@@ -89,6 +108,12 @@ impl TokenCache {
     /// Forgets every token of one user.
     pub(crate) fn forget_user(&self, clerk_id: &str) {
         self.remove_where(|verified| verified.claims.sub == clerk_id);
+    }
+
+    /// The entry of exactly these bytes, expired or not.
+    #[cfg(test)]
+    pub(crate) fn held(&self, token: &[u8]) -> Option<Arc<VerifiedToken>> {
+        self.map.pin().get(token).cloned()
     }
 
     /// Tokens held, and the bytes of token text they take.
@@ -190,20 +215,39 @@ mod tests {
         Arc::new(VerifiedToken::new(claims))
     }
 
-    fn token(n: usize) -> Vec<u8> {
-        format!("header.payload.signature-{n:0>40}").into_bytes()
+    fn token(n: usize) -> Box<[u8]> {
+        format!("header.payload.signature-{n:0>40}")
+            .into_bytes()
+            .into_boxed_slice()
     }
 
     #[test]
     fn hits_only_the_exact_bytes() {
         let cache = TokenCache::new(1 << 20, 5_000);
         let entry = verified("user_a", NOW_MS + 60_000);
-        cache.insert(&token(1), Arc::clone(&entry), NOW_MS);
-        assert!(Arc::ptr_eq(&cache.get(&token(1)).unwrap(), &entry));
-        assert!(cache.get(&token(2)).is_none());
+        cache.insert(token(1), Arc::clone(&entry), NOW_MS);
+        assert!(Arc::ptr_eq(&cache.held(&token(1)).unwrap(), &entry));
+        assert!(cache.held(&token(2)).is_none());
         // Same tail, different start: the hash collides, the bytes do not.
-        assert!(cache.get(&[b"X", &token(1)[1..]].concat()).is_none());
-        assert!(cache.get(&token(1)[1..]).is_none());
+        assert!(cache.held(&[b"X", &token(1)[1..]].concat()).is_none());
+        assert!(cache.held(&token(1)[1..]).is_none());
+    }
+
+    #[test]
+    fn a_hit_is_checked_against_its_expiry() {
+        let cache = TokenCache::new(1 << 20, 5_000);
+        cache.insert(token(1), verified("user_a", NOW_MS + 1_000), NOW_MS);
+        assert!(matches!(cache.get(&token(1), NOW_MS), Cached::Hit(_)));
+        // Within the skew past `exp`, then expired.
+        assert!(matches!(
+            cache.get(&token(1), NOW_MS + 5_999),
+            Cached::Hit(_)
+        ));
+        assert!(matches!(
+            cache.get(&token(1), NOW_MS + 6_000),
+            Cached::Expired
+        ));
+        assert!(matches!(cache.get(&token(2), NOW_MS), Cached::Miss));
     }
 
     #[test]
@@ -211,9 +255,9 @@ mod tests {
         let cache = TokenCache::new(1 << 20, 5_000);
         let first = verified("user_a", NOW_MS + 60_000);
         let second = verified("user_a", NOW_MS + 60_000);
-        let kept = cache.insert(&token(1), Arc::clone(&first), NOW_MS);
+        let kept = cache.insert(token(1), Arc::clone(&first), NOW_MS);
         assert!(Arc::ptr_eq(&kept, &first));
-        let kept = cache.insert(&token(1), second, NOW_MS);
+        let kept = cache.insert(token(1), second, NOW_MS);
         assert!(Arc::ptr_eq(&kept, &first));
         assert_eq!(cache.usage(), (1, token(1).len() as u64));
     }
@@ -222,41 +266,41 @@ mod tests {
     fn a_full_budget_sweeps_expired_tokens_then_refuses() {
         let size = token(0).len() as u64;
         let cache = TokenCache::new(2 * size, 5_000);
-        cache.insert(&token(1), verified("user_a", NOW_MS - 10_000), NOW_MS);
-        cache.insert(&token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
+        cache.insert(token(1), verified("user_a", NOW_MS - 10_000), NOW_MS);
+        cache.insert(token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
         assert_eq!(cache.usage(), (2, 2 * size));
         // Full, but swept less than a second ago: not remembered.
-        cache.insert(&token(3), verified("user_c", NOW_MS + 60_000), NOW_MS + 999);
-        assert!(cache.get(&token(3)).is_none());
+        cache.insert(token(3), verified("user_c", NOW_MS + 60_000), NOW_MS + 999);
+        assert!(cache.held(&token(3)).is_none());
         // A second later, the expired token makes room for the third.
         cache.insert(
-            &token(3),
+            token(3),
             verified("user_c", NOW_MS + 60_000),
             NOW_MS + 1_000,
         );
-        assert!(cache.get(&token(1)).is_none());
-        assert!(cache.get(&token(3)).is_some());
+        assert!(cache.held(&token(1)).is_none());
+        assert!(cache.held(&token(3)).is_some());
         // Full of live tokens: the fourth is not remembered, nothing is lost.
         let fourth = verified("user_d", NOW_MS + 60_000);
-        let kept = cache.insert(&token(4), Arc::clone(&fourth), NOW_MS + 2_000);
+        let kept = cache.insert(token(4), Arc::clone(&fourth), NOW_MS + 2_000);
         assert!(Arc::ptr_eq(&kept, &fourth));
-        assert!(cache.get(&token(4)).is_none());
-        assert!(cache.get(&token(2)).is_some() && cache.get(&token(3)).is_some());
+        assert!(cache.held(&token(4)).is_none());
+        assert!(cache.held(&token(2)).is_some() && cache.held(&token(3)).is_some());
         assert_eq!(cache.usage(), (2, 2 * size));
     }
 
     #[test]
     fn expired_tokens_are_swept_once_a_minute() {
         let cache = TokenCache::new(1 << 20, 5_000);
-        cache.insert(&token(1), verified("user_a", NOW_MS + 1_000), NOW_MS);
+        cache.insert(token(1), verified("user_a", NOW_MS + 1_000), NOW_MS);
         cache.insert(
-            &token(2),
+            token(2),
             verified("user_a", NOW_MS + 1_000),
             NOW_MS + 30_000,
         );
         assert_eq!(cache.usage().0, 2);
         cache.insert(
-            &token(3),
+            token(3),
             verified("user_b", NOW_MS + 120_000),
             NOW_MS + 60_000,
         );
@@ -266,26 +310,26 @@ mod tests {
     #[test]
     fn racing_inserts_sweep_once() {
         let cache = TokenCache::new(1 << 20, 5_000);
-        cache.insert(&token(1), verified("user_a", NOW_MS + 60_000), NOW_MS);
+        cache.insert(token(1), verified("user_a", NOW_MS + 60_000), NOW_MS);
         // Both judged by the same last sweep: the first sweeps, the second
         // finds it done and leaves the map alone.
         let judged_by = cache.last_sweep_ms.load(Ordering::Relaxed);
         cache.sweep(judged_by, NOW_MS + 120_000);
-        cache.insert(&token(2), verified("user_b", NOW_MS), NOW_MS + 120_000);
+        cache.insert(token(2), verified("user_b", NOW_MS), NOW_MS + 120_000);
         cache.sweep(judged_by, NOW_MS + 120_001);
-        assert!(cache.get(&token(1)).is_none());
-        assert!(cache.get(&token(2)).is_some());
+        assert!(cache.held(&token(1)).is_none());
+        assert!(cache.held(&token(2)).is_some());
     }
 
     #[test]
     fn forgets_one_users_tokens() {
         let cache = TokenCache::new(1 << 20, 5_000);
-        cache.insert(&token(1), verified("user_a", NOW_MS + 60_000), NOW_MS);
-        cache.insert(&token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
-        cache.insert(&token(3), verified("user_a", NOW_MS + 60_000), NOW_MS);
+        cache.insert(token(1), verified("user_a", NOW_MS + 60_000), NOW_MS);
+        cache.insert(token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
+        cache.insert(token(3), verified("user_a", NOW_MS + 60_000), NOW_MS);
         cache.forget_user("user_a");
-        assert!(cache.get(&token(1)).is_none() && cache.get(&token(3)).is_none());
-        assert!(cache.get(&token(2)).is_some());
+        assert!(cache.held(&token(1)).is_none() && cache.held(&token(3)).is_none());
+        assert!(cache.held(&token(2)).is_some());
         assert_eq!(cache.usage(), (1, token(2).len() as u64));
     }
 }

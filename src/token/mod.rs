@@ -1,9 +1,10 @@
-//! Clerk session tokens: where they are read from, their claims, their keys,
-//! and their verification.
+//! Clerk session tokens: where a request carries one, its claims, the keys
+//! that sign it, its verification, and the cache of verified tokens.
 
-mod cache;
+pub(crate) mod cache;
 mod claims;
-pub(crate) mod extract;
+pub(crate) mod entry;
+pub(crate) mod find;
 pub(crate) mod keys;
 mod organization;
 pub(crate) mod scope;

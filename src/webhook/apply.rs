@@ -2,18 +2,18 @@
 
 use super::{Event, UserEvent, VerifiedDelivery};
 use crate::{
-    EnsureUserLayer,
+    eviction::Evictor,
     store::{DynUserSync, StoreError, SyncOutcome},
 };
 
 /// Applies `event` to `store`; `None` for event types it does not handle.
 ///
 /// A deletion is dated by the signed delivery time (the event carries no
-/// reliable one), and evicts the user from `layer`'s caches so that their
+/// reliable one), and evicts the user from the layer's caches so that their
 /// still-valid tokens are refused from the next request on.
 pub(crate) async fn apply(
     store: &dyn DynUserSync,
-    layer: &EnsureUserLayer,
+    evictor: &Evictor,
     delivery: &VerifiedDelivery,
     event: &Event,
 ) -> Result<Option<SyncOutcome>, StoreError> {
@@ -26,7 +26,7 @@ pub(crate) async fn apply(
             let deleted_at_ms = delivery.timestamp.saturating_mul(1000);
             let outcome = store.delete_user_dyn(clerk_id, deleted_at_ms).await;
             // Even after a failure: the tombstone may be committed already.
-            layer.forget_user(clerk_id).await;
+            evictor.forget_user(clerk_id).await;
             outcome.map(Some)
         }
         UserEvent::Other { .. } => Ok(None),

@@ -50,7 +50,7 @@
 //! store.migrate().await?;
 //! let layer = EnsureUserLayer::new(Config::from_env()?, store.clone());
 //! let verifier = WebhookVerifier::from_env()?; // CLERK_WEBHOOK_SECRET
-//! let webhooks = WebhookReceiver::new(verifier, store, layer.clone());
+//! let webhooks = WebhookReceiver::new(verifier, store, layer.evictor());
 //!
 //! let app: Router = Router::new()
 //!     .route("/me", get(|user: LocalUser| async move { Json(user.id()) }))

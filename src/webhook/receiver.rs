@@ -20,7 +20,7 @@ use super::{
     apply::apply, hooks::DynWebhookHooks, signature::unverified_id,
 };
 use crate::{
-    EnsureUserLayer,
+    eviction::Evictor,
     rejection::{self, webhook},
     store::{DynUserSync, SyncOutcome, UserSync},
     telemetry,
@@ -57,7 +57,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// let keys = KeySource::jwks_url(format!("{issuer}/.well-known/jwks.json"));
 /// let layer = EnsureUserLayer::new(Config::new(issuer, keys), store.clone());
 /// let verifier = WebhookVerifier::new("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".parse()?);
-/// let receiver = WebhookReceiver::new(verifier, store, layer);
+/// let receiver = WebhookReceiver::new(verifier, store, layer.evictor());
 ///
 /// // A delivery without svix's headers is refused before anything is written.
 /// let request = http::Request::post("/webhooks/clerk")
@@ -71,20 +71,21 @@ pub struct WebhookReceiver {
     verifier: Arc<WebhookVerifier>,
     store: Arc<dyn DynUserSync>,
     hooks: Arc<dyn DynWebhookHooks>,
-    layer: EnsureUserLayer,
+    evictor: Evictor,
     body_limit: usize,
 }
 
 impl WebhookReceiver {
     /// A receiver checking deliveries with `verifier`, writing to `store`
-    /// (normally the one `layer` uses), and evicting deleted users from
-    /// `layer`'s caches. No hooks; bodies up to [`DEFAULT_BODY_LIMIT`].
-    pub fn new(verifier: WebhookVerifier, store: impl UserSync, layer: EnsureUserLayer) -> Self {
+    /// (normally the layer's own), and evicting deleted users with
+    /// `evictor` (the layer's: [`EnsureUserLayer::evictor`](crate::EnsureUserLayer::evictor)).
+    /// No hooks; bodies up to [`DEFAULT_BODY_LIMIT`].
+    pub fn new(verifier: WebhookVerifier, store: impl UserSync, evictor: Evictor) -> Self {
         Self {
             verifier: Arc::new(verifier),
             store: Arc::new(store),
             hooks: Arc::new(()),
-            layer,
+            evictor,
             body_limit: DEFAULT_BODY_LIMIT,
         }
     }
@@ -117,7 +118,7 @@ impl WebhookReceiver {
     /// let store = SqliteUserStore::new(sqlx::SqlitePool::connect("sqlite://app.db?mode=rwc").await?);
     /// store.migrate().await?;
     /// let layer = EnsureUserLayer::new(Config::from_env()?, store.clone());
-    /// let webhooks = WebhookReceiver::new(WebhookVerifier::from_env()?, store, layer.clone());
+    /// let webhooks = WebhookReceiver::new(WebhookVerifier::from_env()?, store, layer.evictor());
     ///
     /// let app: Router = Router::new()
     ///     .route("/me", get(|user: LocalUser| async move { Json(user.id()) }))
@@ -176,7 +177,7 @@ impl WebhookReceiver {
             .verify(headers, &body, SystemTime::now())
             .map_err(Refusal::Signature)?;
         let event = Event::parse(&body).map_err(Refusal::Event)?;
-        let outcome = match apply(&*self.store, &self.layer, &delivery, &event).await {
+        let outcome = match apply(&*self.store, &self.evictor, &delivery, &event).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 telemetry::webhook_delivery("failed");

@@ -1,0 +1,245 @@
+//! How a request is authenticated, top to bottom.
+//!
+//! 1. [`Engine::decide`], synchronously, from memory alone: find the token;
+//!    a token verified before whose entry remembers its local user (confirmed
+//!    under the ledger's current generation) is served at once — the repeat
+//!    path, with no lock, no await and no allocation but the request's own.
+//! 2. Otherwise [`Engine::authenticate`], asynchronously: verify a new token
+//!    (and remember it), then resolve its user through the user cache and,
+//!    on a miss, the store; an answer is checked against the eviction ledger
+//!    before it is served or remembered, and loaded again if the user was
+//!    forgotten meanwhile.
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Instant};
+
+use http::HeaderMap;
+
+use crate::{
+    Config, LocalUser, Rejection,
+    caches::Caches,
+    clock,
+    config::ProfileClaims,
+    layer::Mode,
+    store::{DynUserStore, Resolution, StoreError, UserStore},
+    telemetry,
+    token::{
+        SessionClaims, cache::Cached, entry::VerifiedToken, find::find_token, keys::KeyStore,
+        verify::Verifier,
+    },
+    user_cache::CachedUser,
+};
+
+/// Lookups of one user a request makes at most while the user keeps being
+/// forgotten under it.
+const MAX_LOOKUPS: usize = 3;
+
+/// Work done once, right after the layer created a user's row from a token
+/// without profile claims.
+pub(crate) trait FirstSight: Send + Sync + 'static {
+    fn created<'a>(&'a self, clerk_id: &'a str) -> BoxFuture<'a, ()>;
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What every clone of a layer, and its services, share.
+pub(crate) struct Engine {
+    caches: Arc<Caches>,
+    verifier: Verifier,
+    keys: Arc<KeyStore>,
+    store: Box<dyn DynUserStore>,
+    cookie_suffix: Option<String>,
+    max_cookies: usize,
+    profile_claims: ProfileClaims,
+    store_timeout: std::time::Duration,
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) eviction_heartbeat: std::time::Duration,
+}
+
+/// What [`Engine::decide`] concluded from memory alone.
+pub(crate) enum Decision {
+    /// Authenticated: the repeat path.
+    User(LocalUser),
+    /// No token, and the layer is optional.
+    Anonymous,
+    Refused(Rejection),
+    /// Needs the asynchronous path.
+    Lookup(Pending),
+}
+
+/// What the asynchronous path starts from: what the synchronous one knew.
+pub(crate) enum Pending {
+    /// A token never verified (or forgotten): its bytes, to verify and keep.
+    Verify(Box<[u8]>),
+    /// A verified token whose user is not confirmed under this generation.
+    Resolve(Arc<VerifiedToken>),
+}
+
+impl Engine {
+    pub(crate) fn new(config: Config, store: impl UserStore) -> Self {
+        let keys = Arc::new(KeyStore::new(&config));
+        Self {
+            caches: Arc::new(Caches::new(&config)),
+            verifier: Verifier::new(&config, Arc::clone(&keys)),
+            keys,
+            store: Box::new(store),
+            cookie_suffix: config.cookie_suffix,
+            max_cookies: config.max_cookies,
+            profile_claims: config.profile_claims,
+            store_timeout: config.store_timeout,
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            eviction_heartbeat: config.eviction_heartbeat,
+        }
+    }
+
+    pub(crate) fn caches(&self) -> &Arc<Caches> {
+        &self.caches
+    }
+
+    pub(crate) fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    pub(crate) fn store(&self) -> &dyn DynUserStore {
+        &*self.store
+    }
+
+    pub(crate) fn store_timeout(&self) -> std::time::Duration {
+        self.store_timeout
+    }
+
+    /// Decides from memory alone when it can, without awaiting anything.
+    pub(crate) fn decide(&self, headers: &HeaderMap, mode: Mode) -> Decision {
+        let token = match find_token(headers, self.cookie_suffix.as_deref(), self.max_cookies) {
+            Ok(Some(token)) => token,
+            Ok(None) if mode == Mode::Optional => return Decision::Anonymous,
+            Ok(None) => return Decision::Refused(Rejection::MissingToken),
+            Err(rejection) => return Decision::Refused(rejection),
+        };
+        let Some(tokens) = &self.caches.tokens else {
+            return Decision::Lookup(Pending::Verify(Box::from(token)));
+        };
+        let generation = self.caches.ledger.generation();
+        match tokens.get(token, clock::now_ms()) {
+            Cached::Hit(verified) => {
+                telemetry::token_cache(true);
+                match verified.user(generation) {
+                    Some(id) => {
+                        telemetry::user_cache(true);
+                        Decision::User(LocalUser::new(id, verified))
+                    }
+                    None => Decision::Lookup(Pending::Resolve(verified)),
+                }
+            }
+            Cached::Expired => {
+                telemetry::token_cache(true);
+                Decision::Refused(Rejection::TokenExpired)
+            }
+            Cached::Miss => {
+                telemetry::token_cache(false);
+                Decision::Lookup(Pending::Verify(Box::from(token)))
+            }
+        }
+    }
+
+    /// The asynchronous path: verify the token if need be, then resolve its user.
+    pub(crate) async fn authenticate(
+        &self,
+        pending: Pending,
+        first_sight: Option<&dyn FirstSight>,
+    ) -> Result<LocalUser, Rejection> {
+        let verified = match pending {
+            Pending::Resolve(verified) => verified,
+            Pending::Verify(token) => self.verify(token).await?,
+        };
+        self.resolve(verified, first_sight).await
+    }
+
+    /// Verifies a new token and remembers it; the entry to use (another
+    /// request's, if it remembered the same token first).
+    async fn verify(&self, token: Box<[u8]>) -> Result<Arc<VerifiedToken>, Rejection> {
+        let now_ms = clock::now_ms();
+        // Boxed, so that the state of this rare path (a key fetch included)
+        // is not carried by the future of every request.
+        let claims = Box::pin(self.verifier.verify(&token, now_ms)).await?;
+        let verified = Arc::new(VerifiedToken::new(claims));
+        Ok(match &self.caches.tokens {
+            Some(tokens) => tokens.insert(token, verified, now_ms),
+            None => verified,
+        })
+    }
+
+    /// The token's user, from the user cache or the store, remembered with
+    /// the token once the ledger confirms the answer is still good.
+    async fn resolve(
+        &self,
+        verified: Arc<VerifiedToken>,
+        first_sight: Option<&dyn FirstSight>,
+    ) -> Result<LocalUser, Rejection> {
+        let sub = &verified.claims.sub;
+        // An answer loaded while the user was being forgotten is loaded
+        // again; only a user forgotten over and over runs out of attempts.
+        for _ in 0..MAX_LOOKUPS {
+            let stamp = self.caches.ledger.stamp();
+            let load = self.load_user(&verified.claims, first_sight);
+            let answer = match self.caches.users.get_or_load(sub, stamp, load).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    tracing::error!(target: "ensure_user", clerk_id = %sub, %error, "user store failed");
+                    return Err(Rejection::StoreUnavailable);
+                }
+            };
+            let id = match answer.user {
+                CachedUser::Active(id) => id,
+                // A tombstone is forever: no need to ask whether it is stale.
+                CachedUser::Deleted => return Err(Rejection::UserDeleted),
+            };
+            let Some(generation) = self.caches.ledger.confirm(sub, answer.stamp) else {
+                self.caches.users.invalidate(sub).await;
+                continue;
+            };
+            verified.remember_user(generation, id);
+            return Ok(LocalUser::new(id, verified));
+        }
+        tracing::warn!(target: "ensure_user", clerk_id = %sub, "user forgotten during every lookup");
+        Err(Rejection::StoreUnavailable)
+    }
+
+    /// The store call behind a user-cache miss: find or create the row,
+    /// bounded by the store timeout, then the first-sight work for a row
+    /// just created without a profile.
+    async fn load_user(
+        &self,
+        claims: &SessionClaims,
+        first_sight: Option<&dyn FirstSight>,
+    ) -> Result<Resolution, StoreError> {
+        let profile = self.profile_claims.read(claims);
+        let call = self.store.find_or_create_dyn(&claims.sub, &profile);
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.store_timeout, call)
+            .await
+            .map_err(|_| StoreError::TimedOut(self.store_timeout))
+            .and_then(|result| result);
+        let outcome = match &result {
+            Ok(Resolution::Existing(_)) => "existing",
+            Ok(Resolution::Created(_)) => "created",
+            Ok(Resolution::Deleted) => "deleted",
+            Err(_) => "error",
+        };
+        telemetry::store_call(outcome, started.elapsed());
+        if let Ok(Resolution::Created(id)) = &result {
+            tracing::info!(target: "ensure_user", clerk_id = %claims.sub, local_id = %id, "created local user");
+            if let Some(first_sight) = first_sight.filter(|_| profile.is_empty()) {
+                first_sight.created(&claims.sub).await;
+            }
+        }
+        result
+    }
+
+    /// Fetches the signing keys now; how many are held.
+    pub(crate) async fn prefetch_keys(&self) -> Result<usize, Rejection> {
+        self.keys
+            .prefetch()
+            .await
+            .map_err(|_| Rejection::KeysUnavailable)
+    }
+}

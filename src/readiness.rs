@@ -1,0 +1,48 @@
+//! Whether a layer can serve: keys held and the store reachable.
+
+use crate::engine::Engine;
+
+/// What [`EnsureUserLayer::readiness`](crate::EnsureUserLayer::readiness) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Readiness {
+    /// Signing keys held (1 for a static PEM key).
+    pub keys_held: usize,
+    /// Seconds since the key set was last fetched; `None` if never (or static).
+    pub keys_age_seconds: Option<u64>,
+    /// Whether the last key fetch failed (held keys still serve).
+    pub key_endpoint_failing: bool,
+    /// Whether the store answered a ping within the store timeout.
+    pub store_reachable: bool,
+}
+
+impl Readiness {
+    /// Ready when keys are held and the store is reachable.
+    pub fn is_ready(&self) -> bool {
+        self.keys_held > 0 && self.store_reachable
+    }
+
+    /// Checks the engine's keys (one fetch is tried when none are held) and
+    /// pings its store, bounded by the store timeout.
+    pub(crate) async fn of(engine: &Engine) -> Self {
+        let keys = engine.keys().health().await;
+        let ping = engine.store().ping_dyn();
+        let store_reachable = match tokio::time::timeout(engine.store_timeout(), ping).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::warn!(target: "ensure_user", %error, "readiness: store unreachable");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(target: "ensure_user", "readiness: store ping timed out");
+                false
+            }
+        };
+        Self {
+            keys_held: keys.held,
+            keys_age_seconds: keys.age.map(|age| age.as_secs()),
+            key_endpoint_failing: keys.last_fetch_failed,
+            store_reachable,
+        }
+    }
+}
