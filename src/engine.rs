@@ -10,16 +10,15 @@
 //!    before it is served or remembered, and loaded again if the user was
 //!    forgotten meanwhile.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Instant};
 
 use http::HeaderMap;
 
 use crate::{
-    Config, LocalUser, Rejection,
-    caches::Caches,
-    clock,
+    Config, LocalUser, Rejection, clock,
     config::ProfileClaims,
-    layer::Mode,
+    eviction::Caches,
+    policy::{FirstSight, Mode},
     store::{DynUserStore, Resolution, StoreError, UserStore},
     telemetry,
     token::{
@@ -32,14 +31,6 @@ use crate::{
 /// Lookups of one user a request makes at most while the user keeps being
 /// forgotten under it.
 const MAX_LOOKUPS: usize = 3;
-
-/// Work done once, right after the layer created a user's row from a token
-/// without profile claims.
-pub(crate) trait FirstSight: Send + Sync + 'static {
-    fn created<'a>(&'a self, clerk_id: &'a str) -> BoxFuture<'a, ()>;
-}
-
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What every clone of a layer, and its services, share.
 pub(crate) struct Engine {

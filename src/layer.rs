@@ -7,28 +7,11 @@ use tower_layer::Layer;
 
 use crate::{
     Config, EnsureUser, Readiness, Rejection,
-    engine::{Engine, FirstSight},
+    engine::Engine,
     eviction::Evictor,
+    policy::{Mode, Policy},
     store::UserStore,
 };
-
-/// What the layer does with a request that carries no token at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// Refuse it with `401 missing_token` (the default).
-    #[default]
-    Required,
-    /// Let it through without a [`LocalUser`](crate::LocalUser). A token that
-    /// is present but invalid is still refused.
-    Optional,
-}
-
-/// How one layer serves its routes, beside the engine its clones share.
-#[derive(Clone, Default)]
-pub(crate) struct Policy {
-    pub(crate) mode: Mode,
-    pub(crate) first_sight: Option<Arc<dyn FirstSight>>,
-}
 
 /// A tower layer that authenticates each request with its Clerk session token
 /// and makes sure the app's own user row exists before the handler runs.

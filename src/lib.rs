@@ -75,7 +75,6 @@
 pub mod authorization;
 #[cfg(feature = "clerk-api")]
 pub mod backfill;
-mod caches;
 #[cfg(feature = "clerk-api")]
 pub mod clerk_api;
 mod clerk_id;
@@ -87,6 +86,7 @@ pub mod eviction;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;
+mod policy;
 #[cfg(feature = "clerk-api")]
 mod profile_fetch;
 mod readiness;
@@ -108,7 +108,8 @@ pub use clerk_user::{ClerkUser, EmailAddress};
 pub use config::{Config, ConfigError, ProfileClaims};
 #[cfg(feature = "axum")]
 pub use extract::LocalUserRejection;
-pub use layer::{EnsureUserLayer, Mode};
+pub use layer::EnsureUserLayer;
+pub use policy::Mode;
 #[cfg(feature = "clerk-api")]
 pub use profile_fetch::ProfileFetch;
 pub use readiness::Readiness;

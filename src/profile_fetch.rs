@@ -4,7 +4,7 @@ use std::{fmt, pin::Pin, sync::Arc, time::Duration};
 
 use crate::{
     clerk_api::{ApiError, ClerkApi},
-    engine::FirstSight,
+    policy::FirstSight,
     store::{DynUserSync, StoreError, SyncOutcome, UserSync},
     telemetry,
 };

@@ -25,7 +25,7 @@ use tracing::{Instrument, Span};
 use crate::{
     LocalUser, Rejection,
     engine::{Decision, Engine, Pending},
-    layer::Policy,
+    policy::Policy,
     telemetry,
 };
 

@@ -91,21 +91,21 @@
 //! [`Config::with_user_cache`](crate::Config::with_user_cache)) or, better,
 //! moves to PostgreSQL.
 
+mod caches;
 #[cfg(feature = "postgres")]
 mod channel;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod postgres;
 
+pub(crate) use caches::Caches;
 #[cfg(feature = "postgres")]
 pub(crate) use channel::announcement;
-pub(crate) use ledger::Ledger;
+use ledger::Ledger;
 
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
-
-use crate::caches::Caches;
 
 /// The handle that forgets users in one layer's caches (shared by all its
 /// clones): what the webhook receiver, the eviction listener and the app
