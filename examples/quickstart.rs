@@ -28,11 +28,11 @@ use axum::{
     routing::get,
 };
 use ensure_user::{
-    Config, EnsureUserLayer, KeySource, LocalId, LocalUser,
-    eviction::{EvictionListener, EvictionSource},
+    Config, KeySource, LocalId, LocalUser, Running, Setup,
+    eviction::EvictionSource,
     store::{SqliteUserStore, UserStore, UserSync},
     testing,
-    webhook::{InvalidSecret, WebhookReceiver, WebhookVerifier},
+    webhook::{InvalidSecret, WebhookVerifier},
 };
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -69,16 +69,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Err(InvalidSecret::NotSet) => None,
         Err(error) => return Err(error.into()),
     };
-    let users = open_store(&database_url, config.clone(), webhooks).await?;
+    let running = start(&database_url, config.clone(), webhooks).await?;
 
     let mut app = Router::new()
         .route("/me", get(me))
-        .layer(users.layer)
-        .route("/healthz", get(|| async { "ok" }));
-    if let Some(receiver) = users.webhooks {
+        .layer(running.layer())
+        .route("/healthz", get(|| async { "ok" }))
         // After `.layer`: svix sends no session token.
-        app = app.merge(receiver.into_router("/webhooks/clerk"));
-    }
+        .merge(running.webhook_router("/webhooks/clerk"));
     if let Some(key) = &dev_key {
         let jwks = testing::SigningKey::jwks(&[key]);
         app = app.route(
@@ -98,7 +96,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
-    users.evictions.shutdown().await;
+    running.shutdown().await;
     Ok(())
 }
 
@@ -130,75 +128,66 @@ fn clerk_configured() -> bool {
     .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
 }
 
-/// The layer over a store, its eviction listener, and the webhook receiver
-/// when a signing secret is configured.
-struct Users {
-    layer: EnsureUserLayer,
-    evictions: EvictionListener,
-    webhooks: Option<WebhookReceiver>,
+/// The layer, its eviction listener and, when a signing secret is
+/// configured, the webhook receiver, over `store`.
+async fn start_with<S>(
+    config: Config,
+    store: S,
+    webhooks: Option<WebhookVerifier>,
+) -> Result<Running, Box<dyn Error>>
+where
+    S: UserStore + UserSync + EvictionSource + Clone,
+{
+    let setup = Setup::new(config, store);
+    let setup = match webhooks {
+        Some(verifier) => setup.with_webhooks(verifier),
+        None => setup,
+    };
+    Ok(setup.start().await?)
 }
 
-impl Users {
-    async fn start<S: UserStore + UserSync + Clone>(
-        config: Config,
-        store: S,
-        pool: &impl EvictionSource,
-        webhooks: Option<WebhookVerifier>,
-    ) -> Result<Self, Box<dyn Error>> {
-        let layer = EnsureUserLayer::new(config, store.clone());
-        let evictions = layer.listen_for_evictions(pool).await?;
-        let webhooks =
-            webhooks.map(|verifier| WebhookReceiver::new(verifier, store, layer.evictor()));
-        Ok(Self {
-            layer,
-            evictions,
-            webhooks,
-        })
-    }
-}
-
-async fn open_store(
+async fn start(
     url: &str,
     config: Config,
     webhooks: Option<WebhookVerifier>,
-) -> Result<Users, Box<dyn Error>> {
+) -> Result<Running, Box<dyn Error>> {
     if url.starts_with("sqlite:") {
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .acquire_timeout(Duration::from_secs(2))
             .connect(url)
             .await?;
-        let store = SqliteUserStore::new(pool.clone());
+        let store = SqliteUserStore::new(pool);
         store.migrate().await?;
-        return Users::start(config, store, &pool, webhooks).await;
+        return start_with(config, store, webhooks).await;
     }
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        return open_postgres(url, config, webhooks).await;
+        return start_postgres(url, config, webhooks).await;
     }
     Err(format!("DATABASE_URL must start with sqlite: or postgres:, got {url:?}").into())
 }
 
 #[cfg(feature = "postgres")]
-async fn open_postgres(
+async fn start_postgres(
     url: &str,
     config: Config,
     webhooks: Option<WebhookVerifier>,
-) -> Result<Users, Box<dyn Error>> {
+) -> Result<Running, Box<dyn Error>> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(2))
         .connect(url)
         .await?;
-    let store = ensure_user::store::PgUserStore::new(pool.clone());
+    let store = ensure_user::store::PgUserStore::new(pool);
     store.migrate().await?;
-    Users::start(config, store, &pool, webhooks).await
+    start_with(config, store, webhooks).await
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn open_postgres(
+async fn start_postgres(
     _url: &str,
     _config: Config,
     _webhooks: Option<WebhookVerifier>,
-) -> Result<Users, Box<dyn Error>> {
+) -> Result<Running, Box<dyn Error>> {
     Err(
         "a postgres:// DATABASE_URL needs: cargo run --example quickstart --features postgres"
             .into(),

@@ -92,6 +92,8 @@ mod profile_fetch;
 mod readiness;
 mod rejection;
 mod service;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod setup;
 pub mod store;
 mod telemetry;
 #[cfg(any(test, feature = "testing"))]
@@ -115,6 +117,8 @@ pub use profile_fetch::ProfileFetch;
 pub use readiness::Readiness;
 pub use rejection::Rejection;
 pub use service::{EnsureUser, ResponseBody, ResponseFuture};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use setup::{Running, Setup};
 pub use token::{ActiveOrganization, Actor, KeySource, Permissions, SessionClaims};
 pub use user::{LocalId, LocalUser};
 

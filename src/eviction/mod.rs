@@ -154,9 +154,11 @@ impl std::fmt::Debug for Evictor {
     }
 }
 
-/// A pool whose database can tell this process about deletions applied by
-/// other processes: [`sqlx::PgPool`] (listened to) or [`sqlx::SqlitePool`]
-/// (nothing to listen to). Sealed.
+/// A database that can tell this process about deletions applied by other
+/// processes: a [`PgUserStore`](crate::store::PgUserStore) or its
+/// [`sqlx::PgPool`] (listened to), a
+/// [`SqliteUserStore`](crate::store::SqliteUserStore) or its
+/// [`sqlx::SqlitePool`] (nothing to listen to). Sealed.
 pub trait EvictionSource: sealed::Start {}
 
 impl<T: sealed::Start> EvictionSource for T {}
@@ -210,6 +212,22 @@ impl Drop for EvictionListener {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// A bundled store listens through its pool.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl<DB> sealed::Start for crate::store::SqlUserStore<DB>
+where
+    DB: crate::store::Dialect,
+    sqlx::Pool<DB>: sealed::Start,
+{
+    async fn start(
+        &self,
+        evictor: Evictor,
+        heartbeat: std::time::Duration,
+    ) -> Result<EvictionListener, crate::store::StoreError> {
+        self.pool().start(evictor, heartbeat).await
     }
 }
 

@@ -18,6 +18,8 @@ pub use table::{IdKind, InvalidIdentifier, UserTable};
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use sql::Dialect;
 #[cfg(feature = "postgres")]
 pub use sql::PgUserStore;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

@@ -62,11 +62,10 @@
 
 mod apply;
 mod event;
-mod hooks;
+pub(crate) mod hooks;
 mod receiver;
 mod signature;
 
-pub use crate::{ClerkUser, EmailAddress};
 pub use event::{Event, EventError, UserEvent};
 pub use hooks::{AppliedEvent, BoxError, WebhookHooks};
 pub use receiver::{DEFAULT_BODY_LIMIT, WebhookReceiver};

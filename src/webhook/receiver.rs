@@ -91,8 +91,12 @@ impl WebhookReceiver {
     }
 
     /// Runs `hooks` after each delivery is applied.
-    pub fn with_hooks(mut self, hooks: impl WebhookHooks) -> Self {
-        self.hooks = Arc::new(hooks);
+    pub fn with_hooks(self, hooks: impl WebhookHooks) -> Self {
+        self.with_shared_hooks(Arc::new(hooks))
+    }
+
+    pub(crate) fn with_shared_hooks(mut self, hooks: Arc<dyn DynWebhookHooks>) -> Self {
+        self.hooks = hooks;
         self
     }
 

@@ -5,6 +5,7 @@
 
 pub mod clerk_api;
 pub mod proxy;
+pub mod svix;
 
 use std::{
     net::SocketAddr,

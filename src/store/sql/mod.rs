@@ -41,8 +41,10 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+#[cfg(feature = "postgres")]
+pub(crate) use driver::Bind;
 use driver::Driver;
-pub(crate) use driver::{Bind, Statement};
+pub(crate) use driver::Statement;
 #[cfg(feature = "postgres")]
 pub use postgres::PgUserStore;
 use queries::Queries;

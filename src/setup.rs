@@ -1,0 +1,180 @@
+//! [`Setup`]: the layer, the webhook receiver and the eviction listener,
+//! wired from one configuration — what every app with Clerk's webhooks
+//! builds.
+
+#[cfg(feature = "webhooks")]
+use crate::webhook::{WebhookHooks, WebhookReceiver, WebhookVerifier, hooks::DynWebhookHooks};
+use crate::{
+    Config, EnsureUserLayer, Mode,
+    eviction::{EvictionListener, EvictionSource},
+    store::{StoreError, UserStore, UserSync},
+};
+#[cfg(feature = "webhooks")]
+use std::sync::Arc;
+
+/// Builds what an app with Clerk needs around one store: the
+/// [`EnsureUserLayer`], the [`WebhookReceiver`](crate::webhook::WebhookReceiver)
+/// (when given a verifier) evicting through the layer's
+/// [`Evictor`](crate::eviction::Evictor), and, on PostgreSQL, the eviction
+/// listener that hears other instances' deletions. A store of the app's own
+/// wires the pieces by hand (see the README).
+///
+/// ```no_run
+/// use axum::{Json, Router, routing::get};
+/// use ensure_user::{Config, LocalUser, Setup, store::SqliteUserStore};
+/// use ensure_user::webhook::WebhookVerifier;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = SqliteUserStore::new(sqlx::SqlitePool::connect("sqlite://app.db?mode=rwc").await?);
+/// store.migrate().await?;
+/// let running = Setup::new(Config::from_env()?, store)
+///     .with_webhooks(WebhookVerifier::from_env()?) // CLERK_WEBHOOK_SECRET
+///     .start()
+///     .await?;
+///
+/// let app: Router = Router::new()
+///     .route("/me", get(|user: LocalUser| async move { Json(user.id()) }))
+///     .layer(running.layer())
+///     .merge(running.webhook_router("/webhooks/clerk"));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// axum::serve(listener, app).await?;
+/// running.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[must_use = "a setup does nothing until started"]
+pub struct Setup<S> {
+    layer: EnsureUserLayer,
+    store: S,
+    #[cfg(feature = "webhooks")]
+    webhooks: Option<WebhookReceiverSettings>,
+}
+
+/// What the webhook receiver is built with.
+#[cfg(feature = "webhooks")]
+struct WebhookReceiverSettings {
+    verifier: WebhookVerifier,
+    hooks: Arc<dyn DynWebhookHooks>,
+}
+
+impl<S> Setup<S>
+where
+    S: UserStore + UserSync + EvictionSource + Clone,
+{
+    /// A setup verifying tokens as `config` says and keeping users in `store`.
+    pub fn new(config: Config, store: S) -> Self {
+        Self {
+            layer: EnsureUserLayer::new(config, store.clone()),
+            store,
+            #[cfg(feature = "webhooks")]
+            webhooks: None,
+        }
+    }
+
+    /// Also receive Clerk's webhooks, checked with `verifier`. Without it,
+    /// [`Running::webhook_router`] is empty.
+    #[cfg(feature = "webhooks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
+    pub fn with_webhooks(mut self, verifier: WebhookVerifier) -> Self {
+        self.webhooks = Some(WebhookReceiverSettings {
+            verifier,
+            hooks: Arc::new(()),
+        });
+        self
+    }
+
+    /// Run `hooks` after each webhook delivery is applied (see
+    /// [`WebhookHooks`]). Needs [`with_webhooks`](Self::with_webhooks).
+    #[cfg(feature = "webhooks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
+    pub fn with_webhook_hooks(mut self, hooks: impl WebhookHooks) -> Self {
+        if let Some(settings) = &mut self.webhooks {
+            settings.hooks = Arc::new(hooks);
+        }
+        self
+    }
+
+    /// What the layer does with a request without a token. Default [`Mode::Required`].
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.layer = self.layer.with_mode(mode);
+        self
+    }
+
+    /// Fill a new user's profile in from the Backend API (see
+    /// [`ProfileFetch`](crate::ProfileFetch)).
+    #[cfg(feature = "clerk-api")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
+    pub fn with_profile_fetch(mut self, fetch: crate::ProfileFetch) -> Self {
+        self.layer = self.layer.with_profile_fetch(fetch);
+        self
+    }
+
+    /// Starts the eviction listener (on PostgreSQL; nothing on SQLite) and
+    /// builds the webhook receiver. Fails only when the listener's first
+    /// `LISTEN` does.
+    pub async fn start(self) -> Result<Running, StoreError> {
+        let listener = self.layer.listen_for_evictions(&self.store).await?;
+        #[cfg(feature = "webhooks")]
+        let webhooks = self.webhooks.map(|settings| {
+            WebhookReceiver::new(settings.verifier, self.store, self.layer.evictor())
+                .with_shared_hooks(settings.hooks)
+        });
+        Ok(Running {
+            layer: self.layer,
+            #[cfg(feature = "webhooks")]
+            webhooks,
+            listener,
+        })
+    }
+}
+
+impl<S> std::fmt::Debug for Setup<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Setup::start`] started: hand out the layer and the webhook
+/// router, and shut it down when the server stops.
+#[derive(Debug)]
+pub struct Running {
+    layer: EnsureUserLayer,
+    #[cfg(feature = "webhooks")]
+    webhooks: Option<WebhookReceiver>,
+    listener: EvictionListener,
+}
+
+impl Running {
+    /// The layer to put in front of the routes that need a user.
+    pub fn layer(&self) -> EnsureUserLayer {
+        self.layer.clone()
+    }
+
+    /// The webhook receiver, when the setup was given a verifier.
+    #[cfg(feature = "webhooks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
+    pub fn webhooks(&self) -> Option<&WebhookReceiver> {
+        self.webhooks.as_ref()
+    }
+
+    /// An axum router answering Clerk's deliveries at `POST path`, to merge
+    /// after the app's `.layer(…)` (svix sends no session token); empty when
+    /// the setup has no webhooks.
+    #[cfg(all(feature = "axum", feature = "webhooks"))]
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "axum", feature = "webhooks"))))]
+    pub fn webhook_router<St>(&self, path: &str) -> axum::Router<St>
+    where
+        St: Clone + Send + Sync + 'static,
+    {
+        match &self.webhooks {
+            Some(receiver) => receiver.clone().into_router(path),
+            None => axum::Router::new(),
+        }
+    }
+
+    /// Stops the eviction listener and waits for it to end.
+    pub async fn shutdown(self) {
+        self.listener.shutdown().await;
+    }
+}

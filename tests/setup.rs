@@ -1,0 +1,125 @@
+//! `Setup`: the layer, the webhook receiver and the eviction listener wired
+//! from one configuration, on both stores.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::{Json, Router, routing::get};
+use common::{svix, *};
+use ensure_user::{
+    LocalUser, Running, Setup,
+    eviction::EvictionSource,
+    store::{UserStore, UserSync},
+    testing::{SigningKey, random_id},
+};
+use http::StatusCode;
+use serde_json::json;
+use tower::ServiceExt;
+
+fn app(running: &Running) -> Router {
+    Router::new()
+        .route(
+            "/me",
+            get(|user: LocalUser| async move { Json(json!({ "id": user.id() })) }),
+        )
+        .layer(running.layer())
+        .merge(running.webhook_router(svix::PATH))
+}
+
+async fn start<S>(jwks: &JwksServer, store: S) -> Running
+where
+    S: UserStore + UserSync + EvictionSource + Clone,
+{
+    Setup::new(jwks.config(), store)
+        .with_webhooks(svix::verifier())
+        .start()
+        .await
+        .unwrap()
+}
+
+/// A user served, deleted through the setup's webhook route, refused.
+async fn serves_and_applies_webhooks<S>(store: S)
+where
+    S: UserStore + UserSync + EvictionSource + Clone,
+{
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let running = start(&jwks, store).await;
+    let app = app(&running);
+    let user = random_id("user");
+    let token = key.session_token(ISSUER, &user, 60);
+    let (status, _) = read(app.clone().oneshot(bearer(&token)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let delivery = svix::delivery(&user_deleted_event(&user));
+    let (status, body) = read(app.clone().oneshot(delivery).await.unwrap()).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("deleted"))
+    );
+    let (status, body) = read(app.oneshot(bearer(&token)).await.unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("user_deleted"))
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_setup_serves_and_applies_webhooks() {
+    serves_and_applies_webhooks(postgres_store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_setup_serves_and_applies_webhooks() {
+    serves_and_applies_webhooks(sqlite_store().await).await;
+}
+
+/// On PostgreSQL the setup starts the listener: a deletion applied by one
+/// instance reaches another's cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_setup_listens_for_other_instances() {
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let store = postgres_store().await;
+    let (a, b) = (start(&jwks, store.clone()).await, start(&jwks, store).await);
+    let (app_a, app_b) = (app(&a), app(&b));
+    let user = random_id("user");
+    let token = key.session_token(ISSUER, &user, 60);
+    for app in [&app_a, &app_b] {
+        let (status, _) = read(app.clone().oneshot(bearer(&token)).await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let delivery = svix::delivery(&user_deleted_event(&user));
+    assert_eq!(
+        app_a.oneshot(delivery).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let started = Instant::now();
+    loop {
+        let (status, _) = read(app_b.clone().oneshot(bearer(&token)).await.unwrap()).await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "still served");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Without a verifier there is no webhook route, and the router is empty.
+#[tokio::test]
+async fn setup_without_webhooks_mounts_nothing() {
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let running = Setup::new(jwks.config(), sqlite_store().await)
+        .start()
+        .await
+        .unwrap();
+    assert!(running.webhooks().is_none());
+    let delivery = svix::delivery(&user_deleted_event(&random_id("user")));
+    let response = app(&running).oneshot(delivery).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
