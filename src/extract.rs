@@ -36,6 +36,7 @@ impl IntoResponse for LocalUserRejection {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> FromRequestParts<S> for LocalUser {
     type Rejection = LocalUserRejection;
 
@@ -54,6 +55,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LocalUser {
 /// `Option<LocalUser>`: `None` for a tokenless request under an optional
 /// layer; still `500 missing_layer` when the layer is absent, so that a
 /// forgotten layer never silently makes every request anonymous.
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> OptionalFromRequestParts<S> for LocalUser {
     type Rejection = LocalUserRejection;
 

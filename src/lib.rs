@@ -38,19 +38,22 @@
 //!
 //! # Features
 //!
+//! Items that need a feature say which in their docs.
+//!
 //! - `axum` (default): the [`LocalUser`] extractors.
-//! - `sqlite` (default): [`store::SqliteUserStore`].
-//! - `postgres`: [`store::PgUserStore`].
+//! - `sqlite` (default): `store::SqliteUserStore`, and `Setup`.
+//! - `postgres`: `store::PgUserStore`, and `Setup`.
 //! - `metrics`: counters through the [`metrics`](https://docs.rs/metrics)
 //!   facade: rejections by code, token and user cache hits and misses, store
 //!   calls and their latency, key fetches.
-//! - `webhooks`: [`webhook::WebhookReceiver`], which keeps the users table
+//! - `webhooks`: `webhook::WebhookReceiver`, which keeps the users table
 //!   in step with Clerk's `user.*` webhooks.
-//! - `clerk-api`: [`clerk_api::ClerkApi`], a client for the Backend API's
-//!   users endpoints; [`ProfileFetch`], which fills a new user's profile in
-//!   from it; and [`backfill`], which writes every existing Clerk user.
+//! - `clerk-api`: `clerk_api::ClerkApi`, a client for the Backend API's
+//!   users endpoints; `ProfileFetch`, which fills a new user's profile in
+//!   from it; and the `backfill` module, which writes every existing Clerk
+//!   user.
 //! - `cli`: the `ensure-user` binary: `migrate` and `backfill`.
-//! - `testing`: [`testing`]: RSA signing keys, JWKS documents and
+//! - `testing`: the `testing` module: RSA signing keys, JWKS documents and
 //!   Clerk-shaped session tokens, for an app's tests and local development.
 //!
 //! # Organizations and authorization
@@ -64,9 +67,10 @@
 //! # Several instances
 //!
 //! Caches are per process; the database (rows and tombstones) is shared.
-//! With PostgreSQL, [`EnsureUserLayer::listen_for_evictions`] makes a
-//! deletion applied by any instance reach every instance's caches within
-//! milliseconds; see [`eviction`].
+//! With PostgreSQL, the eviction listener (`Setup` starts it, or
+//! `EnsureUserLayer::listen_for_evictions`) makes a deletion applied by any
+//! instance reach every instance's caches within milliseconds; see
+//! [`eviction`].
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -74,8 +78,10 @@
 
 pub mod authorization;
 #[cfg(feature = "clerk-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
 pub mod backfill;
 #[cfg(feature = "clerk-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
 pub mod clerk_api;
 mod clerk_id;
 mod clerk_user;
@@ -103,21 +109,25 @@ mod token;
 mod user;
 mod user_cache;
 #[cfg(feature = "webhooks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
 pub mod webhook;
 
 pub use authorization::Requirement;
 pub use clerk_user::{ClerkUser, EmailAddress};
 pub use config::{Config, ConfigError, ProfileClaims};
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::LocalUserRejection;
 pub use layer::EnsureUserLayer;
 pub use policy::Mode;
 #[cfg(feature = "clerk-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
 pub use profile_fetch::ProfileFetch;
 pub use readiness::Readiness;
 pub use rejection::Rejection;
 pub use service::{EnsureUser, ResponseBody, ResponseFuture};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use setup::{Running, Setup};
 pub use token::{ActiveOrganization, Actor, KeySource, Permissions, SessionClaims};
 pub use user::{LocalId, LocalUser};

@@ -13,8 +13,8 @@ use crate::{
 use std::sync::Arc;
 
 /// Builds what an app with Clerk needs around one store: the
-/// [`EnsureUserLayer`], the [`WebhookReceiver`](crate::webhook::WebhookReceiver)
-/// (when given a verifier) evicting through the layer's
+/// [`EnsureUserLayer`], the webhook receiver (with the `webhooks` feature,
+/// when given a verifier) evicting through the layer's
 /// [`Evictor`](crate::eviction::Evictor), and, on PostgreSQL, the eviction
 /// listener that hears other instances' deletions. A store of the app's own
 /// wires the pieces by hand (see the README).

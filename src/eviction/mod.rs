@@ -7,12 +7,12 @@
 //! user cached would go on serving them until the entry expires (the user
 //! cache TTL, 10 minutes by default).
 //!
-//! With PostgreSQL, [`PgUserStore`](crate::store::PgUserStore) publishes each
+//! With PostgreSQL, `PgUserStore` publishes each
 //! deletion's Clerk id with `pg_notify`, in the transaction that records the
 //! tombstone: the notification goes out when the tombstone commits, and
 //! never for a deletion rolled back. Each process calls
-//! [`EnsureUserLayer::listen_for_evictions`](crate::EnsureUserLayer::listen_for_evictions)
-//! once; its listener hears every instance's deletions and forgets those
+//! `EnsureUserLayer::listen_for_evictions` (or starts a `Setup`, which calls
+//! it) once; its listener hears every instance's deletions and forgets those
 //! users, in the user cache and the verified-token cache, within
 //! milliseconds.
 //!
@@ -68,7 +68,7 @@
 //!   NAT and load-balancer idle timeouts.
 //! - A notification for an id this process never saw evicts nothing and
 //!   costs nothing more.
-//! - It stops on [`EvictionListener::shutdown`] or when dropped; closing
+//! - It stops on `EvictionListener::shutdown` or when dropped; closing
 //!   the pool does not stop it.
 //!
 //! Profile updates are not announced. The caches hold a user's local id
@@ -82,7 +82,7 @@
 //!
 //! # SQLite
 //!
-//! [`listen_for_evictions`](crate::EnsureUserLayer::listen_for_evictions)
+//! `listen_for_evictions`
 //! takes an `SqlitePool` too, so that code can switch backends, but starts
 //! nothing: there is nothing to listen to, and the instance that applies a
 //! deletion already evicts the user from its own layer. Processes sharing
@@ -105,6 +105,7 @@ use ledger::Ledger;
 
 use std::sync::Arc;
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use tokio::task::JoinHandle;
 
 /// The handle that forgets users in one layer's caches (shared by all its
@@ -154,15 +155,17 @@ impl std::fmt::Debug for Evictor {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// A database that can tell this process about deletions applied by other
-/// processes: a [`PgUserStore`](crate::store::PgUserStore) or its
-/// [`sqlx::PgPool`] (listened to), a
-/// [`SqliteUserStore`](crate::store::SqliteUserStore) or its
-/// [`sqlx::SqlitePool`] (nothing to listen to). Sealed.
+/// processes: a `PgUserStore` or its `sqlx::PgPool` (listened to), a
+/// `SqliteUserStore` or its `sqlx::SqlitePool` (nothing to listen to).
+/// Sealed.
 pub trait EvictionSource: sealed::Start {}
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl<T: sealed::Start> EvictionSource for T {}
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sealed {
     use std::{future::Future, time::Duration};
 
@@ -180,10 +183,10 @@ mod sealed {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// The background task that evicts users deleted by other processes from
-/// this process's caches. Made by
-/// [`EnsureUserLayer::listen_for_evictions`](crate::EnsureUserLayer::listen_for_evictions);
-/// it stops on [`shutdown`](Self::shutdown) or when dropped.
+/// this process's caches. Made by `EnsureUserLayer::listen_for_evictions`
+/// (and by `Setup::start`); it stops on [`shutdown`](Self::shutdown) or when dropped.
 #[derive(Debug)]
 #[must_use = "the listener stops when dropped"]
 pub struct EvictionListener {
@@ -191,6 +194,7 @@ pub struct EvictionListener {
     task: Option<JoinHandle<()>>,
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl EvictionListener {
     /// Whether the task is running, connected or reconnecting: `true` on
     /// PostgreSQL until the listener is shut down; always `false` on SQLite.
@@ -207,6 +211,7 @@ impl EvictionListener {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl Drop for EvictionListener {
     fn drop(&mut self) {
         if let Some(task) = &self.task {

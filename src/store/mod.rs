@@ -21,10 +21,13 @@ mod sql;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use sql::Dialect;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use sql::PgUserStore;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use sql::SqlUserStore;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sql::SqliteUserStore;
 #[cfg(feature = "postgres")]
 pub(crate) use sql::{Bind, Statement};

@@ -34,8 +34,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// and answers svix.
 ///
 /// It is a tower [`Service`] for `http::Request<B>` with any body, so any
-/// tower-based server can mount it; with axum, see
-/// [`into_router`](Self::into_router). Cloning is cheap. The
+/// tower-based server can mount it; with axum, see `into_router`. Cloning is cheap. The
 /// [module docs](super) list the responses.
 ///
 /// ```
@@ -131,6 +130,7 @@ impl WebhookReceiver {
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     pub fn into_router<S>(self, path: &str) -> axum::Router<S>
     where
         S: Clone + Send + Sync + 'static,

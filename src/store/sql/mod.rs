@@ -88,8 +88,8 @@ pub trait Dialect: Driver {
     fn upgrade(pool: &Pool<Self>) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Users in a SQL database, through sqlx: [`PgUserStore`] or
-/// [`SqliteUserStore`], the same algorithm on either.
+/// Users in a SQL database, through sqlx: `PgUserStore` or
+/// `SqliteUserStore`, the same algorithm on either.
 ///
 /// Cloning is cheap: clones share the pool.
 pub struct SqlUserStore<DB: Dialect> {
@@ -134,7 +134,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
     /// Creates the bundled `users`, `clerk_user_tombstones` and
     /// `ensure_user_backfill_state` tables if they do not exist. On SQLite,
     /// also rebuilds a `users` table made by version 0.1.0, once (see
-    /// [`SqliteUserStore`]). Idempotent, and safe to run from several
+    /// `SqliteUserStore`). Idempotent, and safe to run from several
     /// processes at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         DB::run_script(&self.pool, DB::MIGRATIONS).await?;
