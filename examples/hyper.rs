@@ -4,9 +4,11 @@
 //! CLERK_PUBLISHABLE_KEY=pk_test_… cargo run --example hyper
 //! ```
 //!
-//! The handler reads the [`LocalUser`] from the request extensions.
+//! The handler reads the [`LocalUser`] from the request extensions. Also
+//! read: `DATABASE_URL` (default `sqlite://ensure-user-hyper.db?mode=rwc`)
+//! and `BIND_ADDR` (default `127.0.0.1:3001`).
 
-use std::{convert::Infallible, error::Error};
+use std::{convert::Infallible, env, error::Error};
 
 use bytes::Bytes;
 use ensure_user::{Config, EnsureUserLayer, LocalUser, store::SqliteUserStore};
@@ -32,14 +34,17 @@ async fn hello(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infa
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let pool = sqlx::SqlitePool::connect("sqlite://ensure-user-hyper.db?mode=rwc").await?;
+    let database_url = env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "sqlite://ensure-user-hyper.db?mode=rwc".to_owned());
+    let pool = sqlx::SqlitePool::connect(&database_url).await?;
     let store = SqliteUserStore::new(pool);
     store.migrate().await?;
     let layer = EnsureUserLayer::new(Config::from_env()?, store);
     let service = ServiceBuilder::new().layer(layer).service_fn(hello);
 
-    let listener = TcpListener::bind("127.0.0.1:3001").await?;
-    println!("listening on http://127.0.0.1:3001");
+    let bind = env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:3001".to_owned());
+    let listener = TcpListener::bind(&bind).await?;
+    println!("listening on http://{}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
         let service = TowerToHyperService::new(service.clone());

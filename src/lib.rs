@@ -1,6 +1,6 @@
 //! Clerk sign-in, with the app's own `users` row guaranteed on every request.
 //!
-//! [`EnsureUserLayer`] is a tower layer for axum, hyper or tonic. For each
+//! [`EnsureUserLayer`] is a tower layer for axum or plain hyper. For each
 //! request it verifies the Clerk session token (RS256, Clerk's claim rules,
 //! keys from a JWKS endpoint or a PEM), finds the app's user row for that
 //! Clerk user, creating it on first sight, and hands the handler a

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod clerk_api;
+pub mod examples;
 pub mod proxy;
 pub mod svix;
 
