@@ -267,6 +267,12 @@ impl Scoped {
     }
 }
 
+/// A role in Clerk's normal form: exactly one leading `org:` (`admin`,
+/// `org:admin` and `org:org:admin` are all `org:admin`), as it is stored.
+pub(crate) fn normalized_role(role: &str) -> String {
+    format!("org:{}", without_org_prefixes(role))
+}
+
 /// `text` without any run of leading `org:`: Clerk's normal form of a role
 /// or permission is `org:` followed by this.
 fn without_org_prefixes(mut text: &str) -> &str {

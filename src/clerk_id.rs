@@ -17,6 +17,11 @@ pub(crate) fn is_session_id(id: &str) -> bool {
     has_id_shape(id, "sess_")
 }
 
+/// A Clerk organization id: `org_` followed by 1 to 128 visible ASCII characters.
+pub(crate) fn is_organization_id(id: &str) -> bool {
+    has_id_shape(id, "org_")
+}
+
 /// `prefix` followed by 1 to [`MAX_ID_CHARS`] visible ASCII characters.
 /// Clerk ids are base62; this only keeps control characters, spaces and
 /// non-ASCII text (which some databases cannot store) out of ids.
@@ -50,5 +55,7 @@ mod tests {
         }
         assert!(is_user_id(&format!("user_{}", "a".repeat(MAX_ID_CHARS))));
         assert!(!is_session_id("user_1"));
+        assert!(is_organization_id("org_2g7np7Hrk0SN6kj5EDMLDaKNL0S"));
+        assert!(!is_organization_id("orgmem_1") && !is_organization_id("org_"));
     }
 }

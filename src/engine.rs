@@ -19,7 +19,7 @@ use crate::{
     config::ProfileClaims,
     eviction::Caches,
     policy::{FirstSight, Mode},
-    store::{DynUserStore, Resolution, StoreError, UserStore},
+    store::{DynOrganizationStore, DynUserStore, Resolution, StoreError, UserStore},
     telemetry,
     token::{
         SessionClaims, cache::Cached, entry::VerifiedToken, find::find_token, keys::KeyStore,
@@ -34,10 +34,15 @@ const MAX_LOOKUPS: usize = 3;
 
 /// What every clone of a layer, and its services, share.
 pub(crate) struct Engine {
+    /// The configuration the engine was built from, to build it again with
+    /// organizations for a layer cloned before they were enabled.
+    config: Config,
     caches: Arc<Caches>,
     verifier: Verifier,
     keys: Arc<KeyStore>,
-    store: Box<dyn DynUserStore>,
+    store: Arc<dyn DynUserStore>,
+    /// Where organizations and memberships are kept; `None`: not resolved.
+    organizations: Option<Arc<dyn DynOrganizationStore>>,
     cookie_suffix: Option<String>,
     max_cookies: usize,
     profile_claims: ProfileClaims,
@@ -67,18 +72,48 @@ pub(crate) enum Pending {
 
 impl Engine {
     pub(crate) fn new(config: Config, store: impl UserStore) -> Self {
+        Self::with_stores(config, Arc::new(store), None)
+    }
+
+    fn with_stores(
+        config: Config,
+        store: Arc<dyn DynUserStore>,
+        organizations: Option<Arc<dyn DynOrganizationStore>>,
+    ) -> Self {
         let keys = Arc::new(KeyStore::new(&config));
         Self {
             caches: Arc::new(Caches::new(&config)),
             verifier: Verifier::new(&config, Arc::clone(&keys)),
             keys,
-            store: Box::new(store),
-            cookie_suffix: config.cookie_suffix,
+            store,
+            organizations,
+            cookie_suffix: config.cookie_suffix.clone(),
             max_cookies: config.max_cookies,
-            profile_claims: config.profile_claims,
+            profile_claims: config.profile_claims.clone(),
             store_timeout: config.store_timeout,
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
             eviction_heartbeat: config.eviction_heartbeat,
+            config,
+        }
+    }
+
+    /// Resolves organizations and memberships with `store` from now on. An
+    /// engine shared with other layers is left as it is: the one returned
+    /// is a new one, with caches of its own.
+    pub(crate) fn enable_organizations(
+        engine: &mut Arc<Self>,
+        store: Arc<dyn DynOrganizationStore>,
+    ) {
+        match Arc::get_mut(engine) {
+            Some(only) => only.organizations = Some(store),
+            None => {
+                let fresh = Self::with_stores(
+                    engine.config.clone(),
+                    Arc::clone(&engine.store),
+                    Some(store),
+                );
+                *engine = Arc::new(fresh);
+            }
         }
     }
 
@@ -92,6 +127,10 @@ impl Engine {
 
     pub(crate) fn store(&self) -> &dyn DynUserStore {
         &*self.store
+    }
+
+    pub(crate) fn organizations_enabled(&self) -> bool {
+        self.organizations.is_some()
     }
 
     pub(crate) fn store_timeout(&self) -> std::time::Duration {

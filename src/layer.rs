@@ -10,7 +10,7 @@ use crate::{
     engine::Engine,
     eviction::Evictor,
     policy::{Mode, Policy},
-    store::UserStore,
+    store::{OrganizationStore, UserStore},
 };
 
 /// A tower layer that authenticates each request with its Clerk session token
@@ -55,6 +55,20 @@ impl EnsureUserLayer {
     #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
     pub fn with_profile_fetch(mut self, fetch: crate::ProfileFetch) -> Self {
         self.policy.first_sight = Some(Arc::new(fetch));
+        self
+    }
+
+    /// Also resolve the active organization of each token that names one:
+    /// its row and the user's membership row, kept in `store` (normally the
+    /// layer's own store), created on first sight like the user's. Handlers
+    /// then extract a [`LocalOrganization`](crate::LocalOrganization). See
+    /// [`OrganizationStore`] for the rules. Default: organizations are not
+    /// resolved.
+    ///
+    /// Call it before cloning the layer: a clone taken earlier keeps the
+    /// caches it had, and this layer gets caches of its own.
+    pub fn with_organizations(mut self, store: impl OrganizationStore) -> Self {
+        Engine::enable_organizations(&mut self.engine, Arc::new(store));
         self
     }
 

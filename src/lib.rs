@@ -84,6 +84,7 @@ pub mod backfill;
 #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
 pub mod clerk_api;
 mod clerk_id;
+mod clerk_organization;
 mod clerk_user;
 mod clock;
 mod config;
@@ -113,6 +114,7 @@ mod user_cache;
 pub mod webhook;
 
 pub use authorization::Requirement;
+pub use clerk_organization::{ClerkMembership, ClerkOrganization, MemberUser};
 pub use clerk_user::{ClerkUser, EmailAddress};
 pub use config::{Config, ConfigError, ProfileClaims};
 #[cfg(feature = "axum")]

@@ -1,15 +1,22 @@
-//! Where local users live: the [`UserStore`], [`UserSync`] and
-//! [`BackfillStore`] traits and their SQL implementations.
+//! Where local users, organizations and memberships live: the
+//! [`UserStore`], [`UserSync`], [`BackfillStore`], [`OrganizationStore`] and
+//! [`OrganizationSync`] traits, and their SQL implementations.
 
 use std::{future::Future, pin::Pin};
 
 use crate::user::LocalId;
 
 mod batch;
+mod organization;
 mod profile;
 mod sync;
 mod table;
 pub use batch::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate};
+pub(crate) use organization::DynOrganizationStore;
+pub use organization::{
+    MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
+    OrganizationSync,
+};
 pub use profile::Profile;
 #[cfg(any(feature = "webhooks", feature = "clerk-api"))]
 pub(crate) use sync::DynUserSync;
