@@ -131,8 +131,10 @@ impl<DB: Dialect> SqlUserStore<DB> {
         &self.pool
     }
 
-    /// Creates the bundled `users`, `clerk_user_tombstones` and
-    /// `ensure_user_backfill_state` tables if they do not exist. On SQLite,
+    /// Creates the bundled `users`, `clerk_user_tombstones`,
+    /// `ensure_user_backfill_state`, `organizations`,
+    /// `organization_memberships`, `clerk_organization_tombstones` and
+    /// `clerk_membership_tombstones` tables if they do not exist. On SQLite,
     /// also rebuilds a `users` table made by version 0.1.0, once (see
     /// `SqliteUserStore`). Idempotent, and safe to run from several
     /// processes at once.

@@ -37,7 +37,8 @@ impl Dialect for Postgres {
         // Serialises concurrent migrations until the creating transaction commits.
         "SELECT pg_advisory_xact_lock(7408537265401231);\n",
         include_str!("../../../migrations/postgres/0001_ensure_user.sql"),
-        include_str!("../../../migrations/postgres/0002_backfill_state.sql")
+        include_str!("../../../migrations/postgres/0002_backfill_state.sql"),
+        include_str!("../../../migrations/postgres/0003_organizations.sql")
     );
 
     fn placeholder(n: usize) -> String {

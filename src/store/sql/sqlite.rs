@@ -42,7 +42,8 @@ impl Dialect for Sqlite {
 
     const MIGRATIONS: &'static str = concat!(
         include_str!("../../../migrations/sqlite/0001_ensure_user.sql"),
-        include_str!("../../../migrations/sqlite/0002_backfill_state.sql")
+        include_str!("../../../migrations/sqlite/0002_backfill_state.sql"),
+        include_str!("../../../migrations/sqlite/0003_organizations.sql")
     );
 
     fn placeholder(n: usize) -> String {
