@@ -25,7 +25,10 @@
 //! A backend bounds how many bytes of values one statement carries
 //! ([`Dialect::STATEMENT_BYTES`]).
 
+mod checked;
 mod driver;
+mod organization_queries;
+mod organizations;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod queries;
@@ -45,6 +48,7 @@ use std::{
 pub(crate) use driver::Bind;
 use driver::Driver;
 pub(crate) use driver::Statement;
+use organization_queries::OrganizationQueries;
 #[cfg(feature = "postgres")]
 pub use postgres::PgUserStore;
 use queries::Queries;
@@ -56,6 +60,7 @@ use super::{
     BackfillStore, BatchOutcome, Checkpoint, Profile, ProfileUpdate, Resolution, StoreError,
     SyncOutcome, UserStore, UserSync, UserTable,
     batch::{Stored, plan},
+    deleted::Deleted,
 };
 use crate::user::LocalId;
 
@@ -73,14 +78,19 @@ pub trait Dialect: Driver {
     #[doc(hidden)]
     const MIGRATIONS: &'static str;
 
+    /// The current time as the bundled `updated_at` columns hold it.
+    #[doc(hidden)]
+    const NOW: &'static str;
+
     /// The placeholder of the `n`-th value (from 1).
     #[doc(hidden)]
     fn placeholder(n: usize) -> String;
 
-    /// A statement telling other processes about the deletion of
-    /// `clerk_id`, run in the transaction that records its tombstone.
+    /// A statement telling other processes about a deletion, run in the
+    /// transaction that records its tombstone; `payload` says what was
+    /// deleted (see `Deleted::payload`).
     #[doc(hidden)]
-    fn announce_deletion(clerk_id: &str) -> Option<Statement<'_>>;
+    fn announce_deletion(payload: &str) -> Option<Statement<'_>>;
 
     /// Brings tables made by an older version up to date, after the
     /// migrations ran.
@@ -95,6 +105,7 @@ pub trait Dialect: Driver {
 pub struct SqlUserStore<DB: Dialect> {
     pool: Pool<DB>,
     queries: Arc<Queries>,
+    organizations: Arc<OrganizationQueries>,
 }
 
 impl<DB: Dialect> Clone for SqlUserStore<DB> {
@@ -102,6 +113,7 @@ impl<DB: Dialect> Clone for SqlUserStore<DB> {
         Self {
             pool: self.pool.clone(),
             queries: Arc::clone(&self.queries),
+            organizations: Arc::clone(&self.organizations),
         }
     }
 }
@@ -119,10 +131,14 @@ impl<DB: Dialect> SqlUserStore<DB> {
     }
 
     /// A store over `pool` for the app's own table layout.
+    ///
+    /// Organizations and memberships are kept in the bundled tables, whose
+    /// memberships reference `table` (see the [module docs](crate::store)).
     pub fn with_table(pool: Pool<DB>, table: &UserTable) -> Self {
         Self {
             pool,
             queries: Arc::new(Queries::new(table, DB::placeholder)),
+            organizations: Arc::new(OrganizationQueries::new(table, DB::placeholder, DB::NOW)),
         }
     }
 
@@ -172,8 +188,9 @@ impl<DB: Dialect> SqlUserStore<DB> {
     /// Records the tombstone unless one exists, and announces the deletion
     /// in the same transaction; returns whether the tombstone is new.
     async fn tombstone(&self, clerk_id: &str, deleted_at_ms: i64) -> Result<bool, sqlx::Error> {
+        let payload = Deleted::User(clerk_id).payload();
         let mut statements = vec![self.queries.tombstone(clerk_id, deleted_at_ms)];
-        statements.extend(DB::announce_deletion(clerk_id));
+        statements.extend(DB::announce_deletion(&payload));
         let changed = DB::execute_together(&self.pool, statements).await?;
         Ok(changed.first().is_some_and(|&rows| rows > 0))
     }

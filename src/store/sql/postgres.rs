@@ -11,6 +11,9 @@ use crate::{eviction, store::StoreError};
 /// [`delete_user`](crate::store::UserSync::delete_user) also publishes the
 /// Clerk id with `pg_notify`, in the transaction that records the tombstone,
 /// for other processes' layers to hear (see [`eviction`](crate::eviction)).
+/// Deleting an organization or a membership
+/// ([`OrganizationSync`](crate::store::OrganizationSync)) publishes
+/// `org:<organization id>` or `membership:<organization id> <user id>` alike.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,12 +44,14 @@ impl Dialect for Postgres {
         include_str!("../../../migrations/postgres/0003_organizations.sql")
     );
 
+    const NOW: &'static str = "now()";
+
     fn placeholder(n: usize) -> String {
         format!("${n}")
     }
 
-    fn announce_deletion(clerk_id: &str) -> Option<Statement<'_>> {
-        Some(eviction::announcement(clerk_id))
+    fn announce_deletion(payload: &str) -> Option<Statement<'_>> {
+        Some(eviction::announcement(payload))
     }
 
     async fn upgrade(_: &PgPool) -> Result<(), StoreError> {

@@ -11,6 +11,11 @@ use crate::store::StoreError;
 /// Deletions are not announced to other processes: there is nothing to
 /// listen to (see [`eviction`](crate::eviction)).
 ///
+/// The cascades of organizations and memberships need SQLite's foreign
+/// keys on, as sqlx turns them on for every connection by default
+/// (`SqliteConnectOptions::foreign_keys`): a pool whose connections turn
+/// them off leaves a deleted organization's memberships behind.
+///
 /// Local ids are never reused: the bundled `users` table is
 /// `id INTEGER PRIMARY KEY AUTOINCREMENT`. Version 0.1.0 made it without
 /// `AUTOINCREMENT`, so the newest user's id, once deleted, went to the next
@@ -45,6 +50,8 @@ impl Dialect for Sqlite {
         include_str!("../../../migrations/sqlite/0002_backfill_state.sql"),
         include_str!("../../../migrations/sqlite/0003_organizations.sql")
     );
+
+    const NOW: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
     fn placeholder(n: usize) -> String {
         format!("?{n}")
