@@ -1,7 +1,8 @@
 //! Organizations and memberships in the bundled stores, on real PostgreSQL
 //! and SQLite: one row however many callers race, no write for what
 //! exists, roles by the time they were true, deletions that stay deleted
-//! (and cascade), and nothing written for what cannot be stored.
+//! (and cascade), nothing written for what cannot be stored, and the
+//! backfill's batches by the same rules.
 
 mod common;
 #[macro_use]
@@ -13,8 +14,8 @@ use std::sync::Arc;
 use ensure_user::{
     LocalId,
     store::{
-        MembershipClaim, MembershipResolution, OrganizationResolution, PgUserStore, Profile,
-        Resolution, SqliteUserStore, SyncOutcome,
+        BatchOutcome, MembershipClaim, MembershipResolution, OrganizationResolution, PgUserStore,
+        Profile, Resolution, SqliteUserStore, SyncOutcome,
     },
     testing::random_id,
 };
@@ -34,6 +35,7 @@ on_both_backends!(
     creations_racing_a_deletion_leave_no_row,
     a_membership_needs_its_rows,
     migrations_run_again,
+    batches_follow_versions_and_respect_a_racing_deletion,
 );
 
 /// The user's row, made as the layer makes it.
@@ -667,6 +669,101 @@ async fn migrations_run_again<S: Store>(_: S, db: Db) {
         Db::Lite(pool) => SqliteUserStore::new(pool.clone()).migrate().await.unwrap(),
     }
     assert_eq!(db.count("clerk_membership_tombstones").await, 0);
+}
+
+async fn batches_follow_versions_and_respect_a_racing_deletion<S: Store>(store: S, db: Db) {
+    use BatchOutcome::*;
+    let (a, b) = (random_id("org"), random_id("org"));
+    let outcomes = store
+        .apply_organizations(&[
+            organization(&a, "A1", 1),
+            organization(&a, "A2", 2),
+            organization(&b, "B", 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [Unchanged, Created, Created],
+        "the newest duplicate is written"
+    );
+    let again = [organization(&a, "A2", 2), organization(&b, "B0", 0)];
+    assert_eq!(
+        store.apply_organizations(&again).await.unwrap(),
+        [Unchanged, Unchanged]
+    );
+    assert_eq!(
+        store
+            .preview_organizations(&[organization(&b, "B", 3)])
+            .await
+            .unwrap(),
+        [Updated]
+    );
+
+    let (u, v) = (random_id("user"), random_id("user"));
+    let batch = [
+        membership(&a, &u, "org:member", 10),
+        membership(&a, &u, "admin", 11),
+        membership(&b, &v, "org:member", 10),
+    ];
+    assert_eq!(
+        store.apply_memberships(&batch).await.unwrap(),
+        [Unchanged, Created, Created]
+    );
+    assert_eq!(db.count("users").await, 2, "members get a row");
+    assert_eq!(
+        store.apply_memberships(&batch).await.unwrap(),
+        [Unchanged; 3]
+    );
+    let mut rows = vec![
+        (a.clone(), u.clone(), "org:admin".to_owned(), 11),
+        (b.clone(), v.clone(), "org:member".to_owned(), 10),
+    ];
+    rows.sort();
+    assert_eq!(db.memberships().await, rows);
+
+    // Deletions committed while the batch writes leave no row.
+    let (ignore, ignore_end) = match db.backend() {
+        Backend::Postgres => ("INSERT INTO", "ON CONFLICT DO NOTHING"),
+        Backend::Sqlite => ("INSERT OR IGNORE INTO", ""),
+    };
+    db.on_insert(
+        "organization_race",
+        "organizations",
+        "NEW.name = 'Raced'",
+        &format!("{ignore} clerk_organization_tombstones VALUES (NEW.clerk_id, 7) {ignore_end}"),
+    )
+    .await;
+    db.on_insert(
+        "membership_race",
+        "organization_memberships",
+        "NEW.role = 'org:raced'",
+        &format!(
+            "{ignore} clerk_membership_tombstones SELECT o.clerk_id, u.clerk_id, \
+             NEW.role_version FROM organizations o, users u \
+             WHERE o.id = NEW.organization_id AND u.id = NEW.user_id {ignore_end}"
+        ),
+    )
+    .await;
+    let raced = random_id("org");
+    let outcomes = store
+        .apply_organizations(&[
+            organization(&raced, "Raced", 1),
+            organization(&random_id("org"), "Fine", 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [Tombstoned, Created]);
+    let outcomes = store
+        .apply_memberships(&[
+            membership(&b, &u, "org:raced", 20),
+            membership(&b, &u, "org:x", 5),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [Tombstoned, Unchanged]);
+    assert_eq!(db.count("organizations").await, 3);
+    assert_eq!(db.count("organization_memberships").await, 2);
 }
 
 /// Separate stores on separate pools (as separate processes would have)

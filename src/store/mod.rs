@@ -1,6 +1,7 @@
 //! Where local users, organizations and memberships live: the
-//! [`UserStore`], [`UserSync`], [`BackfillStore`], [`OrganizationStore`] and
-//! [`OrganizationSync`] traits, and their SQL implementations.
+//! [`UserStore`], [`UserSync`], [`BackfillStore`], [`OrganizationStore`],
+//! [`OrganizationSync`] and [`OrganizationBackfillStore`] traits, and their
+//! SQL implementations.
 //!
 //! # Organizations and memberships
 //!
@@ -59,15 +60,17 @@ mod batch;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod deleted;
 mod organization;
+mod organization_batch;
 mod profile;
 mod sync;
 mod table;
-pub use batch::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate};
+pub use batch::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate, Walk};
 pub(crate) use organization::DynOrganizationStore;
 pub use organization::{
     MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
     OrganizationSync,
 };
+pub use organization_batch::OrganizationBackfillStore;
 pub use profile::Profile;
 #[cfg(any(feature = "webhooks", feature = "clerk-api"))]
 pub(crate) use sync::DynUserSync;

@@ -10,9 +10,20 @@ use sqlx::{PgPool, SqlitePool};
 use crate::common::{postgres_store, sqlite_store};
 
 /// Everything the bundled stores do, in one bound.
-pub trait Store: UserStore + UserSync + OrganizationStore + OrganizationSync + Clone {}
+pub trait Store:
+    UserStore + UserSync + OrganizationStore + OrganizationSync + OrganizationBackfillStore + Clone
+{
+}
 
-impl<S> Store for S where S: UserStore + UserSync + OrganizationStore + OrganizationSync + Clone {}
+impl<S> Store for S where
+    S: UserStore
+        + UserSync
+        + OrganizationStore
+        + OrganizationSync
+        + OrganizationBackfillStore
+        + Clone
+{
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

@@ -27,6 +27,8 @@
 
 mod checked;
 mod driver;
+mod organization_batch;
+mod organization_batch_queries;
 mod organization_queries;
 mod organizations;
 #[cfg(feature = "postgres")]
@@ -58,14 +60,11 @@ use sqlx::Pool;
 
 use super::{
     BackfillStore, BatchOutcome, Checkpoint, Profile, ProfileUpdate, Resolution, StoreError,
-    SyncOutcome, UserStore, UserSync, UserTable,
+    SyncOutcome, UserStore, UserSync, UserTable, Walk,
     batch::{Stored, plan},
     deleted::Deleted,
 };
 use crate::user::LocalId;
-
-/// The key of the users walk's checkpoint.
-const CHECKPOINT_NAME: &str = "users";
 
 /// What differs between the databases the bundled store runs on: sealed,
 /// implemented for `sqlx::Postgres` and `sqlx::Sqlite` only.
@@ -259,6 +258,42 @@ impl<DB: Dialect> SqlUserStore<DB> {
     }
 }
 
+impl<DB: Dialect> SqlUserStore<DB> {
+    /// The checkpoint saved under the walk's name.
+    async fn load_named_checkpoint(&self, walk: Walk) -> Result<Option<Checkpoint>, StoreError> {
+        let statement = self.queries.load_checkpoint(walk.name());
+        let rows = DB::rows(&self.pool, statement).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let passed = u64::try_from(DB::int(row, 1)?).unwrap_or(0);
+        Ok(Some(Checkpoint::new(DB::text(row, 0)?, passed)))
+    }
+
+    async fn save_named_checkpoint(
+        &self,
+        walk: Walk,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+            });
+        let passed = i64::try_from(checkpoint.position).unwrap_or(i64::MAX);
+        let statement =
+            self.queries
+                .save_checkpoint(walk.name(), &checkpoint.last_clerk_id, passed, now_ms);
+        DB::execute(&self.pool, statement).await?;
+        Ok(())
+    }
+
+    async fn clear_named_checkpoint(&self, walk: Walk) -> Result<(), StoreError> {
+        DB::execute(&self.pool, self.queries.clear_checkpoint(walk.name())).await?;
+        Ok(())
+    }
+}
+
 /// The one row a statement returns.
 fn one<R>(rows: &[R]) -> Result<&R, sqlx::Error> {
     rows.first().ok_or(sqlx::Error::RowNotFound)
@@ -366,33 +401,14 @@ impl<DB: Dialect> BackfillStore for SqlUserStore<DB> {
     }
 
     async fn load_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let rows = DB::rows(&self.pool, self.queries.load_checkpoint(CHECKPOINT_NAME)).await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let passed = u64::try_from(DB::int(row, 1)?).unwrap_or(0);
-        Ok(Some(Checkpoint::new(DB::text(row, 0)?, passed)))
+        self.load_named_checkpoint(Walk::Users).await
     }
 
     async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-            });
-        let passed = i64::try_from(checkpoint.position).unwrap_or(i64::MAX);
-        let statement = self.queries.save_checkpoint(
-            CHECKPOINT_NAME,
-            &checkpoint.last_clerk_id,
-            passed,
-            now_ms,
-        );
-        DB::execute(&self.pool, statement).await?;
-        Ok(())
+        self.save_named_checkpoint(Walk::Users, checkpoint).await
     }
 
     async fn clear_checkpoint(&self) -> Result<(), StoreError> {
-        DB::execute(&self.pool, self.queries.clear_checkpoint(CHECKPOINT_NAME)).await?;
-        Ok(())
+        self.clear_named_checkpoint(Walk::Users).await
     }
 }

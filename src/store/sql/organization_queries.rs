@@ -4,8 +4,14 @@
 
 use std::sync::Arc;
 
-use super::driver::{Bind, Statement};
-use crate::{store::UserTable, user::LocalId};
+use super::{
+    driver::{Bind, Statement},
+    organization_batch_queries::OrganizationBatchQueries,
+};
+use crate::{
+    store::{IdKind, UserTable},
+    user::LocalId,
+};
 
 /// The bundled tables (migration `0003`).
 pub(super) const ORGANIZATIONS: &str = "organizations";
@@ -25,6 +31,8 @@ pub(super) struct OrganizationValues<'a> {
 
 /// The statements, rendered once per store.
 pub(super) struct OrganizationQueries {
+    /// The type of the users table's key, which memberships reference.
+    pub(super) user_id_kind: IdKind,
     organization_lookup: Arc<str>,
     organization_tombstoned: Arc<str>,
     organization_insert: Arc<str>,
@@ -39,6 +47,8 @@ pub(super) struct OrganizationQueries {
     membership_tombstone: Arc<str>,
     membership_remove: Arc<str>,
     membership_remove_any: Arc<str>,
+    /// The backfill's statements.
+    pub(super) batch: OrganizationBatchQueries,
 }
 
 impl OrganizationQueries {
@@ -91,6 +101,7 @@ impl OrganizationQueries {
                           AND stored_row.role <> excluded.role";
 
         Self {
+            user_id_kind: users.id_kind,
             organization_lookup: format!(
                 "SELECT (SELECT id FROM {orgs} WHERE clerk_id = {p1}) AS id, \
                  EXISTS (SELECT 1 FROM {org_graves} WHERE clerk_id = {p1}) AS deleted"
@@ -189,6 +200,7 @@ impl OrganizationQueries {
                  AND user_id = {user_local}"
             )
             .into(),
+            batch: OrganizationBatchQueries::new(users, param, now),
         }
     }
 
