@@ -13,6 +13,8 @@ mod sync;
 mod table;
 pub use batch::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate};
 pub(crate) use organization::DynOrganizationStore;
+#[cfg(feature = "webhooks")]
+pub(crate) use organization::DynOrganizationSync;
 pub use organization::{
     MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
     OrganizationSync,
@@ -51,6 +53,15 @@ pub enum Resolution {
 }
 
 impl Resolution {
+    /// `existing`, `created` or `deleted`, for the metrics.
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            Self::Existing(_) => "existing",
+            Self::Created(_) => "created",
+            Self::Deleted => "deleted",
+        }
+    }
+
     /// The local id, unless the user was deleted.
     pub fn id(self) -> Option<LocalId> {
         match self {

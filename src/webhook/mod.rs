@@ -66,7 +66,7 @@ pub(crate) mod hooks;
 mod receiver;
 mod signature;
 
-pub use event::{Event, EventError, UserEvent};
+pub use event::{Change, Event, EventError};
 pub use hooks::{AppliedEvent, BoxError, WebhookHooks};
 pub use receiver::{DEFAULT_BODY_LIMIT, WebhookReceiver};
 pub use signature::{

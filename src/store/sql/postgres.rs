@@ -45,7 +45,7 @@ impl Dialect for Postgres {
     }
 
     fn announce_deletion(clerk_id: &str) -> Option<Statement<'_>> {
-        Some(eviction::announcement(clerk_id))
+        Some(eviction::announcement(eviction::Subject::User(clerk_id)))
     }
 
     async fn upgrade(_: &PgPool) -> Result<(), StoreError> {
