@@ -520,7 +520,7 @@ async fn other_event_types_are_acknowledged(backend: Backend) {
     for event in [
         json!({"type": "session.created", "object": "event",
                "data": {"id": "sess_1", "user_id": random_id("user"), "status": "active"}}),
-        json!({"type": "organization.updated", "data": {"id": "org_1", "name": "Acme"}}),
+        json!({"type": "organization.updated", "data": {"id": "org_1", "name": "Acme", "updated_at": 1}}),
         json!({"type": "email.created", "data": "not an object"}),
         json!({"type": "user.banned_someday", "data": [1, 2, 3]}),
     ] {
