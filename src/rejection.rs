@@ -133,8 +133,16 @@ pub enum Rejection {
     UnauthorizedParty,
     /// The session is `pending` (for example, an organization must be chosen first).
     SessionPending,
+    /// The token lives longer than the configured maximum
+    /// ([`Config::with_max_token_lifetime`](crate::Config::with_max_token_lifetime)).
+    TokenLifetimeExceeded,
+    /// The token's session ended: the user signed out, or it was removed or
+    /// revoked.
+    SessionEnded,
     /// The Clerk user was deleted; the token may still be unexpired.
     UserDeleted,
+    /// The Clerk user is banned.
+    UserBanned,
     /// The token's active organization was deleted in Clerk.
     OrganizationDeleted,
     /// The user was removed from the token's active organization after the
@@ -197,7 +205,13 @@ impl Rejection {
                 "session_pending",
                 "the session is pending and not signed in yet",
             ),
+            Self::TokenLifetimeExceeded => Refusal::unauthorized(
+                "token_lifetime_exceeded",
+                "the session token lives longer than this server accepts",
+            ),
+            Self::SessionEnded => Refusal::unauthorized("session_ended", "the session has ended"),
             Self::UserDeleted => Refusal::unauthorized("user_deleted", "the user has been deleted"),
+            Self::UserBanned => Refusal::unauthorized("user_banned", "the user is banned"),
             Self::OrganizationDeleted => Refusal::unauthorized(
                 "organization_deleted",
                 "the active organization has been deleted",

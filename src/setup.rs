@@ -2,15 +2,15 @@
 //! wired from one configuration — what every app with Clerk's webhooks
 //! builds.
 
-#[cfg(feature = "webhooks")]
-use crate::{
-    store::DynOrganizationSync,
-    webhook::{WebhookHooks, WebhookReceiver, WebhookVerifier, hooks::DynWebhookHooks},
-};
 use crate::{
     Config, EnsureUserLayer, Mode,
     eviction::{EvictionListener, EvictionSource},
     store::{OrganizationStore, OrganizationSync, StoreError, UserStore, UserSync},
+};
+#[cfg(feature = "webhooks")]
+use crate::{
+    store::DynOrganizationSync,
+    webhook::{WebhookHooks, WebhookReceiver, WebhookVerifier, hooks::DynWebhookHooks},
 };
 #[cfg(feature = "webhooks")]
 use std::sync::Arc;

@@ -147,6 +147,11 @@ async fn each_rejection_has_its_code_and_never_reaches_the_store() {
             "token_expired",
         ),
         (
+            "lives longer than an hour",
+            f.token(&with(&|c| c["exp"] = json!(now + 3601))),
+            "token_lifetime_exceeded",
+        ),
+        (
             "not yet valid",
             f.token(&with(&|c| c["nbf"] = json!(now + 30))),
             "token_not_yet_valid",

@@ -158,6 +158,8 @@ impl Engine {
                     let key = membership_key(organization, user);
                     self.caches.memberships.invalidate(&key).await;
                 }
+                // Nothing cached about a session but its tokens.
+                Subject::Session(_) => {}
             }
         }
     }

@@ -212,8 +212,19 @@ impl Engine {
         // again; only a subject forgotten over and over runs out of attempts.
         for _ in 0..MAX_LOOKUPS {
             let stamp = self.caches.ledger.stamp();
+            // Checked after the stamp: an end or a ban recorded after this
+            // check makes the confirmation below fail.
+            if self.caches.ended.contains(&claims.sid, clock::now_ms()) {
+                return Err(Rejection::SessionEnded);
+            }
+            if self.caches.bans.is_blocked(&claims.sub) {
+                return Err(Rejection::UserBanned);
+            }
             let user = self.user(claims, stamp, first_sight).await?;
-            let mut answers = vec![(Subject::User(&claims.sub), user.stamp)];
+            let mut answers = vec![
+                (Subject::User(&claims.sub), user.stamp),
+                (Subject::Session(&claims.sid), stamp),
+            ];
             let organization = match (&self.organizations, claims.organization()) {
                 (None, _) => OrganizationRows::NotResolved,
                 (Some(_), None) => OrganizationRows::NoneActive,

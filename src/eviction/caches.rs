@@ -4,7 +4,10 @@
 //! [`Evictor`](super::Evictor), the only way anything is forgotten before it
 //! expires.
 
-use super::Ledger;
+use super::{
+    Ledger,
+    ended::{Bans, EndedSessions},
+};
 use crate::{
     answers::Answers,
     config::Config,
@@ -23,6 +26,14 @@ pub(crate) struct Caches {
     /// By [`membership_key`].
     pub(crate) memberships: Answers<MembershipResolution>,
     pub(crate) ledger: Ledger,
+    /// Sessions ended, refused until none of their tokens can be valid.
+    pub(crate) ended: EndedSessions,
+    /// Users blocked (banned), by the newest state heard of.
+    pub(crate) bans: Bans,
+    /// How long after a session ends one of its tokens can still be
+    /// accepted: the longest token lifetime, and the clock skew twice (on
+    /// the token's `iat` and on its `exp`).
+    pub(crate) session_afterlife_ms: i64,
 }
 
 impl Caches {
@@ -35,6 +46,9 @@ impl Caches {
             organizations: Answers::new(capacity, ttl, telemetry::organization_cache),
             memberships: Answers::new(capacity, ttl, telemetry::membership_cache),
             ledger: Ledger::default(),
+            ended: EndedSessions::default(),
+            bans: Bans::default(),
+            session_afterlife_ms: config.max_token_lifetime_ms() + 2 * config.skew_ms(),
         }
     }
 }

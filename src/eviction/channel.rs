@@ -1,10 +1,10 @@
 //! The PostgreSQL channel what ends access travels on — deletions of users,
-//! organizations and memberships, and role changes — named and worded the
-//! same way by the store that publishes and the listener that hears.
+//! organizations and memberships, membership changes, ended sessions and
+//! bans — named and worded the same way by the store that publishes and the
+//! listener that hears.
 
-use super::Subject;
 use crate::{
-    clerk_id::{is_organization_id, is_user_id},
+    clerk_id::{is_organization_id, is_session_id, is_user_id},
     store::{Bind, Statement},
 };
 
@@ -21,35 +21,100 @@ macro_rules! channel {
 /// Selects the channel name, for the listener.
 pub(super) const SELECT_CHANNEL: &str = concat!("SELECT ", channel!());
 
-/// Publishes `subject` on the channel; run in the transaction that records
-/// the change, so that it is sent when (and only if) that transaction commits.
-pub(crate) fn announcement(subject: Subject<'_>) -> Statement<'static> {
+/// What one notification tells the other instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announcement<'a> {
+    /// A user was deleted or changed: forget what is cached of them.
+    User(&'a str),
+    /// An organization was deleted.
+    Organization(&'a str),
+    /// A membership was deleted or changed.
+    Membership {
+        organization: &'a str,
+        user: &'a str,
+    },
+    /// A session ended; its tokens are refused until `until_ms`.
+    SessionEnded { session: &'a str, until_ms: i64 },
+    /// A user is (or is no longer) blocked, as of `version`.
+    Blocked {
+        user: &'a str,
+        blocked: bool,
+        version: i64,
+    },
+}
+
+/// Publishes `announcement` on the channel; run in the transaction that
+/// records the change, so that it is sent when (and only if) that
+/// transaction commits.
+pub(crate) fn announcement(announcement: Announcement<'_>) -> Statement<'static> {
     Statement::new(concat!("SELECT pg_notify(", channel!(), ", $1)"))
-        .bind(Bind::Owned(payload(subject)))
+        .bind(Bind::Owned(payload(announcement)))
 }
 
-/// The words for `subject`: a user's bare id (as versions before
-/// organizations sent it), `org:<organization id>`, or
-/// `membership:<organization id>:<user id>`.
-fn payload(subject: Subject<'_>) -> String {
-    match subject {
-        Subject::User(user) => user.to_owned(),
-        Subject::Organization(organization) => format!("org:{organization}"),
-        Subject::Membership { organization, user } => format!("membership:{organization}:{user}"),
+/// The words of an announcement: a user's bare id (as versions before
+/// organizations sent a deletion), `org:<id>`, `membership:<org>:<user>`,
+/// `session:<id>:<until ms>`, `blocked:<user>:<0|1>:<version>`.
+fn payload(announcement: Announcement<'_>) -> String {
+    match announcement {
+        Announcement::User(user) => user.to_owned(),
+        Announcement::Organization(organization) => format!("org:{organization}"),
+        Announcement::Membership { organization, user } => {
+            format!("membership:{organization}:{user}")
+        }
+        Announcement::SessionEnded { session, until_ms } => format!("session:{session}:{until_ms}"),
+        Announcement::Blocked {
+            user,
+            blocked,
+            version,
+        } => format!("blocked:{user}:{}:{version}", u8::from(blocked)),
     }
 }
 
-/// What a payload names; `None` for anything this version did not send.
-pub(super) fn subject(payload: &str) -> Option<Subject<'_>> {
-    if let Some(organization) = payload.strip_prefix("org:") {
-        return is_organization_id(organization).then_some(Subject::Organization(organization));
+/// What a payload announces; `None` for anything this version did not send.
+pub(super) fn parse(payload: &str) -> Option<Announcement<'_>> {
+    let (kind, rest) = payload.split_once(':').unwrap_or(("", payload));
+    let announcement = match kind {
+        "" => Announcement::User(rest),
+        "org" => Announcement::Organization(rest),
+        "membership" => {
+            let (organization, user) = rest.rsplit_once(':')?;
+            Announcement::Membership { organization, user }
+        }
+        "session" => {
+            let (session, until) = rest.rsplit_once(':')?;
+            Announcement::SessionEnded {
+                session,
+                until_ms: until.parse().ok()?,
+            }
+        }
+        "blocked" => {
+            let (rest, version) = rest.rsplit_once(':')?;
+            let (user, blocked) = rest.rsplit_once(':')?;
+            Announcement::Blocked {
+                user,
+                blocked: match blocked {
+                    "1" => true,
+                    "0" => false,
+                    _ => return None,
+                },
+                version: version.parse().ok()?,
+            }
+        }
+        _ => return None,
+    };
+    well_formed(announcement).then_some(announcement)
+}
+
+/// Whether every id an announcement names is a valid Clerk id of its kind.
+fn well_formed(announcement: Announcement<'_>) -> bool {
+    match announcement {
+        Announcement::User(user) | Announcement::Blocked { user, .. } => is_user_id(user),
+        Announcement::Organization(organization) => is_organization_id(organization),
+        Announcement::Membership { organization, user } => {
+            is_organization_id(organization) && is_user_id(user)
+        }
+        Announcement::SessionEnded { session, .. } => is_session_id(session),
     }
-    if let Some(pair) = payload.strip_prefix("membership:") {
-        let (organization, user) = pair.rsplit_once(':')?;
-        return (is_organization_id(organization) && is_user_id(user))
-            .then_some(Subject::Membership { organization, user });
-    }
-    is_user_id(payload).then_some(Subject::User(payload))
 }
 
 #[cfg(test)]
@@ -57,16 +122,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_subject_reads_back_as_it_was_written() {
-        for subject in [
-            Subject::User("user_1"),
-            Subject::Organization("org_1"),
-            Subject::Membership {
+    fn every_announcement_reads_back_as_it_was_written() {
+        for announcement in [
+            Announcement::User("user_1"),
+            Announcement::Organization("org_1"),
+            Announcement::Membership {
                 organization: "org_1",
                 user: "user_1",
             },
+            Announcement::SessionEnded {
+                session: "sess_1",
+                until_ms: 1_700_000_000_000,
+            },
+            Announcement::Blocked {
+                user: "user_1",
+                blocked: true,
+                version: 42,
+            },
+            Announcement::Blocked {
+                user: "user_1",
+                blocked: false,
+                version: 43,
+            },
         ] {
-            assert_eq!(super::subject(&payload(subject)), Some(subject));
+            assert_eq!(parse(&payload(announcement)), Some(announcement));
         }
         for noise in [
             "",
@@ -75,8 +154,14 @@ mod tests {
             "membership:org_1",
             "membership:org_1:org_2",
             "sess_1",
+            "session:sess_1",
+            "session:user_1:5",
+            "blocked:user_1:1",
+            "blocked:user_1:1:soon",
+            "blocked:user_1:2:5",
+            "other:thing",
         ] {
-            assert_eq!(super::subject(noise), None, "{noise}");
+            assert_eq!(parse(noise), None, "{noise}");
         }
     }
 }

@@ -32,6 +32,8 @@ pub(crate) enum Subject<'a> {
         organization: &'a str,
         user: &'a str,
     },
+    /// A Clerk session.
+    Session(&'a str),
 }
 
 /// "Never": a bucket no forget has touched.

@@ -94,13 +94,14 @@
 mod caches;
 #[cfg(feature = "postgres")]
 mod channel;
+mod ended;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod postgres;
 
 pub(crate) use caches::{Caches, membership_key};
 #[cfg(feature = "postgres")]
-pub(crate) use channel::announcement;
+pub(crate) use channel::{Announcement, announcement};
 use ledger::Ledger;
 pub(crate) use ledger::Subject;
 
@@ -109,7 +110,10 @@ use std::sync::Arc;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 use tokio::task::JoinHandle;
 
-use crate::token::{ActiveOrganization, SessionClaims};
+use crate::{
+    clock,
+    token::{ActiveOrganization, SessionClaims},
+};
 
 /// The handle that forgets users, organizations and memberships in one
 /// layer's caches (shared by all its clones): what the webhook receiver, the
@@ -163,6 +167,24 @@ impl Evictor {
         });
     }
 
+    /// Ends a session: its tokens, cached or new, are refused until no
+    /// token of it can still be valid (the longest token lifetime
+    /// accepted, from now).
+    pub async fn end_session(&self, session: &str) {
+        let until_ms = clock::now_ms() + self.caches.session_afterlife_ms;
+        self.end_session_until(session, until_ms);
+    }
+
+    /// Records whether a user is blocked (banned), as of `version` (Clerk's
+    /// `updated_at`, Unix ms): a blocked user's tokens, cached or new, are
+    /// refused, until a newer state unblocks them. An older state than one
+    /// recorded changes nothing.
+    pub async fn block_user(&self, user: &str, blocked: bool, version: i64) {
+        if self.caches.bans.record(user, blocked, version) {
+            self.forget_user(user).await;
+        }
+    }
+
     /// Forgets every cached answer: each token's next request resolves its
     /// rows again. The listener calls it whenever it starts listening,
     /// since what was announced before was not heard.
@@ -171,6 +193,35 @@ impl Evictor {
         self.caches.users.clear();
         self.caches.organizations.clear();
         self.caches.memberships.clear();
+    }
+
+    /// Ends `session` until `until_ms` (an instant another instance chose).
+    fn end_session_until(&self, session: &str, until_ms: i64) {
+        self.caches.ended.insert(session, until_ms, clock::now_ms());
+        self.caches.ledger.forget(Subject::Session(session));
+        self.forget_tokens(|claims| claims.sid == session);
+    }
+
+    /// Acts on what another instance announced.
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn hear(&self, announcement: Announcement<'_>) {
+        match announcement {
+            Announcement::User(user) => self.forget_user(user).await,
+            Announcement::Organization(organization) => {
+                self.forget_organization(organization).await;
+            }
+            Announcement::Membership { organization, user } => {
+                self.forget_membership(organization, user).await;
+            }
+            Announcement::SessionEnded { session, until_ms } => {
+                self.end_session_until(session, until_ms);
+            }
+            Announcement::Blocked {
+                user,
+                blocked,
+                version,
+            } => self.block_user(user, blocked, version).await,
+        }
     }
 
     fn forget_tokens(&self, doomed: impl Fn(&SessionClaims) -> bool) {

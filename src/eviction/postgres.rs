@@ -10,7 +10,7 @@ use sqlx::{
 };
 
 use super::{
-    EvictionListener, Evictor, Subject,
+    EvictionListener, Evictor,
     channel::{self, SELECT_CHANNEL},
     sealed,
 };
@@ -129,15 +129,8 @@ async fn receive(listener: &mut PgListener, evictor: &Evictor, heartbeat: Durati
             Ok(Ok(Some(notification))) => {
                 telemetry::eviction_notification();
                 // Anything this version did not send evicts nothing.
-                match channel::subject(notification.payload()) {
-                    Some(Subject::User(user)) => evictor.forget_user(user).await,
-                    Some(Subject::Organization(organization)) => {
-                        evictor.forget_organization(organization).await;
-                    }
-                    Some(Subject::Membership { organization, user }) => {
-                        evictor.forget_membership(organization, user).await;
-                    }
-                    None => {}
+                if let Some(announcement) = channel::parse(notification.payload()) {
+                    evictor.hear(announcement).await;
                 }
             }
             Ok(Ok(None)) => return Lost::Closed,

@@ -45,7 +45,9 @@ impl Dialect for Postgres {
     }
 
     fn announce_deletion(clerk_id: &str) -> Option<Statement<'_>> {
-        Some(eviction::announcement(eviction::Subject::User(clerk_id)))
+        Some(eviction::announcement(eviction::Announcement::User(
+            clerk_id,
+        )))
     }
 
     async fn upgrade(_: &PgPool) -> Result<(), StoreError> {
