@@ -61,6 +61,14 @@ impl<V: Clone + Send + Sync + 'static> Answers<V> {
         .await
     }
 
+    /// Whether an answer for `key` is cached and `test` holds of it.
+    pub(crate) async fn holds(&self, key: &str, test: impl Fn(&V) -> bool) -> bool {
+        self.entries
+            .get(key)
+            .await
+            .is_some_and(|answer| test(&answer.value))
+    }
+
     /// Forgets one key's answer, so that the next request asks the store.
     pub(crate) async fn invalidate(&self, key: &str) {
         self.entries.invalidate(key).await;

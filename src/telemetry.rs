@@ -13,6 +13,8 @@
 //! | `ensure_user_key_fetches_total` | `result` = `ok` / `error` |
 //! | `ensure_user_profile_fetches_total` | `result` = `ok` / `api_error` / `not_found` / `store_error` / `timed_out` |
 //! | `ensure_user_webhook_deliveries_total` | `outcome` = `applied` / `ignored_*` / `failed` / a refusal code |
+//! | `ensure_user_sessions_ended_total` | |
+//! | `ensure_user_ban_changes_total` | `state` = `banned` / `unbanned` |
 //! | `ensure_user_eviction_notifications_total` | |
 //! | `ensure_user_eviction_connections_lost_total` | |
 
@@ -75,6 +77,15 @@ mod enabled {
         metrics::counter!("ensure_user_profile_fetches_total", "result" => result).increment(1);
     }
 
+    pub(crate) fn session_ended() {
+        metrics::counter!("ensure_user_sessions_ended_total").increment(1);
+    }
+
+    pub(crate) fn ban_change(banned: bool) {
+        let state = if banned { "banned" } else { "unbanned" };
+        metrics::counter!("ensure_user_ban_changes_total", "state" => state).increment(1);
+    }
+
     #[cfg(feature = "postgres")]
     pub(crate) fn eviction_notification() {
         metrics::counter!("ensure_user_eviction_notifications_total").increment(1);
@@ -101,6 +112,8 @@ mod enabled {
     pub(crate) fn profile_fetch(_result: &'static str) {}
     #[cfg(feature = "webhooks")]
     pub(crate) fn webhook_delivery(_outcome: &'static str) {}
+    pub(crate) fn session_ended() {}
+    pub(crate) fn ban_change(_banned: bool) {}
     #[cfg(feature = "postgres")]
     pub(crate) fn eviction_notification() {}
     #[cfg(feature = "postgres")]

@@ -44,6 +44,14 @@ impl OrganizationAnswers {
     }
 }
 
+/// The user's row, as far as a resolution needs it.
+#[derive(Clone, Copy)]
+pub(super) struct UserRow {
+    pub(super) id: LocalId,
+    /// Whether the row records that Clerk bans the user.
+    pub(super) banned: bool,
+}
+
 impl Engine {
     /// The user's row, found or created (and, created without a profile,
     /// given one by the first-sight hook).
@@ -52,7 +60,7 @@ impl Engine {
         claims: &SessionClaims,
         stamp: u64,
         first_sight: Option<&dyn FirstSight>,
-    ) -> Result<Stamped<LocalId>, Rejection> {
+    ) -> Result<Stamped<UserRow>, Rejection> {
         let load = async {
             let profile = self.profile_claims.read(claims);
             let call = self.store.find_or_create_dyn(&claims.sub, &profile);
@@ -66,11 +74,13 @@ impl Engine {
             result
         };
         let answer = answered(&self.caches.users, &claims.sub, stamp, load).await?;
+        let row = |id, banned| Stamped {
+            value: UserRow { id, banned },
+            stamp: answer.stamp,
+        };
         match answer.value {
-            Resolution::Existing(id) | Resolution::Created(id) => Ok(Stamped {
-                value: id,
-                stamp: answer.stamp,
-            }),
+            Resolution::Existing(id) | Resolution::Created(id) => Ok(row(id, false)),
+            Resolution::Banned(id) => Ok(row(id, true)),
             // A tombstone is forever: no need to ask whether it is stale.
             Resolution::Deleted => Err(Rejection::UserDeleted),
         }

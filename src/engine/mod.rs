@@ -221,6 +221,15 @@ impl Engine {
                 return Err(Rejection::UserBanned);
             }
             let user = self.user(claims, stamp, first_sight).await?;
+            if user.value.banned {
+                // Unless unbanned since the row was read: then read it again.
+                let read = [(Subject::User(&claims.sub), user.stamp)];
+                if self.caches.ledger.confirm(&read).is_some() {
+                    return Err(Rejection::UserBanned);
+                }
+                self.forget_answers(&read).await;
+                continue;
+            }
             let mut answers = vec![
                 (Subject::User(&claims.sub), user.stamp),
                 (Subject::Session(&claims.sid), stamp),
@@ -230,7 +239,7 @@ impl Engine {
                 (Some(_), None) => OrganizationRows::NoneActive,
                 (Some(store), Some(active)) => {
                     let rows = self
-                        .organization(&**store, claims, active, user.value, stamp)
+                        .organization(&**store, claims, active, user.value.id, stamp)
                         .await?;
                     answers.extend(rows.answers(active.id(), &claims.sub));
                     rows.rows
@@ -241,7 +250,7 @@ impl Engine {
                 continue;
             };
             let resolved = Resolved {
-                user: user.value,
+                user: user.value.id,
                 organization,
             };
             verified.remember(generation, resolved);

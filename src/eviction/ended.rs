@@ -39,16 +39,9 @@ impl EndedSessions {
     /// Removes the sessions no token of which can be valid any more, at
     /// most once a minute.
     fn sweep(&self, now_ms: i64) {
-        let last = self.last_sweep_ms.load(Ordering::Relaxed);
-        if now_ms - last < SWEEP_INTERVAL_MS
-            || self
-                .last_sweep_ms
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
+        if claim_sweep(&self.last_sweep_ms, now_ms) {
+            self.until_ms.pin().retain(|_, &until| until > now_ms);
         }
-        self.until_ms.pin().retain(|_, &until| until > now_ms);
     }
 
     #[cfg(test)]
@@ -57,30 +50,58 @@ impl EndedSessions {
     }
 }
 
+/// How long a user's unblocked state is kept: long enough that an older
+/// ban delivered late, out of order, is recognised as older. (The store's
+/// last-write-wins rule already drops a ban older than the row; this covers
+/// two deliveries racing through this process.)
+const UNBLOCKED_KEPT_MS: i64 = 10 * 60_000;
+
+/// A user's blocked state, as of a version.
+#[derive(Clone, Copy)]
+struct BanState {
+    blocked: bool,
+    /// Clerk's `updated_at` (Unix ms) of the state.
+    version: i64,
+    /// When this process recorded it.
+    recorded_ms: i64,
+}
+
 /// Whether each user is blocked, with the version (Clerk's `updated_at`,
-/// Unix ms) of the state it came from.
+/// Unix ms) of the state it came from. Blocked users are kept; unblocked
+/// ones for [`UNBLOCKED_KEPT_MS`].
 #[derive(Default)]
 pub(crate) struct Bans {
-    users: papaya::HashMap<Box<str>, (bool, i64)>,
+    users: papaya::HashMap<Box<str>, BanState>,
+    last_sweep_ms: AtomicI64,
 }
 
 impl Bans {
-    /// Records that `user` is (or is no longer) blocked as of `version`;
-    /// returns whether this changed what is recorded. An older version
-    /// changes nothing; an equal one is applied again.
-    pub(crate) fn record(&self, user: &str, blocked: bool, version: i64) -> bool {
+    /// Records that `user` is (or is no longer) blocked as of `version`.
+    /// Returns whether the user was blocked before, or `None` when a newer
+    /// state is recorded already (nothing changes; an equal version is
+    /// applied again).
+    pub(crate) fn record(
+        &self,
+        user: &str,
+        blocked: bool,
+        version: i64,
+        now_ms: i64,
+    ) -> Option<bool> {
+        self.sweep(now_ms);
+        let state = BanState {
+            blocked,
+            version,
+            recorded_ms: now_ms,
+        };
         let map = self.users.pin();
         let outcome = map.compute(Box::from(user), |entry| match entry {
-            Some((_, &(_, was_version))) if version < was_version => papaya::Operation::Abort(()),
-            _ => papaya::Operation::Insert((blocked, version)),
+            Some((_, kept)) if version < kept.version => papaya::Operation::Abort(()),
+            _ => papaya::Operation::Insert(state),
         });
         match outcome {
-            papaya::Compute::Inserted(..) => blocked,
-            papaya::Compute::Updated {
-                old: (_, &(was_blocked, _)),
-                ..
-            } => was_blocked != blocked,
-            papaya::Compute::Aborted(()) | papaya::Compute::Removed(..) => false,
+            papaya::Compute::Updated { old: (_, kept), .. } => Some(kept.blocked),
+            papaya::Compute::Inserted(..) => Some(false),
+            papaya::Compute::Aborted(()) | papaya::Compute::Removed(..) => None,
         }
     }
 
@@ -89,8 +110,32 @@ impl Bans {
         self.users
             .pin()
             .get(user)
-            .is_some_and(|&(blocked, _)| blocked)
+            .is_some_and(|state| state.blocked)
     }
+
+    /// Removes unblocked states kept long enough, at most once a minute.
+    fn sweep(&self, now_ms: i64) {
+        if claim_sweep(&self.last_sweep_ms, now_ms) {
+            self.users
+                .pin()
+                .retain(|_, state| state.blocked || now_ms - state.recorded_ms < UNBLOCKED_KEPT_MS);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.users.len()
+    }
+}
+
+/// Whether a sweep is due (none in the last [`SWEEP_INTERVAL_MS`]), claiming
+/// it for this caller alone.
+fn claim_sweep(last_sweep_ms: &AtomicI64, now_ms: i64) -> bool {
+    let last = last_sweep_ms.load(Ordering::Relaxed);
+    now_ms - last >= SWEEP_INTERVAL_MS
+        && last_sweep_ms
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 #[cfg(test)]
@@ -117,18 +162,33 @@ mod tests {
     fn the_newest_state_of_a_user_wins_whatever_the_order() {
         let bans = Bans::default();
         assert!(!bans.is_blocked("user_a"));
-        assert!(bans.record("user_a", true, 10));
+        assert_eq!(bans.record("user_a", true, 10, 0), Some(false));
         assert!(bans.is_blocked("user_a"));
         // An older unban delivered late changes nothing.
-        assert!(!bans.record("user_a", false, 5));
+        assert_eq!(bans.record("user_a", false, 5, 0), None);
         assert!(bans.is_blocked("user_a"));
-        assert!(bans.record("user_a", false, 20));
+        assert_eq!(bans.record("user_a", false, 20, 0), Some(true));
         assert!(!bans.is_blocked("user_a"));
         // An older ban delivered after the unban changes nothing either.
-        assert!(!bans.record("user_a", true, 15));
+        assert_eq!(bans.record("user_a", true, 15, 0), None);
         assert!(!bans.is_blocked("user_a"));
-        // The same state again is no change.
-        assert!(!bans.record("user_a", false, 20));
-        assert!(!bans.record("user_b", false, 1));
+        // The same state again is applied again.
+        assert_eq!(bans.record("user_a", false, 20, 0), Some(false));
+        assert_eq!(bans.record("user_b", false, 1, 0), Some(false));
+    }
+
+    #[test]
+    fn unblocked_states_are_kept_for_a_while_blocked_ones_for_good() {
+        let bans = Bans::default();
+        bans.record("user_a", true, 1, 60_000);
+        bans.record("user_b", false, 1, 60_000);
+        assert_eq!(bans.len(), 2);
+        // Swept at the next record after ten minutes.
+        bans.record("user_c", true, 1, 60_000 + UNBLOCKED_KEPT_MS);
+        assert_eq!(bans.len(), 2);
+        assert!(bans.is_blocked("user_a"));
+        // A late ban older than user_b's unban is no longer recognised as
+        // older in memory: the store's last-write-wins rule drops it first.
+        assert!(!bans.is_blocked("user_b"));
     }
 }

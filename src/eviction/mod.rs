@@ -112,6 +112,8 @@ use tokio::task::JoinHandle;
 
 use crate::{
     clock,
+    store::Resolution,
+    telemetry,
     token::{ActiveOrganization, SessionClaims},
 };
 
@@ -168,19 +170,33 @@ impl Evictor {
     }
 
     /// Ends a session: its tokens, cached or new, are refused until no
-    /// token of it can still be valid (the longest token lifetime
-    /// accepted, from now).
-    pub async fn end_session(&self, session: &str) {
+    /// token of it can still be accepted (the longest token lifetime and
+    /// the clock skew, from now). Returns that instant, in Unix ms.
+    pub async fn end_session(&self, session: &str) -> i64 {
         let until_ms = clock::now_ms() + self.caches.session_afterlife_ms;
         self.end_session_until(session, until_ms);
+        until_ms
     }
 
     /// Records whether a user is blocked (banned), as of `version` (Clerk's
     /// `updated_at`, Unix ms): a blocked user's tokens, cached or new, are
-    /// refused, until a newer state unblocks them. An older state than one
+    /// refused until a newer state unblocks them. An older state than one
     /// recorded changes nothing.
     pub async fn block_user(&self, user: &str, blocked: bool, version: i64) {
-        if self.caches.bans.record(user, blocked, version) {
+        let Some(was_blocked) = self
+            .caches
+            .bans
+            .record(user, blocked, version, clock::now_ms())
+        else {
+            return;
+        };
+        // Unblocked: a row read while the user was banned may be cached.
+        let banned_row =
+            || async { !blocked && self.caches.users.holds(user, Resolution::is_banned).await };
+        if blocked != was_blocked {
+            telemetry::ban_change(blocked);
+            self.forget_user(user).await;
+        } else if banned_row().await {
             self.forget_user(user).await;
         }
     }
@@ -198,6 +214,7 @@ impl Evictor {
     /// Ends `session` until `until_ms` (an instant another instance chose).
     fn end_session_until(&self, session: &str, until_ms: i64) {
         self.caches.ended.insert(session, until_ms, clock::now_ms());
+        telemetry::session_ended();
         self.caches.ledger.forget(Subject::Session(session));
         self.forget_tokens(|claims| claims.sid == session);
     }

@@ -50,6 +50,9 @@ pub enum Resolution {
     Created(LocalId),
     /// The user was deleted in Clerk; no row exists and none was created.
     Deleted,
+    /// The row exists and records that Clerk bans the user; nothing was
+    /// written.
+    Banned(LocalId),
 }
 
 impl Resolution {
@@ -59,15 +62,21 @@ impl Resolution {
             Self::Existing(_) => "existing",
             Self::Created(_) => "created",
             Self::Deleted => "deleted",
+            Self::Banned(_) => "banned",
         }
     }
 
     /// The local id, unless the user was deleted.
     pub fn id(self) -> Option<LocalId> {
         match self {
-            Self::Existing(id) | Self::Created(id) => Some(id),
+            Self::Existing(id) | Self::Created(id) | Self::Banned(id) => Some(id),
             Self::Deleted => None,
         }
+    }
+
+    /// Whether the row records that the user is banned.
+    pub(crate) fn is_banned(&self) -> bool {
+        matches!(self, Self::Banned(_))
     }
 }
 

@@ -20,7 +20,8 @@ pub(crate) struct Targets<'a> {
 /// A deletion is dated by the signed delivery time (a deletion event
 /// carries no reliable one), and evicts what it deleted from the layer's
 /// caches, so that still-valid tokens are refused from the next request on;
-/// so does a membership change (its role).
+/// so does a membership change (its role). An ended session and a ban are
+/// refused by this process's layer before the store records them.
 pub(crate) async fn apply(
     targets: &Targets<'_>,
     delivery: &VerifiedDelivery,
@@ -29,11 +30,20 @@ pub(crate) async fn apply(
     let deleted_at_ms = delivery.timestamp.saturating_mul(1000);
     let evictor = targets.evictor;
     match &event.change {
-        Change::UserUpserted { user, .. } => targets
-            .users
-            .upsert_profile_dyn(&user.id, &user.profile(), user.updated_at)
-            .await
-            .map(Some),
+        Change::UserUpserted { user, .. } => {
+            let outcome = targets
+                .users
+                .upsert_profile_dyn(&user.id, &user.profile(), user.updated_at)
+                .await;
+            // A ban takes effect even when the row could not be written; an
+            // older state than the row's, or a deleted user's, changes nothing.
+            if !matches!(outcome, Ok(SyncOutcome::Stale | SyncOutcome::Tombstoned)) {
+                evictor
+                    .block_user(&user.id, user.is_banned(), user.updated_at)
+                    .await;
+            }
+            outcome.map(Some)
+        }
         Change::UserDeleted { clerk_id } => {
             let outcome = targets.users.delete_user_dyn(clerk_id, deleted_at_ms).await;
             // Even after a failure: the tombstone may be committed already.
@@ -74,6 +84,18 @@ pub(crate) async fn apply(
                 .await;
             evictor.forget_membership(organization, user).await;
             outcome.map(Some)
+        }
+        Change::SessionEnded {
+            session_id,
+            clerk_id,
+            ..
+        } => {
+            let until_ms = evictor.end_session(session_id).await;
+            targets
+                .users
+                .end_session_dyn(session_id, clerk_id, until_ms)
+                .await
+                .map(Some)
         }
         Change::Other { .. } => Ok(None),
     }

@@ -6,7 +6,8 @@
 //! shape the Backend API returns); `user.deleted` and `organization.deleted`
 //! carry a small deletion marker holding the id; every
 //! `organizationMembership.*` event carries the full membership, its
-//! organization and its user. Any other event type is passed through as
+//! organization and its user; `session.*` events carry the session (with
+//! its user). Any other event type is passed through as
 //! [`Change::Other`] without looking at `data`, so new or unrelated event
 //! kinds never break parsing.
 
@@ -15,7 +16,7 @@ use serde_json::Value;
 
 use crate::{
     ClerkMembership, ClerkOrganization, ClerkUser,
-    clerk_id::{is_organization_id, is_user_id},
+    clerk_id::{is_organization_id, is_session_id, is_user_id},
     rejection::{Refusal, webhook},
 };
 
@@ -73,6 +74,19 @@ pub enum Change {
     MembershipDeleted {
         /// The membership as it was.
         membership: ClerkMembership,
+    },
+    /// A session ended: the user signed out (`session.ended`,
+    /// `session.removed`), or the application revoked it
+    /// (`session.revoked`, a ban included). Its tokens are refused from now
+    /// on.
+    SessionEnded {
+        /// The session's id (`sess_…`), the `sid` of its tokens.
+        session_id: String,
+        /// The session's user (`user_…`).
+        clerk_id: String,
+        /// The session's status as Clerk reports it: `revoked`, `ended`,
+        /// `removed`, or another state no token of which is valid.
+        status: String,
     },
     /// Any other event; its payload is not inspected.
     Other {
@@ -158,6 +172,15 @@ fn change(event_type: &str, data: Option<Value>) -> Result<Change, EventError> {
         "organizationMembership.deleted" => Change::MembershipDeleted {
             membership: membership(data()?)?,
         },
+        "session.revoked" | "session.ended" | "session.removed" => ended_session(&data()?)?,
+        // Another session event (`session.created`, `session.pending`) ends
+        // the session only if it reports a state that is over.
+        other if other.starts_with("session.") => match data().map(|data| ended_session(&data)) {
+            Ok(Ok(ended @ Change::SessionEnded { .. })) if ended.is_over() => ended,
+            _ => Change::Other {
+                event_type: event_type.to_owned(),
+            },
+        },
         _ => Change::Other {
             event_type: event_type.to_owned(),
         },
@@ -165,12 +188,18 @@ fn change(event_type: &str, data: Option<Value>) -> Result<Change, EventError> {
 }
 
 impl Change {
-    /// The Clerk user the event is about: the user of a user or membership
-    /// event.
+    /// Whether a session event reports a session no token of which is
+    /// valid: any status but `active` and `pending`.
+    fn is_over(&self) -> bool {
+        matches!(self, Self::SessionEnded { status, .. } if status != "active" && status != "pending")
+    }
+
+    /// The Clerk user the event is about: the user of a user, membership
+    /// or session event.
     pub fn clerk_id(&self) -> Option<&str> {
         match self {
             Self::UserUpserted { user, .. } => Some(&user.id),
-            Self::UserDeleted { clerk_id } => Some(clerk_id),
+            Self::UserDeleted { clerk_id } | Self::SessionEnded { clerk_id, .. } => Some(clerk_id),
             Self::MembershipUpserted { membership } | Self::MembershipDeleted { membership } => {
                 Some(&membership.user.user_id)
             }
@@ -189,7 +218,10 @@ impl Change {
             Self::MembershipUpserted { membership } | Self::MembershipDeleted { membership } => {
                 Some(&membership.organization.id)
             }
-            Self::UserUpserted { .. } | Self::UserDeleted { .. } | Self::Other { .. } => None,
+            Self::UserUpserted { .. }
+            | Self::UserDeleted { .. }
+            | Self::SessionEnded { .. }
+            | Self::Other { .. } => None,
         }
     }
 }
@@ -218,6 +250,23 @@ fn membership(data: Value) -> Result<ClerkMembership, EventError> {
     versioned(&data)?;
     ClerkMembership::deserialize(data)
         .map_err(|_| EventError::InvalidEvent("`data` is not a membership object"))
+}
+
+/// Reads a session object: its id, its user and its status.
+fn ended_session(data: &Value) -> Result<Change, EventError> {
+    let text = |field| data.get(field).and_then(Value::as_str);
+    let session_id = text("id")
+        .filter(|id| is_session_id(id))
+        .ok_or(EventError::InvalidEvent("`data.id` is not a session id"))?;
+    let clerk_id = text("user_id")
+        .filter(|id| is_user_id(id))
+        .ok_or(EventError::InvalidEvent("`data.user_id` is not a user id"))?;
+    let status = text("status").ok_or(EventError::InvalidEvent("`data.status` is missing"))?;
+    Ok(Change::SessionEnded {
+        session_id: session_id.to_owned(),
+        clerk_id: clerk_id.to_owned(),
+        status: status.to_owned(),
+    })
 }
 
 /// Checks that `data.updated_at` is an integer: the version of the object.

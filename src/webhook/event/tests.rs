@@ -197,6 +197,10 @@ fn other_event_types_pass_through() {
             r#"{"type":"session.created","object":"event","data":{"id":"sess_2GbDB4enNdCa5vS1zpC3Xzg9tK9","user_id":"user_1","status":"active"}}"#,
         ),
         (
+            "session.pending",
+            r#"{"type":"session.pending","data":null}"#,
+        ),
+        (
             "organizationInvitation.created",
             r#"{"type":"organizationInvitation.created","data":{"id":"orginv_1","status":"pending"}}"#,
         ),
@@ -316,7 +320,7 @@ fn odd_envelope_fields_are_tolerated() {
     let event = parse(body.as_bytes()).unwrap();
     assert_eq!(event.timestamp_ms, None);
     assert_eq!(event.instance_id, None);
-    let body = r#"{"type":"session.ended","timestamp":1.5e12}"#;
+    let body = r#"{"type":"email.created","timestamp":1.5e12}"#;
     assert_eq!(parse(body.as_bytes()).unwrap().timestamp_ms, None);
 }
 
@@ -447,4 +451,109 @@ fn organization_events_with_bad_ids_are_refused() {
             "{body}"
         );
     }
+}
+
+/// Clerk's published `session.revoked` example, its `user` trimmed.
+const SESSION_REVOKED: &str = r#"{"type":"session.revoked","object":"event",
+ "timestamp":1716883200000,"instance_id":"ins_1",
+ "data":{"object":"session","id":"sess_2g7np7Hrk0SN6kj5EDMLDaKNL0S",
+  "user_id":"user_2g7np7Hrk0SN6kj5EDMLDaKNL0S",
+  "user":{"object":"user","id":"user_2g7np7Hrk0SN6kj5EDMLDaKNL0S","banned":false,"locked":false},
+  "client_id":"client_2g7np7Hrk0SN6kj5EDMLDaKNL0S","actor":null,"status":"revoked",
+  "last_active_organization_id":null,"last_active_at":1716883200000,"latest_activity":null,
+  "expire_at":1716969600000,"abandon_at":1716969600000,"updated_at":1716883200000,
+  "created_at":1716883200000}}"#;
+
+fn ended(session_id: &str, clerk_id: &str, status: &str) -> Change {
+    Change::SessionEnded {
+        session_id: session_id.to_owned(),
+        clerk_id: clerk_id.to_owned(),
+        status: status.to_owned(),
+    }
+}
+
+#[test]
+fn session_events_that_end_a_session() {
+    let event = parse(SESSION_REVOKED.as_bytes()).unwrap();
+    assert_eq!(
+        event.change,
+        ended(
+            "sess_2g7np7Hrk0SN6kj5EDMLDaKNL0S",
+            "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S",
+            "revoked"
+        )
+    );
+    assert_eq!(
+        event.change.clerk_id(),
+        Some("user_2g7np7Hrk0SN6kj5EDMLDaKNL0S")
+    );
+    for (kind, status) in [
+        ("session.ended", "ended"),
+        ("session.removed", "removed"),
+        // The event's kind decides, whatever status it reports.
+        ("session.revoked", "active"),
+        // Another session event ends it only with a state that is over.
+        ("session.created", "expired"),
+        ("session.pending", "abandoned"),
+    ] {
+        let body = format!(
+            r#"{{"type":"{kind}","data":{{"id":"sess_1","user_id":"user_1","status":"{status}"}}}}"#
+        );
+        assert_eq!(
+            parse(body.as_bytes()).unwrap().change,
+            ended("sess_1", "user_1", status),
+            "{kind}"
+        );
+    }
+    for (kind, status) in [
+        ("session.created", "active"),
+        ("session.pending", "pending"),
+    ] {
+        let body = format!(
+            r#"{{"type":"{kind}","data":{{"id":"sess_1","user_id":"user_1","status":"{status}"}}}}"#
+        );
+        assert_eq!(
+            parse(body.as_bytes()).unwrap().change,
+            Change::Other {
+                event_type: kind.to_owned()
+            }
+        );
+    }
+}
+
+#[test]
+fn session_events_with_bad_ids_are_refused() {
+    for data in [
+        r#"{"id":"user_1","user_id":"user_1","status":"revoked"}"#,
+        r#"{"id":"sess_1","user_id":"sess_1","status":"revoked"}"#,
+        r#"{"id":"sess_1","user_id":"user_1"}"#,
+        r#"{"id":"sess_1","status":"revoked"}"#,
+        r#""sess_1""#,
+    ] {
+        invalid(&format!(r#"{{"type":"session.revoked","data":{data}}}"#));
+    }
+    invalid(r#"{"type":"session.ended"}"#);
+    // Not an ending event: not inspected.
+    let odd = r#"{"type":"session.created","data":{"id":1}}"#;
+    assert!(matches!(
+        parse(odd.as_bytes()).unwrap().change,
+        Change::Other { .. }
+    ));
+}
+
+#[test]
+fn banned_and_deprovisioned_users_are_banned_in_the_profile() {
+    let user = |flags: &str| {
+        let body =
+            format!(r#"{{"type":"user.updated","data":{{"id":"user_1","updated_at":5{flags}}}}}"#);
+        let Change::UserUpserted { user, .. } = parse(body.as_bytes()).unwrap().change else {
+            panic!("expected an upsert");
+        };
+        user
+    };
+    assert!(!user("").profile().banned);
+    assert!(!user(r#","banned":null,"locked":true"#).is_banned());
+    assert!(user(r#","banned":true"#).profile().banned);
+    assert!(user(r#","deprovisioned":true"#).profile().banned);
+    assert!(!user(r#","banned":false,"deprovisioned":false"#).is_banned());
 }
