@@ -17,6 +17,8 @@ use http::StatusCode;
 use serde_json::json;
 use tower::ServiceExt;
 
+on_both_stores!(setup_serves_and_applies_webhooks);
+
 fn app(running: &Running) -> Router {
     Router::new()
         .route(
@@ -39,13 +41,14 @@ where
 }
 
 /// A user served, deleted through the setup's webhook route, refused.
-async fn serves_and_applies_webhooks<S>(store: S)
-where
-    S: UserStore + UserSync + EvictionSource + Clone,
-{
+async fn setup_serves_and_applies_webhooks(backend: Backend) {
     let key = SigningKey::generate("ins_test");
     let jwks = JwksServer::start(&[&key]).await;
-    let running = start(&jwks, store).await;
+    // The bundled stores themselves: only they are eviction sources.
+    let running = match Store::new(backend).await {
+        Store::Postgres(store) => start(&jwks, store).await,
+        Store::Sqlite(store) => start(&jwks, store).await,
+    };
     let app = app(&running);
     let user = random_id("user");
     let token = key.session_token(ISSUER, &user, 60);
@@ -64,16 +67,6 @@ where
         (StatusCode::UNAUTHORIZED, Some("user_deleted"))
     );
     running.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_setup_serves_and_applies_webhooks() {
-    serves_and_applies_webhooks(postgres_store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_setup_serves_and_applies_webhooks() {
-    serves_and_applies_webhooks(sqlite_store().await).await;
 }
 
 /// On PostgreSQL the setup starts the listener: a deletion applied by one

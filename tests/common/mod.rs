@@ -1,10 +1,15 @@
-//! Real parts for the integration tests: a JWKS server and a fake Backend
-//! API on loopback, signing keys, PostgreSQL (one schema per test) and
-//! SQLite (one file per test).
+//! Real parts for the integration tests and the benchmarks: a JWKS server
+//! and a fake Backend API on loopback, signing keys, PostgreSQL (one schema
+//! per test) and SQLite (one file per test). What needs a feature of the
+//! crate is there only with that feature, so that each test asks for the
+//! features it uses and no more.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod clerk_api;
 pub mod proxy;
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+pub mod stores;
+#[cfg(feature = "webhooks")]
 pub mod svix;
 
 use std::{
@@ -17,13 +22,26 @@ use std::{
 };
 
 use axum::{Router, body::Body, extract::State, http::StatusCode, routing::get};
+#[cfg(feature = "postgres")]
+use ensure_user::store::PgUserStore;
+#[cfg(feature = "sqlite")]
+use ensure_user::store::SqliteUserStore;
 use ensure_user::{
     Config, KeySource,
-    store::{PgUserStore, Profile, Resolution, SqliteUserStore, StoreError, UserStore},
+    store::{Profile, Resolution, StoreError, UserStore},
     testing::SigningKey,
 };
 use http_body_util::BodyExt;
-use sqlx::{PgPool, SqlitePool, postgres::PgPoolOptions, sqlite::SqlitePoolOptions};
+#[cfg(feature = "postgres")]
+use sqlx::{PgPool, postgres::PgPoolOptions};
+#[cfg(feature = "sqlite")]
+use sqlx::{SqlitePool, sqlite::SqlitePoolOptions};
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+#[allow(unused_imports)]
+pub(crate) use stores::on_both_stores;
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+#[allow(unused_imports)]
+pub use stores::{Backend, ProfileRow, Row, Store};
 
 pub const ISSUER: &str = "https://clerk.test.example";
 
@@ -34,6 +52,7 @@ pub fn postgres_url() -> String {
 }
 
 /// A proxy in front of the test database, for cutting connections to it.
+#[cfg(feature = "postgres")]
 pub async fn postgres_proxy() -> proxy::Proxy {
     let url: sqlx::postgres::PgConnectOptions = postgres_url().parse().unwrap();
     let upstream = tokio::net::lookup_host((url.get_host(), url.get_port()))
@@ -144,6 +163,7 @@ async fn serve_jwks(
 }
 
 /// A fresh PostgreSQL schema with the bundled tables; the pool's connections use it.
+#[cfg(feature = "postgres")]
 pub async fn postgres_pool() -> PgPool {
     let schema = format!(
         "t_{}",
@@ -169,6 +189,7 @@ pub async fn postgres_pool() -> PgPool {
 }
 
 /// A fresh SQLite file with the bundled tables.
+#[cfg(feature = "sqlite")]
 pub async fn sqlite_pool() -> SqlitePool {
     let path = std::env::temp_dir().join(format!(
         "ensure-user-test-{}.db",
@@ -186,12 +207,16 @@ pub async fn sqlite_pool() -> SqlitePool {
         .unwrap()
 }
 
+/// A store with the bundled tables on a fresh PostgreSQL schema.
+#[cfg(feature = "postgres")]
 pub async fn postgres_store() -> PgUserStore {
     let store = PgUserStore::new(postgres_pool().await);
     store.migrate().await.unwrap();
     store
 }
 
+/// A store with the bundled tables on a fresh SQLite file.
+#[cfg(feature = "sqlite")]
 pub async fn sqlite_store() -> SqliteUserStore {
     let store = SqliteUserStore::new(sqlite_pool().await);
     store.migrate().await.unwrap();
