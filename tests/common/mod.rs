@@ -5,6 +5,8 @@
 //! features it uses and no more.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "axum")]
+pub mod app;
 pub mod clerk_api;
 pub mod proxy;
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
