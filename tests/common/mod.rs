@@ -13,6 +13,13 @@ pub mod proxy;
 pub mod stores;
 #[cfg(feature = "webhooks")]
 pub mod svix;
+#[cfg(all(
+    feature = "postgres",
+    feature = "sqlite",
+    feature = "webhooks",
+    feature = "axum"
+))]
+pub mod webhook_app;
 
 use std::{
     net::SocketAddr,
@@ -305,22 +312,6 @@ pub fn user_deleted_event(user: &str) -> serde_json::Value {
         "timestamp": 1_716_883_200,
         "data": { "object": "user", "id": user, "deleted": true }
     })
-}
-
-/// An app's own table: `accounts`, UUID keys in `account_id`, the Clerk id in
-/// `clerk_user_id`, one profile column (`mail`) and no version column.
-pub fn mapped_uuid_table() -> ensure_user::store::UserTable {
-    use ensure_user::store::{IdKind, UserTable};
-    UserTable::new("accounts")
-        .unwrap()
-        .with_id_column("account_id", IdKind::Uuid)
-        .unwrap()
-        .with_clerk_id_column("clerk_user_id")
-        .unwrap()
-        .with_profile_columns(Some("mail"), None, None, None)
-        .unwrap()
-        .with_clerk_updated_at_column(None)
-        .unwrap()
 }
 
 /// A loopback URL on a port just released, where nothing listens.
