@@ -260,16 +260,9 @@ async fn sqlite_0_1_0_upgrade_keeps_everything_and_stops_reuse() {
 /// succeeds, and the table is rebuilt once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_0_1_0_upgrades_once_when_processes_race() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
     // Global: the migrations run on the runtime's worker threads. Other
     // tests' upgrades land here too, and are told apart by their file.
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = Logs::capture_globally(tracing::Level::INFO);
 
     let pool = sqlite_0_1_0().await;
     fill_0_1_0(&pool).await;

@@ -7,13 +7,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use axum::{Json, Router, routing::get};
+use axum::Router;
 use common::{
+    app::app,
     clerk_api::{FakeClerk, Faults, fake_users},
     *,
 };
 use ensure_user::{
-    Config, EnsureUserLayer, LocalUser, ProfileFetch,
+    Config, EnsureUserLayer, ProfileFetch,
     clerk_api::ClerkApi,
     store::UserSync,
     testing::{SigningKey, random_id, session_claims},
@@ -34,18 +35,12 @@ fn layer_for(store: &Store, api: ClerkApi, timeout: Duration, config: Config) ->
     EnsureUserLayer::new(config, store.clone()).with_profile_fetch(fetch)
 }
 
-fn me_behind(layer: EnsureUserLayer) -> Router {
-    Router::new()
-        .route("/me", get(|user: LocalUser| async move { Json(user.id()) }))
-        .layer(layer)
-}
-
 /// An app behind the layer, fetching new users' profiles from `api`.
 async fn app_for(store: &Store, api: ClerkApi, timeout: Duration) -> (Router, SigningKey) {
     let key = SigningKey::generate("ins_test");
     let jwks = JwksServer::start(&[&key]).await;
     let layer = layer_for(store, api, timeout, jwks.config());
-    (me_behind(layer), key)
+    (app(layer), key)
 }
 
 async fn profile_on_first_sight(backend: Backend) {
@@ -106,7 +101,7 @@ async fn deletion_during_a_slow_profile_fetch_is_final(backend: Backend) {
     let jwks = JwksServer::start(&[&key]).await;
     let config = jwks.config().with_store_timeout(Duration::from_millis(300));
     let layer = layer_for(&store, fake.client(), Duration::from_secs(3), config);
-    let app = me_behind(layer.clone());
+    let app = app(layer.clone());
     let token = key.session_token(ISSUER, &user, 60);
 
     let first = tokio::spawn({

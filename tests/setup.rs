@@ -5,28 +5,22 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use axum::{Json, Router, routing::get};
+use axum::Router;
 use common::{svix, *};
 use ensure_user::{
-    LocalUser, Running, Setup,
+    Running, Setup,
     eviction::EvictionSource,
     store::{UserStore, UserSync},
     testing::{SigningKey, random_id},
 };
 use http::StatusCode;
-use serde_json::json;
 use tower::ServiceExt;
 
 on_both_stores!(setup_serves_and_applies_webhooks);
 
+/// `/me` behind the setup's layer, and its webhook route.
 fn app(running: &Running) -> Router {
-    Router::new()
-        .route(
-            "/me",
-            get(|user: LocalUser| async move { Json(json!({ "id": user.id() })) }),
-        )
-        .layer(running.layer())
-        .merge(running.webhook_router(svix::PATH))
+    common::app::app(running.layer()).merge(running.webhook_router(svix::PATH))
 }
 
 async fn start<S>(jwks: &JwksServer, store: S) -> Running

@@ -468,16 +468,7 @@ async fn tower_service_takes_any_body() {
 /// Every delivery is logged with its id, type, user and outcome; bodies and secrets never.
 #[tokio::test]
 async fn deliveries_are_logged_without_bodies_or_secrets() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    // Global, because callsites shared with concurrently running tests make
-    // a thread-scoped subscriber miss events. Other tests' lines land here too.
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = Logs::capture_globally(tracing::Level::INFO);
 
     let h = Harness::new(Backend::Sqlite).await;
     let user = random_id("user");

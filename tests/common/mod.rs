@@ -298,6 +298,26 @@ impl std::io::Write for Logs {
 }
 
 impl Logs {
+    /// Captures every line at `level` and above, from every thread, for the
+    /// rest of the process: the test binary's only global subscriber.
+    /// Callsites shared with concurrently running tests make a thread-scoped
+    /// subscriber miss events; other tests' lines land here too.
+    pub fn capture_globally(level: tracing::Level) -> Self {
+        let logs = Self::default();
+        tracing::subscriber::set_global_default(logs.subscriber(level)).unwrap();
+        logs
+    }
+
+    /// A subscriber writing every line at `level` and above here, plain.
+    pub fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(level)
+            .finish()
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
