@@ -23,6 +23,7 @@ pub mod webhook_app;
 
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -171,9 +172,9 @@ async fn serve_jwks(
     }
 }
 
-/// A fresh PostgreSQL schema with the bundled tables; the pool's connections use it.
+/// A new, empty PostgreSQL schema; returns its name.
 #[cfg(feature = "postgres")]
-pub async fn postgres_pool() -> PgPool {
+pub async fn postgres_schema() -> String {
     let schema = format!(
         "t_{}",
         ensure_user::testing::random_id("s")
@@ -188,32 +189,55 @@ pub async fn postgres_pool() -> PgPool {
         .await
         .unwrap();
     admin.close().await;
+    schema
+}
+
+/// A pool of at most `max_connections` whose connections use `schema`.
+#[cfg(feature = "postgres")]
+pub async fn postgres_pool_in(schema: &str, max_connections: u32) -> PgPool {
     let options: sqlx::postgres::PgConnectOptions = postgres_url().parse().unwrap();
     PgPoolOptions::new()
-        .max_connections(8)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options.options([("search_path", schema.as_str())]))
+        .connect_with(options.options([("search_path", schema)]))
         .await
         .unwrap()
 }
 
-/// A fresh SQLite file with the bundled tables.
-#[cfg(feature = "sqlite")]
-pub async fn sqlite_pool() -> SqlitePool {
-    let path = std::env::temp_dir().join(format!(
+/// A pool on a fresh PostgreSQL schema.
+#[cfg(feature = "postgres")]
+pub async fn postgres_pool() -> PgPool {
+    postgres_pool_in(&postgres_schema().await, 8).await
+}
+
+/// A path in the temp dir for a new SQLite file.
+pub fn sqlite_path() -> PathBuf {
+    std::env::temp_dir().join(format!(
         "ensure-user-test-{}.db",
         ensure_user::testing::random_id("db")
-    ));
+    ))
+}
+
+/// A pool of at most `max_connections` on the SQLite file at `path` (made
+/// if missing), in WAL mode.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_pool_at(path: &std::path::Path, max_connections: u32) -> SqlitePool {
     let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
+        .filename(path)
         .create_if_missing(true)
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_secs(10));
     SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(max_connections)
         .connect_with(options)
         .await
         .unwrap()
+}
+
+/// A pool on a fresh SQLite file.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_pool() -> SqlitePool {
+    sqlite_pool_at(&sqlite_path(), 4).await
 }
 
 /// A store with the bundled tables on a fresh PostgreSQL schema.
