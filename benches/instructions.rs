@@ -13,32 +13,33 @@
 //! layered benchmark minus `bare`. Keys are a static PEM and the store is in
 //! memory, so no count depends on a socket or a database.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
+
 use std::{
     collections::HashMap,
     convert::Infallible,
     hint::black_box,
     sync::{Arc, Mutex},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
-use axum::{Router, body::Body, routing::get};
+use axum::{Router, body::Body};
+use common::{bearer as request, svix};
 use ensure_user::{
-    Config, EnsureUser, EnsureUserLayer, KeySource, LocalId, LocalUser,
+    Config, EnsureUser, EnsureUserLayer, KeySource, LocalId,
     store::{Profile, Resolution, StoreError, SyncOutcome, UserStore, UserSync},
     testing::{SigningKey, random_id},
-    webhook::{WebhookReceiver, WebhookSecret, WebhookVerifier, sign},
+    webhook::WebhookReceiver,
 };
 use gungraun::{Dhat, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main};
-use http::{Request, Response, header};
+use http::{Request, Response};
+use support::{ISSUER, bare_app, current_thread_runtime as runtime, user_routes};
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// Requests per benchmark.
 const REQUESTS: usize = 100;
-
-const ISSUER: &str = "https://clerk.bench.example";
-
-const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 /// An app, the runtime it runs on, and the requests to send it.
 struct Input<A> {
@@ -128,37 +129,13 @@ impl UserSync for MemoryStore {
     }
 }
 
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 fn layer(key: &SigningKey) -> EnsureUserLayer {
     let keys = KeySource::pem(&key.public_key_pem()).expect("PEM");
     EnsureUserLayer::new(Config::new(ISSUER, keys), MemoryStore::default())
 }
 
-fn request(token: &str) -> Request<Body> {
-    Request::get("/me")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .expect("request")
-}
-
 fn requests(token: &str) -> Vec<Request<Body>> {
     (0..REQUESTS).map(|_| request(token)).collect()
-}
-
-fn user_routes() -> Router {
-    Router::new().route(
-        "/me",
-        get(|user: LocalUser| async move {
-            black_box(user);
-            "ok"
-        }),
-    )
 }
 
 /// The same route with nothing in front of it: what the layer is measured against.
@@ -167,7 +144,7 @@ fn bare() -> Input<Router> {
     let token = key.session_token(ISSUER, &random_id("user"), 3600);
     Input {
         runtime: runtime(),
-        app: Router::new().route("/me", get(|| async { "ok" })),
+        app: bare_app(),
         requests: requests(&token),
     }
 }
@@ -247,16 +224,8 @@ fn webhook_deliveries() -> Input<WebhookReceiver> {
         Config::new(ISSUER, KeySource::pem(&key.public_key_pem()).expect("PEM")),
         store.clone(),
     );
-    let secret: WebhookSecret = WEBHOOK_SECRET.parse().expect("secret");
-    let receiver =
-        WebhookReceiver::new(WebhookVerifier::new(secret.clone()), store, layer.evictor());
-    let now = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_secs(),
-    )
-    .expect("time");
+    let receiver = WebhookReceiver::new(svix::verifier(), store, layer.evictor());
+    let now = svix::now();
     let requests = (0..REQUESTS)
         .map(|n| {
             let body = serde_json::json!({
@@ -274,8 +243,8 @@ fn webhook_deliveries() -> Input<WebhookReceiver> {
             })
             .to_string();
             let id = format!("msg_{n}");
-            let signature = sign(&secret, &id, now, body.as_bytes());
-            Request::post("/webhooks/clerk")
+            let signature = svix::signature(svix::SECRET, &id, now, body.as_bytes());
+            Request::post(svix::PATH)
                 .header("svix-id", id)
                 .header("svix-timestamp", now.to_string())
                 .header("svix-signature", signature)

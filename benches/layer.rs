@@ -13,17 +13,20 @@
 //!
 //! Needs PostgreSQL at `ENSURE_USER_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); the run works in a schema of
-//! its own and drops it at the end.
+//! its own and drops it at the end. The JWKS endpoint, the pools and the
+//! schema come from the tests' support.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
     convert::Infallible,
     hint::black_box,
-    net::SocketAddr,
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -37,153 +40,71 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use common::{
+    JwksServer, bearer as request, postgres_pool_in, postgres_schema, postgres_url, sqlite_path,
+    sqlite_pool_at,
+};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, measurement::WallTime};
 use ensure_user::{
-    Config, EnsureUser, EnsureUserLayer, KeySource, LocalId, LocalUser, SessionClaims,
+    Config, EnsureUser, EnsureUserLayer, KeySource, LocalId, SessionClaims,
     store::{PgUserStore, Profile, Resolution, SqliteUserStore, StoreError, UserStore},
     testing::{SigningKey, random_id, session_claims},
 };
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
 use serde_json::{Value, json};
-use sqlx::{postgres::PgPoolOptions, sqlite::SqlitePoolOptions};
+use support::{
+    ISSUER,
+    allocations::{CountingAllocator, counting_start, counting_stop},
+    bare_app, current_thread_runtime, user_routes,
+};
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-const ISSUER: &str = "https://clerk.bench.example";
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
 /// Requests built ahead of a timed loop at a time.
 const BATCH: u64 = 1024;
 /// Concurrent first requests for one new user (case 7).
 const CONCURRENT: usize = 1000;
 
 // ---------------------------------------------------------------------------
-// A global allocator that counts, only while `COUNTING` is set.
-
-struct CountingAllocator;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
-/// Bytes allocated minus bytes freed while counting.
-static NET_BYTES: AtomicI64 = AtomicI64::new(0);
-
-fn bytes(size: usize) -> i64 {
-    i64::try_from(size).unwrap_or(i64::MAX)
-}
-
-fn record_allocation(size: usize) {
-    if COUNTING.load(Ordering::Relaxed) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        ALLOCATED_BYTES.fetch_add(size as u64, Ordering::Relaxed);
-        NET_BYTES.fetch_add(bytes(size), Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// counters have no effect on the memory handed out.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record_allocation(layout.size());
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        record_allocation(layout.size());
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if COUNTING.load(Ordering::Relaxed) {
-            NET_BYTES.fetch_sub(bytes(layout.size()), Ordering::Relaxed);
-        }
-        // SAFETY: as for `alloc`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            ALLOCATED_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
-            NET_BYTES.fetch_add(bytes(new_size) - bytes(layout.size()), Ordering::Relaxed);
-        }
-        // SAFETY: as for `alloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-/// What the allocator saw between `start` and `stop`.
-#[derive(Debug, Clone, Copy, Default)]
-struct Counted {
-    allocations: u64,
-    allocated_bytes: u64,
-    net_bytes: i64,
-}
-
-fn counting_start() {
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    ALLOCATED_BYTES.store(0, Ordering::SeqCst);
-    NET_BYTES.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-}
-
-fn counting_stop() -> Counted {
-    COUNTING.store(false, Ordering::SeqCst);
-    Counted {
-        allocations: ALLOCATIONS.load(Ordering::SeqCst),
-        allocated_bytes: ALLOCATED_BYTES.load(Ordering::SeqCst),
-        net_bytes: NET_BYTES.load(Ordering::SeqCst),
-    }
-}
-
-// ---------------------------------------------------------------------------
 // Keys, tokens and the JWKS endpoint.
 
-/// Serves `jwks` at `/jwks.json` on 127.0.0.1 from a thread of its own, for
-/// the life of the process.
-fn start_jwks_server(jwks: String) -> SocketAddr {
+/// A JWKS endpoint serving `key`, on a thread and a runtime of its own for
+/// the life of the process: the run's runtimes only run while they measure,
+/// and whichever of them fetches the keys must get an answer.
+fn jwks_server(key: &SigningKey) -> JwksServer {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime for the JWKS endpoint");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("a loopback port");
+        current_thread_runtime().block_on(async move {
             sender
-                .send(listener.local_addr().expect("bound address"))
-                .expect("report the address");
-            let app = Router::new().route("/jwks.json", get(move || async move { jwks }));
-            axum::serve(listener, app).await.expect("JWKS endpoint");
+                .send(JwksServer::start(&[]).await)
+                .expect("report the endpoint");
+            std::future::pending::<()>().await;
         });
     });
-    receiver.recv().expect("JWKS endpoint address")
+    let jwks = receiver.recv().expect("JWKS endpoint");
+    jwks.serve(&[key]);
+    jwks
 }
 
 struct Keys {
     key: SigningKey,
-    jwks_url: String,
+    jwks: JwksServer,
 }
 
 impl Keys {
     fn new() -> Self {
         let key = SigningKey::generate("ins_bench");
-        let addr = start_jwks_server(SigningKey::jwks(&[&key]).to_string());
-        Self {
-            key,
-            jwks_url: format!("http://{addr}/jwks.json"),
-        }
+        let jwks = jwks_server(&key);
+        Self { key, jwks }
     }
 
     /// The default configuration, trusting the local endpoint. The key set is
     /// refreshed hourly so that no refresh falls inside a run.
     fn config(&self) -> Config {
-        Config::new(ISSUER, KeySource::jwks_url(&self.jwks_url))
+        Config::new(ISSUER, KeySource::jwks_url(self.jwks.url()))
             .with_key_refresh_interval(Duration::from_secs(3600))
     }
 
@@ -276,18 +197,6 @@ impl TokenPool {
 // ---------------------------------------------------------------------------
 // Apps and stores.
 
-fn request(token: &str) -> Request<Body> {
-    Request::get("/me")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .expect("request")
-}
-
-/// The same route with nothing in front of it.
-fn bare_app() -> Router {
-    Router::new().route("/me", get(|| async { "ok" }))
-}
-
 /// The route behind the layer; the handler takes the `LocalUser`.
 fn layered_app(layer: EnsureUserLayer) -> Router {
     user_routes().layer(layer)
@@ -297,16 +206,6 @@ fn layered_app(layer: EnsureUserLayer) -> Router {
 /// rather than applied to each route.
 fn wrapped_app(layer: EnsureUserLayer) -> EnsureUser<Router> {
     ServiceBuilder::new().layer(layer).service(user_routes())
-}
-
-fn user_routes() -> Router {
-    Router::new().route(
-        "/me",
-        get(|user: LocalUser| async move {
-            black_box(user);
-            "ok"
-        }),
-    )
 }
 
 /// The usual alternative: a middleware that decodes and validates the token
@@ -410,11 +309,6 @@ impl<S: UserStore> UserStore for Switched<S> {
     }
 }
 
-fn database_url() -> String {
-    std::env::var("ENSURE_USER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 /// A schema of the run's own in PostgreSQL and a SQLite file in the temp dir,
 /// both migrated; removed by `drop_all`.
 struct Databases {
@@ -424,20 +318,9 @@ struct Databases {
 
 impl Databases {
     async fn create() -> Self {
-        let schema = format!("bench_{}", random_id("s").to_lowercase().replace('_', ""));
-        let admin = sqlx::PgPool::connect(&database_url())
-            .await
-            .expect("PostgreSQL at ENSURE_USER_TEST_DATABASE_URL (default 127.0.0.1:5432/test)");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&admin)
-            .await
-            .expect("create schema");
-        admin.close().await;
-        let sqlite_path =
-            std::env::temp_dir().join(format!("ensure-user-bench-{}.db", random_id("db")));
         let databases = Self {
-            schema,
-            sqlite_path,
+            schema: postgres_schema().await,
+            sqlite_path: sqlite_path(),
         };
         databases.postgres().await.migrate().await.expect("migrate");
         databases.sqlite().await.migrate().await.expect("migrate");
@@ -446,34 +329,16 @@ impl Databases {
 
     /// A store on a new pool; pools belong to the runtime they are made in.
     async fn postgres(&self) -> PgUserStore {
-        let options: sqlx::postgres::PgConnectOptions =
-            database_url().parse().expect("database URL");
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.options([("search_path", self.schema.as_str())]))
-            .await
-            .expect("PostgreSQL pool");
-        PgUserStore::new(pool)
+        PgUserStore::new(postgres_pool_in(&self.schema, 4).await)
     }
 
-    /// A store on a new pool over the same file (WAL, sqlx's defaults otherwise).
+    /// A store on a new pool over the same file.
     async fn sqlite(&self) -> SqliteUserStore {
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&self.sqlite_path)
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .expect("SQLite pool");
-        SqliteUserStore::new(pool)
+        SqliteUserStore::new(sqlite_pool_at(&self.sqlite_path, 4).await)
     }
 
     async fn drop_all(&self) {
-        if let Ok(admin) = sqlx::PgPool::connect(&database_url()).await {
+        if let Ok(admin) = sqlx::PgPool::connect(&postgres_url()).await {
             let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
             let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
                 .execute(&admin)
@@ -490,13 +355,6 @@ impl Databases {
 
 // ---------------------------------------------------------------------------
 // Timing loops.
-
-fn current_thread_runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// Sends one request and checks that it got through.
 async fn send<A>(app: &A, request: Request<Body>)

@@ -38,6 +38,14 @@ pub struct ClerkUser {
     /// The application's own id for this user, if one was set in Clerk.
     #[serde(default)]
     pub external_id: Option<String>,
+    /// Whether the user is banned: all their sessions revoked, and signing
+    /// in refused.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub banned: bool,
+    /// Whether directory sync deprovisioned the user: deactivated, all
+    /// their sessions revoked.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub deprovisioned: bool,
 }
 
 impl ClerkUser {
@@ -67,6 +75,13 @@ impl ClerkUser {
             self.last_name.as_deref(),
             self.image_url.as_deref(),
         )
+        .with_banned(self.is_banned())
+    }
+
+    /// Whether the layer refuses the user: banned, or deprovisioned.
+    #[must_use]
+    pub fn is_banned(&self) -> bool {
+        self.banned || self.deprovisioned
     }
 }
 

@@ -75,6 +75,7 @@ pub struct Config {
     pub(crate) allow_pending_sessions: bool,
     pub(crate) cookie_suffix: Option<String>,
     pub(crate) max_token_bytes: usize,
+    pub(crate) max_token_lifetime: Duration,
     pub(crate) max_cookies: usize,
     pub(crate) user_cache_capacity: u64,
     pub(crate) user_cache_ttl: Duration,
@@ -127,6 +128,7 @@ impl Config {
             allow_pending_sessions: false,
             cookie_suffix: None,
             max_token_bytes: 8 * 1024,
+            max_token_lifetime: Duration::from_secs(3600),
             max_cookies: 64,
             user_cache_capacity: 100_000,
             user_cache_ttl: Duration::from_secs(600),
@@ -239,6 +241,19 @@ impl Config {
         self
     }
 
+    /// The longest lifetime (`exp` − `iat`) of a session token accepted.
+    /// Default 1 hour.
+    ///
+    /// Clerk's session tokens live 60 seconds; the Backend API can mint
+    /// longer ones (up to 10 years). A token of a session that ended is
+    /// refused for as long as it could be valid, so ended sessions are
+    /// remembered for this long: a longer limit keeps more of them, in
+    /// memory and in the database.
+    pub fn with_max_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_token_lifetime = lifetime;
+        self
+    }
+
     /// How many cookies are examined per request at most. Default 64.
     pub fn with_max_cookies(mut self, cookies: usize) -> Self {
         self.max_cookies = cookies;
@@ -311,6 +326,11 @@ impl Config {
     /// The expected `iss`.
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The longest token lifetime accepted, in milliseconds.
+    pub(crate) fn max_token_lifetime_ms(&self) -> i64 {
+        i64::try_from(self.max_token_lifetime.as_millis()).unwrap_or(i64::MAX / 4)
     }
 
     /// The clock skew in milliseconds.

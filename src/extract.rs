@@ -1,4 +1,4 @@
-//! Axum extractors: `LocalUser` and `Option<LocalUser>`.
+//! Axum extractors: `LocalUser`, `LocalOrganization`, and their `Option`s.
 
 use std::convert::Infallible;
 
@@ -8,7 +8,11 @@ use axum::{
 };
 use http::request::Parts;
 
-use crate::{LocalUser, Rejection, rejection::MISSING_LAYER, service::Anonymous};
+use crate::{
+    LocalOrganization, LocalUser, Rejection,
+    rejection::{MISSING_LAYER, NO_ACTIVE_ORGANIZATION, ORGANIZATIONS_NOT_RESOLVED},
+    service::Anonymous,
+};
 
 /// Why a [`LocalUser`] could not be extracted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,3 +81,78 @@ const _: fn() = || {
     // The rejection for `Option<LocalUser>` is never `Infallible`: see above.
     let _: Option<Infallible> = None;
 };
+
+/// Why a [`LocalOrganization`] could not be extracted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LocalOrganizationRejection {
+    /// No user: the layer is missing, or the request was anonymous.
+    User(LocalUserRejection),
+    /// The layer does not resolve organizations (see
+    /// [`EnsureUserLayer::with_organizations`](crate::EnsureUserLayer::with_organizations)):
+    /// a server bug, answered `500 organizations_not_resolved`.
+    NotResolved,
+    /// The token names no active organization: `403 no_active_organization`.
+    NoActiveOrganization,
+}
+
+impl IntoResponse for LocalOrganizationRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::User(rejection) => rejection.into_response(),
+            Self::NotResolved => {
+                tracing::error!(
+                    target: "ensure_user",
+                    "LocalOrganization extracted behind a layer without organizations"
+                );
+                ORGANIZATIONS_NOT_RESOLVED.response().into_response()
+            }
+            Self::NoActiveOrganization => NO_ACTIVE_ORGANIZATION.response().into_response(),
+        }
+    }
+}
+
+/// The request's user, for the organization extractors: `Ok(None)` when the
+/// layer is optional and the request carried no token.
+fn user_of(parts: &Parts) -> Result<Option<&LocalUser>, LocalOrganizationRejection> {
+    if let Some(user) = parts.extensions.get::<LocalUser>() {
+        if !user.organizations_resolved() {
+            return Err(LocalOrganizationRejection::NotResolved);
+        }
+        return Ok(Some(user));
+    }
+    if parts.extensions.get::<Anonymous>().is_some() {
+        return Ok(None);
+    }
+    Err(LocalOrganizationRejection::User(
+        LocalUserRejection::MissingLayer,
+    ))
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<S: Send + Sync> FromRequestParts<S> for LocalOrganization {
+    type Rejection = LocalOrganizationRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let user = user_of(parts)?.ok_or(LocalOrganizationRejection::User(
+            LocalUserRejection::Anonymous,
+        ))?;
+        user.organization()
+            .ok_or(LocalOrganizationRejection::NoActiveOrganization)
+    }
+}
+
+/// `Option<LocalOrganization>`: `None` when the token names no active
+/// organization (or an optional layer let a tokenless request through);
+/// still a `500` when the layer is missing or does not resolve organizations.
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<S: Send + Sync> OptionalFromRequestParts<S> for LocalOrganization {
+    type Rejection = LocalOrganizationRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(user_of(parts)?.and_then(LocalUser::organization))
+    }
+}

@@ -76,6 +76,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod answers;
 pub mod authorization;
 #[cfg(feature = "clerk-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
@@ -92,7 +93,9 @@ mod engine;
 pub mod eviction;
 #[cfg(feature = "axum")]
 mod extract;
+mod guard;
 mod layer;
+mod organization;
 mod policy;
 #[cfg(feature = "clerk-api")]
 mod profile_fetch;
@@ -108,7 +111,6 @@ mod telemetry;
 pub mod testing;
 mod token;
 mod user;
-mod user_cache;
 #[cfg(feature = "webhooks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
 pub mod webhook;
@@ -119,8 +121,10 @@ pub use clerk_user::{ClerkUser, EmailAddress};
 pub use config::{Config, ConfigError, ProfileClaims};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use extract::LocalUserRejection;
+pub use extract::{LocalOrganizationRejection, LocalUserRejection};
+pub use guard::{Guard, Guarded};
 pub use layer::EnsureUserLayer;
+pub use organization::LocalOrganization;
 pub use policy::Mode;
 #[cfg(feature = "clerk-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]

@@ -133,8 +133,21 @@ pub enum Rejection {
     UnauthorizedParty,
     /// The session is `pending` (for example, an organization must be chosen first).
     SessionPending,
+    /// The token lives longer than the configured maximum
+    /// ([`Config::with_max_token_lifetime`](crate::Config::with_max_token_lifetime)).
+    TokenLifetimeExceeded,
+    /// The token's session ended: the user signed out, or it was removed or
+    /// revoked.
+    SessionEnded,
     /// The Clerk user was deleted; the token may still be unexpired.
     UserDeleted,
+    /// The Clerk user is banned.
+    UserBanned,
+    /// The token's active organization was deleted in Clerk.
+    OrganizationDeleted,
+    /// The user was removed from the token's active organization after the
+    /// token was issued.
+    MembershipDeleted,
     /// The signing keys cannot be fetched right now; retry later.
     KeysUnavailable,
     /// The user store (database) cannot be reached right now; retry later.
@@ -192,7 +205,21 @@ impl Rejection {
                 "session_pending",
                 "the session is pending and not signed in yet",
             ),
+            Self::TokenLifetimeExceeded => Refusal::unauthorized(
+                "token_lifetime_exceeded",
+                "the session token lives longer than this server accepts",
+            ),
+            Self::SessionEnded => Refusal::unauthorized("session_ended", "the session has ended"),
             Self::UserDeleted => Refusal::unauthorized("user_deleted", "the user has been deleted"),
+            Self::UserBanned => Refusal::unauthorized("user_banned", "the user is banned"),
+            Self::OrganizationDeleted => Refusal::unauthorized(
+                "organization_deleted",
+                "the active organization has been deleted",
+            ),
+            Self::MembershipDeleted => Refusal::unauthorized(
+                "membership_deleted",
+                "the user is no longer a member of the active organization",
+            ),
             Self::KeysUnavailable => Refusal::unavailable(
                 "keys_unavailable",
                 "authentication is temporarily unavailable",
@@ -239,12 +266,41 @@ impl std::fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
-/// A handler extracted the user on a route without the layer: a server bug.
-#[cfg(feature = "axum")]
+/// A handler or guard asked for the user on a route without the layer: a
+/// server bug.
 pub(crate) const MISSING_LAYER: Refusal = Refusal::new(
     StatusCode::INTERNAL_SERVER_ERROR,
     "missing_layer",
     "EnsureUserLayer is not installed on this route",
+);
+
+/// RFC 6750 §3.1: the token is good, but not for this.
+const INSUFFICIENT_SCOPE: Header = Header::Challenge(r#"Bearer error="insufficient_scope""#);
+
+/// A guard refused: the session lacks the role, permission, feature or plan.
+pub(crate) const INSUFFICIENT_SCOPE_REFUSAL: Refusal = Refusal::new(
+    StatusCode::FORBIDDEN,
+    "insufficient_scope",
+    "the session lacks the role, permission, feature or plan this route requires",
+)
+.with(INSUFFICIENT_SCOPE);
+
+/// A handler asked for the active organization of a token that names none.
+#[cfg(feature = "axum")]
+pub(crate) const NO_ACTIVE_ORGANIZATION: Refusal = Refusal::new(
+    StatusCode::FORBIDDEN,
+    "no_active_organization",
+    "the session has no active organization",
+)
+.with(INSUFFICIENT_SCOPE);
+
+/// A handler asked for the active organization on a layer that does not
+/// resolve organizations: a server bug.
+#[cfg(feature = "axum")]
+pub(crate) const ORGANIZATIONS_NOT_RESOLVED: Refusal = Refusal::new(
+    StatusCode::INTERNAL_SERVER_ERROR,
+    "organizations_not_resolved",
+    "EnsureUserLayer on this route does not resolve organizations",
 );
 
 /// What the webhook receiver answers a delivery it does not apply.

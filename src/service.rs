@@ -200,6 +200,24 @@ pin_project! {
     }
 }
 
+impl<F, B, E> ResponseFuture<F, B, E> {
+    /// The inner service's future, its response passed on.
+    pub(crate) fn inner(future: F) -> Self {
+        Self {
+            kind: Kind::Inner { future },
+        }
+    }
+
+    /// The refusal's response, at once.
+    pub(crate) fn refused(response: Response<Full<Bytes>>) -> Self {
+        Self {
+            kind: Kind::Refused {
+                response: Some(response),
+            },
+        }
+    }
+}
+
 impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>>,

@@ -2,12 +2,15 @@
 //! wired from one configuration — what every app with Clerk's webhooks
 //! builds.
 
-#[cfg(feature = "webhooks")]
-use crate::webhook::{WebhookHooks, WebhookReceiver, WebhookVerifier, hooks::DynWebhookHooks};
 use crate::{
     Config, EnsureUserLayer, Mode,
     eviction::{EvictionListener, EvictionSource},
-    store::{StoreError, UserStore, UserSync},
+    store::{OrganizationStore, OrganizationSync, StoreError, UserStore, UserSync},
+};
+#[cfg(feature = "webhooks")]
+use crate::{
+    store::DynOrganizationSync,
+    webhook::{WebhookHooks, WebhookReceiver, WebhookVerifier, hooks::DynWebhookHooks},
 };
 #[cfg(feature = "webhooks")]
 use std::sync::Arc;
@@ -45,6 +48,9 @@ use std::sync::Arc;
 pub struct Setup<S> {
     layer: EnsureUserLayer,
     store: S,
+    /// Whether the webhook receiver keeps organizations too.
+    #[cfg(feature = "webhooks")]
+    organizations: Option<Arc<dyn DynOrganizationSync>>,
     #[cfg(feature = "webhooks")]
     webhooks: Option<WebhookReceiverSettings>,
 }
@@ -65,6 +71,8 @@ where
         Self {
             layer: EnsureUserLayer::new(config, store.clone()),
             store,
+            #[cfg(feature = "webhooks")]
+            organizations: None,
             #[cfg(feature = "webhooks")]
             webhooks: None,
         }
@@ -115,8 +123,13 @@ where
         let listener = self.layer.listen_for_evictions(&self.store).await?;
         #[cfg(feature = "webhooks")]
         let webhooks = self.webhooks.map(|settings| {
-            WebhookReceiver::new(settings.verifier, self.store, self.layer.evictor())
-                .with_shared_hooks(settings.hooks)
+            let receiver =
+                WebhookReceiver::new(settings.verifier, self.store, self.layer.evictor())
+                    .with_shared_hooks(settings.hooks);
+            match self.organizations {
+                Some(store) => receiver.with_shared_organizations(store),
+                None => receiver,
+            }
         });
         Ok(Running {
             layer: self.layer,
@@ -124,6 +137,25 @@ where
             webhooks,
             listener,
         })
+    }
+}
+
+impl<S> Setup<S>
+where
+    S: UserStore + UserSync + OrganizationStore + OrganizationSync + EvictionSource + Clone,
+{
+    /// Also resolve each token's active organization and membership (see
+    /// [`EnsureUserLayer::with_organizations`]), and have the webhook
+    /// receiver keep them in step. Call it before
+    /// [`with_mode`](Self::with_mode) or
+    /// [`with_profile_fetch`](Self::with_profile_fetch).
+    pub fn with_organizations(mut self) -> Self {
+        self.layer = self.layer.with_organizations(self.store.clone());
+        #[cfg(feature = "webhooks")]
+        {
+            self.organizations = Some(Arc::new(self.store.clone()));
+        }
+        self
     }
 }
 

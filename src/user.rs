@@ -5,7 +5,13 @@ use std::{fmt, sync::Arc};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::token::{SessionClaims, entry::VerifiedToken};
+use crate::{
+    LocalOrganization,
+    token::{
+        SessionClaims,
+        entry::{OrganizationRows, Resolved, VerifiedToken},
+    },
+};
 
 /// The primary key of the app's own user row.
 ///
@@ -74,18 +80,18 @@ impl From<Uuid> for LocalId {
 /// extensions; handlers take it as an extractor. Cloning is cheap (an `Arc`).
 #[derive(Clone)]
 pub struct LocalUser {
-    id: LocalId,
+    resolved: Resolved,
     token: Arc<VerifiedToken>,
 }
 
 impl LocalUser {
-    pub(crate) fn new(id: LocalId, token: Arc<VerifiedToken>) -> Self {
-        Self { id, token }
+    pub(crate) fn new(resolved: Resolved, token: Arc<VerifiedToken>) -> Self {
+        Self { resolved, token }
     }
 
     /// The id of the app's own user row.
     pub fn id(&self) -> LocalId {
-        self.id
+        self.resolved.user
     }
 
     /// The Clerk user id (`user_…`), the token's `sub`.
@@ -102,13 +108,35 @@ impl LocalUser {
     pub fn claims(&self) -> &SessionClaims {
         &self.token.claims
     }
+
+    /// The active organization with its local rows: `None` when the token
+    /// names none, or when the layer does not resolve organizations (see
+    /// [`EnsureUserLayer::with_organizations`](crate::EnsureUserLayer::with_organizations)).
+    pub fn organization(&self) -> Option<LocalOrganization> {
+        match self.resolved.organization {
+            OrganizationRows::Active {
+                organization,
+                membership,
+            } => Some(LocalOrganization::new(
+                organization,
+                membership,
+                Arc::clone(&self.token),
+            )),
+            OrganizationRows::NotResolved | OrganizationRows::NoneActive => None,
+        }
+    }
+
+    /// Whether the layer that authenticated the request resolves organizations.
+    pub(crate) fn organizations_resolved(&self) -> bool {
+        self.resolved.organization != OrganizationRows::NotResolved
+    }
 }
 
 /// Shows the ids only: claims may carry personal data.
 impl fmt::Debug for LocalUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalUser")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("clerk_id", &self.clerk_id())
             .field("session_id", &self.session_id())
             .finish_non_exhaustive()

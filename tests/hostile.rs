@@ -6,11 +6,11 @@ mod common;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use axum::{Json, Router, body::Body, routing::get};
+use axum::{Router, body::Body};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::*;
+use common::{app::app, *};
 use ensure_user::{
-    Config, EnsureUserLayer, KeySource, LocalUser,
+    Config, EnsureUserLayer, KeySource,
     testing::{SigningKey, random_id, session_claims},
 };
 use http::{HeaderValue, Request, StatusCode};
@@ -18,14 +18,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn app(layer: EnsureUserLayer) -> Router {
-    Router::new()
-        .route(
-            "/me",
-            get(|user: LocalUser| async move { Json(json!({ "clerk_id": user.clerk_id() })) }),
-        )
-        .layer(layer)
-}
+on_both_stores!(hostile_claim_values_are_stored_verbatim);
 
 fn unsigned(header: &Value, claims: &Value, signature: &[u8]) -> String {
     format!(
@@ -264,13 +257,11 @@ async fn hostile_catalogue() {
     assert_eq!(status, StatusCode::OK, "the control token passes");
 }
 
-#[tokio::test]
-async fn hostile_claim_values_are_stored_verbatim() {
+async fn hostile_claim_values_are_stored_verbatim(backend: Backend) {
     let key = SigningKey::generate("ins_test");
     let jwks = JwksServer::start(&[&key]).await;
-    let store = postgres_store().await;
-    let pool = store.pool().clone();
-    let app = app(EnsureUserLayer::new(jwks.config(), store));
+    let store = Store::new(backend).await;
+    let app = app(EnsureUserLayer::new(jwks.config(), store.clone()));
     let user = "user_x'\"--;/**/";
     let mut claims = session_claims(ISSUER, user, 60);
     claims["first_name"] = json!("Robert'); DROP TABLE users; --");
@@ -285,15 +276,11 @@ async fn hostile_claim_values_are_stored_verbatim() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["clerk_id"], user);
-    let row: (String, Option<String>, Option<String>, Option<String>) =
-        sqlx::query_as("SELECT clerk_id, first_name, last_name, email FROM users")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(row.0, user);
-    assert_eq!(row.1.as_deref(), Some("Robert'); DROP TABLE users; --"));
-    assert_eq!(row.2.as_deref(), Some("\"quoted\" \\ back\\slash"));
-    assert_eq!(row.3, None, "a value PostgreSQL cannot store is left out");
+    let (clerk_id, email, first, last, ..) = store.rows().await.remove(0);
+    assert_eq!(clerk_id, user);
+    assert_eq!(first.as_deref(), Some("Robert'); DROP TABLE users; --"));
+    assert_eq!(last.as_deref(), Some("\"quoted\" \\ back\\slash"));
+    assert_eq!(email, None, "a value PostgreSQL cannot store is left out");
 }
 
 /// One runtime, key and app for every property case (a pool is tied to its runtime).

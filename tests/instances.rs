@@ -8,23 +8,24 @@ mod common;
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use axum::{Json, Router, body::Body, routing::get};
+use axum::Router;
 use common::{
+    app::app,
     proxy::{Link, Proxy},
+    svix::{self, PATH},
     *,
 };
 use ensure_user::{
-    Config, EnsureUserLayer, LocalUser,
+    Config, EnsureUserLayer,
     eviction::EvictionListener,
     store::PgUserStore,
     testing::{SigningKey, random_id},
-    webhook::{WebhookReceiver, WebhookSecret, WebhookVerifier, sign},
+    webhook::WebhookReceiver,
 };
-use http::{Request, StatusCode};
-use serde_json::json;
+use http::StatusCode;
 use sqlx::{
     PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -32,8 +33,6 @@ use sqlx::{
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tower::ServiceExt;
 
-const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-const PATH: &str = "/webhooks/clerk";
 /// How soon every other instance must refuse a deleted user.
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(1);
 /// The instances' store timeout.
@@ -121,7 +120,7 @@ impl Instance {
             .listen_for_evictions(&pool(listen_db).await)
             .await
             .unwrap();
-        let receiver = WebhookReceiver::new(verifier(), store, layer.evictor());
+        let receiver = WebhookReceiver::new(svix::verifier(), store, layer.evictor());
         Self {
             app: router(layer, receiver),
             calls,
@@ -135,7 +134,8 @@ impl Instance {
 
     /// Delivers `user.deleted` for `user`, signed as svix signs it.
     async fn delete(&self, user: &str) -> StatusCode {
-        let response = self.app.clone().oneshot(deletion(user)).await.unwrap();
+        let delivery = svix::delivery(&user_deleted_event(user));
+        let response = self.app.clone().oneshot(delivery).await.unwrap();
         response.status()
     }
 
@@ -158,17 +158,7 @@ impl Instance {
 
 /// `GET /me` behind the layer, and the webhook endpoint beside it.
 fn router(layer: EnsureUserLayer, receiver: WebhookReceiver) -> Router {
-    Router::new()
-        .route(
-            "/me",
-            get(|user: LocalUser| async move { Json(json!({ "id": user.id() })) }),
-        )
-        .layer(layer)
-        .merge(receiver.into_router(PATH))
-}
-
-fn verifier() -> WebhookVerifier {
-    WebhookVerifier::new(SECRET.parse().unwrap())
+    app(layer).merge(receiver.into_router(PATH))
 }
 
 /// The status of `GET /me` with `token`, and the error code of a refusal.
@@ -186,29 +176,6 @@ async fn pool(options: &PgConnectOptions) -> PgPool {
         .connect_with(options.clone())
         .await
         .unwrap()
-}
-
-/// The svix headers of `body`, signed now with [`SECRET`].
-fn svix_headers(body: &[u8]) -> [(&'static str, String); 3] {
-    let id = random_id("msg");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let timestamp = i64::try_from(now.as_secs()).unwrap();
-    let secret: WebhookSecret = SECRET.parse().unwrap();
-    let signature = sign(&secret, &id, timestamp, body);
-    [
-        ("svix-id", id),
-        ("svix-timestamp", timestamp.to_string()),
-        ("svix-signature", signature),
-    ]
-}
-
-fn deletion(user: &str) -> Request<Body> {
-    let body = user_deleted_event(user).to_string().into_bytes();
-    let mut request = Request::post(PATH).header("content-type", "application/json");
-    for (name, value) in svix_headers(&body) {
-        request = request.header(name, value);
-    }
-    request.body(Body::from(body)).unwrap()
 }
 
 /// A user every instance has seen, so that each holds them in its cache.
@@ -428,13 +395,14 @@ async fn sqlite_listener_is_in_process_only() {
     assert!(!listener.is_running());
     let app = router(
         layer.clone(),
-        WebhookReceiver::new(verifier(), store, layer.evictor()),
+        WebhookReceiver::new(svix::verifier(), store, layer.evictor()),
     );
 
     let user = random_id("user");
     let token = key.session_token(ISSUER, &user, 600);
     assert_eq!(me(&app, &token).await.0, StatusCode::OK);
-    let status = app.clone().oneshot(deletion(&user)).await.unwrap().status();
+    let delivery = svix::delivery(&user_deleted_event(&user));
+    let status = app.clone().oneshot(delivery).await.unwrap().status();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         me(&app, &token).await,
@@ -468,13 +436,11 @@ async fn two_quickstart_processes_share_deletions() {
     }
 
     let body = user_deleted_event(&user).to_string().into_bytes();
-    let mut delivery = client
+    let signed = svix::signed(&body);
+    let delivery = client
         .post(format!("{}{PATH}", a.url))
-        .header("content-type", "application/json")
-        .body(body.clone());
-    for (name, value) in svix_headers(&body) {
-        delivery = delivery.header(name, value);
-    }
+        .headers(signed.headers().clone())
+        .body(body);
     let started = Instant::now();
     let response = delivery.send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -536,7 +502,7 @@ impl Quickstart {
             .env("DATABASE_URL", database_url)
             .env("CLERK_JWKS_URL", jwks.url())
             .env("CLERK_ISSUER", ISSUER)
-            .env("CLERK_WEBHOOK_SECRET", SECRET)
+            .env("CLERK_WEBHOOK_SECRET", svix::SECRET)
             .env("BIND_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "ensure_user=info")
             .env("NO_COLOR", "1")

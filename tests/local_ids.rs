@@ -13,6 +13,8 @@ use ensure_user::{
 };
 use sqlx::{SqlitePool, sqlite::SqlitePoolOptions};
 
+on_both_stores!(never_reuses_a_deleted_users_id);
+
 /// Creates a user through the layer's path and returns their integer id.
 async fn create(store: &impl UserStore) -> i64 {
     match store
@@ -39,7 +41,8 @@ async fn create_by_sync(store: &impl UserSync) -> i64 {
 
 /// Users 1, 2 and 3; the newest is deleted as `user.deleted` does; every
 /// user created afterwards gets an id never used before.
-async fn deleted_ids_are_not_reused(store: impl UserStore + UserSync) {
+async fn never_reuses_a_deleted_users_id(backend: Backend) {
+    let store = Store::new(backend).await;
     let mut clerk_ids = Vec::new();
     let mut used = BTreeSet::new();
     for expected in 1..=3 {
@@ -74,16 +77,6 @@ async fn deleted_ids_are_not_reused(store: impl UserStore + UserSync) {
         after > *used.last().unwrap(),
         "id {after} is not above every id used before ({used:?})"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_never_reuses_a_deleted_users_id() {
-    deleted_ids_are_not_reused(postgres_store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_never_reuses_a_deleted_users_id() {
-    deleted_ids_are_not_reused(sqlite_store().await).await;
 }
 
 // SQLite databases made by 0.1.0, whose `users.id` lacked AUTOINCREMENT.
@@ -267,16 +260,9 @@ async fn sqlite_0_1_0_upgrade_keeps_everything_and_stops_reuse() {
 /// succeeds, and the table is rebuilt once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_0_1_0_upgrades_once_when_processes_race() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
     // Global: the migrations run on the runtime's worker threads. Other
     // tests' upgrades land here too, and are told apart by their file.
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = Logs::capture_globally(tracing::Level::INFO);
 
     let pool = sqlite_0_1_0().await;
     fill_0_1_0(&pool).await;

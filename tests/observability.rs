@@ -2,25 +2,16 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use axum::{Router, body::Body, routing::get};
-use common::*;
+use common::{app::app, *};
 use ensure_user::{
-    Config, EnsureUserLayer, KeySource, LocalUser,
+    Config, EnsureUserLayer, KeySource,
     testing::{SigningKey, random_id},
-    webhook::{WebhookReceiver, WebhookVerifier, sign},
+    webhook::WebhookReceiver,
 };
-use http::{Request, StatusCode};
+use http::StatusCode;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use serde_json::json;
 use tower::ServiceExt;
-
-fn app(layer: EnsureUserLayer) -> Router {
-    Router::new()
-        .route("/me", get(|_: LocalUser| async { "ok" }))
-        .layer(layer)
-}
 
 /// A counter's name, labels and value.
 type Counter = (String, Vec<(String, String)>, u64);
@@ -33,13 +24,7 @@ async fn operators_see_metrics_and_logs_without_secrets_and_readiness() {
     let snapshotter = recorder.snapshotter();
     recorder.install().unwrap();
     let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(logs.subscriber(tracing::Level::TRACE));
 
     // Keys from the "Backend API" with a secret key that must never be logged.
     const SECRET: &str = "sk_test_TOPSECRETvalue123";
@@ -84,25 +69,12 @@ async fn operators_see_metrics_and_logs_without_secrets_and_readiness() {
     );
 
     // Webhook deliveries: one applied, one refused for its signature.
-    const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-    let receiver = WebhookReceiver::new(
-        WebhookVerifier::new(WEBHOOK_SECRET.parse().unwrap()),
-        store,
-        layer.evictor(),
-    );
+    let receiver = WebhookReceiver::new(svix::verifier(), store, layer.evictor());
     let body = json!({"type": "user.deleted", "object": "event",
         "data": {"id": random_id("user"), "object": "user", "deleted": true}})
     .to_string();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let signature = sign(
-        &WEBHOOK_SECRET.parse().unwrap(),
-        "msg_1",
-        now,
-        body.as_bytes(),
-    );
+    let now = svix::now();
+    let signature = svix::signature(svix::SECRET, "msg_1", now, body.as_bytes());
     for (signature, status) in [
         (signature.as_str(), StatusCode::OK),
         (
@@ -110,12 +82,7 @@ async fn operators_see_metrics_and_logs_without_secrets_and_readiness() {
             StatusCode::UNAUTHORIZED,
         ),
     ] {
-        let delivery = Request::post("/webhooks/clerk")
-            .header("svix-id", "msg_1")
-            .header("svix-timestamp", now.to_string())
-            .header("svix-signature", signature)
-            .body(Body::from(body.clone()))
-            .unwrap();
+        let delivery = svix::request("msg_1", &now.to_string(), signature, body.clone());
         assert_eq!(
             receiver.clone().oneshot(delivery).await.unwrap().status(),
             status

@@ -851,6 +851,6 @@ async fn postgres_deletions_are_announced_by_kind() {
     }
     assert_eq!(
         heard,
-        [format!("membership:{o} {u}"), format!("org:{o}"), u.clone()]
+        [format!("membership:{o}:{u}"), format!("org:{o}"), u.clone()]
     );
 }

@@ -5,26 +5,22 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use axum::{Json, Router, routing::get};
+use axum::Router;
 use common::{svix, *};
 use ensure_user::{
-    LocalUser, Running, Setup,
+    Running, Setup,
     eviction::EvictionSource,
     store::{UserStore, UserSync},
     testing::{SigningKey, random_id},
 };
 use http::StatusCode;
-use serde_json::json;
 use tower::ServiceExt;
 
+on_both_stores!(setup_serves_and_applies_webhooks);
+
+/// `/me` behind the setup's layer, and its webhook route.
 fn app(running: &Running) -> Router {
-    Router::new()
-        .route(
-            "/me",
-            get(|user: LocalUser| async move { Json(json!({ "id": user.id() })) }),
-        )
-        .layer(running.layer())
-        .merge(running.webhook_router(svix::PATH))
+    common::app::app(running.layer()).merge(running.webhook_router(svix::PATH))
 }
 
 async fn start<S>(jwks: &JwksServer, store: S) -> Running
@@ -39,13 +35,14 @@ where
 }
 
 /// A user served, deleted through the setup's webhook route, refused.
-async fn serves_and_applies_webhooks<S>(store: S)
-where
-    S: UserStore + UserSync + EvictionSource + Clone,
-{
+async fn setup_serves_and_applies_webhooks(backend: Backend) {
     let key = SigningKey::generate("ins_test");
     let jwks = JwksServer::start(&[&key]).await;
-    let running = start(&jwks, store).await;
+    // The bundled stores themselves: only they are eviction sources.
+    let running = match Store::new(backend).await {
+        Store::Postgres(store) => start(&jwks, store).await,
+        Store::Sqlite(store) => start(&jwks, store).await,
+    };
     let app = app(&running);
     let user = random_id("user");
     let token = key.session_token(ISSUER, &user, 60);
@@ -64,16 +61,6 @@ where
         (StatusCode::UNAUTHORIZED, Some("user_deleted"))
     );
     running.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_setup_serves_and_applies_webhooks() {
-    serves_and_applies_webhooks(postgres_store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_setup_serves_and_applies_webhooks() {
-    serves_and_applies_webhooks(sqlite_store().await).await;
 }
 
 /// On PostgreSQL the setup starts the listener: a deletion applied by one

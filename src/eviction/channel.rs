@@ -1,7 +1,13 @@
-//! The PostgreSQL channel deletions travel on, named the same way by the
-//! store that publishes them and the listener that hears them.
+//! The PostgreSQL channel what ends access travels on — deletions of users,
+//! organizations and memberships, membership changes, ended sessions and
+//! bans — named and worded the same way by the store that publishes and the
+//! listener that hears.
 
-use crate::store::{Bind, Statement};
+#[cfg(feature = "postgres")]
+use crate::{
+    clerk_id::{is_organization_id, is_session_id, is_user_id},
+    store::{Bind, Statement},
+};
 
 /// The channel: `ensure_user_evict_` followed by the MD5 of the
 /// connection's current schema (50 bytes in all, within PostgreSQL's
@@ -14,11 +20,161 @@ macro_rules! channel {
 }
 
 /// Selects the channel name, for the listener.
+#[cfg(feature = "postgres")]
 pub(super) const SELECT_CHANNEL: &str = concat!("SELECT ", channel!());
 
-/// Publishes `clerk_id` on the channel; run in the transaction that records
-/// the deletion's tombstone, so that it is sent when (and only if) that
+/// What one notification tells the other instances. The bundled stores
+/// name what they change with it on either database; only PostgreSQL sends
+/// it, and only its listener reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[doc(hidden)]
+#[cfg_attr(
+    not(feature = "postgres"),
+    allow(dead_code, reason = "read by the PostgreSQL listener only")
+)]
+pub enum Announcement<'a> {
+    /// A user was deleted or changed: forget what is cached of them.
+    User(&'a str),
+    /// An organization was deleted.
+    Organization(&'a str),
+    /// A membership was deleted or changed.
+    Membership {
+        organization: &'a str,
+        user: &'a str,
+    },
+    /// A session ended; its tokens are refused until `until_ms`.
+    SessionEnded { session: &'a str, until_ms: i64 },
+    /// A user is (or is no longer) blocked, as of `version`.
+    Blocked {
+        user: &'a str,
+        blocked: bool,
+        version: i64,
+    },
+}
+
+/// Publishes `announcement` on the channel; run in the transaction that
+/// records the change, so that it is sent when (and only if) that
 /// transaction commits.
-pub(crate) fn announcement(clerk_id: &str) -> Statement<'_> {
-    Statement::new(concat!("SELECT pg_notify(", channel!(), ", $1)")).bind(Bind::Text(clerk_id))
+#[cfg(feature = "postgres")]
+pub(crate) fn announcement(announcement: Announcement<'_>) -> Statement<'static> {
+    Statement::new(concat!("SELECT pg_notify(", channel!(), ", $1)"))
+        .bind(Bind::Owned(payload(announcement)))
+}
+
+/// The words of an announcement: a user's bare id (as versions before
+/// organizations sent a deletion), `org:<id>`, `membership:<org>:<user>`,
+/// `session:<id>:<until ms>`, `blocked:<user>:<0|1>:<version>`.
+#[cfg(feature = "postgres")]
+fn payload(announcement: Announcement<'_>) -> String {
+    match announcement {
+        Announcement::User(user) => user.to_owned(),
+        Announcement::Organization(organization) => format!("org:{organization}"),
+        Announcement::Membership { organization, user } => {
+            format!("membership:{organization}:{user}")
+        }
+        Announcement::SessionEnded { session, until_ms } => format!("session:{session}:{until_ms}"),
+        Announcement::Blocked {
+            user,
+            blocked,
+            version,
+        } => format!("blocked:{user}:{}:{version}", u8::from(blocked)),
+    }
+}
+
+/// What a payload announces; `None` for anything this version did not send.
+#[cfg(feature = "postgres")]
+pub(super) fn parse(payload: &str) -> Option<Announcement<'_>> {
+    let (kind, rest) = payload.split_once(':').unwrap_or(("", payload));
+    let announcement = match kind {
+        "" => Announcement::User(rest),
+        "org" => Announcement::Organization(rest),
+        "membership" => {
+            let (organization, user) = rest.rsplit_once(':')?;
+            Announcement::Membership { organization, user }
+        }
+        "session" => {
+            let (session, until) = rest.rsplit_once(':')?;
+            Announcement::SessionEnded {
+                session,
+                until_ms: until.parse().ok()?,
+            }
+        }
+        "blocked" => {
+            let (rest, version) = rest.rsplit_once(':')?;
+            let (user, blocked) = rest.rsplit_once(':')?;
+            Announcement::Blocked {
+                user,
+                blocked: match blocked {
+                    "1" => true,
+                    "0" => false,
+                    _ => return None,
+                },
+                version: version.parse().ok()?,
+            }
+        }
+        _ => return None,
+    };
+    well_formed(announcement).then_some(announcement)
+}
+
+/// Whether every id an announcement names is a valid Clerk id of its kind.
+#[cfg(feature = "postgres")]
+fn well_formed(announcement: Announcement<'_>) -> bool {
+    match announcement {
+        Announcement::User(user) | Announcement::Blocked { user, .. } => is_user_id(user),
+        Announcement::Organization(organization) => is_organization_id(organization),
+        Announcement::Membership { organization, user } => {
+            is_organization_id(organization) && is_user_id(user)
+        }
+        Announcement::SessionEnded { session, .. } => is_session_id(session),
+    }
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_announcement_reads_back_as_it_was_written() {
+        for announcement in [
+            Announcement::User("user_1"),
+            Announcement::Organization("org_1"),
+            Announcement::Membership {
+                organization: "org_1",
+                user: "user_1",
+            },
+            Announcement::SessionEnded {
+                session: "sess_1",
+                until_ms: 1_700_000_000_000,
+            },
+            Announcement::Blocked {
+                user: "user_1",
+                blocked: true,
+                version: 42,
+            },
+            Announcement::Blocked {
+                user: "user_1",
+                blocked: false,
+                version: 43,
+            },
+        ] {
+            assert_eq!(parse(&payload(announcement)), Some(announcement));
+        }
+        for noise in [
+            "",
+            "user_",
+            "org:user_1",
+            "membership:org_1",
+            "membership:org_1:org_2",
+            "sess_1",
+            "session:sess_1",
+            "session:user_1:5",
+            "blocked:user_1:1",
+            "blocked:user_1:1:soon",
+            "blocked:user_1:2:5",
+            "other:thing",
+        ] {
+            assert_eq!(parse(noise), None, "{noise}");
+        }
+    }
 }

@@ -1,24 +1,40 @@
 //! The ledger of what was forgotten: every answer a lookup brings back from
 //! the store is checked against it before it is served or remembered, so a
-//! lookup that was in flight when a user was forgotten cannot bring that
-//! user back into a cache, however long it took.
+//! lookup that was in flight when a user (an organization, a membership)
+//! was forgotten cannot bring it back into a cache, however long it took.
 //!
 //! Forgetting is numbered. A lookup notes the number current when it began
 //! and stamps what it loads with it; a forget takes the next number and
-//! records it in the user's bucket (users hash into a fixed set of buckets,
-//! so memory stays bounded and nothing ever has to be pruned). An answer is
-//! stale when its user's bucket, or "everything", was forgotten at or after
-//! its stamp. Sharing a bucket can only make an answer look stale (it is
-//! then loaded again), never make a stale one look good.
+//! records it in its subject's bucket (subjects hash into a fixed set of
+//! buckets, so memory stays bounded and nothing ever has to be pruned). An
+//! answer is stale when its subject's bucket, or "everything", was
+//! forgotten at or after its stamp. Sharing a bucket can only make an answer
+//! look stale (it is then loaded again), never make a stale one look good.
 
 use std::{
     hash::BuildHasher,
     sync::atomic::{AtomicU64, Ordering::SeqCst},
 };
 
-/// Buckets users hash into: a forget makes one in this many cached users
-/// load again when next asked for, whoever they are.
+/// Buckets subjects hash into: a forget makes one in this many cached
+/// answers load again when next asked for, whatever they are about.
 const BUCKETS: usize = 1024;
+
+/// What an answer is about: what a forget names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Subject<'a> {
+    /// A Clerk user.
+    User(&'a str),
+    /// A Clerk organization.
+    Organization(&'a str),
+    /// A user's membership of an organization.
+    Membership {
+        organization: &'a str,
+        user: &'a str,
+    },
+    /// A Clerk session.
+    Session(&'a str),
+}
 
 /// "Never": a bucket no forget has touched.
 const NEVER: u64 = 0;
@@ -30,7 +46,7 @@ pub(crate) struct Ledger {
     next: AtomicU64,
     /// When everything was last forgotten.
     everything: AtomicU64,
-    /// When some user of each bucket was last forgotten.
+    /// When some subject of each bucket was last forgotten.
     buckets: Box<[AtomicU64]>,
     hasher: foldhash::quality::RandomState,
     /// How many times everything was forgotten: the repeat path trusts a
@@ -56,18 +72,19 @@ impl Ledger {
         self.next.load(SeqCst)
     }
 
-    /// The generation to remember `user` under, if an answer about them
-    /// stamped `stamp` is still good: `None` when the user (or another user
-    /// of their bucket), or everything, was forgotten since.
-    pub(crate) fn confirm(&self, user: &str, stamp: u64) -> Option<u64> {
+    /// The generation to remember answers under, if each answer (about its
+    /// subject, stamped when its lookup began) is still good: `None` when
+    /// one of the subjects (or another of its bucket), or everything, was
+    /// forgotten since.
+    pub(crate) fn confirm(&self, answers: &[(Subject<'_>, u64)]) -> Option<u64> {
         // Read first: a forget of everything after this read then also
-        // moves the generation on, and the remembered user is not trusted.
+        // moves the generation on, and what is remembered is not trusted.
         let generation = self.generation.load(SeqCst);
-        let forgotten = |at: &AtomicU64| at.load(SeqCst) >= stamp;
-        if forgotten(&self.everything) || forgotten(self.bucket(user)) {
-            return None;
-        }
-        Some(generation)
+        let everything = self.everything.load(SeqCst);
+        let good = answers.iter().all(|&(subject, stamp)| {
+            everything < stamp && self.bucket(subject).load(SeqCst) < stamp
+        });
+        good.then_some(generation)
     }
 
     /// The current generation, for the repeat path.
@@ -75,11 +92,11 @@ impl Ledger {
         self.generation.load(SeqCst)
     }
 
-    /// Records that `user` is forgotten from now on. Call it before evicting
-    /// them from the caches.
-    pub(crate) fn forget_user(&self, user: &str) {
+    /// Records that `subject` is forgotten from now on. Call it before
+    /// evicting it from the caches.
+    pub(crate) fn forget(&self, subject: Subject<'_>) {
         let at = self.next.fetch_add(1, SeqCst);
-        self.bucket(user).fetch_max(at, SeqCst);
+        self.bucket(subject).fetch_max(at, SeqCst);
     }
 
     /// Records that everything is forgotten from now on.
@@ -89,10 +106,10 @@ impl Ledger {
         self.generation.fetch_add(1, SeqCst);
     }
 
-    fn bucket(&self, user: &str) -> &AtomicU64 {
+    fn bucket(&self, subject: Subject<'_>) -> &AtomicU64 {
         // Truncation is the point: any bits pick a bucket.
         #[allow(clippy::cast_possible_truncation)]
-        let index = self.hasher.hash_one(user) as usize % BUCKETS;
+        let index = self.hasher.hash_one(subject) as usize % BUCKETS;
         &self.buckets[index]
     }
 }
@@ -101,29 +118,52 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    const A: Subject<'static> = Subject::User("user_a");
+
     #[test]
     fn an_answer_loaded_before_a_forget_is_stale() {
         let ledger = Ledger::default();
         let stamp = ledger.stamp();
-        assert_eq!(ledger.confirm("user_a", stamp), Some(0));
-        ledger.forget_user("user_a");
-        assert_eq!(ledger.confirm("user_a", stamp), None);
+        assert_eq!(ledger.confirm(&[(A, stamp)]), Some(0));
+        ledger.forget(A);
+        assert_eq!(ledger.confirm(&[(A, stamp)]), None);
         // A lookup that began after the forget loads a fresh answer.
-        assert_eq!(ledger.confirm("user_a", ledger.stamp()), Some(0));
+        assert_eq!(ledger.confirm(&[(A, ledger.stamp())]), Some(0));
     }
 
     #[test]
-    fn other_users_stay_good_but_for_their_bucket() {
+    fn other_subjects_stay_good_but_for_their_bucket() {
         let ledger = Ledger::default();
         let stamp = ledger.stamp();
-        ledger.forget_user("user_a");
-        let good = (0..100)
-            .filter(|n| ledger.confirm(&format!("user_{n}"), stamp).is_some())
+        ledger.forget(A);
+        let names: Vec<String> = (0..100).map(|n| format!("user_{n}")).collect();
+        let good = names
+            .iter()
+            .filter(|name| ledger.confirm(&[(Subject::User(name), stamp)]).is_some())
             .count();
         assert!(
             good >= 95,
-            "only users sharing user_a's bucket reload: {good}"
+            "only subjects sharing user_a's bucket reload: {good}"
         );
+    }
+
+    #[test]
+    fn every_answer_of_a_request_is_confirmed_together() {
+        let ledger = Ledger::default();
+        let stamp = ledger.stamp();
+        let membership = Subject::Membership {
+            organization: "org_1",
+            user: "user_a",
+        };
+        let answers = [
+            (A, stamp),
+            (Subject::Organization("org_1"), stamp),
+            (membership, stamp),
+        ];
+        assert_eq!(ledger.confirm(&answers), Some(0));
+        ledger.forget(membership);
+        assert_eq!(ledger.confirm(&answers), None);
+        assert_eq!(ledger.confirm(&answers[..2]), Some(0));
     }
 
     #[test]
@@ -132,7 +172,7 @@ mod tests {
         let stamp = ledger.stamp();
         ledger.forget_all();
         assert_eq!(ledger.generation(), 1);
-        assert_eq!(ledger.confirm("user_b", stamp), None);
-        assert_eq!(ledger.confirm("user_b", ledger.stamp()), Some(1));
+        assert_eq!(ledger.confirm(&[(A, stamp)]), None);
+        assert_eq!(ledger.confirm(&[(A, ledger.stamp())]), Some(1));
     }
 }

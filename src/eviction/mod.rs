@@ -92,32 +92,44 @@
 //! moves to PostgreSQL.
 
 mod caches;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod channel;
+mod ended;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod postgres;
 
-pub(crate) use caches::Caches;
+pub(crate) use caches::{Caches, membership_key};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use channel::Announcement;
 #[cfg(feature = "postgres")]
 pub(crate) use channel::announcement;
 use ledger::Ledger;
+pub(crate) use ledger::Subject;
 
 use std::sync::Arc;
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 use tokio::task::JoinHandle;
 
-/// The handle that forgets users in one layer's caches (shared by all its
-/// clones): what the webhook receiver, the eviction listener and the app
-/// hold, from [`EnsureUserLayer::evictor`](crate::EnsureUserLayer::evictor).
-/// Cheap to clone.
+use crate::{
+    clock,
+    store::Resolution,
+    telemetry,
+    token::{ActiveOrganization, SessionClaims},
+};
+
+/// The handle that forgets users, organizations and memberships in one
+/// layer's caches (shared by all its clones): what the webhook receiver, the
+/// eviction listener and the app hold, from
+/// [`EnsureUserLayer::evictor`](crate::EnsureUserLayer::evictor). Cheap to
+/// clone.
 ///
-/// Forgetting is recorded in the layer's ledger first, then the user is
-/// evicted from the user cache and their tokens from the token cache. A
-/// lookup of the user already in flight, however slow, cannot bring them
-/// back: its answer is checked against the ledger before it is served or
-/// remembered, and loaded again if the user was forgotten since it began.
+/// Forgetting is recorded in the layer's ledger first, then the answer is
+/// evicted from its cache and the tokens it concerns from the token cache. A
+/// lookup already in flight, however slow, cannot bring it back: its answer
+/// is checked against the ledger before it is served or remembered, and
+/// loaded again if its subject was forgotten since the lookup began.
 #[derive(Clone)]
 pub struct Evictor {
     caches: Arc<Caches>,
@@ -133,20 +145,113 @@ impl Evictor {
     /// deletion, and the listener on other instances' deletions; call it
     /// when the row changed behind the layer's back.
     pub async fn forget_user(&self, clerk_id: &str) {
-        self.caches.ledger.forget_user(clerk_id);
+        self.caches.ledger.forget(Subject::User(clerk_id));
         self.caches.users.invalidate(clerk_id).await;
-        if let Some(tokens) = &self.caches.tokens {
-            tokens.forget_user(clerk_id);
+        self.forget_tokens(|claims| claims.sub == clerk_id);
+    }
+
+    /// Forgets an organization, and every cached token naming it as the
+    /// active one: the next such request reads the store again.
+    pub async fn forget_organization(&self, clerk_id: &str) {
+        self.caches.ledger.forget(Subject::Organization(clerk_id));
+        self.caches.organizations.invalidate(clerk_id).await;
+        self.forget_tokens(|claims| active_organization(claims) == Some(clerk_id));
+    }
+
+    /// Forgets a user's membership of an organization, and the user's
+    /// cached tokens naming that organization as the active one.
+    pub async fn forget_membership(&self, organization: &str, user: &str) {
+        self.caches
+            .ledger
+            .forget(Subject::Membership { organization, user });
+        let key = membership_key(organization, user);
+        self.caches.memberships.invalidate(&key).await;
+        self.forget_tokens(|claims| {
+            claims.sub == user && active_organization(claims) == Some(organization)
+        });
+    }
+
+    /// Ends a session: its tokens, cached or new, are refused until no
+    /// token of it can still be accepted (the longest token lifetime and
+    /// the clock skew, from now). Returns that instant, in Unix ms.
+    pub async fn end_session(&self, session: &str) -> i64 {
+        let until_ms = clock::now_ms() + self.caches.session_afterlife_ms;
+        self.end_session_until(session, until_ms);
+        until_ms
+    }
+
+    /// Records whether a user is blocked (banned), as of `version` (Clerk's
+    /// `updated_at`, Unix ms): a blocked user's tokens, cached or new, are
+    /// refused until a newer state unblocks them. An older state than one
+    /// recorded changes nothing.
+    pub async fn block_user(&self, user: &str, blocked: bool, version: i64) {
+        let Some(was_blocked) = self
+            .caches
+            .bans
+            .record(user, blocked, version, clock::now_ms())
+        else {
+            return;
+        };
+        // Unblocked: a row read while the user was banned may be cached.
+        let banned_row =
+            || async { !blocked && self.caches.users.holds(user, Resolution::is_banned).await };
+        if blocked != was_blocked {
+            telemetry::ban_change(blocked);
+            self.forget_user(user).await;
+        } else if banned_row().await {
+            self.forget_user(user).await;
         }
     }
 
-    /// Forgets every cached user: each token's next request resolves its
-    /// user again. The listener calls it whenever it starts listening, since
-    /// deletions announced before were not heard.
+    /// Forgets every cached answer: each token's next request resolves its
+    /// rows again. The listener calls it whenever it starts listening,
+    /// since what was announced before was not heard.
     pub fn forget_all(&self) {
         self.caches.ledger.forget_all();
         self.caches.users.clear();
+        self.caches.organizations.clear();
+        self.caches.memberships.clear();
     }
+
+    /// Ends `session` until `until_ms` (an instant another instance chose).
+    fn end_session_until(&self, session: &str, until_ms: i64) {
+        self.caches.ended.insert(session, until_ms, clock::now_ms());
+        telemetry::session_ended();
+        self.caches.ledger.forget(Subject::Session(session));
+        self.forget_tokens(|claims| claims.sid == session);
+    }
+
+    /// Acts on what another instance announced.
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn hear(&self, announcement: Announcement<'_>) {
+        match announcement {
+            Announcement::User(user) => self.forget_user(user).await,
+            Announcement::Organization(organization) => {
+                self.forget_organization(organization).await;
+            }
+            Announcement::Membership { organization, user } => {
+                self.forget_membership(organization, user).await;
+            }
+            Announcement::SessionEnded { session, until_ms } => {
+                self.end_session_until(session, until_ms);
+            }
+            Announcement::Blocked {
+                user,
+                blocked,
+                version,
+            } => self.block_user(user, blocked, version).await,
+        }
+    }
+
+    fn forget_tokens(&self, doomed: impl Fn(&SessionClaims) -> bool) {
+        if let Some(tokens) = &self.caches.tokens {
+            tokens.forget_where(|verified| doomed(&verified.claims));
+        }
+    }
+}
+
+fn active_organization(claims: &SessionClaims) -> Option<&str> {
+    claims.organization().map(ActiveOrganization::id)
 }
 
 impl std::fmt::Debug for Evictor {

@@ -9,8 +9,12 @@ use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
 };
 
-use super::{EvictionListener, Evictor, channel::SELECT_CHANNEL, sealed};
-use crate::{clerk_id::is_user_id, store::StoreError, telemetry};
+use super::{
+    EvictionListener, Evictor,
+    channel::{self, SELECT_CHANNEL},
+    sealed,
+};
+use crate::{store::StoreError, telemetry};
 
 /// The wait after a failed attempt to listen again; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(250);
@@ -124,9 +128,9 @@ async fn receive(listener: &mut PgListener, evictor: &Evictor, heartbeat: Durati
         match tokio::time::timeout(heartbeat, listener.try_recv()).await {
             Ok(Ok(Some(notification))) => {
                 telemetry::eviction_notification();
-                // Only ever published for valid ids; anything else evicts nothing.
-                if is_user_id(notification.payload()) {
-                    evictor.forget_user(notification.payload()).await;
+                // Anything this version did not send evicts nothing.
+                if let Some(announcement) = channel::parse(notification.payload()) {
+                    evictor.hear(announcement).await;
                 }
             }
             Ok(Ok(None)) => return Lost::Closed,

@@ -46,7 +46,7 @@
 //! - PostgreSQL announces deletions on the users' channel (see
 //!   [`eviction`](crate::eviction)): the bare id for a user,
 //!   `org:<organization id>` for an organization and
-//!   `membership:<organization id> <user id>` for a membership.
+//!   `membership:<organization id>:<user id>` for a membership.
 //!
 //! With a mapped users table ([`UserTable`]) the statements join that table:
 //! create the four tables yourself before `migrate` (which then leaves them
@@ -57,8 +57,6 @@ use std::{future::Future, pin::Pin};
 use crate::user::LocalId;
 
 mod batch;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-mod deleted;
 mod organization;
 mod organization_batch;
 mod profile;
@@ -66,6 +64,8 @@ mod sync;
 mod table;
 pub use batch::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate, Walk};
 pub(crate) use organization::DynOrganizationStore;
+#[cfg(feature = "webhooks")]
+pub(crate) use organization::DynOrganizationSync;
 pub use organization::{
     MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
     OrganizationSync,
@@ -102,15 +102,33 @@ pub enum Resolution {
     Created(LocalId),
     /// The user was deleted in Clerk; no row exists and none was created.
     Deleted,
+    /// The row exists and records that Clerk bans the user; nothing was
+    /// written.
+    Banned(LocalId),
 }
 
 impl Resolution {
+    /// `existing`, `created` or `deleted`, for the metrics.
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            Self::Existing(_) => "existing",
+            Self::Created(_) => "created",
+            Self::Deleted => "deleted",
+            Self::Banned(_) => "banned",
+        }
+    }
+
     /// The local id, unless the user was deleted.
     pub fn id(self) -> Option<LocalId> {
         match self {
-            Self::Existing(id) | Self::Created(id) => Some(id),
+            Self::Existing(id) | Self::Created(id) | Self::Banned(id) => Some(id),
             Self::Deleted => None,
         }
+    }
+
+    /// Whether the row records that the user is banned.
+    pub(crate) fn is_banned(&self) -> bool {
+        matches!(self, Self::Banned(_))
     }
 }
 

@@ -19,6 +19,17 @@ pub enum OrganizationResolution {
     Deleted,
 }
 
+impl OrganizationResolution {
+    /// `existing`, `created` or `deleted`, for the metrics.
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            Self::Existing(_) => "existing",
+            Self::Created(_) => "created",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
 /// A membership as a session token states it: the user, in the active
 /// organization, with a role, as of the token's issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +90,17 @@ pub enum MembershipResolution {
         /// When it was deleted, Unix ms.
         deleted_at_ms: i64,
     },
+}
+
+impl MembershipResolution {
+    /// `existing`, `created` or `deleted`, for the metrics.
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            Self::Member { created: true, .. } => "created",
+            Self::Member { created: false, .. } => "existing",
+            Self::Deleted { .. } => "deleted",
+        }
+    }
 }
 
 /// Finds or creates the rows of the organization and the membership a
@@ -191,5 +213,65 @@ impl<S: OrganizationStore> DynOrganizationStore for S {
         claim: &'a MembershipClaim<'a>,
     ) -> BoxFuture<'a, Result<MembershipResolution, StoreError>> {
         Box::pin(self.ensure_membership(claim))
+    }
+}
+
+/// [`OrganizationSync`] made object-safe, so the webhook receiver and the
+/// backfill have no store type parameter.
+pub(crate) trait DynOrganizationSync: Send + Sync + 'static {
+    fn upsert_organization_dyn<'a>(
+        &'a self,
+        organization: &'a ClerkOrganization,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>>;
+
+    fn delete_organization_dyn<'a>(
+        &'a self,
+        clerk_id: &'a str,
+        deleted_at_ms: i64,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>>;
+
+    fn upsert_membership_dyn<'a>(
+        &'a self,
+        membership: &'a ClerkMembership,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>>;
+
+    fn delete_membership_dyn<'a>(
+        &'a self,
+        organization_clerk_id: &'a str,
+        user_clerk_id: &'a str,
+        deleted_at_ms: i64,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>>;
+}
+
+impl<S: OrganizationSync> DynOrganizationSync for S {
+    fn upsert_organization_dyn<'a>(
+        &'a self,
+        organization: &'a ClerkOrganization,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>> {
+        Box::pin(self.upsert_organization(organization))
+    }
+
+    fn delete_organization_dyn<'a>(
+        &'a self,
+        clerk_id: &'a str,
+        deleted_at_ms: i64,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>> {
+        Box::pin(self.delete_organization(clerk_id, deleted_at_ms))
+    }
+
+    fn upsert_membership_dyn<'a>(
+        &'a self,
+        membership: &'a ClerkMembership,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>> {
+        Box::pin(self.upsert_membership(membership))
+    }
+
+    fn delete_membership_dyn<'a>(
+        &'a self,
+        organization_clerk_id: &'a str,
+        user_clerk_id: &'a str,
+        deleted_at_ms: i64,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>> {
+        Box::pin(self.delete_membership(organization_clerk_id, user_clerk_id, deleted_at_ms))
     }
 }

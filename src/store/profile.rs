@@ -19,6 +19,10 @@ pub struct Profile {
     pub last_name: Option<String>,
     /// The profile image URL.
     pub image_url: Option<String>,
+    /// Whether Clerk bans the user (banned, or deprovisioned by directory
+    /// sync): the layer refuses them with `401 user_banned`. Kept where the
+    /// table has a column for it.
+    pub banned: bool,
 }
 
 impl Profile {
@@ -46,6 +50,12 @@ impl Profile {
         self
     }
 
+    /// Sets whether Clerk bans the user.
+    pub fn with_banned(mut self, banned: bool) -> Self {
+        self.banned = banned;
+        self
+    }
+
     /// Whether no field holds text that would be stored.
     pub fn is_empty(&self) -> bool {
         self.storable_fields().iter().all(Option::is_none)
@@ -65,6 +75,7 @@ impl Profile {
             first_name: keep(first_name),
             last_name: keep(last_name),
             image_url: keep(image_url),
+            banned: false,
         }
     }
 

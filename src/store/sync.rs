@@ -23,11 +23,16 @@ pub enum SyncOutcome {
     Deleted,
     /// The tombstone is recorded; the user had no row.
     NotFound,
+    /// The session's end is recorded.
+    Ended,
+    /// The store keeps nothing of this kind: the layer of this process
+    /// holds it in memory only.
+    NotKept,
 }
 
 impl SyncOutcome {
     /// A stable `snake_case` code: `created`, `updated`, `stale`,
-    /// `tombstoned`, `deleted` or `not_found`.
+    /// `tombstoned`, `deleted`, `not_found`, `ended` or `not_kept`.
     pub const fn code(self) -> &'static str {
         match self {
             Self::Created(_) => "created",
@@ -36,6 +41,8 @@ impl SyncOutcome {
             Self::Tombstoned => "tombstoned",
             Self::Deleted => "deleted",
             Self::NotFound => "not_found",
+            Self::Ended => "ended",
+            Self::NotKept => "not_kept",
         }
     }
 
@@ -97,6 +104,23 @@ pub trait UserSync: Send + Sync + 'static {
         clerk_id: &str,
         deleted_at_ms: i64,
     ) -> impl Future<Output = Result<SyncOutcome, StoreError>> + Send;
+
+    /// Records that `session` (of `clerk_id`) ended: its tokens are refused
+    /// until `until_ms` (Unix ms), when none can be valid any more.
+    ///
+    /// The bundled stores keep it, tell the other instances listening, and
+    /// give it to instances that start listening later. The default keeps
+    /// nothing ([`SyncOutcome::NotKept`]): the receiving process refuses
+    /// the session from memory, and no other one does.
+    fn end_session(
+        &self,
+        session: &str,
+        clerk_id: &str,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<SyncOutcome, StoreError>> + Send {
+        let _ = (session, clerk_id, until_ms);
+        async { Ok(SyncOutcome::NotKept) }
+    }
 }
 
 #[cfg(any(feature = "webhooks", feature = "clerk-api"))]
@@ -119,6 +143,14 @@ pub(crate) trait DynUserSync: Send + Sync + 'static {
         clerk_id: &'a str,
         deleted_at_ms: i64,
     ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>>;
+
+    #[cfg(feature = "webhooks")]
+    fn end_session_dyn<'a>(
+        &'a self,
+        session: &'a str,
+        clerk_id: &'a str,
+        until_ms: i64,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>>;
 }
 
 #[cfg(any(feature = "webhooks", feature = "clerk-api"))]
@@ -139,5 +171,15 @@ impl<S: UserSync> DynUserSync for S {
         deleted_at_ms: i64,
     ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>> {
         Box::pin(self.delete_user(clerk_id, deleted_at_ms))
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn end_session_dyn<'a>(
+        &'a self,
+        session: &'a str,
+        clerk_id: &'a str,
+        until_ms: i64,
+    ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>> {
+        Box::pin(self.end_session(session, clerk_id, until_ms))
     }
 }

@@ -105,9 +105,9 @@ impl TokenCache {
         }
     }
 
-    /// Forgets every token of one user.
-    pub(crate) fn forget_user(&self, clerk_id: &str) {
-        self.remove_where(|verified| verified.claims.sub == clerk_id);
+    /// Forgets every token `doomed` picks.
+    pub(crate) fn forget_where(&self, doomed: impl Fn(&VerifiedToken) -> bool) {
+        self.remove_where(doomed);
     }
 
     /// The entry of exactly these bytes, expired or not.
@@ -327,7 +327,7 @@ mod tests {
         cache.insert(token(1), verified("user_a", NOW_MS + 60_000), NOW_MS);
         cache.insert(token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
         cache.insert(token(3), verified("user_a", NOW_MS + 60_000), NOW_MS);
-        cache.forget_user("user_a");
+        cache.forget_where(|verified| verified.claims.sub == "user_a");
         assert!(cache.held(&token(1)).is_none() && cache.held(&token(3)).is_none());
         assert!(cache.held(&token(2)).is_some());
         assert_eq!(cache.usage(), (1, token(2).len() as u64));

@@ -1,5 +1,5 @@
-//! A verified token as the cache keeps it: its claims, and the local user
-//! it resolved to, for the repeat path to serve without a lookup.
+//! A verified token as the cache keeps it: its claims, and the local rows it
+//! resolved to, for the repeat path to serve without a lookup.
 
 use std::sync::{
     OnceLock,
@@ -9,18 +9,40 @@ use std::sync::{
 use super::SessionClaims;
 use crate::LocalId;
 
-/// A token that passed verification, and the local user it resolved to.
+/// What a token resolved to: its user's row and, when the layer resolves
+/// organizations, the rows of its active organization and membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    pub(crate) user: LocalId,
+    pub(crate) organization: OrganizationRows,
+}
+
+/// The organization part of a resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OrganizationRows {
+    /// The layer does not resolve organizations.
+    NotResolved,
+    /// The token names no active organization.
+    NoneActive,
+    /// The rows of the token's active organization and of the membership.
+    Active {
+        organization: LocalId,
+        membership: LocalId,
+    },
+}
+
+/// A token that passed verification, and the local rows it resolved to.
 ///
-/// A cache hit reads `resolved_in`, `user` and `exp_ms` and bumps the
+/// A cache hit reads `resolved_in`, `resolved` and `exp_ms` and bumps the
 /// reference count, so they come first (`repr(C)`): with the count they
-/// share one cache line, and the claims behind them are not touched at all.
+/// share one cache line or two, and the claims behind them are not touched.
 #[repr(C)]
 pub(crate) struct VerifiedToken {
-    /// One more than the latest user generation the local id was confirmed
-    /// under (0: never), so that a repeat request needs no user-cache lookup.
+    /// One more than the latest ledger generation the resolution was
+    /// confirmed under (0: never), so that a repeat request needs no lookup.
     resolved_in: AtomicU64,
-    /// The user's local id, from the first resolution.
-    user: OnceLock<LocalId>,
+    /// The first resolution.
+    resolved: OnceLock<Resolved>,
     /// `exp` in milliseconds.
     pub(crate) exp_ms: i64,
     pub(crate) claims: SessionClaims,
@@ -30,26 +52,26 @@ impl VerifiedToken {
     pub(crate) fn new(claims: SessionClaims) -> Self {
         Self {
             resolved_in: AtomicU64::new(0),
-            user: OnceLock::new(),
+            resolved: OnceLock::new(),
             exp_ms: claims.exp.saturating_mul(1000),
             claims,
         }
     }
 
-    /// The remembered local id, if it was confirmed under `generation`.
-    pub(crate) fn user(&self, generation: u64) -> Option<LocalId> {
+    /// The remembered resolution, if it was confirmed under `generation`.
+    pub(crate) fn resolved(&self, generation: u64) -> Option<Resolved> {
         if self.resolved_in.load(Ordering::Acquire) != generation + 1 {
             return None;
         }
-        self.user.get().copied()
+        self.resolved.get().copied()
     }
 
-    /// Remembers the user this token resolved to under `generation` (read
-    /// before the lookup). After a `forget_all_users` the next resolution
-    /// confirms the id again; should a user's row ever have been replaced
-    /// (another id), the token keeps taking the lookup path until it expires.
-    pub(crate) fn remember_user(&self, generation: u64, id: LocalId) {
-        if *self.user.get_or_init(|| id) == id {
+    /// Remembers what this token resolved to, confirmed under `generation`.
+    /// After everything was forgotten, the next resolution confirms it
+    /// again; should a row ever have been replaced (another id), the token
+    /// keeps taking the lookup path until it expires.
+    pub(crate) fn remember(&self, generation: u64, resolved: Resolved) {
+        if *self.resolved.get_or_init(|| resolved) == resolved {
             self.resolved_in.fetch_max(generation + 1, Ordering::AcqRel);
         }
     }
@@ -69,27 +91,43 @@ mod tests {
         VerifiedToken::new(claims)
     }
 
-    #[test]
-    fn the_remembered_user_follows_the_generation() {
-        let token = verified();
-        assert_eq!(token.user(0), None);
-        token.remember_user(0, LocalId::Int(7));
-        assert_eq!(token.user(0), Some(LocalId::Int(7)));
-        // `forget_all_users` moved on: void until confirmed again.
-        assert_eq!(token.user(1), None);
-        token.remember_user(1, LocalId::Int(7));
-        assert_eq!(token.user(1), Some(LocalId::Int(7)));
-        // A late answer from before does not take the token back.
-        token.remember_user(0, LocalId::Int(7));
-        assert_eq!(token.user(1), Some(LocalId::Int(7)));
+    fn user(id: i64) -> Resolved {
+        Resolved {
+            user: LocalId::Int(id),
+            organization: OrganizationRows::NotResolved,
+        }
     }
 
     #[test]
-    fn a_different_id_is_never_served_from_the_token() {
+    fn the_remembered_resolution_follows_the_generation() {
         let token = verified();
-        token.remember_user(0, LocalId::Int(7));
-        token.remember_user(1, LocalId::Int(8));
-        assert_eq!(token.user(1), None);
-        assert_eq!(token.user(0), Some(LocalId::Int(7)));
+        assert_eq!(token.resolved(0), None);
+        token.remember(0, user(7));
+        assert_eq!(token.resolved(0), Some(user(7)));
+        // Everything was forgotten: void until confirmed again.
+        assert_eq!(token.resolved(1), None);
+        token.remember(1, user(7));
+        assert_eq!(token.resolved(1), Some(user(7)));
+        // A late answer from before does not take the token back.
+        token.remember(0, user(7));
+        assert_eq!(token.resolved(1), Some(user(7)));
+    }
+
+    #[test]
+    fn a_different_resolution_is_never_served_from_the_token() {
+        let token = verified();
+        token.remember(0, user(7));
+        token.remember(1, user(8));
+        assert_eq!(token.resolved(1), None);
+        assert_eq!(token.resolved(0), Some(user(7)));
+        let with_organization = Resolved {
+            organization: OrganizationRows::Active {
+                organization: LocalId::Int(1),
+                membership: LocalId::Int(2),
+            },
+            ..user(7)
+        };
+        token.remember(2, with_organization);
+        assert_eq!(token.resolved(2), None);
     }
 }

@@ -24,6 +24,7 @@ pub(crate) struct Verifier {
     issuer: String,
     authorized_parties: Vec<String>,
     skew_ms: i64,
+    max_lifetime_ms: i64,
     allow_pending: bool,
     max_token_bytes: usize,
     keys: Arc<KeyStore>,
@@ -46,6 +47,7 @@ impl Verifier {
             issuer: config.issuer.clone(),
             authorized_parties: config.authorized_parties.clone(),
             skew_ms: config.skew_ms(),
+            max_lifetime_ms: config.max_token_lifetime_ms(),
             allow_pending: config.allow_pending_sessions,
             max_token_bytes: config.max_token_bytes,
             keys,
@@ -135,6 +137,10 @@ impl Verifier {
             .is_some_and(|iat| iat.saturating_mul(1000) > now_ms + skew)
         {
             return Err(Rejection::TokenIssuedInFuture);
+        }
+        let issued_ms = claims.iat.map_or(now_ms, |iat| iat.saturating_mul(1000));
+        if claims.exp.saturating_mul(1000) - issued_ms > self.max_lifetime_ms {
+            return Err(Rejection::TokenLifetimeExceeded);
         }
         if claims.is_pending() && !self.allow_pending {
             return Err(Rejection::SessionPending);

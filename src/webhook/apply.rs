@@ -1,34 +1,102 @@
-//! What an event does: to the store, and to the layer's caches.
+//! What an event does: to the stores, and to the layer's caches.
 
-use super::{Event, UserEvent, VerifiedDelivery};
+use super::{Change, Event, VerifiedDelivery};
 use crate::{
     eviction::Evictor,
-    store::{DynUserSync, StoreError, SyncOutcome},
+    store::{DynOrganizationSync, DynUserSync, StoreError, SyncOutcome},
 };
 
-/// Applies `event` to `store`; `None` for event types it does not handle.
+/// Where events are applied: the users' store, the organizations' (when
+/// the receiver keeps them), and the layer's evictor.
+pub(crate) struct Targets<'a> {
+    pub(crate) users: &'a dyn DynUserSync,
+    pub(crate) organizations: Option<&'a dyn DynOrganizationSync>,
+    pub(crate) evictor: &'a Evictor,
+}
+
+/// Applies `event`; `None` for event types it does not handle, and for
+/// organization events when organizations are not kept.
 ///
-/// A deletion is dated by the signed delivery time (the event carries no
-/// reliable one), and evicts the user from the layer's caches so that their
-/// still-valid tokens are refused from the next request on.
+/// A deletion is dated by the signed delivery time (a deletion event
+/// carries no reliable one), and evicts what it deleted from the layer's
+/// caches, so that still-valid tokens are refused from the next request on;
+/// so does a membership change (its role). An ended session and a ban are
+/// refused by this process's layer before the store records them.
 pub(crate) async fn apply(
-    store: &dyn DynUserSync,
-    evictor: &Evictor,
+    targets: &Targets<'_>,
     delivery: &VerifiedDelivery,
     event: &Event,
 ) -> Result<Option<SyncOutcome>, StoreError> {
-    match &event.user {
-        UserEvent::Upsert { user, .. } => store
-            .upsert_profile_dyn(&user.id, &user.profile(), user.updated_at)
-            .await
-            .map(Some),
-        UserEvent::Deleted { clerk_id } => {
-            let deleted_at_ms = delivery.timestamp.saturating_mul(1000);
-            let outcome = store.delete_user_dyn(clerk_id, deleted_at_ms).await;
+    let deleted_at_ms = delivery.timestamp.saturating_mul(1000);
+    let evictor = targets.evictor;
+    match &event.change {
+        Change::UserUpserted { user, .. } => {
+            let outcome = targets
+                .users
+                .upsert_profile_dyn(&user.id, &user.profile(), user.updated_at)
+                .await;
+            // A ban takes effect even when the row could not be written; an
+            // older state than the row's, or a deleted user's, changes nothing.
+            if !matches!(outcome, Ok(SyncOutcome::Stale | SyncOutcome::Tombstoned)) {
+                evictor
+                    .block_user(&user.id, user.is_banned(), user.updated_at)
+                    .await;
+            }
+            outcome.map(Some)
+        }
+        Change::UserDeleted { clerk_id } => {
+            let outcome = targets.users.delete_user_dyn(clerk_id, deleted_at_ms).await;
             // Even after a failure: the tombstone may be committed already.
             evictor.forget_user(clerk_id).await;
             outcome.map(Some)
         }
-        UserEvent::Other { .. } => Ok(None),
+        Change::OrganizationUpserted { organization } => {
+            let Some(store) = targets.organizations else {
+                return Ok(None);
+            };
+            store.upsert_organization_dyn(organization).await.map(Some)
+        }
+        Change::OrganizationDeleted { clerk_id } => {
+            let Some(store) = targets.organizations else {
+                return Ok(None);
+            };
+            let outcome = store.delete_organization_dyn(clerk_id, deleted_at_ms).await;
+            evictor.forget_organization(clerk_id).await;
+            outcome.map(Some)
+        }
+        Change::MembershipUpserted { membership } => {
+            let Some(store) = targets.organizations else {
+                return Ok(None);
+            };
+            let outcome = store.upsert_membership_dyn(membership).await;
+            evictor
+                .forget_membership(&membership.organization.id, &membership.user.user_id)
+                .await;
+            outcome.map(Some)
+        }
+        Change::MembershipDeleted { membership } => {
+            let Some(store) = targets.organizations else {
+                return Ok(None);
+            };
+            let (organization, user) = (&membership.organization.id, &membership.user.user_id);
+            let outcome = store
+                .delete_membership_dyn(organization, user, deleted_at_ms)
+                .await;
+            evictor.forget_membership(organization, user).await;
+            outcome.map(Some)
+        }
+        Change::SessionEnded {
+            session_id,
+            clerk_id,
+            ..
+        } => {
+            let until_ms = evictor.end_session(session_id).await;
+            targets
+                .users
+                .end_session_dyn(session_id, clerk_id, until_ms)
+                .await
+                .map(Some)
+        }
+        Change::Other { .. } => Ok(None),
     }
 }

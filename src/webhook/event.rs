@@ -1,18 +1,22 @@
-//! Clerk event bodies, reduced to what a user sync needs.
+//! Clerk event bodies, reduced to what the sync needs.
 //!
 //! Every event is a JSON envelope `{"type", "object", "timestamp",
-//! "instance_id", "data"}`. For `user.created` and `user.updated`, `data` is
-//! the full user object (the same shape the Backend API returns); for
-//! `user.deleted` it is a small deletion marker holding the id. Any other
-//! event type is passed through as [`UserEvent::Other`] without looking at
-//! `data`, so new or unrelated event kinds never break parsing.
+//! "instance_id", "data"}`. For `user.created`/`updated` and
+//! `organization.created`/`updated`, `data` is the full object (the same
+//! shape the Backend API returns); `user.deleted` and `organization.deleted`
+//! carry a small deletion marker holding the id; every
+//! `organizationMembership.*` event carries the full membership, its
+//! organization and its user; `session.*` events carry the session (with
+//! its user). Any other event type is passed through as
+//! [`Change::Other`] without looking at `data`, so new or unrelated event
+//! kinds never break parsing.
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    ClerkUser,
-    clerk_id::is_user_id,
+    ClerkMembership, ClerkOrganization, ClerkUser,
+    clerk_id::{is_organization_id, is_session_id, is_user_id},
     rejection::{Refusal, webhook},
 };
 
@@ -30,30 +34,63 @@ pub struct Event {
     pub timestamp_ms: Option<i64>,
     /// The Clerk instance that sent the event (`ins_…`), when present.
     pub instance_id: Option<String>,
-    /// What the event means for the local user table.
-    pub user: UserEvent,
+    /// What the event changes in the local tables.
+    pub change: Change,
 }
 
-/// The effect of an event on the synced user table.
+/// What an event changes in the local tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum UserEvent {
+pub enum Change {
     /// A user was created (`created == true`) or updated; `user` is the
     /// complete current state, not a diff.
-    Upsert {
+    UserUpserted {
         /// The user as Clerk now sees it.
         user: ClerkUser,
         /// `true` for `user.created`, `false` for `user.updated`.
         created: bool,
     },
     /// A user was deleted.
-    Deleted {
+    UserDeleted {
         /// The deleted user's id (`user_…`).
         clerk_id: String,
     },
-    /// Any event that does not concern users; its payload is not inspected.
+    /// An organization was created or updated: its complete current state.
+    OrganizationUpserted {
+        /// The organization as Clerk now sees it.
+        organization: ClerkOrganization,
+    },
+    /// An organization was deleted, and its memberships with it.
+    OrganizationDeleted {
+        /// The deleted organization's id (`org_…`).
+        clerk_id: String,
+    },
+    /// A membership was created or updated (a role change, say).
+    MembershipUpserted {
+        /// The membership as Clerk now sees it.
+        membership: ClerkMembership,
+    },
+    /// A user left, or was removed from, an organization.
+    MembershipDeleted {
+        /// The membership as it was.
+        membership: ClerkMembership,
+    },
+    /// A session ended: the user signed out (`session.ended`,
+    /// `session.removed`), or the application revoked it
+    /// (`session.revoked`, a ban included). Its tokens are refused from now
+    /// on.
+    SessionEnded {
+        /// The session's id (`sess_…`), the `sid` of its tokens.
+        session_id: String,
+        /// The session's user (`user_…`).
+        clerk_id: String,
+        /// The session's status as Clerk reports it: `revoked`, `ended`,
+        /// `removed`, or another state no token of which is valid.
+        status: String,
+    },
+    /// Any other event; its payload is not inspected.
     Other {
-        /// The event's `type`, e.g. `session.created`.
+        /// The event's `type`, e.g. `email.created`.
         event_type: String,
     },
 }
@@ -63,8 +100,9 @@ impl Event {
     ///
     /// Fails with [`EventError::MalformedJson`] when the body is not JSON,
     /// and with [`EventError::InvalidEvent`] when it is not an event
-    /// envelope with a string `type`, or when a user event lacks a `user_`
-    /// id in `data.id` (or, for an upsert, an integer `data.updated_at`).
+    /// envelope with a string `type`, or when an event of a kind the sync
+    /// applies lacks a valid Clerk id or an integer `updated_at` where it
+    /// needs one.
     pub fn parse(body: &[u8]) -> Result<Self, EventError> {
         parse(body)
     }
@@ -87,48 +125,165 @@ fn parse(body: &[u8]) -> Result<Event, EventError> {
         .map(str::to_owned);
     let data = envelope.remove("data");
 
-    let user = match event_type.as_str() {
-        "user.created" | "user.updated" => {
-            let data = data.ok_or(EventError::InvalidEvent("`data` is missing"))?;
-            user_id(&data)?;
-            if !data.get("updated_at").is_some_and(Value::is_i64) {
-                return Err(EventError::InvalidEvent(
-                    "`data.updated_at` is not an integer",
-                ));
-            }
-            let user = ClerkUser::deserialize(data)
-                .map_err(|_| EventError::InvalidEvent("`data` is not a user object"))?;
-            UserEvent::Upsert {
-                user,
-                created: event_type == "user.created",
-            }
-        }
-        "user.deleted" => {
-            let data = data.ok_or(EventError::InvalidEvent("`data` is missing"))?;
-            UserEvent::Deleted {
-                clerk_id: user_id(&data)?.to_owned(),
-            }
-        }
-        _ => UserEvent::Other {
-            event_type: event_type.clone(),
-        },
-    };
+    let change = change(&event_type, data)?;
     Ok(Event {
         event_type,
         timestamp_ms,
         instance_id,
-        user,
+        change,
     })
 }
 
-impl UserEvent {
-    /// The Clerk user the event is about, if it is a user event.
+/// What an event of `event_type` with `data` changes.
+fn change(event_type: &str, data: Option<Value>) -> Result<Change, EventError> {
+    let data = || data.ok_or(EventError::InvalidEvent("`data` is missing"));
+    Ok(match event_type {
+        "user.created" | "user.updated" => {
+            let data = data()?;
+            user_id(&data)?;
+            versioned(&data)?;
+            let user = ClerkUser::deserialize(data)
+                .map_err(|_| EventError::InvalidEvent("`data` is not a user object"))?;
+            Change::UserUpserted {
+                user,
+                created: event_type == "user.created",
+            }
+        }
+        "user.deleted" => Change::UserDeleted {
+            clerk_id: user_id(&data()?)?.to_owned(),
+        },
+        "organization.created" | "organization.updated" => {
+            let data = data()?;
+            organization(&data)?;
+            Change::OrganizationUpserted {
+                organization: ClerkOrganization::deserialize(data).map_err(|_| {
+                    EventError::InvalidEvent("`data` is not an organization object")
+                })?,
+            }
+        }
+        "organization.deleted" => Change::OrganizationDeleted {
+            clerk_id: organization_id(&data()?)?.to_owned(),
+        },
+        "organizationMembership.created" | "organizationMembership.updated" => {
+            Change::MembershipUpserted {
+                membership: membership(data()?)?,
+            }
+        }
+        "organizationMembership.deleted" => Change::MembershipDeleted {
+            membership: membership(data()?)?,
+        },
+        "session.revoked" | "session.ended" | "session.removed" => ended_session(&data()?)?,
+        // Another session event (`session.created`, `session.pending`) ends
+        // the session only if it reports a state that is over.
+        other if other.starts_with("session.") => match data().map(|data| ended_session(&data)) {
+            Ok(Ok(ended @ Change::SessionEnded { .. })) if ended.is_over() => ended,
+            _ => Change::Other {
+                event_type: event_type.to_owned(),
+            },
+        },
+        _ => Change::Other {
+            event_type: event_type.to_owned(),
+        },
+    })
+}
+
+impl Change {
+    /// Whether a session event reports a session no token of which is
+    /// valid: any status but `active` and `pending`.
+    fn is_over(&self) -> bool {
+        matches!(self, Self::SessionEnded { status, .. } if status != "active" && status != "pending")
+    }
+
+    /// The Clerk user the event is about: the user of a user, membership
+    /// or session event.
     pub fn clerk_id(&self) -> Option<&str> {
         match self {
-            Self::Upsert { user, .. } => Some(&user.id),
-            Self::Deleted { clerk_id } => Some(clerk_id),
-            Self::Other { .. } => None,
+            Self::UserUpserted { user, .. } => Some(&user.id),
+            Self::UserDeleted { clerk_id } | Self::SessionEnded { clerk_id, .. } => Some(clerk_id),
+            Self::MembershipUpserted { membership } | Self::MembershipDeleted { membership } => {
+                Some(&membership.user.user_id)
+            }
+            Self::OrganizationUpserted { .. }
+            | Self::OrganizationDeleted { .. }
+            | Self::Other { .. } => None,
         }
+    }
+
+    /// The Clerk organization the event is about: that of an organization
+    /// or membership event.
+    pub fn organization_id(&self) -> Option<&str> {
+        match self {
+            Self::OrganizationUpserted { organization } => Some(&organization.id),
+            Self::OrganizationDeleted { clerk_id } => Some(clerk_id),
+            Self::MembershipUpserted { membership } | Self::MembershipDeleted { membership } => {
+                Some(&membership.organization.id)
+            }
+            Self::UserUpserted { .. }
+            | Self::UserDeleted { .. }
+            | Self::SessionEnded { .. }
+            | Self::Other { .. } => None,
+        }
+    }
+}
+
+/// Checks an organization object: its id and version.
+fn organization(data: &Value) -> Result<(), EventError> {
+    organization_id(data)?;
+    versioned(data)
+}
+
+/// Reads a membership object, after checking its organization, user and version.
+fn membership(data: Value) -> Result<ClerkMembership, EventError> {
+    let organization_data = data
+        .get("organization")
+        .ok_or(EventError::InvalidEvent("`data.organization` is missing"))?;
+    organization(organization_data)?;
+    let user = data
+        .get("public_user_data")
+        .and_then(|user| user.get("user_id"))
+        .and_then(Value::as_str);
+    if !user.is_some_and(is_user_id) {
+        return Err(EventError::InvalidEvent(
+            "`data.public_user_data.user_id` is not a user id",
+        ));
+    }
+    versioned(&data)?;
+    ClerkMembership::deserialize(data)
+        .map_err(|_| EventError::InvalidEvent("`data` is not a membership object"))
+}
+
+/// Reads a session object: its id, its user and its status.
+fn ended_session(data: &Value) -> Result<Change, EventError> {
+    let text = |field| data.get(field).and_then(Value::as_str);
+    let session_id = text("id")
+        .filter(|id| is_session_id(id))
+        .ok_or(EventError::InvalidEvent("`data.id` is not a session id"))?;
+    let clerk_id = text("user_id")
+        .filter(|id| is_user_id(id))
+        .ok_or(EventError::InvalidEvent("`data.user_id` is not a user id"))?;
+    let status = text("status").ok_or(EventError::InvalidEvent("`data.status` is missing"))?;
+    Ok(Change::SessionEnded {
+        session_id: session_id.to_owned(),
+        clerk_id: clerk_id.to_owned(),
+        status: status.to_owned(),
+    })
+}
+
+/// Checks that `data.updated_at` is an integer: the version of the object.
+fn versioned(data: &Value) -> Result<(), EventError> {
+    if data.get("updated_at").is_some_and(Value::is_i64) {
+        Ok(())
+    } else {
+        Err(EventError::InvalidEvent("`updated_at` is not an integer"))
+    }
+}
+
+/// Extracts `data.id` and checks that it names an organization.
+fn organization_id(data: &Value) -> Result<&str, EventError> {
+    match data.get("id") {
+        Some(Value::String(id)) if is_organization_id(id) => Ok(id),
+        Some(_) => Err(EventError::InvalidEvent("`id` is not an organization id")),
+        None => Err(EventError::InvalidEvent("`id` is missing")),
     }
 }
 

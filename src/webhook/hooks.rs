@@ -16,7 +16,7 @@ pub struct AppliedEvent {
     pub delivery: VerifiedDelivery,
     /// The event, with the full user object for `user.created`/`user.updated`.
     pub event: Event,
-    /// What the store did; `None` for event types other than `user.*`.
+    /// What the store did; `None` for event types the receiver does not apply.
     pub outcome: Option<SyncOutcome>,
 }
 
@@ -34,13 +34,13 @@ pub struct AppliedEvent {
 /// Svix waits 15 s for an answer; queue slow work rather than doing it here.
 ///
 /// ```
-/// use ensure_user::webhook::{AppliedEvent, BoxError, UserEvent, WebhookHooks};
+/// use ensure_user::webhook::{AppliedEvent, BoxError, Change, WebhookHooks};
 ///
 /// struct Welcome;
 ///
 /// impl WebhookHooks for Welcome {
 ///     async fn after_apply(&self, applied: &AppliedEvent) -> Result<(), BoxError> {
-///         if let UserEvent::Upsert { user, created: true } = &applied.event.user {
+///         if let Change::UserUpserted { user, created: true } = &applied.event.change {
 ///             if let Some(email) = user.primary_email() {
 ///                 // Queue a welcome email, keyed by `applied.delivery.id`.
 ///                 let _ = (email, &applied.delivery.id);

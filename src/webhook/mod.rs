@@ -14,6 +14,14 @@
 //!   `401 user_deleted`; later events for the user are acknowledged and
 //!   ignored. On PostgreSQL the deletion also reaches the layers of other
 //!   instances that listen for it (see [`eviction`](crate::eviction));
+//! - a `user.updated` that bans the user (`banned`, or `deprovisioned` by
+//!   directory sync) refuses them at once (`401 user_banned`), new tokens
+//!   included, until a newer one unbans them;
+//! - `session.revoked`, `session.ended` and `session.removed` refuse every
+//!   token of that session at once (`401 session_ended`), for as long as
+//!   one could still be valid; the user's other sessions go on;
+//! - organization and membership events keep those rows, when the
+//!   receiver keeps organizations (`with_organizations`);
 //! - every other event type is acknowledged and ignored;
 //! - [`WebhookHooks`] lets the app react after each event is applied.
 //!
@@ -28,7 +36,8 @@
 //!
 //! | status | code | when |
 //! |---|---|---|
-//! | `200` | `created`, `updated`, `deleted`, `not_found` | applied (`not_found`: deleted a user who had no row) |
+//! | `200` | `created`, `updated`, `deleted`, `not_found`, `ended` | applied (`not_found`: deleted a user who had no row; `ended`: a session's end recorded) |
+//! | `200` | `not_kept` | a session's end, refused by this process only: the store keeps no record of it |
 //! | `200` | `stale`, `tombstoned`, `ignored` | ignored: an older profile, a deleted user, another event type |
 //! | `400` | `missing_header`, `invalid_header`, `invalid_timestamp` | svix headers absent or malformed |
 //! | `400` | `malformed_json`, `invalid_event`, `unreadable_body` | signed, but not a usable event |
@@ -66,7 +75,7 @@ pub(crate) mod hooks;
 mod receiver;
 mod signature;
 
-pub use event::{Event, EventError, UserEvent};
+pub use event::{Change, Event, EventError};
 pub use hooks::{AppliedEvent, BoxError, WebhookHooks};
 pub use receiver::{DEFAULT_BODY_LIMIT, WebhookReceiver};
 pub use signature::{

@@ -17,12 +17,14 @@ use tower_service::Service;
 
 use super::{
     AppliedEvent, BoxError, Event, EventError, SignatureError, WebhookHooks, WebhookVerifier,
-    apply::apply, hooks::DynWebhookHooks, signature::unverified_id,
+    apply::{Targets, apply},
+    hooks::DynWebhookHooks,
+    signature::unverified_id,
 };
 use crate::{
     eviction::Evictor,
     rejection::{self, webhook},
-    store::{DynUserSync, SyncOutcome, UserSync},
+    store::{DynOrganizationSync, DynUserSync, OrganizationSync, SyncOutcome, UserSync},
     telemetry,
 };
 
@@ -69,6 +71,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 pub struct WebhookReceiver {
     verifier: Arc<WebhookVerifier>,
     store: Arc<dyn DynUserSync>,
+    organizations: Option<Arc<dyn DynOrganizationSync>>,
     hooks: Arc<dyn DynWebhookHooks>,
     evictor: Evictor,
     body_limit: usize,
@@ -83,10 +86,24 @@ impl WebhookReceiver {
         Self {
             verifier: Arc::new(verifier),
             store: Arc::new(store),
+            organizations: None,
             hooks: Arc::new(()),
             evictor,
             body_limit: DEFAULT_BODY_LIMIT,
         }
+    }
+
+    /// Also keep organizations and memberships in step: apply
+    /// `organization.*` and `organizationMembership.*` events to `store`
+    /// (normally the layer's own). Without it they are acknowledged and
+    /// ignored.
+    pub fn with_organizations(self, store: impl OrganizationSync) -> Self {
+        self.with_shared_organizations(Arc::new(store))
+    }
+
+    pub(crate) fn with_shared_organizations(mut self, store: Arc<dyn DynOrganizationSync>) -> Self {
+        self.organizations = Some(store);
+        self
     }
 
     /// Runs `hooks` after each delivery is applied.
@@ -181,7 +198,12 @@ impl WebhookReceiver {
             .verify(headers, &body, SystemTime::now())
             .map_err(Refusal::Signature)?;
         let event = Event::parse(&body).map_err(Refusal::Event)?;
-        let outcome = match apply(&*self.store, &self.evictor, &delivery, &event).await {
+        let targets = Targets {
+            users: &*self.store,
+            organizations: self.organizations.as_deref(),
+            evictor: &self.evictor,
+        };
+        let outcome = match apply(&targets, &delivery, &event).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 telemetry::webhook_delivery("failed");
@@ -189,7 +211,8 @@ impl WebhookReceiver {
                     target: "ensure_user",
                     svix_id = %delivery.id,
                     event_type = %event.event_type,
-                    clerk_id = event.user.clerk_id(),
+                    clerk_id = event.change.clerk_id(),
+                    organization_id = event.change.organization_id(),
                     outcome = "failed",
                     reason = "store_unavailable",
                     %error,
@@ -208,7 +231,8 @@ impl WebhookReceiver {
                 target: "ensure_user",
                 svix_id = %applied.delivery.id,
                 event_type = %applied.event.event_type,
-                clerk_id = applied.event.user.clerk_id(),
+                clerk_id = applied.event.change.clerk_id(),
+                organization_id = applied.event.change.organization_id(),
                 outcome = "failed",
                 reason = "hook_failed",
                 result = applied.outcome.map(SyncOutcome::code),
@@ -326,7 +350,8 @@ fn log_applied(applied: &AppliedEvent) {
         target: "ensure_user",
         svix_id = %applied.delivery.id,
         event_type = %applied.event.event_type,
-        clerk_id = applied.event.user.clerk_id(),
+        clerk_id = applied.event.change.clerk_id(),
+                organization_id = applied.event.change.organization_id(),
         outcome,
         result = applied.outcome.map(SyncOutcome::code),
         "webhook delivery processed"

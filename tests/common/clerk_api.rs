@@ -74,6 +74,21 @@ impl FakeUser {
     }
 }
 
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+impl FakeUser {
+    /// The row a store holds for this user once synced.
+    pub fn row(&self) -> super::Row {
+        (
+            self.id.clone(),
+            self.email.clone(),
+            self.first_name.clone(),
+            self.last_name.clone(),
+            self.image_url.clone(),
+            Some(self.updated_at),
+        )
+    }
+}
+
 /// `count` users created one second apart, every fifth without an email
 /// and every seventh without names.
 pub fn fake_users(count: usize) -> Vec<FakeUser> {
@@ -158,6 +173,34 @@ impl FakeClerk {
 
     pub fn users(&self) -> Vec<FakeUser> {
         self.fake.users.lock().unwrap().clone()
+    }
+
+    /// The users' ids, in creation order.
+    pub fn ids(&self) -> Vec<String> {
+        self.users().into_iter().map(|user| user.id).collect()
+    }
+
+    /// The rows a store holds once every user is synced, by clerk id.
+    #[cfg(all(feature = "postgres", feature = "sqlite"))]
+    pub fn rows(&self) -> Vec<super::Row> {
+        let mut rows: Vec<super::Row> = self.users().iter().map(FakeUser::row).collect();
+        rows.sort();
+        rows
+    }
+
+    /// A client for this fake that retries quickly.
+    #[cfg(feature = "clerk-api")]
+    pub fn client(&self) -> ensure_user::clerk_api::ClerkApi {
+        use ensure_user::clerk_api::{ClerkApi, RetryPolicy};
+        use std::time::Duration;
+        ClerkApi::new(SECRET)
+            .unwrap()
+            .with_api_url(&self.url())
+            .unwrap()
+            .with_retry(
+                RetryPolicy::new(5)
+                    .with_backoff(Duration::from_millis(5), Duration::from_millis(20)),
+            )
     }
 
     /// Changes the users (kept in creation order).

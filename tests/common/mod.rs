@@ -1,15 +1,30 @@
-//! Real parts for the integration tests: a JWKS server and a fake Backend
-//! API on loopback, signing keys, PostgreSQL (one schema per test) and
-//! SQLite (one file per test).
+//! Real parts for the integration tests and the benchmarks: a JWKS server
+//! and a fake Backend API on loopback, signing keys, PostgreSQL (one schema
+//! per test) and SQLite (one file per test). What needs a feature of the
+//! crate is there only with that feature, so that each test asks for the
+//! features it uses and no more.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "axum")]
+pub mod app;
 pub mod clerk_api;
 pub mod examples;
 pub mod proxy;
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+pub mod stores;
+#[cfg(feature = "webhooks")]
 pub mod svix;
+#[cfg(all(
+    feature = "postgres",
+    feature = "sqlite",
+    feature = "webhooks",
+    feature = "axum"
+))]
+pub mod webhook_app;
 
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -18,13 +33,26 @@ use std::{
 };
 
 use axum::{Router, body::Body, extract::State, http::StatusCode, routing::get};
+#[cfg(feature = "postgres")]
+use ensure_user::store::PgUserStore;
+#[cfg(feature = "sqlite")]
+use ensure_user::store::SqliteUserStore;
 use ensure_user::{
     Config, KeySource,
-    store::{PgUserStore, Profile, Resolution, SqliteUserStore, StoreError, UserStore},
+    store::{Profile, Resolution, StoreError, UserStore},
     testing::SigningKey,
 };
 use http_body_util::BodyExt;
-use sqlx::{PgPool, SqlitePool, postgres::PgPoolOptions, sqlite::SqlitePoolOptions};
+#[cfg(feature = "postgres")]
+use sqlx::{PgPool, postgres::PgPoolOptions};
+#[cfg(feature = "sqlite")]
+use sqlx::{SqlitePool, sqlite::SqlitePoolOptions};
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+#[allow(unused_imports)]
+pub(crate) use stores::on_both_stores;
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+#[allow(unused_imports)]
+pub use stores::{Backend, ProfileRow, Row, Store};
 
 pub const ISSUER: &str = "https://clerk.test.example";
 
@@ -35,6 +63,7 @@ pub fn postgres_url() -> String {
 }
 
 /// A proxy in front of the test database, for cutting connections to it.
+#[cfg(feature = "postgres")]
 pub async fn postgres_proxy() -> proxy::Proxy {
     let url: sqlx::postgres::PgConnectOptions = postgres_url().parse().unwrap();
     let upstream = tokio::net::lookup_host((url.get_host(), url.get_port()))
@@ -144,8 +173,9 @@ async fn serve_jwks(
     }
 }
 
-/// A fresh PostgreSQL schema with the bundled tables; the pool's connections use it.
-pub async fn postgres_pool() -> PgPool {
+/// A new, empty PostgreSQL schema; returns its name.
+#[cfg(feature = "postgres")]
+pub async fn postgres_schema() -> String {
     let schema = format!(
         "t_{}",
         ensure_user::testing::random_id("s")
@@ -160,39 +190,67 @@ pub async fn postgres_pool() -> PgPool {
         .await
         .unwrap();
     admin.close().await;
+    schema
+}
+
+/// A pool of at most `max_connections` whose connections use `schema`.
+#[cfg(feature = "postgres")]
+pub async fn postgres_pool_in(schema: &str, max_connections: u32) -> PgPool {
     let options: sqlx::postgres::PgConnectOptions = postgres_url().parse().unwrap();
     PgPoolOptions::new()
-        .max_connections(8)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options.options([("search_path", schema.as_str())]))
+        .connect_with(options.options([("search_path", schema)]))
         .await
         .unwrap()
 }
 
-/// A fresh SQLite file with the bundled tables.
-pub async fn sqlite_pool() -> SqlitePool {
-    let path = std::env::temp_dir().join(format!(
+/// A pool on a fresh PostgreSQL schema.
+#[cfg(feature = "postgres")]
+pub async fn postgres_pool() -> PgPool {
+    postgres_pool_in(&postgres_schema().await, 8).await
+}
+
+/// A path in the temp dir for a new SQLite file.
+pub fn sqlite_path() -> PathBuf {
+    std::env::temp_dir().join(format!(
         "ensure-user-test-{}.db",
         ensure_user::testing::random_id("db")
-    ));
+    ))
+}
+
+/// A pool of at most `max_connections` on the SQLite file at `path` (made
+/// if missing), in WAL mode.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_pool_at(path: &std::path::Path, max_connections: u32) -> SqlitePool {
     let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
+        .filename(path)
         .create_if_missing(true)
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_secs(10));
     SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(max_connections)
         .connect_with(options)
         .await
         .unwrap()
 }
 
+/// A pool on a fresh SQLite file.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_pool() -> SqlitePool {
+    sqlite_pool_at(&sqlite_path(), 4).await
+}
+
+/// A store with the bundled tables on a fresh PostgreSQL schema.
+#[cfg(feature = "postgres")]
 pub async fn postgres_store() -> PgUserStore {
     let store = PgUserStore::new(postgres_pool().await);
     store.migrate().await.unwrap();
     store
 }
 
+/// A store with the bundled tables on a fresh SQLite file.
+#[cfg(feature = "sqlite")]
 pub async fn sqlite_store() -> SqliteUserStore {
     let store = SqliteUserStore::new(sqlite_pool().await);
     store.migrate().await.unwrap();
@@ -265,6 +323,26 @@ impl std::io::Write for Logs {
 }
 
 impl Logs {
+    /// Captures every line at `level` and above, from every thread, for the
+    /// rest of the process: the test binary's only global subscriber.
+    /// Callsites shared with concurrently running tests make a thread-scoped
+    /// subscriber miss events; other tests' lines land here too.
+    pub fn capture_globally(level: tracing::Level) -> Self {
+        let logs = Self::default();
+        tracing::subscriber::set_global_default(logs.subscriber(level)).unwrap();
+        logs
+    }
+
+    /// A subscriber writing every line at `level` and above here, plain.
+    pub fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(level)
+            .finish()
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
@@ -279,22 +357,6 @@ pub fn user_deleted_event(user: &str) -> serde_json::Value {
         "timestamp": 1_716_883_200,
         "data": { "object": "user", "id": user, "deleted": true }
     })
-}
-
-/// An app's own table: `accounts`, UUID keys in `account_id`, the Clerk id in
-/// `clerk_user_id`, one profile column (`mail`) and no version column.
-pub fn mapped_uuid_table() -> ensure_user::store::UserTable {
-    use ensure_user::store::{IdKind, UserTable};
-    UserTable::new("accounts")
-        .unwrap()
-        .with_id_column("account_id", IdKind::Uuid)
-        .unwrap()
-        .with_clerk_id_column("clerk_user_id")
-        .unwrap()
-        .with_profile_columns(Some("mail"), None, None, None)
-        .unwrap()
-        .with_clerk_updated_at_column(None)
-        .unwrap()
 }
 
 /// A loopback URL on a port just released, where nothing listens.

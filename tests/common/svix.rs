@@ -5,12 +5,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use ensure_user::{
     testing::random_id,
-    webhook::{WebhookSecret, WebhookVerifier, sign},
+    webhook::{WebhookVerifier, sign},
 };
 use http::Request;
 
 /// The signing secret of the test endpoints.
 pub const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+/// A well-formed secret that no test endpoint knows.
+pub const UNKNOWN_SECRET: &str = "whsec_dW5rbm93bi1zZWNyZXQtb2YtMjQtYnl0ZXM=";
 
 /// Where the test apps mount the receiver.
 pub const PATH: &str = "/webhooks/clerk";
@@ -20,19 +23,44 @@ pub fn verifier() -> WebhookVerifier {
     WebhookVerifier::new(SECRET.parse().unwrap())
 }
 
-/// `event` delivered to [`PATH`], signed now with [`SECRET`].
-pub fn delivery(event: &serde_json::Value) -> Request<Body> {
-    let body = event.to_string().into_bytes();
-    let id = random_id("msg");
+/// Now, in seconds since the epoch, as svix stamps a delivery.
+pub fn now() -> i64 {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let timestamp = i64::try_from(now.as_secs()).unwrap();
-    let secret: WebhookSecret = SECRET.parse().unwrap();
-    let signature = sign(&secret, &id, timestamp, &body);
+    i64::try_from(now.as_secs()).unwrap()
+}
+
+/// The `svix-signature` of `body` sent as message `id` at `timestamp`,
+/// signed with `secret`.
+pub fn signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    sign(&secret.parse().unwrap(), id, timestamp, body)
+}
+
+/// `body` posted to [`PATH`] as JSON, with these svix headers, whether
+/// they are right or not.
+pub fn request(id: &str, timestamp: &str, signature: &str, body: impl Into<Body>) -> Request<Body> {
     Request::post(PATH)
         .header("content-type", "application/json")
         .header("svix-id", id)
-        .header("svix-timestamp", timestamp.to_string())
+        .header("svix-timestamp", timestamp)
         .header("svix-signature", signature)
-        .body(Body::from(body))
+        .body(body.into())
         .unwrap()
+}
+
+/// `body` exactly as svix sends it: signed with `secret` at `timestamp`,
+/// under a fresh message id.
+pub fn signed_with(secret: &str, timestamp: i64, body: &[u8]) -> Request<Body> {
+    let id = random_id("msg");
+    let signature = signature(secret, &id, timestamp, body);
+    request(&id, &timestamp.to_string(), &signature, body.to_vec())
+}
+
+/// `body` signed now with [`SECRET`], under a fresh message id.
+pub fn signed(body: &[u8]) -> Request<Body> {
+    signed_with(SECRET, now(), body)
+}
+
+/// `event` delivered to [`PATH`], signed now with [`SECRET`].
+pub fn delivery(event: &serde_json::Value) -> Request<Body> {
+    signed(event.to_string().as_bytes())
 }

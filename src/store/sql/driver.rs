@@ -14,10 +14,12 @@ use uuid::Uuid;
 use crate::{store::IdKind, user::LocalId};
 
 /// A value bound to a statement.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 #[doc(hidden)]
 pub enum Bind<'a> {
     Text(&'a str),
+    /// Text the statement owns (a payload built for it).
+    Owned(String),
     MaybeText(Option<&'a str>),
     Int(i64),
     Uuid(Uuid),
@@ -125,6 +127,7 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     DB::Arguments: IntoArguments<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB>,
     for<'q> Uuid: Encode<'q, DB>,
@@ -203,6 +206,7 @@ fn prepare<DB>(statement: Statement<'_>) -> sqlx::query::Query<'_, DB, DB::Argum
 where
     DB: Database + HasStatementCache,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
@@ -211,6 +215,7 @@ where
     for value in statement.binds {
         query = match value {
             Bind::Text(text) => query.bind(text),
+            Bind::Owned(text) => query.bind(text),
             Bind::MaybeText(text) => query.bind(text),
             Bind::Int(int) => query.bind(int),
             Bind::Uuid(uuid) => query.bind(uuid),

@@ -13,7 +13,7 @@
 //! a deletion commits its tombstone, then deletes the row.
 //!
 //! The tombstone's transaction also announces the deletion to other
-//! processes ([`Dialect::announce_deletion`]): PostgreSQL publishes it with
+//! processes ([`Dialect::announce`]): PostgreSQL publishes it with
 //! `pg_notify`, which is delivered on commit and never for a rollback.
 //! Profile updates are not announced: caches hold a user's local id and
 //! whether they are deleted, and an update changes neither.
@@ -62,9 +62,8 @@ use super::{
     BackfillStore, BatchOutcome, Checkpoint, Profile, ProfileUpdate, Resolution, StoreError,
     SyncOutcome, UserStore, UserSync, UserTable, Walk,
     batch::{Stored, plan},
-    deleted::Deleted,
 };
-use crate::user::LocalId;
+use crate::{eviction::Announcement, user::LocalId};
 
 /// What differs between the databases the bundled store runs on: sealed,
 /// implemented for `sqlx::Postgres` and `sqlx::Sqlite` only.
@@ -85,11 +84,10 @@ pub trait Dialect: Driver {
     #[doc(hidden)]
     fn placeholder(n: usize) -> String;
 
-    /// A statement telling other processes about a deletion, run in the
-    /// transaction that records its tombstone; `payload` says what was
-    /// deleted (see `Deleted::payload`).
+    /// A statement telling other processes what changed (a deletion, a
+    /// membership's new role), run in the transaction that records it.
     #[doc(hidden)]
-    fn announce_deletion(payload: &str) -> Option<Statement<'_>>;
+    fn announce(announcement: Announcement<'_>) -> Option<Statement<'static>>;
 
     /// Brings tables made by an older version up to date, after the
     /// migrations ran.
@@ -187,9 +185,8 @@ impl<DB: Dialect> SqlUserStore<DB> {
     /// Records the tombstone unless one exists, and announces the deletion
     /// in the same transaction; returns whether the tombstone is new.
     async fn tombstone(&self, clerk_id: &str, deleted_at_ms: i64) -> Result<bool, sqlx::Error> {
-        let payload = Deleted::User(clerk_id).payload();
         let mut statements = vec![self.queries.tombstone(clerk_id, deleted_at_ms)];
-        statements.extend(DB::announce_deletion(&payload));
+        statements.extend(DB::announce(Announcement::User(clerk_id)));
         let changed = DB::execute_together(&self.pool, statements).await?;
         Ok(changed.first().is_some_and(|&rows| rows > 0))
     }

@@ -256,10 +256,8 @@ impl<DB: Dialect> SqlUserStore<DB> {
                 if users.contains_key(user) {
                     continue;
                 }
-                let stored = match self.find_or_create(user, &Profile::new()).await? {
-                    Resolution::Existing(id) | Resolution::Created(id) => (Some(id), false),
-                    Resolution::Deleted => (None, true),
-                };
+                let resolution = self.find_or_create(user, &Profile::new()).await?;
+                let stored = (resolution.id(), resolution == Resolution::Deleted);
                 users.insert(user.to_owned(), stored);
             }
         }

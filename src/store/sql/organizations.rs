@@ -18,10 +18,10 @@ use super::{
 };
 use crate::{
     ClerkMembership, ClerkOrganization,
+    eviction::Announcement,
     store::{
         IdKind, MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
         OrganizationSync, Profile, Resolution, StoreError, SyncOutcome, UserStore,
-        deleted::Deleted,
     },
     user::LocalId,
 };
@@ -113,11 +113,10 @@ impl<DB: Dialect> SqlUserStore<DB> {
     async fn record_tombstone(
         &self,
         tombstone: Statement<'_>,
-        deleted: Deleted<'_>,
+        deleted: Announcement<'_>,
     ) -> Result<bool, sqlx::Error> {
-        let payload = deleted.payload();
         let mut statements = vec![tombstone];
-        statements.extend(DB::announce_deletion(&payload));
+        statements.extend(DB::announce(deleted));
         let changed = DB::execute_together(&self.pool, statements).await?;
         Ok(changed.first().is_some_and(|&rows| rows > 0))
     }
@@ -358,7 +357,7 @@ impl<DB: Dialect> OrganizationSync for SqlUserStore<DB> {
             .organizations
             .organization_tombstone(clerk_id, deleted_at_ms);
         let new_tombstone = self
-            .record_tombstone(tombstone, Deleted::Organization(clerk_id))
+            .record_tombstone(tombstone, Announcement::Organization(clerk_id))
             .await?;
         let removed = self.remove_organization(clerk_id).await?;
         Ok(deletion_outcome(removed, new_tombstone))
@@ -422,7 +421,7 @@ impl<DB: Dialect> OrganizationSync for SqlUserStore<DB> {
         let tombstone = self
             .organizations
             .membership_tombstone(organization, user, deleted_at_ms);
-        let deleted = Deleted::Membership { organization, user };
+        let deleted = Announcement::Membership { organization, user };
         let moved = self.record_tombstone(tombstone, deleted).await?;
         let statement = self.organizations.membership_remove(organization, user);
         let removed = DB::execute(&self.pool, statement).await? > 0;

@@ -4,7 +4,10 @@
 use sqlx::{PgPool, Postgres};
 
 use super::{Dialect, SqlUserStore, Statement};
-use crate::{eviction, store::StoreError};
+use crate::{
+    eviction::{self, Announcement},
+    store::StoreError,
+};
 
 /// Users in PostgreSQL.
 ///
@@ -13,7 +16,8 @@ use crate::{eviction, store::StoreError};
 /// for other processes' layers to hear (see [`eviction`](crate::eviction)).
 /// Deleting an organization or a membership
 /// ([`OrganizationSync`](crate::store::OrganizationSync)) publishes
-/// `org:<organization id>` or `membership:<organization id> <user id>` alike.
+/// `org:<organization id>` or `membership:<organization id>:<user id>` alike, in the wording the
+/// eviction listener reads.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -50,8 +54,8 @@ impl Dialect for Postgres {
         format!("${n}")
     }
 
-    fn announce_deletion(payload: &str) -> Option<Statement<'_>> {
-        Some(eviction::announcement(payload))
+    fn announce(announcement: Announcement<'_>) -> Option<Statement<'static>> {
+        Some(eviction::announcement(announcement))
     }
 
     async fn upgrade(_: &PgPool) -> Result<(), StoreError> {

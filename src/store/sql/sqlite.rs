@@ -4,7 +4,7 @@
 use sqlx::{Sqlite, SqlitePool};
 
 use super::{Dialect, SqlUserStore, Statement, sqlite_upgrade};
-use crate::store::StoreError;
+use crate::{eviction::Announcement, store::StoreError};
 
 /// Users in SQLite: the embedded default.
 ///
@@ -57,7 +57,7 @@ impl Dialect for Sqlite {
         format!("?{n}")
     }
 
-    fn announce_deletion(_: &str) -> Option<Statement<'_>> {
+    fn announce(_: Announcement<'_>) -> Option<Statement<'static>> {
         None
     }
 

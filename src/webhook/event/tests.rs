@@ -104,7 +104,7 @@ fn user_created() {
     assert_eq!(event.event_type, "user.created");
     assert_eq!(event.timestamp_ms, Some(1_654_012_591_835));
     assert_eq!(event.instance_id.as_deref(), Some("ins_123"));
-    let UserEvent::Upsert { user, created } = event.user else {
+    let Change::UserUpserted { user, created } = event.change else {
         panic!("expected an upsert");
     };
     assert!(created);
@@ -131,7 +131,7 @@ fn user_created() {
 #[test]
 fn user_updated_picks_the_primary_address() {
     let event = Event::parse(USER_UPDATED.as_bytes()).unwrap();
-    let UserEvent::Upsert { user, created } = event.user else {
+    let Change::UserUpserted { user, created } = event.change else {
         panic!("expected an upsert");
     };
     assert!(!created);
@@ -149,8 +149,8 @@ fn user_deleted() {
     // Passed through as sent, even though this example uses seconds.
     assert_eq!(event.timestamp_ms, Some(1_716_883_200));
     assert_eq!(
-        event.user,
-        UserEvent::Deleted {
+        event.change,
+        Change::UserDeleted {
             clerk_id: "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S".to_owned()
         }
     );
@@ -197,8 +197,12 @@ fn other_event_types_pass_through() {
             r#"{"type":"session.created","object":"event","data":{"id":"sess_2GbDB4enNdCa5vS1zpC3Xzg9tK9","user_id":"user_1","status":"active"}}"#,
         ),
         (
-            "organization.updated",
-            r#"{"type":"organization.updated","data":{"id":"org_1","name":"Acme","members_count":3}}"#,
+            "session.pending",
+            r#"{"type":"session.pending","data":null}"#,
+        ),
+        (
+            "organizationInvitation.created",
+            r#"{"type":"organizationInvitation.created","data":{"id":"orginv_1","status":"pending"}}"#,
         ),
         (
             "email.created",
@@ -215,8 +219,8 @@ fn other_event_types_pass_through() {
         let event = parse(body.as_bytes()).unwrap();
         assert_eq!(event.event_type, kind);
         assert_eq!(
-            event.user,
-            UserEvent::Other {
+            event.change,
+            Change::Other {
                 event_type: kind.to_owned()
             }
         );
@@ -229,7 +233,7 @@ fn other_event_types_pass_through() {
 fn minimal_user_only_needs_an_id_and_a_version() {
     let event =
         parse(br#"{"type":"user.created","data":{"id":"user_123","updated_at":5}}"#).unwrap();
-    let UserEvent::Upsert { user, .. } = &event.user else {
+    let Change::UserUpserted { user, .. } = &event.change else {
         panic!("expected an upsert");
     };
     assert_eq!(
@@ -242,7 +246,7 @@ fn minimal_user_only_needs_an_id_and_a_version() {
     );
     assert_eq!(user.primary_email(), None);
     assert!(user.profile().is_empty());
-    assert_eq!(event.user.clerk_id(), Some("user_123"));
+    assert_eq!(event.change.clerk_id(), Some("user_123"));
 }
 
 #[test]
@@ -278,7 +282,7 @@ fn nulls_everywhere() {
     let event = parse(body.as_bytes()).unwrap();
     assert_eq!(event.timestamp_ms, None);
     assert_eq!(event.instance_id, None);
-    let UserEvent::Upsert { user, created } = event.user else {
+    let Change::UserUpserted { user, created } = event.change else {
         panic!("expected an upsert");
     };
     assert!(!created);
@@ -303,7 +307,7 @@ fn unknown_fields_are_ignored() {
               "email_addresses":[{"id":"idn_1","email_address":"x@y.z","new_thing":1}],
               "primary_email_address_id":"idn_1"}}"#;
     let event = parse(body.as_bytes()).unwrap();
-    let UserEvent::Upsert { user, .. } = event.user else {
+    let Change::UserUpserted { user, .. } = event.change else {
         panic!("expected an upsert");
     };
     assert_eq!(user.primary_email(), Some("x@y.z"));
@@ -316,7 +320,7 @@ fn odd_envelope_fields_are_tolerated() {
     let event = parse(body.as_bytes()).unwrap();
     assert_eq!(event.timestamp_ms, None);
     assert_eq!(event.instance_id, None);
-    let body = r#"{"type":"session.ended","timestamp":1.5e12}"#;
+    let body = r#"{"type":"email.created","timestamp":1.5e12}"#;
     assert_eq!(parse(body.as_bytes()).unwrap().timestamp_ms, None);
 }
 
@@ -367,4 +371,189 @@ fn deeply_nested_bodies_do_not_overflow() {
         "]".repeat(100_000)
     );
     assert_eq!(parse(body.as_bytes()).unwrap_err().code(), "malformed_json");
+}
+
+const MEMBERSHIP: &str = r#"{"object":"organization_membership","id":"orgmem_1","role":"org:admin",
+  "permissions":["org:posts:read"],"public_metadata":{},
+  "organization":{"object":"organization","id":"org_1","name":"Acme","slug":"acme",
+    "created_at":1716883200000,"updated_at":1716883200000},
+  "public_user_data":{"user_id":"user_1","first_name":"Jane","last_name":null,
+    "profile_image_url":"x","image_url":"x","has_image":false,"identifier":"jane@acme.test"},
+  "created_at":1716883200000,"updated_at":1716883300000}"#;
+
+#[test]
+fn organization_events_are_read() {
+    let upsert = parse(
+        br#"{"type":"organization.updated","data":{"object":"organization","id":"org_1",
+            "name":"Acme","slug":"acme","image_url":null,"updated_at":7}}"#,
+    )
+    .unwrap();
+    let Change::OrganizationUpserted { organization } = &upsert.change else {
+        panic!("{:?}", upsert.change);
+    };
+    assert_eq!(organization.name.as_deref(), Some("Acme"));
+    assert_eq!(upsert.change.organization_id(), Some("org_1"));
+    assert_eq!(upsert.change.clerk_id(), None);
+
+    let deleted = parse(
+        br#"{"type":"organization.deleted","data":{"object":"organization","id":"org_1","deleted":true}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        deleted.change,
+        Change::OrganizationDeleted {
+            clerk_id: "org_1".to_owned()
+        }
+    );
+}
+
+#[test]
+fn membership_events_carry_the_organization_and_the_user() {
+    for (kind, created) in [
+        ("organizationMembership.created", true),
+        ("organizationMembership.updated", true),
+        ("organizationMembership.deleted", false),
+    ] {
+        let body = format!(r#"{{"type":"{kind}","data":{MEMBERSHIP}}}"#);
+        let event = parse(body.as_bytes()).unwrap();
+        let membership = match &event.change {
+            Change::MembershipUpserted { membership } if created => membership,
+            Change::MembershipDeleted { membership } if !created => membership,
+            other => panic!("{kind}: {other:?}"),
+        };
+        assert_eq!(membership.role, "org:admin");
+        assert_eq!(membership.updated_at, 1_716_883_300_000);
+        assert_eq!(event.change.clerk_id(), Some("user_1"));
+        assert_eq!(event.change.organization_id(), Some("org_1"));
+    }
+}
+
+#[test]
+fn organization_events_with_bad_ids_are_refused() {
+    let bad = [
+        r#"{"type":"organization.updated","data":{"id":"user_1","updated_at":1}}"#.to_owned(),
+        r#"{"type":"organization.updated","data":{"id":"org_1"}}"#.to_owned(),
+        r#"{"type":"organization.deleted","data":{"id":"org_"}}"#.to_owned(),
+        r#"{"type":"organization.deleted","data":{}}"#.to_owned(),
+        format!(
+            r#"{{"type":"organizationMembership.created","data":{}}}"#,
+            MEMBERSHIP.replace(r#""user_id":"user_1""#, r#""user_id":"user 1""#)
+        ),
+        format!(
+            r#"{{"type":"organizationMembership.created","data":{}}}"#,
+            MEMBERSHIP.replace(r#""id":"org_1""#, r#""id":"org_é""#)
+        ),
+        r#"{"type":"organizationMembership.deleted","data":{"id":"orgmem_1"}}"#.to_owned(),
+    ];
+    for body in bad {
+        assert!(
+            matches!(parse(body.as_bytes()), Err(EventError::InvalidEvent(_))),
+            "{body}"
+        );
+    }
+}
+
+/// Clerk's published `session.revoked` example, its `user` trimmed.
+const SESSION_REVOKED: &str = r#"{"type":"session.revoked","object":"event",
+ "timestamp":1716883200000,"instance_id":"ins_1",
+ "data":{"object":"session","id":"sess_2g7np7Hrk0SN6kj5EDMLDaKNL0S",
+  "user_id":"user_2g7np7Hrk0SN6kj5EDMLDaKNL0S",
+  "user":{"object":"user","id":"user_2g7np7Hrk0SN6kj5EDMLDaKNL0S","banned":false,"locked":false},
+  "client_id":"client_2g7np7Hrk0SN6kj5EDMLDaKNL0S","actor":null,"status":"revoked",
+  "last_active_organization_id":null,"last_active_at":1716883200000,"latest_activity":null,
+  "expire_at":1716969600000,"abandon_at":1716969600000,"updated_at":1716883200000,
+  "created_at":1716883200000}}"#;
+
+fn ended(session_id: &str, clerk_id: &str, status: &str) -> Change {
+    Change::SessionEnded {
+        session_id: session_id.to_owned(),
+        clerk_id: clerk_id.to_owned(),
+        status: status.to_owned(),
+    }
+}
+
+#[test]
+fn session_events_that_end_a_session() {
+    let event = parse(SESSION_REVOKED.as_bytes()).unwrap();
+    assert_eq!(
+        event.change,
+        ended(
+            "sess_2g7np7Hrk0SN6kj5EDMLDaKNL0S",
+            "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S",
+            "revoked"
+        )
+    );
+    assert_eq!(
+        event.change.clerk_id(),
+        Some("user_2g7np7Hrk0SN6kj5EDMLDaKNL0S")
+    );
+    for (kind, status) in [
+        ("session.ended", "ended"),
+        ("session.removed", "removed"),
+        // The event's kind decides, whatever status it reports.
+        ("session.revoked", "active"),
+        // Another session event ends it only with a state that is over.
+        ("session.created", "expired"),
+        ("session.pending", "abandoned"),
+    ] {
+        let body = format!(
+            r#"{{"type":"{kind}","data":{{"id":"sess_1","user_id":"user_1","status":"{status}"}}}}"#
+        );
+        assert_eq!(
+            parse(body.as_bytes()).unwrap().change,
+            ended("sess_1", "user_1", status),
+            "{kind}"
+        );
+    }
+    for (kind, status) in [
+        ("session.created", "active"),
+        ("session.pending", "pending"),
+    ] {
+        let body = format!(
+            r#"{{"type":"{kind}","data":{{"id":"sess_1","user_id":"user_1","status":"{status}"}}}}"#
+        );
+        assert_eq!(
+            parse(body.as_bytes()).unwrap().change,
+            Change::Other {
+                event_type: kind.to_owned()
+            }
+        );
+    }
+}
+
+#[test]
+fn session_events_with_bad_ids_are_refused() {
+    for data in [
+        r#"{"id":"user_1","user_id":"user_1","status":"revoked"}"#,
+        r#"{"id":"sess_1","user_id":"sess_1","status":"revoked"}"#,
+        r#"{"id":"sess_1","user_id":"user_1"}"#,
+        r#"{"id":"sess_1","status":"revoked"}"#,
+        r#""sess_1""#,
+    ] {
+        invalid(&format!(r#"{{"type":"session.revoked","data":{data}}}"#));
+    }
+    invalid(r#"{"type":"session.ended"}"#);
+    // Not an ending event: not inspected.
+    let odd = r#"{"type":"session.created","data":{"id":1}}"#;
+    assert!(matches!(
+        parse(odd.as_bytes()).unwrap().change,
+        Change::Other { .. }
+    ));
+}
+
+#[test]
+fn banned_and_deprovisioned_users_are_banned_in_the_profile() {
+    let user = |flags: &str| {
+        let body =
+            format!(r#"{{"type":"user.updated","data":{{"id":"user_1","updated_at":5{flags}}}}}"#);
+        let Change::UserUpserted { user, .. } = parse(body.as_bytes()).unwrap().change else {
+            panic!("expected an upsert");
+        };
+        user
+    };
+    assert!(!user("").profile().banned);
+    assert!(!user(r#","banned":null,"locked":true"#).is_banned());
+    assert!(user(r#","banned":true"#).profile().banned);
+    assert!(user(r#","deprovisioned":true"#).profile().banned);
+    assert!(!user(r#","banned":false,"deprovisioned":false"#).is_banned());
 }

@@ -10,22 +10,26 @@
 //!    before it is served or remembered, and loaded again if the user was
 //!    forgotten meanwhile.
 
-use std::{sync::Arc, time::Instant};
+mod lookups;
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 
 use crate::{
     Config, LocalUser, Rejection, clock,
     config::ProfileClaims,
-    eviction::Caches,
+    eviction::{Caches, Subject},
     policy::{FirstSight, Mode},
-    store::{DynOrganizationStore, DynUserStore, Resolution, StoreError, UserStore},
+    store::{DynOrganizationStore, DynUserStore, UserStore},
     telemetry,
     token::{
-        SessionClaims, cache::Cached, entry::VerifiedToken, find::find_token, keys::KeyStore,
+        cache::Cached,
+        entry::{OrganizationRows, Resolved, VerifiedToken},
+        find::find_token,
+        keys::KeyStore,
         verify::Verifier,
     },
-    user_cache::CachedUser,
 };
 
 /// Lookups of one user a request makes at most while the user keeps being
@@ -129,10 +133,6 @@ impl Engine {
         &*self.store
     }
 
-    pub(crate) fn organizations_enabled(&self) -> bool {
-        self.organizations.is_some()
-    }
-
     pub(crate) fn store_timeout(&self) -> std::time::Duration {
         self.store_timeout
     }
@@ -152,10 +152,10 @@ impl Engine {
         match tokens.get(token, clock::now_ms()) {
             Cached::Hit(verified) => {
                 telemetry::token_cache(true);
-                match verified.user(generation) {
-                    Some(id) => {
+                match verified.resolved(generation) {
+                    Some(resolved) => {
                         telemetry::user_cache(true);
-                        Decision::User(LocalUser::new(id, verified))
+                        Decision::User(LocalUser::new(resolved, verified))
                     }
                     None => Decision::Lookup(Pending::Resolve(verified)),
                 }
@@ -198,71 +198,66 @@ impl Engine {
         })
     }
 
-    /// The token's user, from the user cache or the store, remembered with
-    /// the token once the ledger confirms the answer is still good.
+    /// The token's rows (its user's, and its active organization's and
+    /// membership's when the layer resolves organizations), from the caches
+    /// or the store, remembered with the token once the ledger confirms
+    /// every answer is still good.
     async fn resolve(
         &self,
         verified: Arc<VerifiedToken>,
         first_sight: Option<&dyn FirstSight>,
     ) -> Result<LocalUser, Rejection> {
-        let sub = &verified.claims.sub;
-        // An answer loaded while the user was being forgotten is loaded
-        // again; only a user forgotten over and over runs out of attempts.
+        let claims = &verified.claims;
+        // An answer loaded while its subject was being forgotten is loaded
+        // again; only a subject forgotten over and over runs out of attempts.
         for _ in 0..MAX_LOOKUPS {
             let stamp = self.caches.ledger.stamp();
-            let load = self.load_user(&verified.claims, first_sight);
-            let answer = match self.caches.users.get_or_load(sub, stamp, load).await {
-                Ok(answer) => answer,
-                Err(error) => {
-                    tracing::error!(target: "ensure_user", clerk_id = %sub, %error, "user store failed");
-                    return Err(Rejection::StoreUnavailable);
+            // Checked after the stamp: an end or a ban recorded after this
+            // check makes the confirmation below fail.
+            if self.caches.ended.contains(&claims.sid, clock::now_ms()) {
+                return Err(Rejection::SessionEnded);
+            }
+            if self.caches.bans.is_blocked(&claims.sub) {
+                return Err(Rejection::UserBanned);
+            }
+            let user = self.user(claims, stamp, first_sight).await?;
+            if user.value.banned {
+                // Unless unbanned since the row was read: then read it again.
+                let read = [(Subject::User(&claims.sub), user.stamp)];
+                if self.caches.ledger.confirm(&read).is_some() {
+                    return Err(Rejection::UserBanned);
+                }
+                self.forget_answers(&read).await;
+                continue;
+            }
+            let mut answers = vec![
+                (Subject::User(&claims.sub), user.stamp),
+                (Subject::Session(&claims.sid), stamp),
+            ];
+            let organization = match (&self.organizations, claims.organization()) {
+                (None, _) => OrganizationRows::NotResolved,
+                (Some(_), None) => OrganizationRows::NoneActive,
+                (Some(store), Some(active)) => {
+                    let rows = self
+                        .organization(&**store, claims, active, user.value.id, stamp)
+                        .await?;
+                    answers.extend(rows.answers(active.id(), &claims.sub));
+                    rows.rows
                 }
             };
-            let id = match answer.user {
-                CachedUser::Active(id) => id,
-                // A tombstone is forever: no need to ask whether it is stale.
-                CachedUser::Deleted => return Err(Rejection::UserDeleted),
-            };
-            let Some(generation) = self.caches.ledger.confirm(sub, answer.stamp) else {
-                self.caches.users.invalidate(sub).await;
+            let Some(generation) = self.caches.ledger.confirm(&answers) else {
+                self.forget_answers(&answers).await;
                 continue;
             };
-            verified.remember_user(generation, id);
-            return Ok(LocalUser::new(id, verified));
+            let resolved = Resolved {
+                user: user.value.id,
+                organization,
+            };
+            verified.remember(generation, resolved);
+            return Ok(LocalUser::new(resolved, verified));
         }
-        tracing::warn!(target: "ensure_user", clerk_id = %sub, "user forgotten during every lookup");
+        tracing::warn!(target: "ensure_user", clerk_id = %claims.sub, "forgotten during every lookup");
         Err(Rejection::StoreUnavailable)
-    }
-
-    /// The store call behind a user-cache miss: find or create the row,
-    /// bounded by the store timeout, then the first-sight work for a row
-    /// just created without a profile.
-    async fn load_user(
-        &self,
-        claims: &SessionClaims,
-        first_sight: Option<&dyn FirstSight>,
-    ) -> Result<Resolution, StoreError> {
-        let profile = self.profile_claims.read(claims);
-        let call = self.store.find_or_create_dyn(&claims.sub, &profile);
-        let started = Instant::now();
-        let result = tokio::time::timeout(self.store_timeout, call)
-            .await
-            .map_err(|_| StoreError::TimedOut(self.store_timeout))
-            .and_then(|result| result);
-        let outcome = match &result {
-            Ok(Resolution::Existing(_)) => "existing",
-            Ok(Resolution::Created(_)) => "created",
-            Ok(Resolution::Deleted) => "deleted",
-            Err(_) => "error",
-        };
-        telemetry::store_call(outcome, started.elapsed());
-        if let Ok(Resolution::Created(id)) = &result {
-            tracing::info!(target: "ensure_user", clerk_id = %claims.sub, local_id = %id, "created local user");
-            if let Some(first_sight) = first_sight.filter(|_| profile.is_empty()) {
-                first_sight.created(&claims.sub).await;
-            }
-        }
-        result
     }
 
     /// Fetches the signing keys now; how many are held.

@@ -1,0 +1,209 @@
+//! The `ensure-user` command, the built binary: `migrate` and `backfill`
+//! from a fake Backend API on loopback into SQLite and PostgreSQL; failures
+//! exit non-zero; the secret key is never shown.
+
+mod common;
+
+use common::{
+    clerk_api::{FakeClerk, Faults, SECRET, fake_users},
+    *,
+};
+use ensure_user::testing::random_id;
+
+/// Runs the `ensure-user` binary with `args` and `env` (nothing else from
+/// the environment that it reads); returns its exit code and all it printed.
+async fn ensure_user(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ensure-user"));
+    command.args(args);
+    for name in ["DATABASE_URL", "CLERK_SECRET_KEY", "CLERK_API_URL"] {
+        command.env_remove(name);
+    }
+    command.env("RUST_LOG", "trace").envs(env.iter().copied());
+    let output = command.output().await.unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The number after `label:` on a summary line.
+fn count_of(stdout: &str, label: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{label}:")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no `{label}` in {stdout}"))
+}
+
+fn sqlite_url() -> String {
+    let path = std::env::temp_dir().join(format!("ensure-user-cli-{}.db", random_id("db")));
+    format!("sqlite:{}", path.display())
+}
+
+#[tokio::test]
+async fn cli_backfills_and_never_shows_the_secret() {
+    let fake = FakeClerk::start(fake_users(1200)).await;
+    fake.set_faults(Faults {
+        rate_limit_every: Some(4),
+        fail_every: Some(5),
+        ..Faults::default()
+    });
+    let database = sqlite_url();
+    let api = fake.url();
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("CLERK_SECRET_KEY", SECRET),
+        ("CLERK_API_URL", api.as_str()),
+    ];
+    let mut printed = String::new();
+
+    let (code, out, err) = ensure_user(&["migrate"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    printed += &(out + &err);
+
+    let (code, out, err) = ensure_user(&["backfill", "--dry-run"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("dry run: nothing was written"), "{out}");
+    assert_eq!(count_of(&out, "created"), 1200);
+    printed += &(out + &err);
+
+    let (code, out, err) = ensure_user(&["backfill", "--page-size", "300"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(count_of(&out, "created"), 1200, "{out}");
+    assert!(
+        err.contains("backfill: 0/1200 users (0%)"),
+        "a plain progress line: {err}"
+    );
+    assert!(
+        err.contains("trying again"),
+        "the retries are logged: {err}"
+    );
+    printed += &(out + &err);
+
+    let (code, out, err) = ensure_user(&["backfill"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let summary: Vec<u64> = ["created", "updated", "unchanged", "skipped", "failed"]
+        .iter()
+        .map(|label| count_of(&out, label))
+        .collect();
+    assert_eq!(summary, [0, 0, 1200, 0, 0]);
+    printed += &(out + &err);
+
+    let pool = sqlx::SqlitePool::connect(&database).await.unwrap();
+    let (rows, emails): (i64, i64) = sqlx::query_as("SELECT COUNT(*), COUNT(email) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let with_email = fake
+        .users()
+        .iter()
+        .filter(|user| user.email.is_some())
+        .count();
+    assert_eq!((rows, emails), (1200, with_email as i64));
+    assert!(
+        !printed.contains(SECRET),
+        "the secret key was printed:\n{printed}"
+    );
+    assert!(
+        !printed.contains(&SECRET[8..]),
+        "part of the secret key was printed"
+    );
+}
+
+#[tokio::test]
+async fn cli_failures_exit_non_zero_and_never_show_the_secret() {
+    let fake = FakeClerk::start(fake_users(50)).await;
+    let database = sqlite_url();
+    let api = fake.url();
+    let with_key = |secret| {
+        [
+            ("DATABASE_URL", database.as_str()),
+            ("CLERK_SECRET_KEY", secret),
+            ("CLERK_API_URL", api.as_str()),
+        ]
+    };
+    let good = with_key(SECRET);
+    assert_eq!(ensure_user(&["migrate"], &good).await.0, 0);
+    let mut printed = String::new();
+
+    // A refused key.
+    let wrong = with_key("sk_test_WRONG0but0still0secret");
+    let (code, out, err) = ensure_user(&["backfill"], &wrong).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("refused the secret key"), "{err}");
+    assert!(!format!("{out}{err}").contains("WRONG0but0still0secret"));
+
+    // The API down: retried, then a non-zero exit.
+    fake.set_faults(Faults {
+        down: true,
+        ..Faults::default()
+    });
+    let (code, out, err) = ensure_user(&["backfill"], &good).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("error: reading users from the Backend API failed"),
+        "{err}"
+    );
+    printed += &(out + &err);
+
+    // The key as a flag, with a database that cannot be opened.
+    let (code, out, err) = ensure_user(
+        &[
+            "backfill",
+            "--secret-key",
+            SECRET,
+            "--database-url",
+            "mysql://nowhere",
+        ],
+        &[("CLERK_API_URL", api.as_str())],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("DATABASE_URL must start with"), "{err}");
+    printed += &(out + &err);
+
+    // Help shows which variables are read, never their values.
+    let (code, out, err) = ensure_user(&["backfill", "--help"], &good).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("CLERK_SECRET_KEY"), "{out}");
+    printed += &(out + &err);
+
+    assert!(
+        !printed.contains(SECRET),
+        "the secret key was printed:\n{printed}"
+    );
+}
+
+#[tokio::test]
+async fn cli_backfills_postgres() {
+    let fake = FakeClerk::start(fake_users(700)).await;
+    let pool = postgres_pool().await;
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let database = format!("{}?options=-c%20search_path%3D{schema}", postgres_url());
+    let api = fake.url();
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("CLERK_SECRET_KEY", SECRET),
+        ("CLERK_API_URL", api.as_str()),
+    ];
+    let (code, out, err) = ensure_user(&["migrate"], &env).await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, "migrations applied (PostgreSQL)"),
+        "{err}"
+    );
+    let (code, out, err) = ensure_user(&["backfill"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(count_of(&out, "created"), 700);
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 700);
+    assert!(!format!("{out}{err}").contains(SECRET));
+}
