@@ -854,3 +854,55 @@ async fn postgres_deletions_are_announced_by_kind() {
         [format!("membership:{o}:{u}"), format!("org:{o}"), u.clone()]
     );
 }
+
+/// A membership's role change, by an event or by a newer token, is
+/// announced as the membership (for other processes to forget what they
+/// cached), and nothing else is: not its creation, nor a newer state with
+/// the same role. A deletion sent last shows that nothing came in between.
+#[tokio::test]
+async fn postgres_role_changes_are_announced_as_the_membership() {
+    use ensure_user::store::{OrganizationSync, UserSync};
+    let (store, _db) = organizations::postgres().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(store.pool())
+        .await
+        .unwrap();
+    let channel: String =
+        sqlx::query_scalar("SELECT 'ensure_user_evict_' || md5(coalesce(current_schema(), ''))")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    listener.listen(&channel).await.unwrap();
+    let (o, u) = (random_id("org"), random_id("user"));
+    let created = store
+        .upsert_membership(&membership(&o, &u, "org:member", 10))
+        .await
+        .unwrap();
+    assert!(matches!(created, SyncOutcome::Created(_)));
+    let promoted = membership(&o, &u, "org:admin", 20);
+    assert!(matches!(
+        store.upsert_membership(&promoted).await.unwrap(),
+        SyncOutcome::Updated(_)
+    ));
+    let same_role = membership(&o, &u, "org:admin", 30);
+    assert!(matches!(
+        store.upsert_membership(&same_role).await.unwrap(),
+        SyncOutcome::Updated(_)
+    ));
+    let (org_id, user_id) = (org(&store, &o).await, user(&store, &u).await);
+    let demoted = token(&store, (&o, org_id), (&u, user_id), "org:member", 40).await;
+    assert_eq!(held(&demoted), ("org:member", 40));
+    let older = token(&store, (&o, org_id), (&u, user_id), "org:viewer", 35).await;
+    assert_eq!(
+        held(&older),
+        ("org:member", 40),
+        "an older token changes nothing"
+    );
+    let sentinel = random_id("user");
+    store.delete_user(&sentinel, 1).await.unwrap();
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        heard.push(listener.recv().await.unwrap().payload().to_owned());
+    }
+    let change = format!("membership:{o}:{u}");
+    assert_eq!(heard, [change.clone(), change, sentinel]);
+}

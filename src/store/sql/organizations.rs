@@ -185,6 +185,24 @@ impl<DB: Dialect> SqlUserStore<DB> {
             .transpose()
     }
 
+    /// Tells other processes that a membership's role changed, so that they
+    /// forget what they cached of it (nothing is deleted). Sent after the
+    /// change committed, as a deletion's announcement is delivered.
+    async fn announce_role_change(
+        &self,
+        organization_clerk_id: &str,
+        user_clerk_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        let announcement = Announcement::Membership {
+            organization: organization_clerk_id,
+            user: user_clerk_id,
+        };
+        if let Some(statement) = DB::announce(announcement) {
+            DB::execute(&self.pool, statement).await?;
+        }
+        Ok(())
+    }
+
     /// Removes a membership row written while a deletion that forbids it
     /// committed; `parent_deleted` says whether that was the deletion of its
     /// organization or user rather than of the membership.
@@ -303,6 +321,8 @@ impl<DB: Dialect> OrganizationStore for SqlUserStore<DB> {
             // The token is newer and names another role: it takes the row,
             // unless a newer role lands first (then read again).
             if let Some((role, role_version)) = self.take_role(row.id, &role, version).await? {
+                self.announce_role_change(key.organization_clerk_id, key.user_clerk_id)
+                    .await?;
                 return Ok(member(
                     StoredMembership {
                         id: row.id,
@@ -406,7 +426,12 @@ impl<DB: Dialect> OrganizationSync for SqlUserStore<DB> {
         Ok(match (written, before.row) {
             (None, _) => SyncOutcome::Stale,
             (Some(id), None) => SyncOutcome::Created(id),
-            (Some(id), Some(_)) => SyncOutcome::Updated(id),
+            (Some(id), Some(stored)) => {
+                if stored.role != role {
+                    self.announce_role_change(organization, user).await?;
+                }
+                SyncOutcome::Updated(id)
+            }
         })
     }
 
