@@ -1,8 +1,10 @@
 //! Organizations through the layer on the bundled stores, on real
 //! PostgreSQL and SQLite: version 1 and version 2 tokens get their rows, a
 //! herd of new members of one new organization makes one organization row
-//! and one membership each, and (on PostgreSQL) a deletion or a role change
-//! applied through one instance reaches another instance's caches.
+//! and one membership each, every organization webhook applies in any
+//! order and any number of times, deletions stay deleted through every
+//! path, and (on PostgreSQL) a deletion or a role change applied through
+//! one instance reaches another instance's caches.
 
 mod common;
 #[macro_use]
@@ -18,7 +20,7 @@ use std::{
 };
 
 use axum::{Json, Router, routing::get};
-use common::{ISSUER, JwksServer, bearer, postgres_store, read};
+use common::{ISSUER, JwksServer, bearer, postgres_store, read, svix};
 use ensure_user::{
     EnsureUserLayer, LocalOrganization, LocalUser,
     store::{
@@ -26,9 +28,10 @@ use ensure_user::{
         OrganizationSync, PgUserStore, StoreError,
     },
     testing::{SigningKey, random_id, session_claims},
+    webhook::WebhookReceiver,
 };
 use http::StatusCode;
-use organizations::{Db, Store, membership};
+use organizations::{Db, Store, membership, organization};
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
@@ -36,6 +39,7 @@ use tower::ServiceExt;
 on_both_backends!(
     v1_and_v2_tokens_get_their_rows,
     new_members_of_a_new_organization_get_one_row_each,
+    every_organization_webhook_in_any_order_and_no_resurrection,
 );
 
 /// How soon another instance must act on a change.
@@ -64,6 +68,56 @@ async fn layer_on<S: Store>(store: &S) -> (Router, SigningKey, JwksServer) {
     let layer =
         EnsureUserLayer::new(jwks.config(), store.clone()).with_organizations(store.clone());
     (app(layer), key, jwks)
+}
+
+/// The layer with organizations and the webhook receiver beside it, both
+/// on `store`.
+async fn layer_and_receiver_on<S: Store>(store: &S) -> (Router, SigningKey, JwksServer) {
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let layer =
+        EnsureUserLayer::new(jwks.config(), store.clone()).with_organizations(store.clone());
+    let receiver = WebhookReceiver::new(svix::verifier(), store.clone(), layer.evictor())
+        .with_organizations(store.clone());
+    let app = app(layer).merge(receiver.into_router(svix::PATH));
+    (app, key, jwks)
+}
+
+/// `event` of `kind` with `data`, delivered as svix signs it at
+/// `timestamp` (seconds); returns the outcome code, asserting a `200`.
+async fn deliver(app: &Router, kind: &str, data: Value, timestamp: i64) -> String {
+    let event =
+        json!({ "object": "event", "type": kind, "data": data, "timestamp": timestamp * 1000 });
+    let request = svix::signed_with(svix::SECRET, timestamp, event.to_string().as_bytes());
+    let (status, body) = read(app.clone().oneshot(request).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{kind}: {body}");
+    body["outcome"].as_str().unwrap_or_default().to_owned()
+}
+
+/// An organization object as the webhooks carry it.
+fn organization_data(id: &str, name: &str, updated_at: i64) -> Value {
+    serde_json::to_value(organization(id, name, updated_at)).unwrap()
+}
+
+/// A membership object as the webhooks carry it.
+fn membership_data(organization: &str, user: &str, role: &str, updated_at: i64) -> Value {
+    json!({
+        "object": "organization_membership", "id": format!("orgmem_{updated_at}"),
+        "role": role, "role_name": "Role", "permissions": [], "public_metadata": {},
+        "organization": organization_data(organization, "Snapshot", 1),
+        "public_user_data": {"user_id": user, "first_name": "Jane", "last_name": null,
+            "profile_image_url": "", "image_url": "", "has_image": false,
+            "identifier": "jane@example.com"},
+        "created_at": 1_700_000_000_000_i64, "updated_at": updated_at
+    })
+}
+
+/// A version 2 token issued at `iat` (seconds).
+fn token_issued_at(key: &SigningKey, user: &str, organization: &str, iat: i64) -> String {
+    let mut claims = session_claims(ISSUER, user, 60);
+    claims["o"] = json!({ "id": organization, "rol": "admin", "slg": "acme" });
+    claims["iat"] = json!(iat);
+    key.sign(&claims)
 }
 
 /// Version 1 claims: `org_id`, `org_role`, `org_slug`, `org_permissions`.
@@ -166,6 +220,124 @@ async fn new_members_of_a_new_organization_get_one_row_each<S: Store>(store: S, 
     assert_eq!(db.count("organizations").await, 1);
     assert_eq!(db.count("organization_memberships").await, MEMBERS as i64);
     assert_eq!(db.count("users").await, MEMBERS as i64);
+}
+
+async fn every_organization_webhook_in_any_order_and_no_resurrection<S: Store>(store: S, db: Db) {
+    let (app, key, _jwks) = layer_and_receiver_on(&store).await;
+    let (o, u) = (random_id("org"), random_id("user"));
+    let start = svix::now();
+
+    // Out of order and twice: the newest state wins, whatever came first.
+    let org_updated = organization_data(&o, "Acme Two", 2_000);
+    let org_created = organization_data(&o, "Acme", 1_000);
+    assert_eq!(
+        deliver(&app, "organization.updated", org_updated.clone(), start).await,
+        "created"
+    );
+    assert_eq!(
+        deliver(&app, "organization.created", org_created, start).await,
+        "stale"
+    );
+    assert_eq!(
+        deliver(&app, "organization.updated", org_updated, start).await,
+        "updated"
+    );
+    let names: Vec<_> = db
+        .organizations()
+        .await
+        .into_iter()
+        .map(|row| row.1)
+        .collect();
+    assert_eq!(names, [Some("Acme Two".to_owned())]);
+
+    let promoted = membership_data(&o, &u, "org:admin", 20_000);
+    let joined = membership_data(&o, &u, "org:member", 10_000);
+    let kind = "organizationMembership";
+    assert_eq!(
+        deliver(&app, &format!("{kind}.updated"), promoted.clone(), start).await,
+        "created"
+    );
+    assert_eq!(
+        deliver(&app, &format!("{kind}.created"), joined, start).await,
+        "stale"
+    );
+    assert_eq!(
+        deliver(&app, &format!("{kind}.updated"), promoted.clone(), start).await,
+        "updated"
+    );
+    assert_eq!(
+        db.memberships().await,
+        [(o.clone(), u.clone(), "org:admin".to_owned(), 20_000)]
+    );
+
+    // A membership deletion: neither a duplicate, a late event nor a token
+    // issued before it brings the membership back; a token issued after it
+    // (the user was invited back) does.
+    let before = token_issued_at(&key, &u, &o, start);
+    assert_eq!(org(&app, &before).await.0, StatusCode::OK);
+    let deleted = start + 1;
+    let kind_deleted = format!("{kind}.deleted");
+    assert_eq!(
+        deliver(&app, &kind_deleted, promoted.clone(), deleted).await,
+        "deleted"
+    );
+    assert_eq!(
+        deliver(&app, &kind_deleted, promoted.clone(), deleted).await,
+        "tombstoned"
+    );
+    let late = membership_data(&o, &u, "org:member", deleted * 1000 - 1);
+    assert_eq!(
+        deliver(&app, &format!("{kind}.updated"), late, deleted).await,
+        "tombstoned"
+    );
+    let (status, body) = org(&app, &before).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("membership_deleted"))
+    );
+    let still_valid = token_issued_at(&key, &u, &o, deleted);
+    assert_eq!(
+        org(&app, &still_valid).await.0,
+        StatusCode::UNAUTHORIZED,
+        "as old as the deletion"
+    );
+    assert_eq!(db.count("organization_memberships").await, 0);
+    let after = token_issued_at(&key, &u, &o, deleted + 1);
+    assert_eq!(org(&app, &after).await.0, StatusCode::OK, "invited back");
+    assert_eq!(db.count("organization_memberships").await, 1);
+
+    // An organization deletion takes its memberships, and nothing brings
+    // either back: duplicates, late events, old or new tokens.
+    let gone = deleted + 2;
+    let org_gone = json!({ "object": "organization", "id": o, "deleted": true });
+    assert_eq!(
+        deliver(&app, "organization.deleted", org_gone.clone(), gone).await,
+        "deleted"
+    );
+    assert_eq!(
+        deliver(&app, "organization.deleted", org_gone, gone).await,
+        "tombstoned"
+    );
+    assert_eq!(db.count("organization_memberships").await, 0);
+    let late = organization_data(&o, "Acme Three", gone * 1000 + 5_000);
+    assert_eq!(
+        deliver(&app, "organization.updated", late, gone).await,
+        "tombstoned"
+    );
+    let rejoined = membership_data(&o, &u, "org:member", gone * 1000 + 5_000);
+    assert_eq!(
+        deliver(&app, &format!("{kind}.created"), rejoined, gone).await,
+        "tombstoned"
+    );
+    for token in [after, token_issued_at(&key, &u, &o, gone + 1)] {
+        let (status, body) = org(&app, &token).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("organization_deleted"))
+        );
+    }
+    assert_eq!(db.count("organizations").await, 0);
+    assert_eq!(db.count("organization_memberships").await, 0);
 }
 
 /// The bundled store, counting the memberships the layer asks it for.
