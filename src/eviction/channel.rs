@@ -13,6 +13,7 @@ use crate::{
 /// connection's current schema (50 bytes in all, within PostgreSQL's
 /// 63-byte limit for any schema name, and distinct per schema). An SQL
 /// expression, so that publisher and listener name it alike.
+#[cfg(feature = "postgres")]
 macro_rules! channel {
     () => {
         "'ensure_user_evict_' || md5(coalesce(current_schema(), ''))"
