@@ -3,6 +3,7 @@
 //! bans — named and worded the same way by the store that publishes and the
 //! listener that hears.
 
+#[cfg(feature = "postgres")]
 use crate::{
     clerk_id::{is_organization_id, is_session_id, is_user_id},
     store::{Bind, Statement},
@@ -12,6 +13,7 @@ use crate::{
 /// connection's current schema (50 bytes in all, within PostgreSQL's
 /// 63-byte limit for any schema name, and distinct per schema). An SQL
 /// expression, so that publisher and listener name it alike.
+#[cfg(feature = "postgres")]
 macro_rules! channel {
     () => {
         "'ensure_user_evict_' || md5(coalesce(current_schema(), ''))"
@@ -19,11 +21,19 @@ macro_rules! channel {
 }
 
 /// Selects the channel name, for the listener.
+#[cfg(feature = "postgres")]
 pub(super) const SELECT_CHANNEL: &str = concat!("SELECT ", channel!());
 
-/// What one notification tells the other instances.
+/// What one notification tells the other instances. The bundled stores
+/// name what they change with it on either database; only PostgreSQL sends
+/// it, and only its listener reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Announcement<'a> {
+#[doc(hidden)]
+#[cfg_attr(
+    not(feature = "postgres"),
+    allow(dead_code, reason = "read by the PostgreSQL listener only")
+)]
+pub enum Announcement<'a> {
     /// A user was deleted or changed: forget what is cached of them.
     User(&'a str),
     /// An organization was deleted.
@@ -46,6 +56,7 @@ pub(crate) enum Announcement<'a> {
 /// Publishes `announcement` on the channel; run in the transaction that
 /// records the change, so that it is sent when (and only if) that
 /// transaction commits.
+#[cfg(feature = "postgres")]
 pub(crate) fn announcement(announcement: Announcement<'_>) -> Statement<'static> {
     Statement::new(concat!("SELECT pg_notify(", channel!(), ", $1)"))
         .bind(Bind::Owned(payload(announcement)))
@@ -54,6 +65,7 @@ pub(crate) fn announcement(announcement: Announcement<'_>) -> Statement<'static>
 /// The words of an announcement: a user's bare id (as versions before
 /// organizations sent a deletion), `org:<id>`, `membership:<org>:<user>`,
 /// `session:<id>:<until ms>`, `blocked:<user>:<0|1>:<version>`.
+#[cfg(feature = "postgres")]
 fn payload(announcement: Announcement<'_>) -> String {
     match announcement {
         Announcement::User(user) => user.to_owned(),
@@ -71,6 +83,7 @@ fn payload(announcement: Announcement<'_>) -> String {
 }
 
 /// What a payload announces; `None` for anything this version did not send.
+#[cfg(feature = "postgres")]
 pub(super) fn parse(payload: &str) -> Option<Announcement<'_>> {
     let (kind, rest) = payload.split_once(':').unwrap_or(("", payload));
     let announcement = match kind {
@@ -106,6 +119,7 @@ pub(super) fn parse(payload: &str) -> Option<Announcement<'_>> {
 }
 
 /// Whether every id an announcement names is a valid Clerk id of its kind.
+#[cfg(feature = "postgres")]
 fn well_formed(announcement: Announcement<'_>) -> bool {
     match announcement {
         Announcement::User(user) | Announcement::Blocked { user, .. } => is_user_id(user),
@@ -117,7 +131,7 @@ fn well_formed(announcement: Announcement<'_>) -> bool {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 mod tests {
     use super::*;
 

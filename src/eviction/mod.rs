@@ -92,7 +92,7 @@
 //! moves to PostgreSQL.
 
 mod caches;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod channel;
 mod ended;
 mod ledger;
@@ -100,8 +100,10 @@ mod ledger;
 mod postgres;
 
 pub(crate) use caches::{Caches, membership_key};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use channel::Announcement;
 #[cfg(feature = "postgres")]
-pub(crate) use channel::{Announcement, announcement};
+pub(crate) use channel::announcement;
 use ledger::Ledger;
 pub(crate) use ledger::Subject;
 

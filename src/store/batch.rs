@@ -1,9 +1,9 @@
 //! Writing many users at once, and remembering how far a walk got: the
 //! [`BackfillStore`] trait.
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-use std::collections::HashMap;
 use std::future::Future;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use std::{collections::HashMap, hash::Hash};
 
 use super::{Profile, StoreError};
 use crate::ClerkUser;
@@ -63,24 +63,62 @@ impl BatchOutcome {
     }
 }
 
-/// How far a walk over Clerk's users got: the last user whose batch was
-/// written, and how many users the walk had passed by then.
+/// How far a walk over Clerk's users (or organizations, or memberships)
+/// got: the last one whose batch was written, and how many the walk had
+/// passed by then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Checkpoint {
-    /// The id of the last user written.
+    /// The id of the last user (or organization) written; for a membership,
+    /// its organization's and user's ids, separated by a space.
     pub last_clerk_id: String,
-    /// Users passed up to and including it, in Clerk's `created_at` order.
+    /// Objects passed up to and including it, in Clerk's `created_at` order.
     pub position: u64,
 }
 
 impl Checkpoint {
-    /// A checkpoint after `last_clerk_id`, the `position`-th user.
+    /// A checkpoint after `last_clerk_id`, the `position`-th object.
     pub fn new(last_clerk_id: impl Into<String>, position: u64) -> Self {
         Self {
             last_clerk_id: last_clerk_id.into(),
             position,
         }
+    }
+}
+
+/// What a backfill walks over: each walk keeps a checkpoint of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Walk {
+    /// Every user (`GET /v1/users`).
+    Users,
+    /// Every organization (`GET /v1/organizations`).
+    Organizations,
+    /// Every organization membership of the instance
+    /// (`GET /v1/organization_memberships`).
+    Memberships,
+}
+
+impl Walk {
+    /// Every walk, in the order a full backfill runs them: memberships
+    /// last, as they need the rows of their organizations and users.
+    pub const ALL: [Self; 3] = [Self::Users, Self::Organizations, Self::Memberships];
+
+    /// `users`, `organizations` or `memberships`: also the name its
+    /// checkpoint is saved under.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Organizations => "organizations",
+            Self::Memberships => "memberships",
+        }
+    }
+}
+
+/// The walk's [`name`](Walk::name).
+impl std::fmt::Display for Walk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -145,35 +183,49 @@ pub(crate) fn plan(
     stored: &HashMap<String, Stored>,
     versioned: bool,
 ) -> (Vec<BatchOutcome>, Vec<usize>) {
-    // The newest update per id (the first of equals); the others change nothing.
-    let mut newest: HashMap<&str, usize> = HashMap::with_capacity(users.len());
-    for (index, user) in users.iter().enumerate() {
+    let items: Vec<(&str, i64, Stored)> = users
+        .iter()
+        .map(|user| {
+            let current = stored.get(&user.clerk_id).copied().unwrap_or_default();
+            (user.clerk_id.as_str(), user.updated_at_ms, current)
+        })
+        .collect();
+    plan_items(&items, versioned)
+}
+
+/// [`plan`] for any kind of row: each item is its key, its version and
+/// what is stored for it.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) fn plan_items<K: Hash + Eq + Copy>(
+    items: &[(K, i64, Stored)],
+    versioned: bool,
+) -> (Vec<BatchOutcome>, Vec<usize>) {
+    // The newest item per key (the first of equals); the others change nothing.
+    let mut newest: HashMap<K, usize> = HashMap::with_capacity(items.len());
+    for (index, (key, version, _)) in items.iter().enumerate() {
         newest
-            .entry(&user.clerk_id)
+            .entry(*key)
             .and_modify(|best| {
-                if user.updated_at_ms > users[*best].updated_at_ms {
+                if *version > items[*best].1 {
                     *best = index;
                 }
             })
             .or_insert(index);
     }
     let mut writes = Vec::new();
-    let outcomes = users
+    let outcomes = items
         .iter()
         .enumerate()
-        .map(|(index, user)| {
-            let current = stored.get(&user.clerk_id).copied().unwrap_or_default();
+        .map(|(index, (key, version, current))| {
             if current.tombstoned {
                 return BatchOutcome::Tombstoned;
             }
-            if newest[user.clerk_id.as_str()] != index {
+            if newest[key] != index {
                 return BatchOutcome::Unchanged;
             }
             let outcome = match (current.exists, current.version) {
                 (false, _) => BatchOutcome::Created,
-                (true, Some(version)) if versioned && version >= user.updated_at_ms => {
-                    BatchOutcome::Unchanged
-                }
+                (true, Some(stored)) if versioned && stored >= *version => BatchOutcome::Unchanged,
                 (true, _) => BatchOutcome::Updated,
             };
             if outcome != BatchOutcome::Unchanged {

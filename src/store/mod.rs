@@ -1,6 +1,56 @@
 //! Where local users, organizations and memberships live: the
-//! [`UserStore`], [`UserSync`], [`BackfillStore`], [`OrganizationStore`] and
-//! [`OrganizationSync`] traits, and their SQL implementations.
+//! [`UserStore`], [`UserSync`], [`BackfillStore`], [`OrganizationStore`],
+//! [`OrganizationSync`] and [`OrganizationBackfillStore`] traits, and their
+//! SQL implementations.
+//!
+//! # Organizations and memberships
+//!
+//! The bundled stores keep them in four tables (migration `0003`, run by
+//! `migrate`):
+//!
+//! | table | what it holds |
+//! |---|---|
+//! | `organizations` | one row per Clerk organization: `clerk_id` (unique), `name`, `slug`, `image_url`, and `clerk_updated_at`, the version of the last state written |
+//! | `organization_memberships` | one row per member: `organization_id` (→ `organizations.id`) and `user_id` (→ `users.id`), unique together, both `ON DELETE CASCADE`; `role`, normalised (`org:admin`); `role_version`, when the role was true (Unix ms); `clerk_updated_at` of the last event written |
+//! | `clerk_organization_tombstones` | deleted organizations, by Clerk id |
+//! | `clerk_membership_tombstones` | deleted memberships, by organization and user Clerk ids, with the time of the latest deletion |
+//!
+//! Local ids are never handed out twice (identity columns; `AUTOINCREMENT`
+//! on SQLite). The rules are the users':
+//!
+//! - An organization or membership that exists costs reads and no write;
+//!   concurrent creations, from any number of processes, end with one row,
+//!   and an insert re-checks the tombstones after writing, removing its row
+//!   when a deletion committed meanwhile.
+//! - A role is as new as its `role_version`: a session token's `iat` or an
+//!   event's `updated_at`. A token takes the row when it is newer and names
+//!   another role (one `UPDATE … WHERE role_version < iat`); an event when
+//!   it is at least as new (the backfill: newer); whichever is newer wins.
+//! - A deletion commits its tombstone, and announces it, before removing
+//!   the row. An organization's tombstone is final. A membership's is
+//!   dated: tokens issued and events updated at or before it do not bring
+//!   the membership back, a newer one does (the user was invited back),
+//!   and it only ever moves forward.
+//! - Deleting an organization or a user deletes their memberships, by the
+//!   foreign keys' cascades. On SQLite they need `PRAGMA foreign_keys = ON`,
+//!   which sqlx sets on every connection unless its options turn it off.
+//! - An event for a membership also writes the organization from the
+//!   snapshot it carries (by the same last-write-wins rule) and, when the
+//!   user has no row, an empty one; nothing at all for a tombstoned user or
+//!   organization.
+//! - Every Clerk id is checked (`org_…`, `user_…`, as tokens' are), and a
+//!   role must name one in text that can be stored: anything else is
+//!   refused with an error before a statement runs. Names, slugs and image
+//!   URLs follow [`Profile`]'s rule: empty text, or text with a NUL, is
+//!   stored as absent.
+//! - PostgreSQL announces deletions on the users' channel (see
+//!   [`eviction`](crate::eviction)): the bare id for a user,
+//!   `org:<organization id>` for an organization and
+//!   `membership:<organization id>:<user id>` for a membership.
+//!
+//! With a mapped users table ([`UserTable`]) the statements join that table:
+//! create the four tables yourself before `migrate` (which then leaves them
+//! as they are), with `user_id` of its key's type, referencing it.
 
 use std::{future::Future, pin::Pin};
 
@@ -8,10 +58,11 @@ use crate::user::LocalId;
 
 mod batch;
 mod organization;
+mod organization_batch;
 mod profile;
 mod sync;
 mod table;
-pub use batch::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate};
+pub use batch::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate, Walk};
 pub(crate) use organization::DynOrganizationStore;
 #[cfg(feature = "webhooks")]
 pub(crate) use organization::DynOrganizationSync;
@@ -19,6 +70,7 @@ pub use organization::{
     MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
     OrganizationSync,
 };
+pub use organization_batch::OrganizationBackfillStore;
 pub use profile::Profile;
 #[cfg(any(feature = "webhooks", feature = "clerk-api"))]
 pub(crate) use sync::DynUserSync;

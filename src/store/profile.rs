@@ -92,9 +92,18 @@ impl Profile {
     }
 }
 
-/// Non-empty, and no NUL (which PostgreSQL text cannot hold).
-fn is_storable(text: &str) -> bool {
+/// Non-empty, and no NUL (which PostgreSQL text cannot hold): the rule for
+/// every text a store keeps from Clerk.
+pub(crate) fn is_storable(text: &str) -> bool {
     !text.is_empty() && !text.contains('\0')
+}
+
+/// The role as it is stored, in Clerk's normal form (exactly one `org:`
+/// prefix), when it names a role in text that can be stored.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) fn storable_role(role: &str) -> Option<String> {
+    let normalized = crate::authorization::normalized_role(role);
+    (normalized.len() > "org:".len() && is_storable(&normalized)).then_some(normalized)
 }
 
 #[cfg(test)]
@@ -111,5 +120,18 @@ mod tests {
         assert_eq!(built.storable_fields(), [None, Some("Ada"), None, None]);
         assert!(Profile::new().with_email("\0").is_empty());
         assert!(!built.is_empty());
+    }
+
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    #[test]
+    fn roles_are_stored_normalised() {
+        assert_eq!(storable_role("admin").as_deref(), Some("org:admin"));
+        assert_eq!(
+            storable_role("org:org:member").as_deref(),
+            Some("org:member")
+        );
+        for bad in ["", "org:", "org:org:", "org:a\0b"] {
+            assert_eq!(storable_role(bad), None, "{bad:?}");
+        }
     }
 }

@@ -252,3 +252,10 @@ impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
         sqlx::sqlite::SqliteQueryResult::rows_affected(self)
     }
 }
+
+/// Whether the database refused a statement for a foreign key: a row it
+/// references is gone.
+pub(super) fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(error)
+        if error.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+}

@@ -13,7 +13,7 @@
 //! a deletion commits its tombstone, then deletes the row.
 //!
 //! The tombstone's transaction also announces the deletion to other
-//! processes ([`Dialect::announce_deletion`]): PostgreSQL publishes it with
+//! processes ([`Dialect::announce`]): PostgreSQL publishes it with
 //! `pg_notify`, which is delivered on commit and never for a rollback.
 //! Profile updates are not announced: caches hold a user's local id and
 //! whether they are deleted, and an update changes neither.
@@ -25,7 +25,12 @@
 //! A backend bounds how many bytes of values one statement carries
 //! ([`Dialect::STATEMENT_BYTES`]).
 
+mod checked;
 mod driver;
+mod organization_batch;
+mod organization_batch_queries;
+mod organization_queries;
+mod organizations;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod queries;
@@ -45,6 +50,7 @@ use std::{
 pub(crate) use driver::Bind;
 use driver::Driver;
 pub(crate) use driver::Statement;
+use organization_queries::OrganizationQueries;
 #[cfg(feature = "postgres")]
 pub use postgres::PgUserStore;
 use queries::Queries;
@@ -54,13 +60,10 @@ use sqlx::Pool;
 
 use super::{
     BackfillStore, BatchOutcome, Checkpoint, Profile, ProfileUpdate, Resolution, StoreError,
-    SyncOutcome, UserStore, UserSync, UserTable,
+    SyncOutcome, UserStore, UserSync, UserTable, Walk,
     batch::{Stored, plan},
 };
-use crate::user::LocalId;
-
-/// The key of the users walk's checkpoint.
-const CHECKPOINT_NAME: &str = "users";
+use crate::{eviction::Announcement, user::LocalId};
 
 /// What differs between the databases the bundled store runs on: sealed,
 /// implemented for `sqlx::Postgres` and `sqlx::Sqlite` only.
@@ -73,14 +76,18 @@ pub trait Dialect: Driver {
     #[doc(hidden)]
     const MIGRATIONS: &'static str;
 
+    /// The current time as the bundled `updated_at` columns hold it.
+    #[doc(hidden)]
+    const NOW: &'static str;
+
     /// The placeholder of the `n`-th value (from 1).
     #[doc(hidden)]
     fn placeholder(n: usize) -> String;
 
-    /// A statement telling other processes about the deletion of
-    /// `clerk_id`, run in the transaction that records its tombstone.
+    /// A statement telling other processes what changed (a deletion, a
+    /// membership's new role), run in the transaction that records it.
     #[doc(hidden)]
-    fn announce_deletion(clerk_id: &str) -> Option<Statement<'_>>;
+    fn announce(announcement: Announcement<'_>) -> Option<Statement<'static>>;
 
     /// Brings tables made by an older version up to date, after the
     /// migrations ran.
@@ -95,6 +102,7 @@ pub trait Dialect: Driver {
 pub struct SqlUserStore<DB: Dialect> {
     pool: Pool<DB>,
     queries: Arc<Queries>,
+    organizations: Arc<OrganizationQueries>,
 }
 
 impl<DB: Dialect> Clone for SqlUserStore<DB> {
@@ -102,6 +110,7 @@ impl<DB: Dialect> Clone for SqlUserStore<DB> {
         Self {
             pool: self.pool.clone(),
             queries: Arc::clone(&self.queries),
+            organizations: Arc::clone(&self.organizations),
         }
     }
 }
@@ -119,10 +128,14 @@ impl<DB: Dialect> SqlUserStore<DB> {
     }
 
     /// A store over `pool` for the app's own table layout.
+    ///
+    /// Organizations and memberships are kept in the bundled tables, whose
+    /// memberships reference `table` (see the [module docs](crate::store)).
     pub fn with_table(pool: Pool<DB>, table: &UserTable) -> Self {
         Self {
             pool,
             queries: Arc::new(Queries::new(table, DB::placeholder)),
+            organizations: Arc::new(OrganizationQueries::new(table, DB::placeholder, DB::NOW)),
         }
     }
 
@@ -131,8 +144,10 @@ impl<DB: Dialect> SqlUserStore<DB> {
         &self.pool
     }
 
-    /// Creates the bundled `users`, `clerk_user_tombstones` and
-    /// `ensure_user_backfill_state` tables if they do not exist. On SQLite,
+    /// Creates the bundled `users`, `clerk_user_tombstones`,
+    /// `ensure_user_backfill_state`, `organizations`,
+    /// `organization_memberships`, `clerk_organization_tombstones` and
+    /// `clerk_membership_tombstones` tables if they do not exist. On SQLite,
     /// also rebuilds a `users` table made by version 0.1.0, once (see
     /// `SqliteUserStore`). Idempotent, and safe to run from several
     /// processes at once.
@@ -171,7 +186,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
     /// in the same transaction; returns whether the tombstone is new.
     async fn tombstone(&self, clerk_id: &str, deleted_at_ms: i64) -> Result<bool, sqlx::Error> {
         let mut statements = vec![self.queries.tombstone(clerk_id, deleted_at_ms)];
-        statements.extend(DB::announce_deletion(clerk_id));
+        statements.extend(DB::announce(Announcement::User(clerk_id)));
         let changed = DB::execute_together(&self.pool, statements).await?;
         Ok(changed.first().is_some_and(|&rows| rows > 0))
     }
@@ -237,6 +252,42 @@ impl<DB: Dialect> SqlUserStore<DB> {
             }
         }
         Ok(outcomes)
+    }
+}
+
+impl<DB: Dialect> SqlUserStore<DB> {
+    /// The checkpoint saved under the walk's name.
+    async fn load_named_checkpoint(&self, walk: Walk) -> Result<Option<Checkpoint>, StoreError> {
+        let statement = self.queries.load_checkpoint(walk.name());
+        let rows = DB::rows(&self.pool, statement).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let passed = u64::try_from(DB::int(row, 1)?).unwrap_or(0);
+        Ok(Some(Checkpoint::new(DB::text(row, 0)?, passed)))
+    }
+
+    async fn save_named_checkpoint(
+        &self,
+        walk: Walk,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+            });
+        let passed = i64::try_from(checkpoint.position).unwrap_or(i64::MAX);
+        let statement =
+            self.queries
+                .save_checkpoint(walk.name(), &checkpoint.last_clerk_id, passed, now_ms);
+        DB::execute(&self.pool, statement).await?;
+        Ok(())
+    }
+
+    async fn clear_named_checkpoint(&self, walk: Walk) -> Result<(), StoreError> {
+        DB::execute(&self.pool, self.queries.clear_checkpoint(walk.name())).await?;
+        Ok(())
     }
 }
 
@@ -347,33 +398,14 @@ impl<DB: Dialect> BackfillStore for SqlUserStore<DB> {
     }
 
     async fn load_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let rows = DB::rows(&self.pool, self.queries.load_checkpoint(CHECKPOINT_NAME)).await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let passed = u64::try_from(DB::int(row, 1)?).unwrap_or(0);
-        Ok(Some(Checkpoint::new(DB::text(row, 0)?, passed)))
+        self.load_named_checkpoint(Walk::Users).await
     }
 
     async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-            });
-        let passed = i64::try_from(checkpoint.position).unwrap_or(i64::MAX);
-        let statement = self.queries.save_checkpoint(
-            CHECKPOINT_NAME,
-            &checkpoint.last_clerk_id,
-            passed,
-            now_ms,
-        );
-        DB::execute(&self.pool, statement).await?;
-        Ok(())
+        self.save_named_checkpoint(Walk::Users, checkpoint).await
     }
 
     async fn clear_checkpoint(&self) -> Result<(), StoreError> {
-        DB::execute(&self.pool, self.queries.clear_checkpoint(CHECKPOINT_NAME)).await?;
-        Ok(())
+        self.clear_named_checkpoint(Walk::Users).await
     }
 }

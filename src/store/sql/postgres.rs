@@ -4,13 +4,20 @@
 use sqlx::{PgPool, Postgres};
 
 use super::{Dialect, SqlUserStore, Statement};
-use crate::{eviction, store::StoreError};
+use crate::{
+    eviction::{self, Announcement},
+    store::StoreError,
+};
 
 /// Users in PostgreSQL.
 ///
 /// [`delete_user`](crate::store::UserSync::delete_user) also publishes the
 /// Clerk id with `pg_notify`, in the transaction that records the tombstone,
 /// for other processes' layers to hear (see [`eviction`](crate::eviction)).
+/// Deleting an organization or a membership
+/// ([`OrganizationSync`](crate::store::OrganizationSync)) publishes
+/// `org:<organization id>` or `membership:<organization id>:<user id>` alike, in the wording the
+/// eviction listener reads.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -37,17 +44,18 @@ impl Dialect for Postgres {
         // Serialises concurrent migrations until the creating transaction commits.
         "SELECT pg_advisory_xact_lock(7408537265401231);\n",
         include_str!("../../../migrations/postgres/0001_ensure_user.sql"),
-        include_str!("../../../migrations/postgres/0002_backfill_state.sql")
+        include_str!("../../../migrations/postgres/0002_backfill_state.sql"),
+        include_str!("../../../migrations/postgres/0003_organizations.sql")
     );
+
+    const NOW: &'static str = "now()";
 
     fn placeholder(n: usize) -> String {
         format!("${n}")
     }
 
-    fn announce_deletion(clerk_id: &str) -> Option<Statement<'_>> {
-        Some(eviction::announcement(eviction::Announcement::User(
-            clerk_id,
-        )))
+    fn announce(announcement: Announcement<'_>) -> Option<Statement<'static>> {
+        Some(eviction::announcement(announcement))
     }
 
     async fn upgrade(_: &PgPool) -> Result<(), StoreError> {

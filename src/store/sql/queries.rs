@@ -47,10 +47,8 @@ pub(super) struct BatchQueries {
 }
 
 impl BatchQueries {
-    /// `(p1, p2, …)` for `count` parameters numbered from `first`.
     fn list(&self, first: usize, count: usize) -> String {
-        let params: Vec<String> = (first..first + count).map(self.param).collect();
-        format!("({})", params.join(", "))
+        placeholders(self.param, first, count)
     }
 
     fn upsert(&self, rows: usize) -> String {
@@ -316,18 +314,14 @@ impl Queries {
             .chain(version)
     }
 
-    /// Rows per batch statement for `users`: as many as keep the values
-    /// bound to one statement within `max_bytes` (at most
-    /// [`MAX_BATCH_ROWS`]), rounded down to a power of two so that few
-    /// distinct statements get prepared.
+    /// Rows per batch statement for `users` ([`rows_per_statement`]).
     pub(super) fn statement_rows(&self, users: &[ProfileUpdate], max_bytes: usize) -> usize {
         let widest = users
             .iter()
             .map(|user| self.bound_bytes(user))
             .max()
             .unwrap_or(1);
-        let rows = (max_bytes / widest.max(1)).clamp(1, MAX_BATCH_ROWS);
-        1 << rows.ilog2()
+        rows_per_statement(widest, max_bytes)
     }
 
     /// The size of one row's bound values on the wire, 4 length bytes each.
@@ -356,6 +350,21 @@ impl Queries {
             .zip(mapped)
             .filter_map(|(value, mapped)| mapped.then_some(value))
     }
+}
+
+/// `(p1, p2, …)` for `count` parameters numbered from `first`.
+pub(super) fn placeholders(param: fn(usize) -> String, first: usize, count: usize) -> String {
+    let params: Vec<String> = (first..first + count).map(param).collect();
+    format!("({})", params.join(", "))
+}
+
+/// Rows per batch statement when the widest row binds `widest` bytes: as
+/// many as keep one statement's values within `max_bytes` (at most
+/// [`MAX_BATCH_ROWS`]), rounded down to a power of two so that few distinct
+/// statements get prepared.
+pub(super) fn rows_per_statement(widest: usize, max_bytes: usize) -> usize {
+    let rows = (max_bytes / widest.max(1)).clamp(1, MAX_BATCH_ROWS);
+    1 << rows.ilog2()
 }
 
 #[cfg(test)]

@@ -4,12 +4,17 @@
 use sqlx::{Sqlite, SqlitePool};
 
 use super::{Dialect, SqlUserStore, Statement, sqlite_upgrade};
-use crate::store::StoreError;
+use crate::{eviction::Announcement, store::StoreError};
 
 /// Users in SQLite: the embedded default.
 ///
 /// Deletions are not announced to other processes: there is nothing to
 /// listen to (see [`eviction`](crate::eviction)).
+///
+/// The cascades of organizations and memberships need SQLite's foreign
+/// keys on, as sqlx turns them on for every connection by default
+/// (`SqliteConnectOptions::foreign_keys`): a pool whose connections turn
+/// them off leaves a deleted organization's memberships behind.
 ///
 /// Local ids are never reused: the bundled `users` table is
 /// `id INTEGER PRIMARY KEY AUTOINCREMENT`. Version 0.1.0 made it without
@@ -42,14 +47,17 @@ impl Dialect for Sqlite {
 
     const MIGRATIONS: &'static str = concat!(
         include_str!("../../../migrations/sqlite/0001_ensure_user.sql"),
-        include_str!("../../../migrations/sqlite/0002_backfill_state.sql")
+        include_str!("../../../migrations/sqlite/0002_backfill_state.sql"),
+        include_str!("../../../migrations/sqlite/0003_organizations.sql")
     );
+
+    const NOW: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
     fn placeholder(n: usize) -> String {
         format!("?{n}")
     }
 
-    fn announce_deletion(_: &str) -> Option<Statement<'_>> {
+    fn announce(_: Announcement<'_>) -> Option<Statement<'static>> {
         None
     }
 

@@ -1,0 +1,445 @@
+//! Organizations through the layer on the bundled stores, on real
+//! PostgreSQL and SQLite: version 1 and version 2 tokens get their rows, a
+//! herd of new members of one new organization makes one organization row
+//! and one membership each, every organization webhook applies in any
+//! order and any number of times, deletions stay deleted through every
+//! path, and (on PostgreSQL) a deletion or a role change applied through
+//! one instance reaches another instance's caches.
+
+mod common;
+#[macro_use]
+#[path = "common/organizations.rs"]
+mod organizations;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{Json, Router, routing::get};
+use common::{ISSUER, JwksServer, bearer, postgres_store, read, svix};
+use ensure_user::{
+    EnsureUserLayer, LocalOrganization, LocalUser,
+    store::{
+        MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
+        OrganizationSync, PgUserStore, StoreError,
+    },
+    testing::{SigningKey, random_id, session_claims},
+    webhook::WebhookReceiver,
+};
+use http::StatusCode;
+use organizations::{Db, Store, membership, organization};
+use serde_json::{Value, json};
+use sqlx::postgres::PgPoolOptions;
+use tower::ServiceExt;
+
+on_both_backends!(
+    v1_and_v2_tokens_get_their_rows,
+    new_members_of_a_new_organization_get_one_row_each,
+    every_organization_webhook_in_any_order_and_no_resurrection,
+);
+
+/// How soon another instance must act on a change.
+const PROPAGATION_LIMIT: Duration = Duration::from_secs(1);
+
+/// `/org` needs a user and their active organization, and answers the
+/// local ids and the token's organization and role.
+fn app(layer: EnsureUserLayer) -> Router {
+    Router::new()
+        .route(
+            "/org",
+            get(|user: LocalUser, org: LocalOrganization| async move {
+                Json(json!({
+                    "user": user.id(), "org": org.id(), "membership": org.membership_id(),
+                    "clerk_id": org.clerk_id(), "role": org.role(),
+                }))
+            }),
+        )
+        .layer(layer)
+}
+
+/// A layer with organizations on `store`, and the keys of its tokens.
+async fn layer_on<S: Store>(store: &S) -> (Router, SigningKey, JwksServer) {
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let layer =
+        EnsureUserLayer::new(jwks.config(), store.clone()).with_organizations(store.clone());
+    (app(layer), key, jwks)
+}
+
+/// The layer with organizations and the webhook receiver beside it, both
+/// on `store`.
+async fn layer_and_receiver_on<S: Store>(store: &S) -> (Router, SigningKey, JwksServer) {
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let layer =
+        EnsureUserLayer::new(jwks.config(), store.clone()).with_organizations(store.clone());
+    let receiver = WebhookReceiver::new(svix::verifier(), store.clone(), layer.evictor())
+        .with_organizations(store.clone());
+    let app = app(layer).merge(receiver.into_router(svix::PATH));
+    (app, key, jwks)
+}
+
+/// `event` of `kind` with `data`, delivered as svix signs it at
+/// `timestamp` (seconds); returns the outcome code, asserting a `200`.
+async fn deliver(app: &Router, kind: &str, data: Value, timestamp: i64) -> String {
+    let event =
+        json!({ "object": "event", "type": kind, "data": data, "timestamp": timestamp * 1000 });
+    let request = svix::signed_with(svix::SECRET, timestamp, event.to_string().as_bytes());
+    let (status, body) = read(app.clone().oneshot(request).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{kind}: {body}");
+    body["outcome"].as_str().unwrap_or_default().to_owned()
+}
+
+/// An organization object as the webhooks carry it.
+fn organization_data(id: &str, name: &str, updated_at: i64) -> Value {
+    serde_json::to_value(organization(id, name, updated_at)).unwrap()
+}
+
+/// A membership object as the webhooks carry it.
+fn membership_data(organization: &str, user: &str, role: &str, updated_at: i64) -> Value {
+    json!({
+        "object": "organization_membership", "id": format!("orgmem_{updated_at}"),
+        "role": role, "role_name": "Role", "permissions": [], "public_metadata": {},
+        "organization": organization_data(organization, "Snapshot", 1),
+        "public_user_data": {"user_id": user, "first_name": "Jane", "last_name": null,
+            "profile_image_url": "", "image_url": "", "has_image": false,
+            "identifier": "jane@example.com"},
+        "created_at": 1_700_000_000_000_i64, "updated_at": updated_at
+    })
+}
+
+/// A version 2 token issued at `iat` (seconds).
+fn token_issued_at(key: &SigningKey, user: &str, organization: &str, iat: i64) -> String {
+    let mut claims = session_claims(ISSUER, user, 60);
+    claims["o"] = json!({ "id": organization, "rol": "admin", "slg": "acme" });
+    claims["iat"] = json!(iat);
+    key.sign(&claims)
+}
+
+/// Version 1 claims: `org_id`, `org_role`, `org_slug`, `org_permissions`.
+fn v1_token(key: &SigningKey, user: &str, organization: &str, role: &str) -> String {
+    let mut claims = session_claims(ISSUER, user, 60);
+    claims.as_object_mut().unwrap().remove("v");
+    claims["org_id"] = json!(organization);
+    claims["org_role"] = json!(role);
+    claims["org_slug"] = json!("acme");
+    claims["org_permissions"] = json!([]);
+    key.sign(&claims)
+}
+
+/// Version 2 claims (as `session_claims` makes them): the organization
+/// claim `o`, whose role has no `org:` prefix.
+fn v2_token(key: &SigningKey, user: &str, organization: &str, role: &str) -> String {
+    let mut claims = session_claims(ISSUER, user, 60);
+    assert_eq!(claims["v"], 2);
+    claims["o"] = json!({ "id": organization, "rol": role, "slg": "acme" });
+    key.sign(&claims)
+}
+
+/// The status of `GET /org` and its body.
+async fn org(app: &Router, token: &str) -> (StatusCode, Value) {
+    let mut request = bearer(token);
+    *request.uri_mut() = "/org".parse().unwrap();
+    read(app.clone().oneshot(request).await.unwrap()).await
+}
+
+fn now_ms() -> i64 {
+    let elapsed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    i64::try_from(elapsed.as_millis()).unwrap()
+}
+
+async fn v1_and_v2_tokens_get_their_rows<S: Store>(store: S, db: Db) {
+    let (app, key, _jwks) = layer_on(&store).await;
+    let organization = random_id("org");
+    let (first, second) = (random_id("user"), random_id("user"));
+
+    let (status, v1) = org(&app, &v1_token(&key, &first, &organization, "org:admin")).await;
+    assert_eq!(status, StatusCode::OK, "{v1}");
+    assert_eq!(v1["clerk_id"], organization.as_str());
+    assert_eq!(v1["role"], "org:admin");
+    let (status, v2) = org(&app, &v2_token(&key, &second, &organization, "member")).await;
+    assert_eq!(status, StatusCode::OK, "{v2}");
+    assert_eq!(
+        v2["role"], "org:member",
+        "a version 2 role reads with its prefix"
+    );
+    assert_eq!(v1["org"], v2["org"], "one organization row for both");
+    assert_ne!(v1["membership"], v2["membership"]);
+
+    // A new token of the same user finds the same rows and writes nothing.
+    let (status, again) = org(&app, &v2_token(&key, &first, &organization, "admin")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["membership"], v1["membership"]);
+    assert_eq!(db.count("organizations").await, 1);
+    let roles: Vec<(String, String)> = db
+        .memberships()
+        .await
+        .into_iter()
+        .map(|(_, user, role, _)| (user, role))
+        .collect();
+    let mut expected = vec![
+        (first.clone(), "org:admin".to_owned()),
+        (second.clone(), "org:member".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(roles, expected, "roles stored normalised");
+}
+
+async fn new_members_of_a_new_organization_get_one_row_each<S: Store>(store: S, db: Db) {
+    const MEMBERS: usize = 20;
+    let (app, key, _jwks) = layer_on(&store).await;
+    let organization = random_id("org");
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..MEMBERS {
+        let user = random_id("user");
+        let token = if n % 2 == 0 {
+            v1_token(&key, &user, &organization, "org:member")
+        } else {
+            v2_token(&key, &user, &organization, "member")
+        };
+        let app = app.clone();
+        requests.spawn(async move { org(&app, &token).await });
+    }
+    let mut organizations = Vec::new();
+    let mut memberships = Vec::new();
+    while let Some(answer) = requests.join_next().await {
+        let (status, body) = answer.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        organizations.push(body["org"].clone());
+        memberships.push(body["membership"].to_string());
+    }
+    organizations.dedup();
+    assert_eq!(organizations.len(), 1, "one organization for every member");
+    memberships.sort();
+    memberships.dedup();
+    assert_eq!(memberships.len(), MEMBERS, "a membership each");
+    assert_eq!(db.count("organizations").await, 1);
+    assert_eq!(db.count("organization_memberships").await, MEMBERS as i64);
+    assert_eq!(db.count("users").await, MEMBERS as i64);
+}
+
+async fn every_organization_webhook_in_any_order_and_no_resurrection<S: Store>(store: S, db: Db) {
+    let (app, key, _jwks) = layer_and_receiver_on(&store).await;
+    let (o, u) = (random_id("org"), random_id("user"));
+    let start = svix::now();
+
+    // Out of order and twice: the newest state wins, whatever came first.
+    let org_updated = organization_data(&o, "Acme Two", 2_000);
+    let org_created = organization_data(&o, "Acme", 1_000);
+    assert_eq!(
+        deliver(&app, "organization.updated", org_updated.clone(), start).await,
+        "created"
+    );
+    assert_eq!(
+        deliver(&app, "organization.created", org_created, start).await,
+        "stale"
+    );
+    assert_eq!(
+        deliver(&app, "organization.updated", org_updated, start).await,
+        "updated"
+    );
+    let names: Vec<_> = db
+        .organizations()
+        .await
+        .into_iter()
+        .map(|row| row.1)
+        .collect();
+    assert_eq!(names, [Some("Acme Two".to_owned())]);
+
+    let promoted = membership_data(&o, &u, "org:admin", 20_000);
+    let joined = membership_data(&o, &u, "org:member", 10_000);
+    let kind = "organizationMembership";
+    assert_eq!(
+        deliver(&app, &format!("{kind}.updated"), promoted.clone(), start).await,
+        "created"
+    );
+    assert_eq!(
+        deliver(&app, &format!("{kind}.created"), joined, start).await,
+        "stale"
+    );
+    assert_eq!(
+        deliver(&app, &format!("{kind}.updated"), promoted.clone(), start).await,
+        "updated"
+    );
+    assert_eq!(
+        db.memberships().await,
+        [(o.clone(), u.clone(), "org:admin".to_owned(), 20_000)]
+    );
+
+    // A membership deletion: neither a duplicate, a late event nor a token
+    // issued before it brings the membership back; a token issued after it
+    // (the user was invited back) does.
+    let before = token_issued_at(&key, &u, &o, start);
+    assert_eq!(org(&app, &before).await.0, StatusCode::OK);
+    let deleted = start + 1;
+    let kind_deleted = format!("{kind}.deleted");
+    assert_eq!(
+        deliver(&app, &kind_deleted, promoted.clone(), deleted).await,
+        "deleted"
+    );
+    assert_eq!(
+        deliver(&app, &kind_deleted, promoted.clone(), deleted).await,
+        "tombstoned"
+    );
+    let late = membership_data(&o, &u, "org:member", deleted * 1000 - 1);
+    assert_eq!(
+        deliver(&app, &format!("{kind}.updated"), late, deleted).await,
+        "tombstoned"
+    );
+    let (status, body) = org(&app, &before).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("membership_deleted"))
+    );
+    let still_valid = token_issued_at(&key, &u, &o, deleted);
+    assert_eq!(
+        org(&app, &still_valid).await.0,
+        StatusCode::UNAUTHORIZED,
+        "as old as the deletion"
+    );
+    assert_eq!(db.count("organization_memberships").await, 0);
+    let after = token_issued_at(&key, &u, &o, deleted + 1);
+    assert_eq!(org(&app, &after).await.0, StatusCode::OK, "invited back");
+    assert_eq!(db.count("organization_memberships").await, 1);
+
+    // An organization deletion takes its memberships, and nothing brings
+    // either back: duplicates, late events, old or new tokens.
+    let gone = deleted + 2;
+    let org_gone = json!({ "object": "organization", "id": o, "deleted": true });
+    assert_eq!(
+        deliver(&app, "organization.deleted", org_gone.clone(), gone).await,
+        "deleted"
+    );
+    assert_eq!(
+        deliver(&app, "organization.deleted", org_gone, gone).await,
+        "tombstoned"
+    );
+    assert_eq!(db.count("organization_memberships").await, 0);
+    let late = organization_data(&o, "Acme Three", gone * 1000 + 5_000);
+    assert_eq!(
+        deliver(&app, "organization.updated", late, gone).await,
+        "tombstoned"
+    );
+    let rejoined = membership_data(&o, &u, "org:member", gone * 1000 + 5_000);
+    assert_eq!(
+        deliver(&app, &format!("{kind}.created"), rejoined, gone).await,
+        "tombstoned"
+    );
+    for token in [after, token_issued_at(&key, &u, &o, gone + 1)] {
+        let (status, body) = org(&app, &token).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("organization_deleted"))
+        );
+    }
+    assert_eq!(db.count("organizations").await, 0);
+    assert_eq!(db.count("organization_memberships").await, 0);
+}
+
+/// The bundled store, counting the memberships the layer asks it for.
+#[derive(Clone)]
+struct CountingMemberships {
+    inner: PgUserStore,
+    calls: Arc<AtomicUsize>,
+}
+
+impl OrganizationStore for CountingMemberships {
+    async fn find_or_create_organization(
+        &self,
+        clerk_id: &str,
+        slug: Option<&str>,
+    ) -> Result<OrganizationResolution, StoreError> {
+        self.inner.find_or_create_organization(clerk_id, slug).await
+    }
+
+    async fn ensure_membership(
+        &self,
+        claim: &MembershipClaim<'_>,
+    ) -> Result<MembershipResolution, StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.ensure_membership(claim).await
+    }
+}
+
+/// Instance A applies deletions and a role change through its store; the
+/// other instance, B, listening on its own connection, forgets what it
+/// cached of them within a second: the deletions are refused, and the
+/// changed membership is read from the store again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_another_instance_within_a_second() {
+    let a = postgres_store().await;
+    let options = a.pool().connect_options().as_ref().clone();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let b_store = PgUserStore::new(pool.clone());
+    let counting = CountingMemberships {
+        inner: b_store.clone(),
+        calls: Arc::new(AtomicUsize::new(0)),
+    };
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let layer = EnsureUserLayer::new(jwks.config(), b_store).with_organizations(counting.clone());
+    let _listener = layer.listen_for_evictions(&pool).await.unwrap();
+    let b = app(layer);
+    let calls = || counting.calls.load(Ordering::SeqCst);
+
+    // A role change: B's cached membership is read again.
+    let (organization, user) = (random_id("org"), random_id("user"));
+    let token = v2_token(&key, &user, &organization, "member");
+    assert_eq!(org(&b, &token).await.0, StatusCode::OK);
+    assert_eq!(org(&b, &token).await.0, StatusCode::OK);
+    let before = calls();
+    assert_eq!(before, 1, "the repeat request is served from the caches");
+    let promoted = membership(&organization, &user, "org:admin", now_ms() + 60_000);
+    a.upsert_membership(&promoted).await.unwrap();
+    let started = Instant::now();
+    while calls() == before {
+        assert!(
+            started.elapsed() < PROPAGATION_LIMIT,
+            "role change not heard"
+        );
+        assert_eq!(org(&b, &token).await.0, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // A membership deletion, then an organization deletion: refused on B.
+    for (kind, code) in [
+        ("membership", "membership_deleted"),
+        ("organization", "organization_deleted"),
+    ] {
+        let (organization, user) = (random_id("org"), random_id("user"));
+        let token = v1_token(&key, &user, &organization, "org:member");
+        assert_eq!(org(&b, &token).await.0, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if kind == "membership" {
+            a.delete_membership(&organization, &user, now_ms())
+                .await
+                .unwrap();
+        } else {
+            a.delete_organization(&organization, now_ms())
+                .await
+                .unwrap();
+        }
+        let started = Instant::now();
+        loop {
+            let (status, body) = org(&b, &token).await;
+            if status == StatusCode::UNAUTHORIZED {
+                assert_eq!(body["error"], code);
+                break;
+            }
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(
+                started.elapsed() < PROPAGATION_LIMIT,
+                "{kind} deletion not heard"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
