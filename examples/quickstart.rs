@@ -1,4 +1,11 @@
-//! The quickstart: an axum server with `GET /me` behind `EnsureUserLayer`.
+//! The quickstart: an axum server with `GET /me` behind `EnsureUserLayer`,
+//! organizations included.
+//!
+//! - `GET /me`: the local user, and the active organization (`null` when
+//!   the token names none).
+//! - `GET /org/admin`: only for the role `org:admin` of the active
+//!   organization (else `403`).
+//! - `GET /org/billing`: only with the permission `org:billing:manage`.
 //!
 //! ```sh
 //! cargo run --example quickstart
@@ -18,7 +25,8 @@
 //! same database, so several copies can run side by side.
 //!
 //! With no key configured it runs in development mode: it makes a key pair,
-//! serves its JWKS itself, and prints a `curl` line with a fresh token.
+//! serves its JWKS itself, and prints `curl` lines with two fresh tokens: one
+//! without an organization, one as the admin of a new organization.
 
 use std::{env, error::Error, net::SocketAddr, time::Duration};
 
@@ -28,9 +36,9 @@ use axum::{
     routing::get,
 };
 use ensure_user::{
-    Config, KeySource, LocalId, LocalUser, Running, Setup,
+    Config, Guard, KeySource, LocalId, LocalOrganization, LocalUser, Running, Setup,
     eviction::EvictionSource,
-    store::{SqliteUserStore, UserStore, UserSync},
+    store::{OrganizationStore, OrganizationSync, SqliteUserStore, UserStore, UserSync},
     testing,
     webhook::{InvalidSecret, WebhookVerifier},
 };
@@ -73,6 +81,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let mut app = Router::new()
         .route("/me", get(me))
+        .route("/org/admin", get(org).route_layer(Guard::role("org:admin")))
+        .route(
+            "/org/billing",
+            get(org).route_layer(Guard::permission("org:billing:manage")),
+        )
         .layer(running.layer())
         .route("/healthz", get(|| async { "ok" }))
         // After `.layer`: svix sends no session token.
@@ -84,12 +97,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
             get(move || async move { Json(jwks) }),
         );
         print_dev_banner(addr, config.issuer(), key);
-    } else {
-        println!(
-            "ensure-user quickstart listening on http://{addr} (issuer {})",
-            config.issuer()
-        );
     }
+    println!(
+        "ensure-user quickstart listening on http://{addr} (issuer {})",
+        config.issuer()
+    );
 
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -100,20 +112,41 @@ async fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// What `GET /me` answers: `{"clerk_id":"user_…","id":1}`.
+/// What `GET /me` answers: `{"clerk_id":"user_…","id":1,"org":null}`.
 #[derive(Serialize)]
 struct Me<'a> {
     clerk_id: &'a str,
     id: LocalId,
+    org: Option<Org<'a>>,
 }
 
-async fn me(user: LocalUser) -> Response {
+/// The active organization in `GET /me`.
+#[derive(Serialize)]
+struct Org<'a> {
+    id: LocalId,
+    clerk_id: &'a str,
+    slug: Option<&'a str>,
+    role: Option<&'a str>,
+}
+
+async fn me(user: LocalUser, organization: Option<LocalOrganization>) -> Response {
     // Serialised straight from the borrowed fields: no `Value` tree built.
     Json(Me {
         clerk_id: user.clerk_id(),
         id: user.id(),
+        org: organization.as_ref().map(|organization| Org {
+            id: organization.id(),
+            clerk_id: organization.clerk_id(),
+            slug: organization.slug(),
+            role: organization.role(),
+        }),
     })
     .into_response()
+}
+
+/// What the guarded routes answer once let through: `{"org":"org_…"}`.
+async fn org(organization: LocalOrganization) -> Response {
+    Json(serde_json::json!({ "org": organization.clerk_id() })).into_response()
 }
 
 /// Whether any Clerk key source is set; otherwise the quickstart runs in development mode.
@@ -128,17 +161,17 @@ fn clerk_configured() -> bool {
     .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
 }
 
-/// The layer, its eviction listener and, when a signing secret is
-/// configured, the webhook receiver, over `store`.
+/// The layer (resolving organizations), its eviction listener and, when a
+/// signing secret is configured, the webhook receiver, over `store`.
 async fn start_with<S>(
     config: Config,
     store: S,
     webhooks: Option<WebhookVerifier>,
 ) -> Result<Running, Box<dyn Error>>
 where
-    S: UserStore + UserSync + EvictionSource + Clone,
+    S: UserStore + UserSync + OrganizationStore + OrganizationSync + EvictionSource + Clone,
 {
-    let setup = Setup::new(config, store);
+    let setup = Setup::new(config, store).with_organizations();
     let setup = match webhooks {
         Some(verifier) => setup.with_webhooks(verifier),
         None => setup,
@@ -211,12 +244,33 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 fn print_dev_banner(addr: SocketAddr, issuer: &str, key: &testing::SigningKey) {
     let user = testing::random_id("user");
     let token = key.session_token(issuer, &user, DEV_TOKEN_TTL_SECONDS);
+    let organization = testing::random_id("org");
+    let org_token = key.sign(&organization_admin_claims(issuer, &user, &organization));
     println!(
         "\n== ensure-user quickstart: DEVELOPMENT MODE ==\n\
          No Clerk key is configured, so this server made a throwaway key pair and\n\
          serves its JWKS at http://{addr}/.well-known/jwks.json. Never run this mode\n\
          in production: set CLERK_PUBLISHABLE_KEY (or CLERK_JWKS_URL / CLERK_JWT_KEY).\n\n\
          A token for the new user {user}, valid for one hour:\n\n\
-         curl -i http://{addr}/me -H 'Authorization: Bearer {token}'\n"
+         curl -i http://{addr}/me -H 'Authorization: Bearer {token}'\n\n\
+         The same user as admin of the new organization {organization} (slug acme),\n\
+         with the permission org:billing:manage; try it on /org/admin and /org/billing too:\n\n\
+         curl -i http://{addr}/me -H 'Authorization: Bearer {org_token}'\n"
     );
+}
+
+/// Session claims (version 2) naming `organization` as active, with the
+/// role `org:admin` and the permission `org:billing:manage`: the feature
+/// `billing` in `fea`, and bit 0 of its `fpm` entry selecting `manage`.
+fn organization_admin_claims(issuer: &str, user: &str, organization: &str) -> serde_json::Value {
+    let mut claims = testing::session_claims(issuer, user, DEV_TOKEN_TTL_SECONDS);
+    claims["o"] = serde_json::json!({
+        "id": organization,
+        "slg": "acme",
+        "rol": "admin",
+        "per": "manage,read",
+        "fpm": "1",
+    });
+    claims["fea"] = "o:billing".into();
+    claims
 }

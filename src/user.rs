@@ -127,6 +127,7 @@ impl LocalUser {
     }
 
     /// Whether the layer that authenticated the request resolves organizations.
+    #[cfg(feature = "axum")]
     pub(crate) fn organizations_resolved(&self) -> bool {
         self.resolved.organization != OrganizationRows::NotResolved
     }

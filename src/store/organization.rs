@@ -218,6 +218,7 @@ impl<S: OrganizationStore> DynOrganizationStore for S {
 
 /// [`OrganizationSync`] made object-safe, so the webhook receiver and the
 /// backfill have no store type parameter.
+#[cfg(feature = "webhooks")]
 pub(crate) trait DynOrganizationSync: Send + Sync + 'static {
     fn upsert_organization_dyn<'a>(
         &'a self,
@@ -243,6 +244,7 @@ pub(crate) trait DynOrganizationSync: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<SyncOutcome, StoreError>>;
 }
 
+#[cfg(feature = "webhooks")]
 impl<S: OrganizationSync> DynOrganizationSync for S {
     fn upsert_organization_dyn<'a>(
         &'a self,
