@@ -132,6 +132,8 @@ pub(crate) struct Stored {
     pub(crate) version: Option<i64>,
     /// A tombstone exists.
     pub(crate) tombstoned: bool,
+    /// The row records a ban.
+    pub(crate) banned: bool,
 }
 
 /// The batch's plan: for each user, what the write should do given what
@@ -206,6 +208,7 @@ mod tests {
                     exists: true,
                     version: Some(5),
                     tombstoned: false,
+                    banned: false,
                 },
             ),
             (
@@ -214,6 +217,7 @@ mod tests {
                     exists: true,
                     version: Some(4),
                     tombstoned: false,
+                    banned: false,
                 },
             ),
             (
@@ -222,6 +226,7 @@ mod tests {
                     exists: true,
                     version: Some(9),
                     tombstoned: false,
+                    banned: false,
                 },
             ),
             (
@@ -230,6 +235,7 @@ mod tests {
                     exists: true,
                     version: None,
                     tombstoned: false,
+                    banned: false,
                 },
             ),
             (
@@ -238,6 +244,7 @@ mod tests {
                     exists: false,
                     version: None,
                     tombstoned: true,
+                    banned: false,
                 },
             ),
         ]);

@@ -282,7 +282,7 @@ pub fn user_deleted_event(user: &str) -> serde_json::Value {
 }
 
 /// An app's own table: `accounts`, UUID keys in `account_id`, the Clerk id in
-/// `clerk_user_id`, one profile column (`mail`) and no version column.
+/// `clerk_user_id`, one profile column (`mail`), and no version or ban column.
 pub fn mapped_uuid_table() -> ensure_user::store::UserTable {
     use ensure_user::store::{IdKind, UserTable};
     UserTable::new("accounts")
@@ -294,6 +294,8 @@ pub fn mapped_uuid_table() -> ensure_user::store::UserTable {
         .with_profile_columns(Some("mail"), None, None, None)
         .unwrap()
         .with_clerk_updated_at_column(None)
+        .unwrap()
+        .with_banned_column(None)
         .unwrap()
 }
 
