@@ -107,6 +107,25 @@ impl Deployment {
         }
     }
 
+    /// A PostgreSQL instance reaching the database through `proxy`.
+    async fn instance_through(&self, proxy: &proxy::Proxy) -> Instance {
+        let Db::Pg(options) = &self.db else {
+            panic!("a proxy stands in front of PostgreSQL only");
+        };
+        let through = options.clone().host("127.0.0.1").port(proxy.addr.port());
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_with(through)
+            .await
+            .unwrap();
+        let config = self
+            .jwks
+            .config()
+            .with_store_timeout(Duration::from_secs(1));
+        Instance::start(config, PgUserStore::new(pool)).await
+    }
+
     /// A token of `user`'s session `session`, valid for 10 minutes.
     fn token(&self, user: &str, session: &str) -> String {
         let mut claims = session_claims(ISSUER, user, 600);
@@ -642,4 +661,77 @@ async fn a_second_sqlite_process_sees_bans_in_the_row_and_ended_sessions_at_star
         (StatusCode::UNAUTHORIZED, "user_banned".to_owned()),
         "b's first lookup of the user reads the row"
     );
+}
+
+/// A listener that was deaf while a session ended and a ban was lifted
+/// catches up when it listens again: it reads the ended sessions, and drops
+/// the ban it held in memory for the row's word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_deaf_during_a_revocation_and_an_unban_catches_up() {
+    let d = Deployment::new(Backend::Postgres).await;
+    let proxy = postgres_proxy().await;
+    let a = d.instance().await;
+    let b = d.instance_through(&proxy).await;
+    let (user, session, token) = served_by_all(&[&a, &b], &d).await;
+    let (banned_user, _, banned_token) = served_by_all(&[&a, &b], &d).await;
+    assert_eq!(
+        a.deliver(&user_updated(&banned_user, 2_000, true)).await.1,
+        "updated"
+    );
+    b.refused(
+        &banned_token,
+        "user_banned",
+        Instant::now(),
+        PROPAGATION_LIMIT,
+    )
+    .await;
+
+    proxy.set(proxy::Link::Down);
+    assert_eq!(
+        a.deliver(&session_event("revoked", &session, &user))
+            .await
+            .1,
+        "ended"
+    );
+    assert_eq!(
+        a.deliver(&user_updated(&banned_user, 3_000, false)).await.1,
+        "updated"
+    );
+    proxy.set(proxy::Link::Up);
+
+    let back = Instant::now();
+    let ended = (StatusCode::UNAUTHORIZED, "session_ended".to_owned());
+    let took = until(&b, &token, ended, back).await;
+    println!("ended session refused {took:?} after the link came back");
+    until(&b, &banned_token, (StatusCode::OK, String::new()), back).await;
+}
+
+/// Waits until `token` gets `wanted` from `instance`, through the
+/// answers of a link coming back (the cached answer, a refusal, or a
+/// `503` while the pool's cut connections are made again); the time since
+/// `since`. Panics after 15 s.
+async fn until(
+    instance: &Instance,
+    token: &str,
+    wanted: (StatusCode, String),
+    since: Instant,
+) -> Duration {
+    loop {
+        let answer = instance.me(token).await;
+        if answer == wanted {
+            return since.elapsed();
+        }
+        assert!(
+            matches!(
+                answer.0,
+                StatusCode::OK | StatusCode::UNAUTHORIZED | StatusCode::SERVICE_UNAVAILABLE
+            ),
+            "{answer:?}"
+        );
+        assert!(
+            since.elapsed() < Duration::from_secs(15),
+            "still {answer:?}, not {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
