@@ -16,7 +16,10 @@
 //! processes ([`Dialect::announce_deletion`]): PostgreSQL publishes it with
 //! `pg_notify`, which is delivered on commit and never for a rollback.
 //! Profile updates are not announced: caches hold a user's local id and
-//! whether they are deleted, and an update changes neither.
+//! whether they are deleted, and an update changes neither — except a
+//! change of the ban, which the upsert announces from a transaction that
+//! reads the stored flag under a per-user lock. An ended session is
+//! recorded and announced in one transaction.
 //!
 //! A batch ([`BackfillStore`]) reads what is stored for all its ids in one
 //! query, then writes every row that needs it in one multi-row
