@@ -813,14 +813,14 @@ async fn failed_hook_is_500_and_the_retry_converges(backend: Backend) {
         (StatusCode::OK, Some("updated"))
     );
     assert_eq!(h.db.dump().await, applied);
-    h.outcome(&json!({"type": "session.ended", "data": {}}))
+    h.outcome(&json!({"type": "email.created", "data": {}}))
         .await;
     assert_eq!(
         *hooks.seen.lock().unwrap(),
         [
             ("user.created".to_owned(), Some("created")),
             ("user.created".to_owned(), Some("updated")),
-            ("session.ended".to_owned(), None),
+            ("email.created".to_owned(), None),
         ]
     );
 }
