@@ -101,12 +101,15 @@ impl EnsureUserLayer {
     /// Starts hearing about deletions applied by other processes, and
     /// evicting those users from this layer's caches: on PostgreSQL, a
     /// background task with one connection made like `pool`'s (see
-    /// [`eviction`](crate::eviction)); on SQLite, nothing to start.
+    /// [`eviction`](crate::eviction)); on SQLite, nothing to start. Either
+    /// way, the sessions ended so far are read from the database, and
+    /// refused.
     ///
     /// Call it once per process, with the pool of the store the layer uses
     /// (or one with the same `search_path`), and keep the returned listener
     /// for as long as the layer serves. It fails only when the first
-    /// `LISTEN` does; later connection losses are retried in the background.
+    /// `LISTEN` (or that first read) does; later connection losses are
+    /// retried in the background.
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
     pub async fn listen_for_evictions<P: crate::eviction::EvictionSource>(

@@ -116,9 +116,9 @@ where
         self
     }
 
-    /// Starts the eviction listener (on PostgreSQL; nothing on SQLite) and
-    /// builds the webhook receiver. Fails only when the listener's first
-    /// `LISTEN` does.
+    /// Starts the eviction listener (on PostgreSQL; on SQLite, reads the
+    /// ended sessions once) and builds the webhook receiver. Fails only when
+    /// the listener's first `LISTEN`, or that first read, does.
     pub async fn start(self) -> Result<Running, StoreError> {
         let listener = self.layer.listen_for_evictions(&self.store).await?;
         #[cfg(feature = "webhooks")]

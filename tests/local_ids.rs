@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use common::*;
 use ensure_user::{
     LocalId,
-    store::{Profile, Resolution, SqliteUserStore, SyncOutcome, UserStore, UserSync},
+    store::{Profile, Resolution, SqliteUserStore, SyncOutcome, UserStore, UserSync, UserTable},
     testing::random_id,
 };
 use sqlx::{SqlitePool, sqlite::SqlitePoolOptions};
@@ -137,7 +137,9 @@ async fn sqlite_0_1_0() -> SqlitePool {
 /// newest) deleted as `user.deleted` does, so the remaining highest id is 3.
 /// Returns the Clerk ids by local id, from 1.
 async fn fill_0_1_0(pool: &SqlitePool) -> Vec<String> {
-    let store = SqliteUserStore::new(pool.clone());
+    // 0.1.0 kept no ban.
+    let table = UserTable::default().with_banned_column(None).unwrap();
+    let store = SqliteUserStore::with_table(pool.clone(), &table);
     let mut clerk_ids = Vec::new();
     for (id, name) in (1..).zip(["ada", "grace", "alan", "edsger"]) {
         let clerk_id = random_id("user");
@@ -304,7 +306,9 @@ async fn sqlite_0_1_0_upgrades_once_when_processes_race() {
     assert!(rebuilds[0].contains("rows=3"), "{}", rebuilds[0]);
 }
 
-/// A `users` table that is not the bundled layout is the app's own: left as it is.
+/// A `users` table that is not the bundled layout is the app's own: not
+/// rebuilt, its rows left as they are; it only gains the `banned` column,
+/// as on PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_users_table_with_other_columns_is_left_alone() {
     let pool = sqlite_0_1_0().await;
@@ -318,7 +322,16 @@ async fn sqlite_users_table_with_other_columns_is_left_alone() {
 
     SqliteUserStore::new(pool.clone()).migrate().await.unwrap();
 
-    assert_eq!(texts(&pool, USERS_TABLE).await, table);
+    let after = texts(&pool, USERS_TABLE).await;
+    let (old_page, old_sql) = table[0].split_once(": ").unwrap();
+    let (page, sql) = after[0].split_once(": ").unwrap();
+    assert_eq!(page, old_page, "not rebuilt");
+    assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+    assert_eq!(
+        sql.replace(", banned BOOLEAN NOT NULL DEFAULT FALSE", ""),
+        old_sql,
+        "only the ban column added"
+    );
     assert_eq!(contents(&pool).await, before);
 }
 
@@ -347,4 +360,35 @@ async fn sqlite_0_1_0_upgrade_keeps_references_that_were_already_dangling() {
     assert!(texts(&pool, USERS_TABLE).await[0].contains("AUTOINCREMENT"));
     assert_eq!(contents(&pool).await, before);
     assert_eq!(texts(&pool, FOREIGN_KEY_VIOLATIONS).await, dangling);
+}
+
+/// A 0.1.0 table that gained the `banned` column before its rebuild (by
+/// hand, say) keeps every row's ban through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_0_1_0_upgrade_keeps_the_ban_column() {
+    let pool = sqlite_0_1_0().await;
+    let clerk_ids = fill_0_1_0(&pool).await;
+    sqlx::raw_sql("ALTER TABLE users ADD COLUMN banned BOOLEAN NOT NULL DEFAULT FALSE")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET banned = TRUE WHERE clerk_id = ?1")
+        .bind(&clerk_ids[1])
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let store = SqliteUserStore::new(pool.clone());
+    store.migrate().await.unwrap();
+
+    assert!(texts(&pool, USERS_TABLE).await[0].contains("AUTOINCREMENT"));
+    let banned: Vec<String> = sqlx::query_scalar("SELECT clerk_id FROM users WHERE banned")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(banned, [clerk_ids[1].clone()]);
+    let resolution = store.find_or_create(&clerk_ids[1], &Profile::new()).await;
+    assert_eq!(resolution.unwrap(), Resolution::Banned(LocalId::Int(2)));
+    let resolution = store.find_or_create(&clerk_ids[0], &Profile::new()).await;
+    assert_eq!(resolution.unwrap(), Resolution::Existing(LocalId::Int(1)));
 }

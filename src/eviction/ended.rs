@@ -105,6 +105,12 @@ impl Bans {
         }
     }
 
+    /// Forgets every state.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn clear(&self) {
+        self.users.pin().clear();
+    }
+
     /// Whether `user` is blocked.
     pub(crate) fn is_blocked(&self, user: &str) -> bool {
         self.users

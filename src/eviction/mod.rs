@@ -60,7 +60,10 @@
 //!   250 ms doubling to 10 s; each attempt is bounded by the pool's acquire
 //!   timeout. Notifications sent while it was lost are gone, so whenever the
 //!   listener starts listening, the first time or again, it clears the whole
-//!   user cache (and lookups in flight then load their answers again).
+//!   user cache (and lookups in flight then load their answers again), and
+//!   reads the sessions ended so far that are still in force from
+//!   `ensure_user_ended_sessions` (when that table exists), after `LISTEN`:
+//!   an instance started after a revocation refuses the session too.
 //! - After [`Config::with_eviction_heartbeat`](crate::Config::with_eviction_heartbeat)
 //!   (30 s) without a notification it runs `SELECT 1` on its connection;
 //!   when that does not answer in the same time, the connection is replaced
@@ -70,6 +73,10 @@
 //!   costs nothing more.
 //! - It stops on `EvictionListener::shutdown` or when dropped; closing
 //!   the pool does not stop it.
+//!
+//! An ended session (`session:<id>:<until>`) and a change of a user's ban
+//! (`blocked:<user>:<0|1>:<version>`) are announced by `PgUserStore` too,
+//! in the transaction that records them.
 //!
 //! Profile updates are not announced. The caches hold a user's local id
 //! and whether they are deleted, and [`LocalUser`](crate::LocalUser) adds
@@ -85,10 +92,13 @@
 //! `listen_for_evictions`
 //! takes an `SqlitePool` too, so that code can switch backends, but starts
 //! nothing: there is nothing to listen to, and the instance that applies a
-//! deletion already evicts the user from its own layer. Processes sharing
-//! one SQLite file do not hear each other's deletions; each sees them when
-//! its cache entry expires (lower the TTL with
-//! [`Config::with_user_cache`](crate::Config::with_user_cache)) or, better,
+//! deletion already evicts the user from its own layer. It reads the
+//! sessions ended so far from the file, once. Processes sharing
+//! one SQLite file do not hear each other's deletions, ended sessions or
+//! bans; each sees a deletion or a ban (written in the row) when its cache
+//! entry for the user expires (lower the TTL with
+//! [`Config::with_user_cache`](crate::Config::with_user_cache)), and a
+//! session another process ended only when it starts again, or, better,
 //! moves to PostgreSQL.
 
 mod caches;
@@ -98,6 +108,8 @@ mod ended;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod restore;
 
 pub(crate) use caches::{Caches, membership_key};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -203,6 +215,14 @@ impl Evictor {
         }
     }
 
+    /// Forgets the bans held in memory: a listener whose store records
+    /// bans in its rows calls it when it listens again, since an unban
+    /// announced meanwhile was not heard (the rows, read again, hold it).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn forget_bans(&self) {
+        self.caches.bans.clear();
+    }
+
     /// Forgets every cached answer: each token's next request resolves its
     /// rows again. The listener calls it whenever it starts listening,
     /// since what was announced before was not heard.
@@ -215,8 +235,14 @@ impl Evictor {
 
     /// Ends `session` until `until_ms` (an instant another instance chose).
     fn end_session_until(&self, session: &str, until_ms: i64) {
-        self.caches.ended.insert(session, until_ms, clock::now_ms());
         telemetry::session_ended();
+        self.refuse_session_until(session, until_ms);
+    }
+
+    /// Refuses `session`'s tokens until `until_ms`: an end heard of, or
+    /// one recorded before this process started listening.
+    fn refuse_session_until(&self, session: &str, until_ms: i64) {
+        self.caches.ended.insert(session, until_ms, clock::now_ms());
         self.caches.ledger.forget(Subject::Session(session));
         self.forget_tokens(|claims| claims.sid == session);
     }
@@ -284,6 +310,18 @@ mod sealed {
             &self,
             evictor: Evictor,
             heartbeat: Duration,
+        ) -> impl Future<Output = Result<EvictionListener, StoreError>> + Send {
+            self.start_with(evictor, heartbeat, false)
+        }
+
+        /// As `start`; `bans_in_rows` says that the store's rows record
+        /// bans, so that a listener that may have missed an announcement
+        /// drops the bans it holds in memory and reads the rows again.
+        fn start_with(
+            &self,
+            evictor: Evictor,
+            heartbeat: Duration,
+            bans_in_rows: bool,
         ) -> impl Future<Output = Result<EvictionListener, StoreError>> + Send;
     }
 }
@@ -332,23 +370,30 @@ where
     DB: crate::store::Dialect,
     sqlx::Pool<DB>: sealed::Start,
 {
-    async fn start(
+    async fn start_with(
         &self,
         evictor: Evictor,
         heartbeat: std::time::Duration,
+        _: bool,
     ) -> Result<EvictionListener, crate::store::StoreError> {
-        self.pool().start(evictor, heartbeat).await
+        self.pool()
+            .start_with(evictor, heartbeat, self.records_bans())
+            .await
     }
 }
 
-/// Nothing to start: the instance applying a deletion evicts it itself.
+/// Nothing to listen to: the instance applying a deletion evicts it
+/// itself. The sessions ended so far are taken from the file, once.
 #[cfg(feature = "sqlite")]
 impl sealed::Start for sqlx::SqlitePool {
-    async fn start(
+    async fn start_with(
         &self,
-        _: Evictor,
+        evictor: Evictor,
         _: std::time::Duration,
+        _: bool,
     ) -> Result<EvictionListener, crate::store::StoreError> {
+        let restored = restore::from_sqlite(self, &evictor).await?;
+        tracing::debug!(target: "ensure_user", restored, "ended sessions loaded");
         Ok(EvictionListener { task: None })
     }
 }

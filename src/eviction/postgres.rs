@@ -12,7 +12,7 @@ use sqlx::{
 use super::{
     EvictionListener, Evictor,
     channel::{self, SELECT_CHANNEL},
-    sealed,
+    restore, sealed,
 };
 use crate::{store::StoreError, telemetry};
 
@@ -21,14 +21,16 @@ const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(10);
 
 impl sealed::Start for PgPool {
-    async fn start(
+    async fn start_with(
         &self,
         evictor: Evictor,
         heartbeat: Duration,
+        bans_in_rows: bool,
     ) -> Result<EvictionListener, StoreError> {
         let database = Database {
             options: self.connect_options(),
             acquire_timeout: self.options().get_acquire_timeout(),
+            bans_in_rows,
         };
         let listener = database.listen(&evictor).await?;
         tracing::info!(target: "ensure_user", "eviction listener started");
@@ -41,11 +43,15 @@ impl sealed::Start for PgPool {
 struct Database {
     options: Arc<PgConnectOptions>,
     acquire_timeout: Duration,
+    /// Whether the store's rows record bans (then those held in memory are
+    /// dropped when listening again).
+    bans_in_rows: bool,
 }
 
 impl Database {
     /// A connection listening on the deletions channel. Deletions announced
-    /// before it listened were not heard, so every cached user is forgotten.
+    /// before it listened were not heard, so every cached user is forgotten,
+    /// and the sessions ended so far are read from the database.
     ///
     /// Each connection comes from a one-connection pool of its own: one
     /// given up as unresponsive may take long to close (dropping a listener
@@ -64,7 +70,12 @@ impl Database {
             .fetch_one(&mut listener)
             .await?;
         listener.listen(&channel).await?;
+        if self.bans_in_rows {
+            evictor.forget_bans();
+        }
         evictor.forget_all();
+        let restored = restore::from_postgres(&mut listener, evictor).await?;
+        tracing::debug!(target: "ensure_user", restored, "ended sessions loaded");
         Ok(listener)
     }
 

@@ -170,6 +170,8 @@ pub(crate) struct Stored {
     pub(crate) version: Option<i64>,
     /// A tombstone exists.
     pub(crate) tombstoned: bool,
+    /// The row records a ban.
+    pub(crate) banned: bool,
 }
 
 /// The batch's plan: for each user, what the write should do given what
@@ -258,6 +260,7 @@ mod tests {
                     exists: true,
                     version: Some(5),
                     tombstoned: false,
+                    banned: false,
                 },
             ),
             (
@@ -266,6 +269,7 @@ mod tests {
                     exists: true,
                     version: Some(4),
                     tombstoned: false,
+                    banned: false,
                 },
             ),
             (
@@ -274,6 +278,7 @@ mod tests {
                     exists: true,
                     version: Some(9),
                     tombstoned: false,
+                    banned: false,
                 },
             ),
             (
@@ -282,6 +287,7 @@ mod tests {
                     exists: true,
                     version: None,
                     tombstoned: false,
+                    banned: false,
                 },
             ),
             (
@@ -290,6 +296,7 @@ mod tests {
                     exists: false,
                     version: None,
                     tombstoned: true,
+                    banned: false,
                 },
             ),
         ]);

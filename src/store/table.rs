@@ -27,7 +27,8 @@ pub struct InvalidIdentifier(pub String);
 ///     .with_id_column("account_id", IdKind::Uuid)?
 ///     .with_clerk_id_column("clerk_user_id")?
 ///     .with_profile_columns(Some("email_address"), None, None, None)?
-///     .with_clerk_updated_at_column(Some("clerk_version"))?;
+///     .with_clerk_updated_at_column(Some("clerk_version"))?
+///     .with_banned_column(None)?;
 /// # Ok::<(), ensure_user::store::InvalidIdentifier>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,7 @@ pub struct UserTable {
     pub(crate) last_name: Option<String>,
     pub(crate) image_url: Option<String>,
     pub(crate) clerk_updated_at: Option<String>,
+    pub(crate) banned: Option<String>,
     pub(crate) tombstones: String,
 }
 
@@ -56,6 +58,7 @@ impl Default for UserTable {
             last_name: Some(r#""last_name""#.into()),
             image_url: Some(r#""image_url""#.into()),
             clerk_updated_at: Some(r#""clerk_updated_at""#.into()),
+            banned: Some(r#""banned""#.into()),
             tombstones: r#""clerk_user_tombstones""#.into(),
         }
     }
@@ -113,6 +116,18 @@ impl UserTable {
         column: Option<&str>,
     ) -> Result<Self, InvalidIdentifier> {
         self.clerk_updated_at = column.map(identifier).transpose()?;
+        Ok(self)
+    }
+
+    /// The `BOOLEAN NOT NULL DEFAULT FALSE` column recording whether Clerk
+    /// bans the user, or `None` when the table has none. Default `banned`.
+    ///
+    /// Written with the profile (the newest version wins); a row that
+    /// records a ban is refused with `401 user_banned`. Without it, bans
+    /// are enforced from the layer's memory and the instances'
+    /// announcements only: a process started after a ban does not know it.
+    pub fn with_banned_column(mut self, column: Option<&str>) -> Result<Self, InvalidIdentifier> {
+        self.banned = column.map(identifier).transpose()?;
         Ok(self)
     }
 

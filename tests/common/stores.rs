@@ -153,7 +153,8 @@ impl Store {
 
     /// A store on an app's own table, created here beside the bundled
     /// ones: `accounts`, UUID keys in `account_id`, the Clerk id in
-    /// `clerk_user_id`, one profile column (`mail`) and no version column.
+    /// `clerk_user_id`, one profile column (`mail`), and no version or ban
+    /// column.
     pub async fn with_accounts_table(&self) -> Self {
         let id_type = match self.backend() {
             Backend::Postgres => "UUID",
@@ -173,6 +174,8 @@ impl Store {
             .with_profile_columns(Some("mail"), None, None, None)
             .unwrap()
             .with_clerk_updated_at_column(None)
+            .unwrap()
+            .with_banned_column(None)
             .unwrap();
         match self {
             Self::Postgres(store) => {

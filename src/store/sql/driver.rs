@@ -6,8 +6,8 @@
 use std::{future::Future, sync::Arc};
 
 use sqlx::{
-    AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type,
-    database::HasStatementCache,
+    AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row,
+    Transaction, Type, database::HasStatementCache,
 };
 use uuid::Uuid;
 
@@ -22,6 +22,7 @@ pub enum Bind<'a> {
     Owned(String),
     MaybeText(Option<&'a str>),
     Int(i64),
+    Bool(bool),
     Uuid(Uuid),
 }
 
@@ -87,6 +88,26 @@ pub trait Driver: Database + sealed::Sealed {
         statements: Vec<Statement<'a>>,
     ) -> impl Future<Output = Result<Vec<u64>, sqlx::Error>> + Send + 'a;
 
+    /// A transaction, for statements that depend on each other's rows.
+    #[doc(hidden)]
+    fn begin(
+        pool: &Pool<Self>,
+    ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send + '_;
+
+    /// Every row the statement returns, run in `transaction`.
+    #[doc(hidden)]
+    fn rows_in<'a>(
+        transaction: &'a mut Transaction<'static, Self>,
+        statement: Statement<'a>,
+    ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send + 'a;
+
+    /// Runs the statement in `transaction`, its rows unread.
+    #[doc(hidden)]
+    fn execute_in<'a>(
+        transaction: &'a mut Transaction<'static, Self>,
+        statement: Statement<'a>,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
+
     /// Runs a script of several statements (a migration).
     #[doc(hidden)]
     fn run_script<'a>(
@@ -130,6 +151,7 @@ where
     for<'q> String: Encode<'q, DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB>,
+    for<'q> bool: Encode<'q, DB>,
     for<'q> Uuid: Encode<'q, DB>,
     for<'r> String: Decode<'r, DB>,
     for<'r> bool: Decode<'r, DB>,
@@ -172,6 +194,25 @@ where
         Ok(changed)
     }
 
+    async fn begin(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {
+        pool.begin().await
+    }
+
+    async fn rows_in<'a>(
+        transaction: &'a mut Transaction<'static, Self>,
+        statement: Statement<'a>,
+    ) -> Result<Vec<Self::Row>, sqlx::Error> {
+        prepare::<DB>(statement).fetch_all(&mut **transaction).await
+    }
+
+    async fn execute_in<'a>(
+        transaction: &'a mut Transaction<'static, Self>,
+        statement: Statement<'a>,
+    ) -> Result<(), sqlx::Error> {
+        prepare::<DB>(statement).execute(&mut **transaction).await?;
+        Ok(())
+    }
+
     async fn run_script(pool: &Pool<Self>, script: &'static str) -> Result<(), sqlx::Error> {
         sqlx::raw_sql(script).execute(pool).await?;
         Ok(())
@@ -209,6 +250,7 @@ where
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
 {
     let mut query = sqlx::query(AssertSqlSafe(statement.sql)).persistent(statement.persistent);
@@ -218,6 +260,7 @@ where
             Bind::Owned(text) => query.bind(text),
             Bind::MaybeText(text) => query.bind(text),
             Bind::Int(int) => query.bind(int),
+            Bind::Bool(flag) => query.bind(flag),
             Bind::Uuid(uuid) => query.bind(uuid),
         };
     }

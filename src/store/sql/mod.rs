@@ -16,7 +16,10 @@
 //! processes ([`Dialect::announce`]): PostgreSQL publishes it with
 //! `pg_notify`, which is delivered on commit and never for a rollback.
 //! Profile updates are not announced: caches hold a user's local id and
-//! whether they are deleted, and an update changes neither.
+//! whether they are deleted, and an update changes neither — except a
+//! change of the ban, which the upsert announces from a transaction that
+//! reads the stored flag under a per-user lock. An ended session is
+//! recorded and announced in one transaction.
 //!
 //! A batch ([`BackfillStore`]) reads what is stored for all its ids in one
 //! query, then writes every row that needs it in one multi-row
@@ -43,7 +46,6 @@ use std::{
     collections::{HashMap, HashSet},
     future::Future,
     sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 #[cfg(feature = "postgres")]
@@ -63,7 +65,7 @@ use super::{
     SyncOutcome, UserStore, UserSync, UserTable, Walk,
     batch::{Stored, plan},
 };
-use crate::{eviction::Announcement, user::LocalId};
+use crate::{clock, eviction::Announcement, user::LocalId};
 
 /// What differs between the databases the bundled store runs on: sealed,
 /// implemented for `sqlx::Postgres` and `sqlx::Sqlite` only.
@@ -88,6 +90,23 @@ pub trait Dialect: Driver {
     /// membership's new role), run in the transaction that records it.
     #[doc(hidden)]
     fn announce(announcement: Announcement<'_>) -> Option<Statement<'static>>;
+
+    /// Run first in a transaction that writes a user's ban and announces
+    /// its change, so that such transactions for one user take turns and
+    /// each reads the flag the previous one wrote; `None` on a backend that
+    /// announces nothing (then the flag is written without reading it).
+    #[doc(hidden)]
+    fn serialize_ban_writes(clerk_id: &str) -> Option<Statement<'_>>;
+
+    /// A statement telling other processes that `user` is (or is no
+    /// longer) banned as of `version`, run in the transaction that writes it.
+    #[doc(hidden)]
+    fn announce_ban(user: &str, banned: bool, version: i64) -> Option<Statement<'static>>;
+
+    /// A statement telling other processes that `session` ended, its tokens
+    /// refused until `until_ms`, run in the transaction that records it.
+    #[doc(hidden)]
+    fn announce_session_end(session: &str, until_ms: i64) -> Option<Statement<'static>>;
 
     /// Brings tables made by an older version up to date, after the
     /// migrations ran.
@@ -144,10 +163,16 @@ impl<DB: Dialect> SqlUserStore<DB> {
         &self.pool
     }
 
+    /// Whether the table records bans.
+    pub(crate) fn records_bans(&self) -> bool {
+        self.queries.banned_mapped
+    }
+
     /// Creates the bundled `users`, `clerk_user_tombstones`,
     /// `ensure_user_backfill_state`, `organizations`,
     /// `organization_memberships`, `clerk_organization_tombstones` and
-    /// `clerk_membership_tombstones` tables if they do not exist. On SQLite,
+    /// `clerk_membership_tombstones` and `ensure_user_ended_sessions` tables
+    /// if they do not exist, and `users.banned` if it is missing. On SQLite,
     /// also rebuilds a `users` table made by version 0.1.0, once (see
     /// `SqliteUserStore`). Idempotent, and safe to run from several
     /// processes at once.
@@ -156,20 +181,71 @@ impl<DB: Dialect> SqlUserStore<DB> {
         DB::upgrade(&self.pool).await
     }
 
-    /// The user's local id, and whether they are tombstoned.
-    async fn lookup(&self, clerk_id: &str) -> Result<(Option<LocalId>, bool), sqlx::Error> {
+    /// The user's local id, whether they are tombstoned, and whether their
+    /// row records a ban.
+    async fn lookup(&self, clerk_id: &str) -> Result<(Option<LocalId>, bool, bool), sqlx::Error> {
         let rows = DB::rows(&self.pool, self.queries.lookup(clerk_id)).await?;
         let row = one(&rows)?;
-        Ok((DB::id(row, 0, self.queries.id_kind)?, DB::flag(row, 1)?))
+        Ok((
+            DB::id(row, 0, self.queries.id_kind)?,
+            DB::flag(row, 1)?,
+            DB::flag(row, 2)?,
+        ))
     }
 
-    /// Runs an insert or upsert; the id of the row written, if any.
-    async fn write(&self, statement: Statement<'_>) -> Result<Option<LocalId>, sqlx::Error> {
+    /// Runs an insert or upsert; the id of the row written, if any, and
+    /// whether it records a ban.
+    async fn write(
+        &self,
+        statement: Statement<'_>,
+    ) -> Result<Option<(LocalId, bool)>, sqlx::Error> {
         let rows = DB::rows(&self.pool, statement).await?;
-        match rows.first() {
-            Some(row) => DB::id(row, 0, self.queries.id_kind),
+        self.written(&rows)
+    }
+
+    /// The id and ban of the row an insert or upsert returned, if any.
+    fn written(&self, rows: &[DB::Row]) -> Result<Option<(LocalId, bool)>, sqlx::Error> {
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        match DB::id(row, 0, self.queries.id_kind)? {
+            Some(id) => Ok(Some((id, DB::flag(row, 1)?))),
             None => Ok(None),
         }
+    }
+
+    /// The profile upsert; where the backend announces bans, in one
+    /// transaction that reads the stored flag first and announces a change
+    /// of it.
+    async fn upsert(
+        &self,
+        clerk_id: &str,
+        profile: &Profile,
+        updated_at_ms: i64,
+    ) -> Result<Option<(LocalId, bool)>, sqlx::Error> {
+        let upsert = self.queries.upsert(clerk_id, profile, updated_at_ms);
+        let serialize = DB::serialize_ban_writes(clerk_id).filter(|_| self.queries.banned_mapped);
+        let Some(serialize) = serialize else {
+            return self.write(upsert).await;
+        };
+        let mut transaction = DB::begin(&self.pool).await?;
+        DB::execute_in(&mut transaction, serialize).await?;
+        let stored = DB::rows_in(&mut transaction, self.queries.banned_of(clerk_id)).await?;
+        // No row yet: not banned, as a new row would be.
+        let was_banned = match stored.first() {
+            Some(row) => DB::flag(row, 0)?,
+            None => false,
+        };
+        let rows = DB::rows_in(&mut transaction, upsert).await?;
+        let written = self.written(&rows)?;
+        let changed = written.filter(|&(_, banned)| banned != was_banned);
+        if let Some(announce) =
+            changed.and_then(|(_, banned)| DB::announce_ban(clerk_id, banned, updated_at_ms))
+        {
+            DB::execute_in(&mut transaction, announce).await?;
+        }
+        transaction.commit().await?;
+        Ok(written)
     }
 
     async fn is_tombstoned(&self, clerk_id: &str) -> Result<bool, sqlx::Error> {
@@ -202,6 +278,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
             } else {
                 entry.exists = true;
                 entry.version = DB::maybe_int(row, 1)?;
+                entry.banned = DB::flag(row, 3)?;
             }
         }
         Ok(stored)
@@ -236,11 +313,22 @@ impl<DB: Dialect> SqlUserStore<DB> {
         for clerk_id in &tombstoned {
             self.remove(clerk_id).await?;
         }
+        let mut announcements = Vec::new();
         for index in rows {
             let clerk_id = &users[index].clerk_id;
             if tombstoned.contains(clerk_id) {
                 outcomes[index] = BatchOutcome::Tombstoned;
-            } else if !written.contains(clerk_id) {
+            } else if written.contains(clerk_id) {
+                let user = &users[index];
+                let was_banned = stored.get(clerk_id).is_some_and(|s| s.banned);
+                if self.queries.banned_mapped && user.profile.banned != was_banned {
+                    announcements.extend(DB::announce_ban(
+                        clerk_id,
+                        user.profile.banned,
+                        user.updated_at_ms,
+                    ));
+                }
+            } else {
                 // Not written: either a tombstone kept the insert out, or a
                 // newer profile was stored in between.
                 let existed = stored.get(clerk_id).is_some_and(|s| s.exists);
@@ -250,6 +338,12 @@ impl<DB: Dialect> SqlUserStore<DB> {
                     BatchOutcome::Tombstoned
                 };
             }
+        }
+        // After the write committed: a ban the batch changed is heard by
+        // the other instances as a webhook's is (the stored flag was read
+        // before the write, so a change racing the batch may go unheard).
+        if !announcements.is_empty() {
+            DB::execute_together(&self.pool, announcements).await?;
         }
         Ok(outcomes)
     }
@@ -272,11 +366,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
         walk: Walk,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-            });
+        let now_ms = clock::now_ms();
         let passed = i64::try_from(checkpoint.position).unwrap_or(i64::MAX);
         let statement =
             self.queries
@@ -303,11 +393,12 @@ impl<DB: Dialect> UserStore for SqlUserStore<DB> {
         profile: &Profile,
     ) -> Result<Resolution, StoreError> {
         match self.lookup(clerk_id).await? {
-            (_, true) => return Ok(Resolution::Deleted),
-            (Some(id), false) => return Ok(Resolution::Existing(id)),
-            (None, false) => {}
+            (_, true, _) => return Ok(Resolution::Deleted),
+            (Some(id), false, true) => return Ok(Resolution::Banned(id)),
+            (Some(id), false, false) => return Ok(Resolution::Existing(id)),
+            (None, false, _) => {}
         }
-        let Some(id) = self.write(self.queries.insert(clerk_id, profile)).await? else {
+        let Some((id, banned)) = self.write(self.queries.insert(clerk_id, profile)).await? else {
             return Ok(Resolution::Deleted);
         };
         // A deletion that committed its tombstone while we inserted may have
@@ -316,7 +407,12 @@ impl<DB: Dialect> UserStore for SqlUserStore<DB> {
             self.remove(clerk_id).await?;
             return Ok(Resolution::Deleted);
         }
-        Ok(Resolution::Created(id))
+        // A webhook may have written the row, banned, since the lookup.
+        Ok(if banned {
+            Resolution::Banned(id)
+        } else {
+            Resolution::Created(id)
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -333,12 +429,13 @@ impl<DB: Dialect> UserSync for SqlUserStore<DB> {
         updated_at_ms: i64,
     ) -> Result<SyncOutcome, StoreError> {
         let existing = match self.lookup(clerk_id).await? {
-            (_, true) => return Ok(SyncOutcome::Tombstoned),
-            (existing, false) => existing,
+            (_, true, _) => return Ok(SyncOutcome::Tombstoned),
+            (existing, false, _) => existing,
         };
         let written = self
-            .write(self.queries.upsert(clerk_id, profile, updated_at_ms))
-            .await?;
+            .upsert(clerk_id, profile, updated_at_ms)
+            .await?
+            .map(|(id, _)| id);
         // As in `find_or_create`: a deletion may have committed its
         // tombstone while we wrote; if so, the row must not survive.
         if self.is_tombstoned(clerk_id).await? {
@@ -370,6 +467,21 @@ impl<DB: Dialect> UserSync for SqlUserStore<DB> {
             (false, true) => SyncOutcome::NotFound,
             (false, false) => SyncOutcome::Tombstoned,
         })
+    }
+
+    async fn end_session(
+        &self,
+        session: &str,
+        clerk_id: &str,
+        until_ms: i64,
+    ) -> Result<SyncOutcome, StoreError> {
+        let mut statements = vec![
+            self.queries.prune_ended_sessions(clock::now_ms()),
+            self.queries.end_session(session, clerk_id, until_ms),
+        ];
+        statements.extend(DB::announce_session_end(session, until_ms));
+        DB::execute_together(&self.pool, statements).await?;
+        Ok(SyncOutcome::Ended)
     }
 }
 

@@ -289,6 +289,8 @@ impl<DB: Dialect> SqlUserStore<DB> {
                     version,
                     tombstoned: parent_deleted
                         || grave(&graves, m.key()).is_some_and(|at| at >= m.version),
+                    // Memberships record no ban.
+                    banned: false,
                 };
                 (m.key(), m.version, current)
             })

@@ -1,9 +1,9 @@
 //! PostgreSQL: `$n` placeholders, an advisory lock around the migrations,
-//! and deletions announced with `pg_notify`.
+//! and deletions, ended sessions and bans announced with `pg_notify`.
 
 use sqlx::{PgPool, Postgres};
 
-use super::{Dialect, SqlUserStore, Statement};
+use super::{Bind, Dialect, SqlUserStore, Statement};
 use crate::{
     eviction::{self, Announcement},
     store::StoreError,
@@ -13,10 +13,13 @@ use crate::{
 ///
 /// [`delete_user`](crate::store::UserSync::delete_user) also publishes the
 /// Clerk id with `pg_notify`, in the transaction that records the tombstone,
-/// for other processes' layers to hear (see [`eviction`](crate::eviction)).
-/// Deleting an organization or a membership
-/// ([`OrganizationSync`](crate::store::OrganizationSync)) publishes
-/// `org:<organization id>` or `membership:<organization id>:<user id>` alike, in the wording the
+/// for other processes' layers to hear (see [`eviction`](crate::eviction));
+/// so do [`end_session`](crate::store::UserSync::end_session) with the
+/// session, and [`upsert_profile`](crate::store::UserSync::upsert_profile)
+/// with a change of the user's ban. Deleting an organization or a
+/// membership ([`OrganizationSync`](crate::store::OrganizationSync))
+/// publishes `org:<organization id>` or
+/// `membership:<organization id>:<user id>` alike, in the wording the
 /// eviction listener reads.
 ///
 /// ```no_run
@@ -45,7 +48,8 @@ impl Dialect for Postgres {
         "SELECT pg_advisory_xact_lock(7408537265401231);\n",
         include_str!("../../../migrations/postgres/0001_ensure_user.sql"),
         include_str!("../../../migrations/postgres/0002_backfill_state.sql"),
-        include_str!("../../../migrations/postgres/0003_organizations.sql")
+        include_str!("../../../migrations/postgres/0003_organizations.sql"),
+        include_str!("../../../migrations/postgres/0004_sessions_and_bans.sql")
     );
 
     const NOW: &'static str = "now()";
@@ -56,6 +60,28 @@ impl Dialect for Postgres {
 
     fn announce(announcement: Announcement<'_>) -> Option<Statement<'static>> {
         Some(eviction::announcement(announcement))
+    }
+
+    fn serialize_ban_writes(clerk_id: &str) -> Option<Statement<'_>> {
+        // A transaction-scoped lock on (a key of this crate's, the user).
+        Some(
+            Statement::new("SELECT pg_advisory_xact_lock(740853726, hashtext($1))")
+                .bind(Bind::Text(clerk_id)),
+        )
+    }
+
+    fn announce_ban(user: &str, banned: bool, version: i64) -> Option<Statement<'static>> {
+        Some(eviction::announcement(eviction::Announcement::Blocked {
+            user,
+            blocked: banned,
+            version,
+        }))
+    }
+
+    fn announce_session_end(session: &str, until_ms: i64) -> Option<Statement<'static>> {
+        Some(eviction::announcement(
+            eviction::Announcement::SessionEnded { session, until_ms },
+        ))
     }
 
     async fn upgrade(_: &PgPool) -> Result<(), StoreError> {

@@ -12,6 +12,9 @@ use crate::store::{IdKind, Profile, ProfileUpdate, UserTable};
 /// The table a walk's checkpoint is kept in (bundled migration `0002`).
 const CHECKPOINTS: &str = "ensure_user_backfill_state";
 
+/// The table of ended sessions (bundled migration `0004`).
+pub(crate) const ENDED_SESSIONS: &str = "ensure_user_ended_sessions";
+
 /// Rows per batch statement at most: keeps every statement far below the
 /// bind-parameter limits of PostgreSQL (65,535) and SQLite (32,766).
 const MAX_BATCH_ROWS: usize = 1000;
@@ -21,13 +24,23 @@ pub(super) struct Queries {
     pub(super) id_kind: IdKind,
     profile_mapped: [bool; 4],
     pub(super) versioned: bool,
+    /// Whether the table records bans.
+    pub(super) banned_mapped: bool,
     lookup: Arc<str>,
     insert: Arc<str>,
     upsert: Arc<str>,
     tombstoned: Arc<str>,
     tombstone: Arc<str>,
     remove: Arc<str>,
+    banned_of: Arc<str>,
+    sessions: SessionQueries,
     batch: BatchQueries,
+}
+
+/// The statements of the ended sessions' table.
+struct SessionQueries {
+    end: Arc<str>,
+    prune: Arc<str>,
 }
 
 /// The batch statements, whose parameter lists grow with the batch.
@@ -86,22 +99,28 @@ impl Queries {
         let profile = table.profile_columns();
         columns.extend(profile.iter().flatten().map(|c| (*c).to_owned()));
         let clerk_param = param(if table.id_kind == IdKind::Uuid { 2 } else { 1 });
+        let banned = table.banned.as_deref();
+        // The row's ban, as the insert and the upsert return it.
+        let returned_ban = banned.unwrap_or("FALSE");
         let not_tombstoned =
             format!("NOT EXISTS (SELECT 1 FROM {tombstones} WHERE clerk_id = {clerk_param})");
         let values = |count: usize| (1..=count).map(param).collect::<Vec<_>>().join(", ");
         let insert = format!(
             "INSERT INTO {users} ({columns}) SELECT {values} WHERE {not_tombstoned} \
              ON CONFLICT ({clerk_id}) DO UPDATE SET {clerk_id} = excluded.{clerk_id} \
-             RETURNING {id}",
+             RETURNING {id}, {returned_ban}",
             columns = columns.join(", "),
             values = values(columns.len()),
         );
 
-        // The upsert writes the whole profile and, when mapped, its version.
+        // The upsert writes the whole profile and, when mapped, its version
+        // and the ban.
         let version = table.clerk_updated_at.as_deref();
         let mut synced: Vec<&str> = profile.iter().flatten().copied().collect();
         synced.extend(version);
+        synced.extend(banned);
         columns.extend(version.map(str::to_owned));
+        columns.extend(banned.map(str::to_owned));
         let assignments = if synced.is_empty() {
             format!("{clerk_id} = excluded.{clerk_id}")
         } else {
@@ -114,7 +133,7 @@ impl Queries {
         let upsert = format!(
             "INSERT INTO {users} AS stored_row ({columns}) SELECT {values} WHERE {not_tombstoned} \
              ON CONFLICT ({clerk_id}) DO UPDATE SET {assignments}{newer} \
-             RETURNING {id}",
+             RETURNING {id}, {returned_ban}",
             columns = columns.join(", "),
             values = values(columns.len()),
         );
@@ -138,10 +157,25 @@ impl Queries {
         );
         let stored_version = version.unwrap_or("CAST(NULL AS BIGINT)");
         let batch_read = (
-            format!("SELECT {clerk_id}, {stored_version}, FALSE FROM {users} WHERE {clerk_id} IN "),
-            format!(" UNION ALL SELECT clerk_id, NULL, TRUE FROM {tombstones} WHERE clerk_id IN "),
+            format!(
+                "SELECT {clerk_id}, {stored_version}, FALSE, {returned_ban} FROM {users} \
+                 WHERE {clerk_id} IN "
+            ),
+            format!(
+                " UNION ALL SELECT clerk_id, NULL, TRUE, FALSE FROM {tombstones} WHERE clerk_id IN "
+            ),
         );
         let checkpoints = CHECKPOINTS;
+        let ended = ENDED_SESSIONS;
+        let lookup_ban = banned.map_or_else(
+            || "FALSE".to_owned(),
+            |b| {
+                format!(
+                    "COALESCE((SELECT {b} FROM {users} WHERE {clerk_id} = {p1}), FALSE)",
+                    p1 = param(1)
+                )
+            },
+        );
 
         let p1 = param(1);
         let (p2, p3, p4) = (param(2), param(3), param(4));
@@ -149,9 +183,11 @@ impl Queries {
             id_kind: table.id_kind,
             profile_mapped: profile.map(|c| c.is_some()),
             versioned: version.is_some(),
+            banned_mapped: banned.is_some(),
             lookup: format!(
                 "SELECT (SELECT {id} FROM {users} WHERE {clerk_id} = {p1}) AS id, \
-                 EXISTS (SELECT 1 FROM {tombstones} WHERE clerk_id = {p1}) AS deleted"
+                 EXISTS (SELECT 1 FROM {tombstones} WHERE clerk_id = {p1}) AS deleted, \
+                 {lookup_ban} AS banned"
             )
             .into(),
             insert: insert.into(),
@@ -164,6 +200,16 @@ impl Queries {
             )
             .into(),
             remove: format!("DELETE FROM {users} WHERE {clerk_id} = {p1}").into(),
+            banned_of: format!("SELECT {returned_ban} FROM {users} WHERE {clerk_id} = {p1}").into(),
+            sessions: SessionQueries {
+                end: format!(
+                    "INSERT INTO {ended} (session_id, clerk_id, until_ms) VALUES ({p1}, {p2}, {p3}) \
+                     ON CONFLICT (session_id) DO UPDATE SET until_ms = excluded.until_ms, \
+                     clerk_id = excluded.clerk_id WHERE {ended}.until_ms < excluded.until_ms"
+                )
+                .into(),
+                prune: format!("DELETE FROM {ended} WHERE until_ms <= {p1}").into(),
+            },
             batch: BatchQueries {
                 param,
                 columns: columns.len(),
@@ -208,6 +254,29 @@ impl Queries {
         self.row_values(Arc::clone(&self.upsert), clerk_id, profile, Some(version))
     }
 
+    /// The ban the user's row records, if there is a row.
+    pub(super) fn banned_of<'a>(&self, clerk_id: &'a str) -> Statement<'a> {
+        Statement::new(Arc::clone(&self.banned_of)).bind(Bind::Text(clerk_id))
+    }
+
+    /// Records that `session` ended, keeping the later of two ends.
+    pub(super) fn end_session<'a>(
+        &self,
+        session: &'a str,
+        clerk_id: &'a str,
+        until_ms: i64,
+    ) -> Statement<'a> {
+        Statement::new(Arc::clone(&self.sessions.end))
+            .bind(Bind::Text(session))
+            .bind(Bind::Text(clerk_id))
+            .bind(Bind::Int(until_ms))
+    }
+
+    /// Deletes the ended sessions no token of which can be valid at `now_ms`.
+    pub(super) fn prune_ended_sessions(&self, now_ms: i64) -> Statement<'static> {
+        Statement::new(Arc::clone(&self.sessions.prune)).bind(Bind::Int(now_ms))
+    }
+
     /// Whether the user is tombstoned.
     pub(super) fn tombstoned<'a>(&self, clerk_id: &'a str) -> Statement<'a> {
         Statement::new(Arc::clone(&self.tombstoned)).bind(Bind::Text(clerk_id))
@@ -225,7 +294,7 @@ impl Queries {
         Statement::new(Arc::clone(&self.remove)).bind(Bind::Text(clerk_id))
     }
 
-    /// What is stored for `ids`: `(clerk id, version, tombstoned)` rows.
+    /// What is stored for `ids`: `(clerk id, version, tombstoned, banned)` rows.
     ///
     /// Planned anew each time (not a cached prepared statement): a plan
     /// cached while a fresh table was small would keep scanning the whole
@@ -299,7 +368,8 @@ impl Queries {
     }
 
     /// A new id (for UUID tables), the Clerk id, the mapped profile columns
-    /// and, when the table keeps one and it is given, the version.
+    /// and, for an upsert (`version` given), the version and the ban, each
+    /// when the table keeps it.
     fn values<'a>(
         &self,
         clerk_id: &'a str,
@@ -307,11 +377,15 @@ impl Queries {
         version: Option<i64>,
     ) -> impl Iterator<Item = Bind<'a>> {
         let id = (self.id_kind == IdKind::Uuid).then(|| Bind::Uuid(Uuid::new_v4()));
+        let banned = version
+            .filter(|_| self.banned_mapped)
+            .map(|_| Bind::Bool(profile.banned));
         let version = version.filter(|_| self.versioned).map(Bind::Int);
         id.into_iter()
             .chain([Bind::Text(clerk_id)])
             .chain(self.profile_values(profile).map(Bind::MaybeText))
             .chain(version)
+            .chain(banned)
     }
 
     /// Rows per batch statement for `users` ([`rows_per_statement`]).
@@ -332,11 +406,12 @@ impl Queries {
             0
         };
         let version = if self.versioned { 4 + 8 } else { 0 };
+        let banned = if self.banned_mapped { 4 + 1 } else { 0 };
         let profile: usize = self
             .profile_values(&user.profile)
             .map(|value| 4 + value.map_or(0, str::len))
             .sum();
-        id + 4 + user.clerk_id.len() + profile + version
+        id + 4 + user.clerk_id.len() + profile + version + banned
     }
 
     fn profile_values<'p>(
@@ -381,11 +456,12 @@ mod tests {
                 1,
             )
         };
-        // 4 + 6 (id) + 4 × 4 + image (profile) + 4 + 8 (version) = 38 + image.
-        assert_eq!(queries.bound_bytes(&user(62)), 100);
+        // 4 + 6 (id) + 4 × 4 + image (profile) + 4 + 8 (version) + 4 + 1
+        // (ban) = 43 + image.
+        assert_eq!(queries.bound_bytes(&user(57)), 100);
         let rows = |image, max_bytes| queries.statement_rows(&[user(1), user(image)], max_bytes);
-        assert_eq!(rows(62, 12 * 1024), 64, "122 rows fit, rounded down to 64");
-        assert_eq!(rows(62, usize::MAX), 512, "capped, then rounded down");
+        assert_eq!(rows(57, 12 * 1024), 64, "122 rows fit, rounded down to 64");
+        assert_eq!(rows(57, usize::MAX), 512, "capped, then rounded down");
         assert_eq!(
             rows(100_000, 12 * 1024),
             1,

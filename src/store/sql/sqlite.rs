@@ -1,5 +1,6 @@
 //! SQLite: `?n` placeholders, one statement per batch (no socket to fit),
-//! nobody to announce deletions to, and the upgrade of 0.1.0's users table.
+//! nobody to announce deletions, ended sessions or bans to, and the upgrades
+//! of older users tables.
 
 use sqlx::{Sqlite, SqlitePool};
 
@@ -48,7 +49,8 @@ impl Dialect for Sqlite {
     const MIGRATIONS: &'static str = concat!(
         include_str!("../../../migrations/sqlite/0001_ensure_user.sql"),
         include_str!("../../../migrations/sqlite/0002_backfill_state.sql"),
-        include_str!("../../../migrations/sqlite/0003_organizations.sql")
+        include_str!("../../../migrations/sqlite/0003_organizations.sql"),
+        include_str!("../../../migrations/sqlite/0004_sessions_and_bans.sql")
     );
 
     const NOW: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -61,7 +63,20 @@ impl Dialect for Sqlite {
         None
     }
 
+    fn serialize_ban_writes(_: &str) -> Option<Statement<'_>> {
+        None
+    }
+
+    fn announce_ban(_: &str, _: bool, _: i64) -> Option<Statement<'static>> {
+        None
+    }
+
+    fn announce_session_end(_: &str, _: i64) -> Option<Statement<'static>> {
+        None
+    }
+
     async fn upgrade(pool: &SqlitePool) -> Result<(), StoreError> {
-        sqlite_upgrade::upgrade_users_table(pool).await
+        sqlite_upgrade::upgrade_users_table(pool).await?;
+        sqlite_upgrade::add_banned_column(pool).await
     }
 }

@@ -18,6 +18,10 @@
 //! sequence starts above `max(id)` plus the number of tombstones: every
 //! deletion made by this crate leaves one, so none of those ids comes back.
 //! A row the app deleted itself without a tombstone cannot be accounted for.
+//!
+//! It also adds the `banned` column of migration `0004` to the bundled
+//! table when it is missing (SQLite has no `ADD COLUMN IF NOT EXISTS`). The
+//! rebuild keeps that column, whichever of the two ran first.
 
 use std::collections::HashSet;
 
@@ -26,7 +30,8 @@ use sqlx::{AssertSqlSafe, Connection, SqliteConnection, SqlitePool};
 use crate::store::StoreError;
 
 /// The columns of the bundled table: name, declared type, position in the
-/// primary key. Only a table with exactly these is upgraded.
+/// primary key. Only a table with exactly these (and perhaps [`BANNED`]
+/// after them) is rebuilt.
 const BUNDLED_COLUMNS: [(&str, &str, i64); 9] = [
     ("id", "INTEGER", 1),
     ("clerk_id", "TEXT", 0),
@@ -50,15 +55,19 @@ const CREATE_REBUILT_TABLE: &str = "CREATE TABLE ensure_user_users_rebuilt (
     image_url        TEXT,
     clerk_updated_at INTEGER,
     created_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    updated_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    updated_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    banned           BOOLEAN NOT NULL DEFAULT FALSE
 )";
 
-/// Copies every row, id included.
-const COPY_ROWS: &str = "INSERT INTO ensure_user_users_rebuilt \
-    (id, clerk_id, email, first_name, last_name, image_url, \
-     clerk_updated_at, created_at, updated_at) \
-    SELECT id, clerk_id, email, first_name, last_name, image_url, \
-     clerk_updated_at, created_at, updated_at FROM users";
+/// The column migration `0004` adds, and its declared type.
+const BANNED: (&str, &str) = ("banned", "BOOLEAN");
+
+/// Adds it to the bundled table.
+const ADD_BANNED: &str = "ALTER TABLE users ADD COLUMN banned BOOLEAN NOT NULL DEFAULT FALSE";
+
+/// The columns every row is copied with, id included.
+const COPIED_COLUMNS: &str = "id, clerk_id, email, first_name, last_name, image_url, \
+     clerk_updated_at, created_at, updated_at";
 
 /// Starts the sequence above every id still in use and every id a
 /// tombstoned deletion may have freed.
@@ -86,7 +95,7 @@ struct ForeignKeysWouldBreak(usize);
 /// several processes at once: one rebuilds, the others find it done.
 pub(super) async fn upgrade_users_table(pool: &SqlitePool) -> Result<(), StoreError> {
     let mut connection = pool.acquire().await?;
-    if !needs_upgrade(&mut connection).await? {
+    if needs_upgrade(&mut connection).await?.is_none() {
         return Ok(());
     }
     let settings = ConnectionSettings::read(&mut connection).await?;
@@ -112,24 +121,47 @@ pub(super) async fn upgrade_users_table(pool: &SqlitePool) -> Result<(), StoreEr
     Ok(())
 }
 
-/// Whether `users` is the bundled table without `AUTOINCREMENT`.
-async fn needs_upgrade(connection: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+/// Whether `users` is the bundled table without `AUTOINCREMENT`: if so,
+/// `Some` of whether it has the `banned` column.
+async fn needs_upgrade(connection: &mut SqliteConnection) -> Result<Option<bool>, sqlx::Error> {
     let definition: Option<String> = sqlx::query_scalar(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'users' COLLATE NOCASE",
     )
     .fetch_optional(&mut *connection)
     .await?;
     let Some(definition) = definition else {
-        return Ok(false);
+        return Ok(None);
     };
     if definition.to_ascii_uppercase().contains("AUTOINCREMENT") {
-        return Ok(false);
+        return Ok(None);
     }
-    let columns: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT name, type, pk FROM pragma_table_info('users') ORDER BY cid")
-            .fetch_all(&mut *connection)
-            .await?;
-    Ok(has_bundled_columns(&columns))
+    let columns = users_columns(connection).await?;
+    Ok(bundled_layout(&columns))
+}
+
+/// The columns of `users`: name, declared type, position in the primary key.
+async fn users_columns(
+    connection: &mut SqliteConnection,
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT name, type, pk FROM pragma_table_info('users') ORDER BY cid")
+        .fetch_all(connection)
+        .await
+}
+
+/// `Some(false)` for the bundled columns, `Some(true)` for the bundled
+/// columns and `banned` after them, `None` for any other table.
+fn bundled_layout(columns: &[(String, String, i64)]) -> Option<bool> {
+    let (bundled, rest) = columns.split_at_checked(BUNDLED_COLUMNS.len())?;
+    let banned = match rest {
+        [] => false,
+        [(name, declared, 0)]
+            if name.eq_ignore_ascii_case(BANNED.0) && declared.eq_ignore_ascii_case(BANNED.1) =>
+        {
+            true
+        }
+        _ => return None,
+    };
+    has_bundled_columns(bundled).then_some(banned)
 }
 
 fn has_bundled_columns(columns: &[(String, String, i64)]) -> bool {
@@ -148,12 +180,12 @@ fn has_bundled_columns(columns: &[(String, String, i64)]) -> bool {
 /// `None` when another process upgraded the table first.
 async fn rebuild(connection: &mut SqliteConnection) -> Result<Option<u64>, StoreError> {
     let mut transaction = connection.begin_with("BEGIN IMMEDIATE").await?;
-    if !needs_upgrade(&mut transaction).await? {
+    let Some(has_banned) = needs_upgrade(&mut transaction).await? else {
         transaction.rollback().await?;
         return Ok(None);
-    }
+    };
     let violations_before = foreign_key_violations(&mut transaction).await?;
-    let rows = replace_users_table(&mut transaction).await?;
+    let rows = replace_users_table(&mut transaction, has_banned).await?;
     sqlx::raw_sql(SEED_SEQUENCE)
         .execute(&mut *transaction)
         .await?;
@@ -170,13 +202,23 @@ async fn rebuild(connection: &mut SqliteConnection) -> Result<Option<u64>, Store
 
 /// Puts a table with `AUTOINCREMENT` holding every row in the place of
 /// `users`, with the indexes and triggers the old one had; returns the
-/// rows copied.
-async fn replace_users_table(connection: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
+/// rows copied. Each row keeps its ban when the old table had the column.
+async fn replace_users_table(
+    connection: &mut SqliteConnection,
+    has_banned: bool,
+) -> Result<u64, sqlx::Error> {
     let indexes_and_triggers = indexes_and_triggers(&mut *connection).await?;
     sqlx::raw_sql(CREATE_REBUILT_TABLE)
         .execute(&mut *connection)
         .await?;
-    let rows = sqlx::raw_sql(COPY_ROWS)
+    let columns = if has_banned {
+        format!("{COPIED_COLUMNS}, {}", BANNED.0)
+    } else {
+        COPIED_COLUMNS.to_owned()
+    };
+    let copy =
+        format!("INSERT INTO ensure_user_users_rebuilt ({columns}) SELECT {columns} FROM users");
+    let rows = sqlx::raw_sql(AssertSqlSafe(copy))
         .execute(&mut *connection)
         .await?
         .rows_affected();
@@ -218,6 +260,32 @@ async fn rename_rebuilt_table(connection: &mut SqliteConnection) -> Result<(), s
     .execute(connection)
     .await?;
     Ok(())
+}
+
+/// Adds the `banned` column to the `users` table when it lacks it, as the
+/// PostgreSQL migration does; does nothing without a `users` table. Safe to run from several processes at once: the column is
+/// looked for again inside a `BEGIN IMMEDIATE` transaction, which one
+/// process holds at a time.
+pub(super) async fn add_banned_column(pool: &SqlitePool) -> Result<(), StoreError> {
+    let mut connection = pool.acquire().await?;
+    if !lacks_banned(&mut connection).await? {
+        return Ok(());
+    }
+    let mut transaction = connection.begin_with("BEGIN IMMEDIATE").await?;
+    if lacks_banned(&mut transaction).await? {
+        sqlx::raw_sql(ADD_BANNED).execute(&mut *transaction).await?;
+    }
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// Whether there is a `users` table without a `banned` column.
+async fn lacks_banned(connection: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    let columns = users_columns(connection).await?;
+    Ok(!columns.is_empty()
+        && !columns
+            .iter()
+            .any(|(name, ..)| name.eq_ignore_ascii_case(BANNED.0)))
 }
 
 /// Every foreign-key reference of the database that does not hold.
@@ -273,6 +341,24 @@ mod tests {
         spec.iter()
             .map(|(name, declared, key)| ((*name).to_owned(), (*declared).to_owned(), *key))
             .collect()
+    }
+
+    #[test]
+    fn the_banned_column_may_follow_the_bundled_ones() {
+        let mut with_banned = columns(&BUNDLED_COLUMNS);
+        assert_eq!(bundled_layout(&with_banned), Some(false));
+        with_banned.push(("banned".into(), "BOOLEAN".into(), 0));
+        assert_eq!(bundled_layout(&with_banned), Some(true));
+        with_banned.push(("plan".into(), "TEXT".into(), 0));
+        assert_eq!(
+            bundled_layout(&with_banned),
+            None,
+            "another column after it"
+        );
+        let mut other = columns(&BUNDLED_COLUMNS);
+        other.push(("banned".into(), "TEXT".into(), 0));
+        assert_eq!(bundled_layout(&other), None, "another type");
+        assert_eq!(bundled_layout(&columns(&BUNDLED_COLUMNS[..8])), None);
     }
 
     #[test]

@@ -1,0 +1,737 @@
+//! Ended sessions and banned users, end to end: deliveries signed as svix
+//! signs them, on real PostgreSQL and SQLite, through `Setup` (layer,
+//! receiver and listener), with several instances on one database.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::{Json, Router, routing::get};
+use common::{
+    svix::{PATH, SECRET, delivery, verifier},
+    *,
+};
+use ensure_user::{
+    Config, LocalUser, Running, Setup,
+    eviction::EvictionSource,
+    store::{PgUserStore, SqliteUserStore, UserStore, UserSync},
+    testing::{SigningKey, random_id, session_claims},
+    webhook::{WebhookSecret, sign},
+};
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{
+    PgPool, SqlitePool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqlitePoolOptions},
+};
+use tower::ServiceExt;
+
+/// How soon every other instance must refuse an ended session or a ban.
+const PROPAGATION_LIMIT: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Where the instances' database is.
+enum Db {
+    Pg(PgConnectOptions),
+    Lite(SqliteConnectOptions),
+}
+
+/// The instances' shared parts: the database and the Clerk keys, and a
+/// pool of the test's own for looking at the rows.
+struct Deployment {
+    key: SigningKey,
+    jwks: JwksServer,
+    db: Db,
+    admin: Admin,
+}
+
+enum Admin {
+    Pg(PgPool),
+    Lite(SqlitePool),
+}
+
+impl Deployment {
+    async fn new(backend: Backend) -> Self {
+        let key = SigningKey::generate("ins_test");
+        let jwks = JwksServer::start(&[&key]).await;
+        let (db, admin) = match backend {
+            Backend::Postgres => {
+                let store = postgres_store().await;
+                let options = store.pool().connect_options().as_ref().clone();
+                (Db::Pg(options), Admin::Pg(store.pool().clone()))
+            }
+            Backend::Sqlite => {
+                let store = sqlite_store().await;
+                let options = store.pool().connect_options().as_ref().clone();
+                (Db::Lite(options), Admin::Lite(store.pool().clone()))
+            }
+        };
+        Self {
+            key,
+            jwks,
+            db,
+            admin,
+        }
+    }
+
+    /// A new instance: its own pool, layer, caches, receiver and listener.
+    async fn instance(&self) -> Instance {
+        let config = self
+            .jwks
+            .config()
+            .with_store_timeout(Duration::from_secs(2));
+        match &self.db {
+            Db::Pg(options) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(2))
+                    .connect_with(options.clone())
+                    .await
+                    .unwrap();
+                Instance::start(config, PgUserStore::new(pool)).await
+            }
+            Db::Lite(options) => {
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options.clone())
+                    .await
+                    .unwrap();
+                Instance::start(config, SqliteUserStore::new(pool)).await
+            }
+        }
+    }
+
+    /// A PostgreSQL instance reaching the database through `proxy`.
+    async fn instance_through(&self, proxy: &proxy::Proxy) -> Instance {
+        let Db::Pg(options) = &self.db else {
+            panic!("a proxy stands in front of PostgreSQL only");
+        };
+        let through = options.clone().host("127.0.0.1").port(proxy.addr.port());
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_with(through)
+            .await
+            .unwrap();
+        let config = self
+            .jwks
+            .config()
+            .with_store_timeout(Duration::from_secs(1));
+        Instance::start(config, PgUserStore::new(pool)).await
+    }
+
+    /// A token of `user`'s session `session`, valid for 10 minutes.
+    fn token(&self, user: &str, session: &str) -> String {
+        let mut claims = session_claims(ISSUER, user, 600);
+        claims["sid"] = json!(session);
+        self.key.sign(&claims)
+    }
+
+    /// The user's `banned` column, if they have a row.
+    async fn banned_in_row(&self, user: &str) -> Option<bool> {
+        match &self.admin {
+            Admin::Pg(pool) => sqlx::query_scalar("SELECT banned FROM users WHERE clerk_id = $1")
+                .bind(user)
+                .fetch_optional(pool)
+                .await
+                .unwrap(),
+            Admin::Lite(pool) => sqlx::query_scalar("SELECT banned FROM users WHERE clerk_id = ?1")
+                .bind(user)
+                .fetch_optional(pool)
+                .await
+                .unwrap(),
+        }
+    }
+
+    /// Every ended session recorded: `(session, user, until_ms)`.
+    async fn ended_rows(&self) -> Vec<(String, String, i64)> {
+        let sql = "SELECT session_id, clerk_id, until_ms FROM ensure_user_ended_sessions \
+                   ORDER BY session_id";
+        match &self.admin {
+            Admin::Pg(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+            Admin::Lite(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+        }
+        .unwrap()
+    }
+
+    /// Records an ended session directly, as another instance would have.
+    async fn insert_ended(&self, session: &str, user: &str, until_ms: i64) {
+        let sql = "INSERT INTO ensure_user_ended_sessions (session_id, clerk_id, until_ms) \
+                   VALUES ($1, $2, $3)";
+        match &self.admin {
+            Admin::Pg(pool) => sqlx::query(sql)
+                .bind(session)
+                .bind(user)
+                .bind(until_ms)
+                .execute(pool)
+                .await
+                .map(drop),
+            Admin::Lite(pool) => sqlx::query(sql)
+                .bind(session)
+                .bind(user)
+                .bind(until_ms)
+                .execute(pool)
+                .await
+                .map(drop),
+        }
+        .unwrap();
+    }
+}
+
+/// One app process: `GET /me` behind the layer, and the webhook receiver.
+struct Instance {
+    app: Router,
+    running: Running,
+}
+
+impl Instance {
+    async fn start<S>(config: Config, store: S) -> Self
+    where
+        S: UserStore + UserSync + EvictionSource + Clone,
+    {
+        let running = Setup::new(config, store)
+            .with_webhooks(verifier())
+            .start()
+            .await
+            .unwrap();
+        let app = Router::new()
+            .route(
+                "/me",
+                get(|user: LocalUser| async move { Json(json!({ "id": user.id() })) }),
+            )
+            .layer(running.layer())
+            .merge(running.webhook_router(PATH));
+        Self { app, running }
+    }
+
+    /// The status of `GET /me` with `token`, and the error code of a refusal.
+    async fn me(&self, token: &str) -> (StatusCode, String) {
+        let response = self.app.clone().oneshot(bearer(token)).await.unwrap();
+        let (status, body) = read(response).await;
+        (
+            status,
+            body["error"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Delivers `request`; the status and the code of the answer.
+    async fn send(&self, request: Request<axum::body::Body>) -> (StatusCode, String) {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let (status, body) = read(response).await;
+        let code = body["outcome"]
+            .as_str()
+            .or_else(|| body["error"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        (status, code)
+    }
+
+    /// Delivers `event`, signed now.
+    async fn deliver(&self, event: &Value) -> (StatusCode, String) {
+        self.send(delivery(event)).await
+    }
+
+    /// Waits until `token` is refused with `code`; returns the time since
+    /// `since`. Panics if it is still served after `limit`.
+    async fn refused(&self, token: &str, code: &str, since: Instant, limit: Duration) -> Duration {
+        loop {
+            match self.me(token).await {
+                (StatusCode::UNAUTHORIZED, refused) if refused == code => return since.elapsed(),
+                (StatusCode::OK, _) => {}
+                other => panic!("unexpected answer: {other:?}"),
+            }
+            assert!(since.elapsed() < limit, "still served after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    i64::try_from(now.as_millis()).unwrap()
+}
+
+/// A `session.<kind>` event for `user`'s `session`.
+fn session_event(kind: &str, session: &str, user: &str) -> Value {
+    json!({
+        "type": format!("session.{kind}"),
+        "object": "event",
+        "data": {
+            "object": "session",
+            "id": session,
+            "user_id": user,
+            "client_id": "client_test",
+            "status": kind,
+            "created_at": 1_716_883_200_000_i64,
+            "updated_at": now_ms(),
+            "expire_at": now_ms() + 7 * 24 * 3_600_000,
+            "abandon_at": now_ms() + 30 * 24 * 3_600_000,
+            "last_active_at": now_ms(),
+        }
+    })
+}
+
+/// A `user.updated` event for `user` as of `updated_at`, banned or not.
+fn user_updated(user: &str, updated_at: i64, banned: bool) -> Value {
+    json!({
+        "type": "user.updated",
+        "object": "event",
+        "data": {
+            "object": "user",
+            "id": user,
+            "first_name": "Ada",
+            "email_addresses": [],
+            "banned": banned,
+            "locked": false,
+            "created_at": 1_654_012_591_514_i64,
+            "updated_at": updated_at,
+        }
+    })
+}
+
+/// `event` signed with `secret` at `timestamp` (Unix s).
+fn signed_with(event: &Value, secret: &str, timestamp: i64) -> Request<axum::body::Body> {
+    let body = event.to_string().into_bytes();
+    let id = random_id("msg");
+    let secret: WebhookSecret = secret.parse().unwrap();
+    let signature = sign(&secret, &id, timestamp, &body);
+    Request::post(PATH)
+        .header("content-type", "application/json")
+        .header("svix-id", id)
+        .header("svix-timestamp", timestamp.to_string())
+        .header("svix-signature", signature)
+        .body(axum::body::Body::from(body))
+        .unwrap()
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    each_session_event_ends_only_that_session,
+    ended_sessions_outlive_a_restart_until_no_token_can_be_valid,
+    bans_follow_the_newest_state_whatever_the_order,
+    bans_outlive_a_restart,
+    forged_and_replayed_events_write_nothing,
+);
+
+async fn each_session_event_ends_only_that_session(backend: Backend) {
+    let d = Deployment::new(backend).await;
+    let a = d.instance().await;
+    for kind in ["revoked", "ended", "removed"] {
+        let user = random_id("user");
+        let (ended, other) = (random_id("sess"), random_id("sess"));
+        let cached = d.token(&user, &ended);
+        let other_token = d.token(&user, &other);
+        assert_eq!(a.me(&cached).await.0, StatusCode::OK, "{kind}");
+        assert_eq!(a.me(&other_token).await.0, StatusCode::OK, "{kind}");
+
+        let before = now_ms();
+        assert_eq!(
+            a.deliver(&session_event(kind, &ended, &user)).await,
+            (StatusCode::OK, "ended".to_owned()),
+            "{kind}"
+        );
+        assert_eq!(
+            a.me(&cached).await,
+            (StatusCode::UNAUTHORIZED, "session_ended".to_owned()),
+            "{kind}: the token cached before the event"
+        );
+        assert_eq!(
+            a.me(&d.token(&user, &ended)).await,
+            (StatusCode::UNAUTHORIZED, "session_ended".to_owned()),
+            "{kind}: a new token of the session"
+        );
+        assert_eq!(
+            a.me(&other_token).await.0,
+            StatusCode::OK,
+            "{kind}: the user's other session"
+        );
+        let rows = d.ended_rows().await;
+        let row = rows.iter().find(|(session, ..)| *session == ended).unwrap();
+        assert_eq!(row.1, user, "{kind}");
+        // Refused for the longest token lifetime (1 h) and the skew, at least.
+        assert!(row.2 >= before + 3_600_000, "{kind}: until {}", row.2);
+    }
+}
+
+async fn ended_sessions_outlive_a_restart_until_no_token_can_be_valid(backend: Backend) {
+    let d = Deployment::new(backend).await;
+    let a = d.instance().await;
+    let user = random_id("user");
+    let (ended, other) = (random_id("sess"), random_id("sess"));
+    assert_eq!(
+        a.deliver(&session_event("revoked", &ended, &user)).await.1,
+        "ended"
+    );
+    // Another instance recorded these: one in force, one no longer.
+    let (recorded, expired) = (random_id("sess"), random_id("sess"));
+    d.insert_ended(&recorded, &user, now_ms() + 60_000).await;
+    d.insert_ended(&expired, &user, now_ms() - 1).await;
+
+    // A process started afterwards: a new layer on the same database.
+    a.running.shutdown().await;
+    let b = d.instance().await;
+    for session in [&ended, &recorded] {
+        assert_eq!(
+            b.me(&d.token(&user, session)).await,
+            (StatusCode::UNAUTHORIZED, "session_ended".to_owned()),
+        );
+    }
+    for session in [&expired, &other] {
+        assert_eq!(b.me(&d.token(&user, session)).await.0, StatusCode::OK);
+    }
+
+    // Ending a session again keeps the later end, and prunes expired rows.
+    let until = |rows: &[(String, String, i64)], session: &str| {
+        rows.iter().find(|row| row.0 == session).map(|row| row.2)
+    };
+    let first = until(&d.ended_rows().await, &ended).unwrap();
+    assert_eq!(
+        b.deliver(&session_event("ended", &recorded, &user)).await.1,
+        "ended"
+    );
+    let rows = d.ended_rows().await;
+    assert_eq!(until(&rows, &ended), Some(first), "untouched");
+    assert!(
+        until(&rows, &recorded).unwrap() > now_ms() + 3_000_000,
+        "later end kept"
+    );
+    assert_eq!(until(&rows, &expired), None, "pruned");
+}
+
+async fn bans_follow_the_newest_state_whatever_the_order(backend: Backend) {
+    let d = Deployment::new(backend).await;
+    let a = d.instance().await;
+    let user = random_id("user");
+    let token = d.token(&user, &random_id("sess"));
+    assert_eq!(a.me(&token).await.0, StatusCode::OK);
+    assert_eq!(d.banned_in_row(&user).await, Some(false));
+
+    assert_eq!(
+        a.deliver(&user_updated(&user, 2_000, true)).await,
+        (StatusCode::OK, "updated".to_owned())
+    );
+    let banned = (StatusCode::UNAUTHORIZED, "user_banned".to_owned());
+    assert_eq!(a.me(&token).await, banned, "the cached token");
+    assert_eq!(d.banned_in_row(&user).await, Some(true));
+
+    // An older unban, delivered late: changes nothing.
+    assert_eq!(
+        a.deliver(&user_updated(&user, 1_000, false)).await.1,
+        "stale"
+    );
+    assert_eq!(a.me(&token).await, banned);
+    assert_eq!(d.banned_in_row(&user).await, Some(true));
+
+    // The newer unban lifts it.
+    assert_eq!(
+        a.deliver(&user_updated(&user, 3_000, false)).await.1,
+        "updated"
+    );
+    assert_eq!(a.me(&token).await.0, StatusCode::OK);
+    assert_eq!(d.banned_in_row(&user).await, Some(false));
+
+    // An older ban after it: changes nothing.
+    assert_eq!(
+        a.deliver(&user_updated(&user, 2_500, true)).await.1,
+        "stale"
+    );
+    assert_eq!(a.me(&token).await.0, StatusCode::OK);
+    assert_eq!(d.banned_in_row(&user).await, Some(false));
+
+    // A ban of a user never seen makes a banned row; their first request is refused.
+    let newcomer = random_id("user");
+    assert_eq!(
+        a.deliver(&user_updated(&newcomer, 1_000, true)).await.1,
+        "created"
+    );
+    assert_eq!(d.banned_in_row(&newcomer).await, Some(true));
+    let token = d.token(&newcomer, &random_id("sess"));
+    assert_eq!(a.me(&token).await, banned);
+}
+
+async fn bans_outlive_a_restart(backend: Backend) {
+    let d = Deployment::new(backend).await;
+    let a = d.instance().await;
+    let user = random_id("user");
+    let token = d.token(&user, &random_id("sess"));
+    assert_eq!(a.me(&token).await.0, StatusCode::OK);
+    assert_eq!(
+        a.deliver(&user_updated(&user, 2_000, true)).await.1,
+        "updated"
+    );
+    a.running.shutdown().await;
+
+    let b = d.instance().await;
+    let banned = (StatusCode::UNAUTHORIZED, "user_banned".to_owned());
+    assert_eq!(b.me(&token).await, banned, "read from the row");
+    assert_eq!(
+        b.me(&d.token(&user, &random_id("sess"))).await,
+        banned,
+        "any session"
+    );
+    // And unbanned through the restarted instance.
+    assert_eq!(
+        b.deliver(&user_updated(&user, 3_000, false)).await.1,
+        "updated"
+    );
+    assert_eq!(b.me(&token).await.0, StatusCode::OK);
+}
+
+async fn forged_and_replayed_events_write_nothing(backend: Backend) {
+    let d = Deployment::new(backend).await;
+    let a = d.instance().await;
+    let user = random_id("user");
+    let session = random_id("sess");
+    let token = d.token(&user, &session);
+    assert_eq!(a.me(&token).await.0, StatusCode::OK);
+    let now = now_ms() / 1000;
+    let forged = "whsec_dW5rbm93bi1zZWNyZXQtb2YtMjQtYnl0ZXM=";
+    for event in [
+        session_event("revoked", &session, &user),
+        user_updated(&user, now_ms(), true),
+    ] {
+        assert_eq!(
+            a.send(signed_with(&event, forged, now)).await,
+            (StatusCode::UNAUTHORIZED, "invalid_signature".to_owned()),
+            "forged"
+        );
+        // A real delivery, sent again ten minutes later.
+        assert_eq!(
+            a.send(signed_with(&event, SECRET, now - 600)).await,
+            (StatusCode::UNAUTHORIZED, "timestamp_too_old".to_owned()),
+            "replayed"
+        );
+    }
+    assert_eq!(d.ended_rows().await, []);
+    assert_eq!(d.banned_in_row(&user).await, Some(false));
+    assert_eq!(a.me(&token).await.0, StatusCode::OK, "nothing refused");
+}
+
+/// A user every instance has served with `token`.
+async fn served_by_all(instances: &[&Instance], d: &Deployment) -> (String, String, String) {
+    let user = random_id("user");
+    let session = random_id("sess");
+    let token = d.token(&user, &session);
+    for instance in instances {
+        assert_eq!(instance.me(&token).await.0, StatusCode::OK);
+    }
+    (user, session, token)
+}
+
+fn summary(what: &str, mut times: Vec<Duration>) {
+    times.sort();
+    let (median, worst) = (times[times.len() / 2], times[times.len() - 1]);
+    println!(
+        "{what} over {} events: median {median:?}, worst {worst:?}",
+        times.len()
+    );
+    assert!(worst < PROPAGATION_LIMIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_and_bans_reach_every_postgres_instance_within_a_second() {
+    let d = Deployment::new(Backend::Postgres).await;
+    let (a, b, c) = (d.instance().await, d.instance().await, d.instance().await);
+    let mut revocations = Vec::new();
+    let mut bans = Vec::new();
+    let mut unbans = Vec::new();
+    for _ in 0..30 {
+        let (user, session, token) = served_by_all(&[&a, &b, &c], &d).await;
+        let revoked = session_event("revoked", &session, &user);
+        let started = Instant::now();
+        let (answer, seen) = tokio::join!(a.deliver(&revoked), async {
+            let b_seen = b.refused(&token, "session_ended", started, PROPAGATION_LIMIT);
+            let c_seen = c.refused(&token, "session_ended", started, PROPAGATION_LIMIT);
+            let (b_seen, c_seen) = tokio::join!(b_seen, c_seen);
+            b_seen.max(c_seen)
+        });
+        assert_eq!(answer.1, "ended");
+        revocations.push(seen);
+
+        let (user, _, token) = served_by_all(&[&a, &b, &c], &d).await;
+        for (banned, version, code, times) in [
+            (true, 2_000, "user_banned", &mut bans),
+            (false, 3_000, "", &mut unbans),
+        ] {
+            let event = user_updated(&user, version, banned);
+            let started = Instant::now();
+            let (answer, seen) = tokio::join!(a.deliver(&event), async {
+                if banned {
+                    let b_seen = b.refused(&token, code, started, PROPAGATION_LIMIT);
+                    let c_seen = c.refused(&token, code, started, PROPAGATION_LIMIT);
+                    let (b_seen, c_seen) = tokio::join!(b_seen, c_seen);
+                    b_seen.max(c_seen)
+                } else {
+                    served_again(&[&b, &c], &token, started).await
+                }
+            });
+            assert_eq!(answer.1, "updated");
+            times.push(seen);
+        }
+    }
+    summary("session revocation", revocations);
+    summary("ban", bans);
+    summary("unban", unbans);
+
+    // An instance started after a revocation refuses the session.
+    let (user, session, token) = served_by_all(&[&a], &d).await;
+    assert_eq!(
+        a.deliver(&session_event("revoked", &session, &user))
+            .await
+            .1,
+        "ended"
+    );
+    let late = d.instance().await;
+    assert_eq!(
+        late.me(&token).await,
+        (StatusCode::UNAUTHORIZED, "session_ended".to_owned())
+    );
+}
+
+/// Waits until every instance serves `token` again; the time since `since`.
+async fn served_again(instances: &[&Instance], token: &str, since: Instant) -> Duration {
+    for instance in instances {
+        loop {
+            match instance.me(token).await {
+                (StatusCode::OK, _) => break,
+                (StatusCode::UNAUTHORIZED, code) if code == "user_banned" => {}
+                other => panic!("unexpected answer: {other:?}"),
+            }
+            assert!(since.elapsed() < PROPAGATION_LIMIT, "still refused");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    since.elapsed()
+}
+
+/// Two processes on one SQLite file hear nothing of each other: a ban
+/// written in the row reaches the other at its next lookup of the user, an
+/// ended session only when it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sqlite_process_sees_bans_in_the_row_and_ended_sessions_at_start() {
+    let d = Deployment::new(Backend::Sqlite).await;
+    let (a, b) = (d.instance().await, d.instance().await);
+    let user = random_id("user");
+    let (ended, other) = (random_id("sess"), random_id("sess"));
+    let token = d.token(&user, &ended);
+    assert_eq!(b.me(&token).await.0, StatusCode::OK);
+
+    assert_eq!(
+        a.deliver(&session_event("revoked", &ended, &user)).await.1,
+        "ended"
+    );
+    assert_eq!(b.me(&token).await.0, StatusCode::OK, "not heard by b");
+    let c = d.instance().await;
+    assert_eq!(
+        c.me(&token).await,
+        (StatusCode::UNAUTHORIZED, "session_ended".to_owned()),
+        "read by a process started afterwards"
+    );
+
+    let banned_user = random_id("user");
+    assert_eq!(
+        a.deliver(&user_updated(&banned_user, 2_000, true)).await.1,
+        "created"
+    );
+    assert_eq!(
+        b.me(&d.token(&banned_user, &other)).await,
+        (StatusCode::UNAUTHORIZED, "user_banned".to_owned()),
+        "b's first lookup of the user reads the row"
+    );
+}
+
+/// A listener that was deaf while a session ended and a ban was lifted
+/// catches up when it listens again: it reads the ended sessions, and drops
+/// the ban it held in memory for the row's word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_deaf_during_a_revocation_and_an_unban_catches_up() {
+    let d = Deployment::new(Backend::Postgres).await;
+    let proxy = postgres_proxy().await;
+    let a = d.instance().await;
+    let b = d.instance_through(&proxy).await;
+    let (user, session, token) = served_by_all(&[&a, &b], &d).await;
+    let (banned_user, _, banned_token) = served_by_all(&[&a, &b], &d).await;
+    assert_eq!(
+        a.deliver(&user_updated(&banned_user, 2_000, true)).await.1,
+        "updated"
+    );
+    b.refused(
+        &banned_token,
+        "user_banned",
+        Instant::now(),
+        PROPAGATION_LIMIT,
+    )
+    .await;
+
+    proxy.set(proxy::Link::Down);
+    assert_eq!(
+        a.deliver(&session_event("revoked", &session, &user))
+            .await
+            .1,
+        "ended"
+    );
+    assert_eq!(
+        a.deliver(&user_updated(&banned_user, 3_000, false)).await.1,
+        "updated"
+    );
+    proxy.set(proxy::Link::Up);
+
+    let back = Instant::now();
+    let ended = (StatusCode::UNAUTHORIZED, "session_ended".to_owned());
+    let took = until(&b, &token, ended, back).await;
+    println!("ended session refused {took:?} after the link came back");
+    until(&b, &banned_token, (StatusCode::OK, String::new()), back).await;
+}
+
+/// Waits until `token` gets `wanted` from `instance`, through the
+/// answers of a link coming back (the cached answer, a refusal, or a
+/// `503` while the pool's cut connections are made again); the time since
+/// `since`. Panics after 15 s.
+async fn until(
+    instance: &Instance,
+    token: &str,
+    wanted: (StatusCode, String),
+    since: Instant,
+) -> Duration {
+    loop {
+        let answer = instance.me(token).await;
+        if answer == wanted {
+            return since.elapsed();
+        }
+        assert!(
+            matches!(
+                answer.0,
+                StatusCode::OK | StatusCode::UNAUTHORIZED | StatusCode::SERVICE_UNAVAILABLE
+            ),
+            "{answer:?}"
+        );
+        assert!(
+            since.elapsed() < Duration::from_secs(15),
+            "still {answer:?}, not {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
