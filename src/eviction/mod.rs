@@ -95,6 +95,8 @@ mod caches;
 #[cfg(feature = "postgres")]
 mod channel;
 mod ended;
+#[cfg(test)]
+mod interleavings;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod postgres;
