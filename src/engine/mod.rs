@@ -34,7 +34,7 @@ use crate::{
 
 /// Lookups of one user a request makes at most while the user keeps being
 /// forgotten under it.
-const MAX_LOOKUPS: usize = 3;
+pub(crate) const MAX_LOOKUPS: usize = 3;
 
 /// What every clone of a layer, and its services, share.
 pub(crate) struct Engine {

@@ -119,6 +119,13 @@ impl Bans {
             .is_some_and(|state| state.blocked)
     }
 
+    /// The state recorded for `user`, and its version.
+    #[cfg(test)]
+    pub(crate) fn recorded(&self, user: &str) -> Option<(bool, i64)> {
+        let users = self.users.pin();
+        users.get(user).map(|state| (state.blocked, state.version))
+    }
+
     /// Removes unblocked states kept long enough, at most once a minute.
     fn sweep(&self, now_ms: i64) {
         if claim_sweep(&self.last_sweep_ms, now_ms) {

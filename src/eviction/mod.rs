@@ -105,6 +105,8 @@ mod caches;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod channel;
 mod ended;
+#[cfg(test)]
+mod interleavings;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -204,14 +206,17 @@ impl Evictor {
         else {
             return;
         };
-        // Unblocked: a row read while the user was banned may be cached.
-        let banned_row =
-            || async { !blocked && self.caches.users.holds(user, Resolution::is_banned).await };
         if blocked != was_blocked {
             telemetry::ban_change(blocked);
             self.forget_user(user).await;
-        } else if banned_row().await {
-            self.forget_user(user).await;
+        } else if !blocked {
+            // A row read while the user was banned may be cached, or be
+            // loading and cached after the check below: recorded in the
+            // ledger first, such a row is loaded again before it is served.
+            self.caches.ledger.forget(Subject::User(user));
+            if self.caches.users.holds(user, Resolution::is_banned).await {
+                self.forget_user(user).await;
+            }
         }
     }
 

@@ -1,0 +1,426 @@
+//! A request, step by step, as `Engine::decide` and `Engine::authenticate`
+//! take it: one step for each operation on shared state, in the code's order.
+//!
+//! | step | the code |
+//! |---|---|
+//! | [`At::Generation`] | `Engine::decide`: `caches.ledger.generation()` |
+//! | [`At::Lookup`] | `Engine::decide`: `tokens.get(token, now)` |
+//! | [`At::Resolved`] | `Engine::decide`: `verified.resolved(generation)`; `Some` serves (the repeat path) |
+//! | [`At::Insert`] | `Engine::verify`: `tokens.insert(token, verified, now)` (verifying touches nothing shared) |
+//! | [`At::Stamp`] | `Engine::resolve`: `caches.ledger.stamp()`, each attempt |
+//! | [`At::Ended`] | `Engine::resolve`: `caches.ended.contains(sid, now)` |
+//! | [`At::Bans`] | `Engine::resolve`: `caches.bans.is_blocked(sub)` |
+//! | [`At::CacheGet`] | `Answers::get_or_load`: `entries.get(key)` |
+//! | [`At::TryGetWith`] | `Answers::get_or_load`: moka's `try_get_with`: the cache checked again, then a load in flight joined, or one started |
+//! | [`At::Load`] | the load: `UserStore::find_or_create` |
+//! | [`At::Complete`] | moka, the load done: the answer inserted (whatever was invalidated meanwhile), waiters woken with it |
+//! | [`At::ConfirmBanned`] | `Engine::resolve`, a banned row: `ledger.confirm([(user, answer stamp)])` |
+//! | [`At::Confirm`] | `Engine::resolve`: `ledger.confirm([(user, answer stamp), (session, stamp)])` |
+//! | [`At::Invalidate`] | `Engine::forget_answers`: `users.invalidate(sub)`, then the next attempt (at most `MAX_LOOKUPS`) |
+//! | [`At::Remember`] | `Engine::resolve`: `verified.remember(generation, resolved)`, then serves |
+//!
+//! What happens between two steps touches nothing another actor sees: the
+//! verification of the signature, and what `Engine::user` makes of an
+//! answer (a tombstone refuses, a banned row is confirmed, a live one goes
+//! on). A request waiting on another's load is woken by that load's last
+//! step and goes on from the answer.
+
+use super::world::{Answer, Flaw, SESSION, Stamped, TOKENS, USER, World};
+use crate::{
+    LocalId,
+    engine::MAX_LOOKUPS,
+    eviction::Subject,
+    token::{
+        cache::Cached,
+        entry::{OrganizationRows, Resolved, VerifiedToken},
+    },
+};
+use std::sync::Arc;
+
+use super::world::NOW_MS;
+
+/// Where a request is: the step it takes next.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(super) enum At {
+    Generation,
+    Lookup {
+        generation: u64,
+    },
+    /// Found in the token cache, while the windows `hit_in` were open.
+    Resolved {
+        generation: u64,
+        hit_in: u32,
+    },
+    Insert,
+    /// `checked`: ended sessions and bans checked already (only
+    /// [`Flaw::ChecksBeforeStamp`] checks them first).
+    Stamp {
+        checked: bool,
+    },
+    Ended {
+        stamp: Option<u64>,
+    },
+    Bans {
+        stamp: Option<u64>,
+    },
+    CacheGet {
+        stamp: u64,
+    },
+    TryGetWith {
+        stamp: u64,
+    },
+    Load {
+        stamp: u64,
+    },
+    Complete {
+        stamp: u64,
+        answer: Answer,
+    },
+    /// Waiting on another request's load; woken by its [`At::Complete`].
+    Wait {
+        stamp: u64,
+    },
+    ConfirmBanned {
+        answer: u64,
+    },
+    Confirm {
+        stamp: u64,
+        answer: u64,
+    },
+    Invalidate,
+    Remember {
+        generation: u64,
+    },
+    Done(Outcome),
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(super) enum Outcome {
+    Served(Path),
+    Refused(Refusal),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(super) enum Path {
+    /// From the token cache, without a lookup.
+    Repeat,
+    /// Through a lookup confirmed by the ledger.
+    Lookup,
+}
+
+/// The `Rejection`s the model can end in.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(super) enum Refusal {
+    SessionEnded,
+    UserBanned,
+    UserDeleted,
+    /// Every attempt found the user forgotten under it.
+    StoreUnavailable,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(super) struct Request {
+    pub(super) name: char,
+    /// Which of [`TOKENS`] it carries.
+    token: u8,
+    /// The verified token it resolves, once it has one.
+    entry: Option<u8>,
+    /// Attempts of `Engine::resolve`'s loop begun, less one.
+    attempt: u8,
+    pub(super) at: At,
+}
+
+impl Request {
+    pub(super) fn new(name: char, token: u8) -> Self {
+        Self {
+            name,
+            token,
+            entry: None,
+            attempt: 0,
+            at: At::Generation,
+        }
+    }
+
+    pub(super) fn enabled(&self) -> bool {
+        !matches!(self.at, At::Done(_) | At::Wait { .. })
+    }
+}
+
+/// What every resolution of the model resolves to.
+fn resolved() -> Resolved {
+    Resolved {
+        user: LocalId::Int(1),
+        organization: OrganizationRows::NotResolved,
+    }
+}
+
+impl World {
+    /// Runs request `index`'s next step.
+    pub(super) fn request_step(&mut self, index: usize) -> Result<(), String> {
+        let mut request = self.requests[index];
+        let name = request.name;
+        let token = TOKENS[usize::from(request.token)];
+        let mut broken = None;
+        request.at = match request.at {
+            At::Generation => {
+                let generation = self.ledger.generation();
+                self.note(name, || {
+                    format!("decide: ledger.generation() = {generation}")
+                });
+                At::Lookup { generation }
+            }
+            At::Lookup { generation } => match self.tokens.get(token.as_bytes(), NOW_MS) {
+                Cached::Hit(entry) => {
+                    let index = self.entry_index(&entry);
+                    request.entry = Some(index as u8);
+                    self.note(name, || {
+                        format!("decide: tokens.get({token}) = hit, entry #{index}")
+                    });
+                    At::Resolved {
+                        generation,
+                        hit_in: self.open_windows(),
+                    }
+                }
+                Cached::Miss => {
+                    self.note(name, || format!("decide: tokens.get({token}) = miss"));
+                    At::Insert
+                }
+                Cached::Expired => unreachable!("nothing expires in the model"),
+            },
+            At::Resolved { generation, hit_in } => {
+                let entry = self.entry(request);
+                match entry.resolved(generation) {
+                    Some(_) => {
+                        self.note(name, || {
+                            format!(
+                                "decide: entry.resolved({generation}) = some: serves (repeat path)"
+                            )
+                        });
+                        if hit_in & self.open_windows() != 0 {
+                            broken = Some(format!(
+                                "request {name} is served from the token cache, found there after an acknowledged event"
+                            ));
+                        }
+                        At::Done(Outcome::Served(Path::Repeat))
+                    }
+                    None => {
+                        self.note(name, || {
+                            format!("decide: entry.resolved({generation}) = none")
+                        });
+                        self.first_of_attempt()
+                    }
+                }
+            }
+            At::Insert => {
+                let made = Arc::new(VerifiedToken::new(World::claims()));
+                self.entries.push(Arc::clone(&made));
+                let made_index = self.entries.len() - 1;
+                let kept = self
+                    .tokens
+                    .insert(Box::from(token.as_bytes()), made, NOW_MS);
+                let index = self.entry_index(&kept);
+                request.entry = Some(index as u8);
+                self.note(name, || {
+                    format!(
+                        "verify: tokens.insert({token}, entry #{made_index}) keeps entry #{index}"
+                    )
+                });
+                self.first_of_attempt()
+            }
+            At::Stamp { checked } => {
+                let stamp = self.ledger.stamp();
+                self.note(name, || format!("resolve: ledger.stamp() = {stamp}"));
+                if checked || self.flaw == Flaw::NoChecks {
+                    At::CacheGet { stamp }
+                } else {
+                    At::Ended { stamp: Some(stamp) }
+                }
+            }
+            At::Ended { stamp } => {
+                let ended = self.ended.contains(SESSION, NOW_MS);
+                self.note(name, || {
+                    format!("resolve: ended.contains({SESSION}) = {ended}")
+                });
+                if ended {
+                    At::Done(Outcome::Refused(Refusal::SessionEnded))
+                } else {
+                    At::Bans { stamp }
+                }
+            }
+            At::Bans { stamp } => {
+                let blocked = self.bans.is_blocked(USER);
+                self.note(name, || {
+                    format!("resolve: bans.is_blocked({USER}) = {blocked}")
+                });
+                match (blocked, stamp) {
+                    (true, _) => At::Done(Outcome::Refused(Refusal::UserBanned)),
+                    (false, Some(stamp)) => At::CacheGet { stamp },
+                    (false, None) => At::Stamp { checked: true },
+                }
+            }
+            At::CacheGet { stamp } => match self.users.cached {
+                Some(cached) => {
+                    self.note(name, || format!("users.get({USER}) = {cached:?}"));
+                    self.answered(cached, stamp)
+                }
+                None => {
+                    self.note(name, || format!("users.get({USER}) = miss"));
+                    At::TryGetWith { stamp }
+                }
+            },
+            At::TryGetWith { stamp } => match self.users.cached {
+                Some(cached) => {
+                    self.note(name, || {
+                        format!("users.try_get_with({USER}) finds {cached:?}")
+                    });
+                    self.answered(cached, stamp)
+                }
+                None if self.users.loading => {
+                    self.note(name, || {
+                        format!("users.try_get_with({USER}) waits on the load in flight")
+                    });
+                    At::Wait { stamp }
+                }
+                None => {
+                    self.users.loading = true;
+                    self.note(name, || {
+                        format!("users.try_get_with({USER}) loads, stamped {stamp}")
+                    });
+                    At::Load { stamp }
+                }
+            },
+            At::Load { stamp } => {
+                let answer = self.find_or_create();
+                self.note(name, || {
+                    format!("store: find_or_create({USER}) = {answer:?}")
+                });
+                At::Complete { stamp, answer }
+            }
+            At::Complete { stamp, answer } => {
+                let loaded = Stamped { answer, stamp };
+                self.users.cached = Some(loaded);
+                self.users.loading = false;
+                self.note(name, || format!("users: load done, {loaded:?} cached"));
+                for other in 0..self.requests.len() {
+                    if let At::Wait { stamp: own } = self.requests[other].at {
+                        let stamp = if self.flaw == Flaw::StampedByWaiter {
+                            own
+                        } else {
+                            stamp
+                        };
+                        let waiter = self.requests[other].name;
+                        self.note(waiter, || {
+                            format!("users.try_get_with({USER}) woken with {loaded:?}")
+                        });
+                        self.requests[other].at = self.answered(Stamped { answer, stamp }, own);
+                    }
+                }
+                self.answered(loaded, stamp)
+            }
+            At::Wait { .. } => unreachable!("a waiting request is not scheduled"),
+            At::ConfirmBanned { answer } => {
+                let read = [(Subject::User(USER), answer)];
+                let confirmed = self.ledger.confirm(&read);
+                self.note(name, || {
+                    format!("resolve: banned row: ledger.confirm(user@{answer}) = {confirmed:?}")
+                });
+                match confirmed {
+                    Some(_) => At::Done(Outcome::Refused(Refusal::UserBanned)),
+                    None => At::Invalidate,
+                }
+            }
+            At::Confirm { stamp, answer } => {
+                let answers = [
+                    (Subject::User(USER), answer),
+                    (Subject::Session(SESSION), stamp),
+                ];
+                let confirmed = if self.flaw == Flaw::NoConfirm {
+                    Some(self.ledger.generation())
+                } else {
+                    self.ledger.confirm(&answers)
+                };
+                self.note(name, || {
+                    format!(
+                        "resolve: ledger.confirm(user@{answer}, session@{stamp}) = {confirmed:?}"
+                    )
+                });
+                match confirmed {
+                    Some(generation) => {
+                        if self.open_windows() != 0 {
+                            broken = Some(format!(
+                                "request {name} is confirmed, and will be served, after an acknowledged event"
+                            ));
+                        }
+                        At::Remember { generation }
+                    }
+                    None => At::Invalidate,
+                }
+            }
+            At::Invalidate => {
+                self.users.cached = None;
+                request.attempt += 1;
+                let again = usize::from(request.attempt) < MAX_LOOKUPS;
+                self.note(name, || {
+                    format!("resolve: users.invalidate({USER}); again: {again}")
+                });
+                if again {
+                    self.first_of_attempt()
+                } else {
+                    At::Done(Outcome::Refused(Refusal::StoreUnavailable))
+                }
+            }
+            At::Remember { generation } => {
+                self.entry(request).remember(generation, resolved());
+                self.note(name, || {
+                    format!("resolve: entry.remember({generation}); serves")
+                });
+                At::Done(Outcome::Served(Path::Lookup))
+            }
+            At::Done(_) => unreachable!("a request done is not scheduled"),
+        };
+        if let At::Done(outcome) = request.at {
+            self.note(name, || format!("=> {outcome:?}"));
+        }
+        self.requests[index] = request;
+        broken.map_or(Ok(()), Err)
+    }
+
+    fn entry(&self, request: Request) -> Arc<VerifiedToken> {
+        let index = request.entry.expect("a request resolving has an entry");
+        Arc::clone(&self.entries[usize::from(index)])
+    }
+
+    /// The first step of an attempt of `Engine::resolve`.
+    fn first_of_attempt(&self) -> At {
+        if self.flaw == Flaw::ChecksBeforeStamp {
+            At::Ended { stamp: None }
+        } else {
+            At::Stamp { checked: false }
+        }
+    }
+
+    /// Where a request goes with `answer`, as `Engine::user` and
+    /// `Engine::resolve` read it; `stamp` is the request's own.
+    fn answered(&self, answer: Stamped, stamp: u64) -> At {
+        match answer.answer {
+            Answer::Deleted => At::Done(Outcome::Refused(Refusal::UserDeleted)),
+            Answer::Banned => At::ConfirmBanned {
+                answer: answer.stamp,
+            },
+            Answer::Live => At::Confirm {
+                stamp,
+                answer: answer.stamp,
+            },
+        }
+    }
+
+    /// `UserStore::find_or_create` on the modeled row.
+    fn find_or_create(&self) -> Answer {
+        match self.row {
+            super::world::Row::Live { banned: true, .. } => Answer::Banned,
+            super::world::Row::Live { banned: false, .. } => Answer::Live,
+            super::world::Row::Tombstone => Answer::Deleted,
+        }
+    }
+}
