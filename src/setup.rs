@@ -147,8 +147,8 @@ where
     /// Also resolve each token's active organization and membership (see
     /// [`EnsureUserLayer::with_organizations`]), and have the webhook
     /// receiver keep them in step. Call it before
-    /// [`with_mode`](Self::with_mode) or
-    /// [`with_profile_fetch`](Self::with_profile_fetch).
+    /// [`with_mode`](Self::with_mode) or `with_profile_fetch` (feature
+    /// `clerk-api`).
     pub fn with_organizations(mut self) -> Self {
         self.layer = self.layer.with_organizations(self.store.clone());
         #[cfg(feature = "webhooks")]
