@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+mod organizations;
 mod report;
 mod run;
 

@@ -4,7 +4,7 @@ use crate::{
     ClerkUser,
     clerk_api::{ApiError, ClerkApi, MAX_PAGE_SIZE},
     clerk_id::is_user_id,
-    store::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate, StoreError},
+    store::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate, StoreError, Walk},
 };
 
 use super::{BackfillError, Progress, Summary};
@@ -13,11 +13,11 @@ use super::{BackfillError, Progress, Summary};
 /// [module docs](super) for an example.
 #[derive(Debug)]
 pub struct Backfill<S> {
-    api: ClerkApi,
-    store: S,
-    page_size: u32,
-    dry_run: bool,
-    restart: bool,
+    pub(super) api: ClerkApi,
+    pub(super) store: S,
+    pub(super) page_size: u32,
+    pub(super) dry_run: bool,
+    pub(super) restart: bool,
 }
 
 impl<S: BackfillStore> Backfill<S> {
@@ -95,6 +95,7 @@ impl<S: BackfillStore> Backfill<S> {
         }
         let resumed_from = pages.position();
         let mut progress = Progress {
+            walk: Walk::Users,
             summary,
             position: resumed_from,
             total,
