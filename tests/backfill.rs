@@ -27,6 +27,7 @@ on_both_stores!(
     interrupted_organization_walks_resume,
     tombstoned_organizations_are_not_brought_back,
     chosen_walks_only,
+    organization_dry_run_writes_nothing,
 );
 
 fn backfill(store: &Store, fake: &FakeClerk, page_size: u32) -> Backfill<Store> {
@@ -595,4 +596,22 @@ async fn chosen_walks_only(backend: Backend) {
     assert_eq!(summaries.len(), 1);
     assert_eq!(counts(summaries[0].1), [36, 0, 0, 0, 0]);
     assert_eq!(organization_rows(&store).await, [12, 36]);
+}
+
+async fn organization_dry_run_writes_nothing(backend: Backend) {
+    let store = Store::new(backend).await;
+    let fake = fake_with_organizations().await;
+    let walks = [Walk::Organizations, Walk::Memberships];
+    let (result, _) = run_walks(&backfill(&store, &fake, 5).dry_run(true), &walks).await;
+    let summaries: Vec<[u64; 5]> = result
+        .unwrap()
+        .into_iter()
+        .map(|(_, summary)| counts(summary))
+        .collect();
+    assert_eq!(summaries, [[12, 0, 0, 0, 0], [36, 0, 0, 0, 0]]);
+    assert_eq!(organization_rows(&store).await, [0, 0]);
+    assert_eq!(store.number("SELECT COUNT(*) FROM users").await, 0);
+    for walk in walks {
+        assert_eq!(store.load_walk_checkpoint(walk).await.unwrap(), None);
+    }
 }
