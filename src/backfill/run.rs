@@ -21,8 +21,8 @@ pub struct Backfill<S> {
 }
 
 impl<S: BackfillStore> Backfill<S> {
-    /// A backfill reading users with `api` and writing them to `store`,
-    /// 500 users per page and batch, resuming from a saved checkpoint.
+    /// A backfill reading from `api` and writing to `store`, 500 objects
+    /// per page and batch, resuming each walk from its saved checkpoint.
     pub fn new(api: ClerkApi, store: S) -> Self {
         Self {
             api,
@@ -33,7 +33,8 @@ impl<S: BackfillStore> Backfill<S> {
         }
     }
 
-    /// Users per page and per batch, 1 to 500. Default 500.
+    /// Objects (users, organizations, memberships) per page and per batch,
+    /// 1 to 500. Default 500.
     pub fn with_page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size.clamp(1, MAX_PAGE_SIZE);
         self
@@ -46,8 +47,8 @@ impl<S: BackfillStore> Backfill<S> {
         self
     }
 
-    /// Ignores (and forgets) a saved checkpoint: the walk starts from the
-    /// first user. Default off.
+    /// Ignores (and forgets) the saved checkpoints: each walk starts from
+    /// its first object. Default off.
     pub fn restart(mut self, restart: bool) -> Self {
         self.restart = restart;
         self
