@@ -1,11 +1,12 @@
 //! The `ensure-user` command, the built binary: `migrate` and `backfill`
-//! from a fake Backend API on loopback into SQLite and PostgreSQL; failures
-//! exit non-zero; the secret key is never shown.
+//! from a fake Backend API on loopback into SQLite and PostgreSQL, users,
+//! organizations and memberships; failures exit non-zero; the secret key is
+//! never shown.
 
 mod common;
 
 use common::{
-    clerk_api::{FakeClerk, Faults, SECRET, fake_users},
+    clerk_api::{FakeClerk, Faults, SECRET, fake_organizations, fake_users},
     *,
 };
 use ensure_user::testing::random_id;
@@ -143,7 +144,7 @@ async fn cli_failures_exit_non_zero_and_never_show_the_secret() {
     let (code, out, err) = ensure_user(&["backfill"], &good).await;
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        err.contains("error: reading users from the Backend API failed"),
+        err.contains("error: reading from the Backend API failed"),
         "{err}"
     );
     printed += &(out + &err);
@@ -206,4 +207,70 @@ async fn cli_backfills_postgres() {
         .unwrap();
     assert_eq!(rows, 700);
     assert!(!format!("{out}{err}").contains(SECRET));
+}
+
+#[tokio::test]
+async fn cli_walks_organizations_as_asked() {
+    let users = fake_users(7);
+    let fake = FakeClerk::start(users.clone()).await;
+    fake.set_organizations(fake_organizations(12, 3, &users));
+    let database = sqlite_url();
+    let api = fake.url();
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("CLERK_SECRET_KEY", SECRET),
+        ("CLERK_API_URL", api.as_str()),
+    ];
+    let (code, out, err) = ensure_user(&["migrate"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let pool = sqlx::SqlitePool::connect(&database).await.unwrap();
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM {table}"
+            )))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    let (code, out, err) = ensure_user(
+        &["backfill", "--walk", "organizations", "--page-size", "5"],
+        &env,
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("organizations:"), "{out}");
+    assert_eq!(count_of(&out, "created"), 12, "{out}");
+    assert!(
+        err.contains("backfill: 0 organizations, 0 organizations/s"),
+        "a plain progress line: {err}"
+    );
+    assert_eq!(count("organizations").await, 12);
+    assert_eq!(count("organization_memberships").await, 0);
+    assert_eq!(count("users").await, 0);
+
+    // By default, every walk: users, organizations (unchanged), memberships.
+    let (code, out, err) = ensure_user(&["backfill"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let created: Vec<u64> = out
+        .lines()
+        .filter_map(|line| line.strip_prefix("created:"))
+        .map(|rest| rest.trim().parse().unwrap())
+        .collect();
+    assert_eq!(created, [7, 0, 36], "{out}");
+    assert!(out.contains("memberships:"), "{out}");
+    assert_eq!(count("organization_memberships").await, 36);
+
+    let (code, out, err) = ensure_user(&["backfill", "--walk", "teams"], &env).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("organizations"),
+        "the choices are shown: {err}"
+    );
+    let (code, out, _) = ensure_user(&["backfill", "--help"], &env).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("--walk"), "{out}");
 }

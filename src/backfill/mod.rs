@@ -1,4 +1,5 @@
-//! Backfill: every existing Clerk user written to the local table.
+//! Backfill: every existing Clerk user, organization and membership
+//! written to the local tables.
 //!
 //! The layer creates rows on first sight and webhooks keep them current;
 //! users who signed up before either was in place have no row until they
@@ -14,6 +15,13 @@
 //! on the next run; a run that completes clears it, so the run after that
 //! is a full pass again. Fetching the next page overlaps writing the
 //! current one.
+//!
+//! [`Backfill::run_walks`] also walks organizations and their memberships
+//! ([`Walk`](crate::store::Walk)), on a store that keeps them
+//! ([`OrganizationBackfillStore`](crate::store::OrganizationBackfillStore)):
+//! each organization page is one batch, then each organization's
+//! memberships, page by page. Each walk has its own checkpoint; the
+//! memberships walk saves it after each organization.
 //!
 //! The `ensure-user backfill` command (feature `cli`) runs it with a
 //! progress bar.
@@ -33,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+mod organizations;
 mod report;
 mod run;
 

@@ -3,7 +3,10 @@
 
 use std::fmt;
 
-use crate::{clerk_api::ApiError, store::BatchOutcome, store::StoreError};
+use crate::{
+    clerk_api::ApiError,
+    store::{BatchOutcome, StoreError, Walk},
+};
 
 /// Users counted by what the backfill did to their rows (or, in a dry
 /// run, would do).
@@ -56,11 +59,16 @@ impl fmt::Display for Summary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Progress {
-    /// What this run did so far.
+    /// The walk under way.
+    pub walk: Walk,
+    /// What this walk did so far.
     pub summary: Summary,
-    /// Users passed, counting those before the checkpoint it resumed from.
+    /// Users (or organizations) passed, counting those before the
+    /// checkpoint it resumed from. The memberships walk counts the
+    /// organizations whose memberships it wrote.
     pub position: u64,
-    /// Users in the instance, as counted when the run started.
+    /// Users (or organizations) in the instance: users as counted when the
+    /// walk started, organizations as the last page reported.
     pub total: Option<u64>,
     /// The position this run started from (0 unless it resumed).
     pub resumed_from: u64,
@@ -72,7 +80,7 @@ pub struct Progress {
 #[non_exhaustive]
 pub enum BackfillError {
     /// The Backend API failed, after its retries.
-    #[error("reading users from the Backend API failed: {source}")]
+    #[error("reading from the Backend API failed: {source}")]
     Api {
         /// The API failure.
         source: ApiError,
@@ -80,7 +88,7 @@ pub enum BackfillError {
         summary: Summary,
     },
     /// The database failed.
-    #[error("writing users failed: {source}")]
+    #[error("writing to the database failed: {source}")]
     Store {
         /// The store failure.
         source: StoreError,

@@ -4,7 +4,7 @@ use crate::{
     ClerkUser,
     clerk_api::{ApiError, ClerkApi, MAX_PAGE_SIZE},
     clerk_id::is_user_id,
-    store::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate, StoreError},
+    store::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate, StoreError, Walk},
 };
 
 use super::{BackfillError, Progress, Summary};
@@ -13,16 +13,16 @@ use super::{BackfillError, Progress, Summary};
 /// [module docs](super) for an example.
 #[derive(Debug)]
 pub struct Backfill<S> {
-    api: ClerkApi,
-    store: S,
-    page_size: u32,
-    dry_run: bool,
-    restart: bool,
+    pub(super) api: ClerkApi,
+    pub(super) store: S,
+    pub(super) page_size: u32,
+    pub(super) dry_run: bool,
+    pub(super) restart: bool,
 }
 
 impl<S: BackfillStore> Backfill<S> {
-    /// A backfill reading users with `api` and writing them to `store`,
-    /// 500 users per page and batch, resuming from a saved checkpoint.
+    /// A backfill reading from `api` and writing to `store`, 500 objects
+    /// per page and batch, resuming each walk from its saved checkpoint.
     pub fn new(api: ClerkApi, store: S) -> Self {
         Self {
             api,
@@ -33,7 +33,8 @@ impl<S: BackfillStore> Backfill<S> {
         }
     }
 
-    /// Users per page and per batch, 1 to 500. Default 500.
+    /// Objects (users, organizations, memberships) per page and per batch,
+    /// 1 to 500. Default 500.
     pub fn with_page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size.clamp(1, MAX_PAGE_SIZE);
         self
@@ -46,8 +47,8 @@ impl<S: BackfillStore> Backfill<S> {
         self
     }
 
-    /// Ignores (and forgets) a saved checkpoint: the walk starts from the
-    /// first user. Default off.
+    /// Ignores (and forgets) the saved checkpoints: each walk starts from
+    /// its first object. Default off.
     pub fn restart(mut self, restart: bool) -> Self {
         self.restart = restart;
         self
@@ -95,6 +96,7 @@ impl<S: BackfillStore> Backfill<S> {
         }
         let resumed_from = pages.position();
         let mut progress = Progress {
+            walk: Walk::Users,
             summary,
             position: resumed_from,
             total,

@@ -8,13 +8,14 @@ use reqwest::{
 };
 use serde::Deserialize;
 
-use super::{ApiError, RetryPolicy, UserPages};
-use crate::{ClerkUser, config::DEFAULT_API_URL};
+use super::{ApiError, ListPages, RetryPolicy, UserPages, list_pages::ListPage};
+use crate::{ClerkMembership, ClerkOrganization, ClerkUser, config::DEFAULT_API_URL};
 
 /// Largest body read: a full page of 500 real user objects is about 1.5 MB.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-/// A client for the users endpoints of Clerk's Backend API.
+/// A client for the users, organizations and memberships endpoints of
+/// Clerk's Backend API.
 ///
 /// Cloning is cheap; clones share connections. See the
 /// [module docs](super) for an example.
@@ -123,6 +124,32 @@ impl ClerkApi {
         query: &[(&str, String)],
     ) -> Result<Vec<ClerkUser>, ApiError> {
         let mut url = self.endpoint(&["users"])?;
+        url.query_pairs_mut()
+            .extend_pairs(query.iter().map(|(key, value)| (key, value)));
+        parse(&self.get(url).await?)
+    }
+
+    /// Every organization, oldest first, `page_size` (1 to 500) per
+    /// request (`GET /v1/organizations`). See [`ListPages`].
+    pub fn organizations(&self, page_size: u32) -> ListPages<ClerkOrganization> {
+        ListPages::new(self.clone(), vec!["organizations".to_owned()], page_size)
+    }
+
+    /// Every membership of the organization `organization_id`, oldest
+    /// first, `page_size` (1 to 500) per request
+    /// (`GET /v1/organizations/{organization_id}/memberships`).
+    pub fn memberships(&self, organization_id: &str, page_size: u32) -> ListPages<ClerkMembership> {
+        let path = ["organizations", organization_id, "memberships"].map(str::to_owned);
+        ListPages::new(self.clone(), path.to_vec(), page_size)
+    }
+
+    /// `GET /v1/{segments…}` with `query`: one page of a list endpoint.
+    pub(crate) async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<ListPage<T>, ApiError> {
+        let mut url = self.endpoint(segments)?;
         url.query_pairs_mut()
             .extend_pairs(query.iter().map(|(key, value)| (key, value)));
         parse(&self.get(url).await?)

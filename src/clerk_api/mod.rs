@@ -1,4 +1,5 @@
-//! A small client for Clerk's Backend API: the users endpoints.
+//! A small client for Clerk's Backend API: the users, organizations and
+//! memberships endpoints.
 //!
 //! [`ClerkApi`] authenticates with the instance's secret key, bounds every
 //! attempt by a timeout, waits out `429` answers as their `Retry-After`
@@ -9,6 +10,8 @@
 //! [`UserPages`] walks every user in creation order, with the
 //! `starting_after` cursor; on a deployment that refuses the cursor
 //! (`422`), it carries on with `offset` paging from the same place.
+//! [`ListPages`] walks organizations, or one organization's memberships,
+//! by `offset`.
 //!
 //! # Example
 //!
@@ -29,11 +32,13 @@
 
 mod client;
 mod error;
+mod list_pages;
 mod pages;
 mod retry;
 
 pub use crate::config::DEFAULT_API_URL;
 pub use client::ClerkApi;
 pub use error::ApiError;
+pub use list_pages::ListPages;
 pub use pages::{MAX_PAGE_SIZE, UserPages};
 pub use retry::RetryPolicy;

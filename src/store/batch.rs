@@ -69,10 +69,12 @@ impl BatchOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Checkpoint {
-    /// The id of the last user (or organization) written; for a membership,
-    /// its organization's and user's ids, separated by a space.
+    /// The id of the last user (or organization) written; for the
+    /// memberships walk, the last organization whose memberships were all
+    /// written.
     pub last_clerk_id: String,
-    /// Objects passed up to and including it, in Clerk's `created_at` order.
+    /// Objects passed up to and including it, in Clerk's `created_at` order
+    /// (for the memberships walk, organizations).
     pub position: u64,
 }
 
@@ -94,8 +96,8 @@ pub enum Walk {
     Users,
     /// Every organization (`GET /v1/organizations`).
     Organizations,
-    /// Every organization membership of the instance
-    /// (`GET /v1/organization_memberships`).
+    /// Every organization's memberships
+    /// (`GET /v1/organizations/{id}/memberships`, for each organization).
     Memberships,
 }
 

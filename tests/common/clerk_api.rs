@@ -1,7 +1,9 @@
 //! A fake Clerk Backend API on loopback: `GET /v1/users` (paged by `limit`,
 //! `offset`, `starting_after`, `order_by`), `/v1/users/count` and
-//! `/v1/users/{id}`, behind the secret key, with rate limits and failures
-//! a test can switch on.
+//! `/v1/users/{id}`, `GET /v1/organizations` and
+//! `/v1/organizations/{id}/memberships` (paged by `limit`, `offset`,
+//! `order_by`, with `total_count`), behind the secret key, with rate limits
+//! and failures a test can switch on.
 
 use std::{
     net::SocketAddr,
@@ -109,6 +111,79 @@ pub fn fake_users(count: usize) -> Vec<FakeUser> {
         .collect()
 }
 
+/// One organization as the fake serves it, with its members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeOrganization {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Its members: user id, role, and the membership's `updated_at`.
+    pub members: Vec<(String, String, i64)>,
+}
+
+impl FakeOrganization {
+    /// The organization object, shaped as Clerk's.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "object": "organization", "id": self.id, "name": self.name, "slug": self.slug,
+            "image_url": "https://img.clerk.com/org", "has_image": false,
+            "members_count": self.members.len(), "max_allowed_memberships": 5,
+            "admin_delete_enabled": true, "public_metadata": {}, "private_metadata": {},
+            "created_by": "", "created_at": self.created_at, "updated_at": self.updated_at
+        })
+    }
+
+    /// Its memberships, oldest first, shaped as Clerk's.
+    pub fn memberships_json(&self) -> Vec<Value> {
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(n, (user_id, role, updated_at))| {
+                json!({
+                    "object": "organization_membership",
+                    "id": format!("orgmem_{n}_{}", self.id), "role": role, "role_name": role,
+                    "permissions": [], "public_metadata": {}, "private_metadata": {},
+                    "organization": self.to_json(),
+                    "public_user_data": {"user_id": user_id, "first_name": null,
+                        "last_name": null, "image_url": "", "has_image": false,
+                        "identifier": format!("{user_id}@example.com")},
+                    "created_at": self.created_at + n as i64, "updated_at": updated_at
+                })
+            })
+            .collect()
+    }
+}
+
+/// `count` organizations, oldest first, each with `members` of `users` as
+/// members (the first an admin), cycling through them.
+pub fn fake_organizations(
+    count: usize,
+    members: usize,
+    users: &[FakeUser],
+) -> Vec<FakeOrganization> {
+    (0..count)
+        .map(|n| {
+            let created_at = 1_700_000_000_000 + n as i64 * 1000;
+            FakeOrganization {
+                id: format!("org_{n:027}"),
+                name: format!("Org {n}"),
+                slug: format!("org-{n}"),
+                created_at,
+                updated_at: created_at + 500,
+                members: (0..members)
+                    .map(|m| {
+                        let user = &users[(n + m) % users.len()];
+                        let role = if m == 0 { "org:admin" } else { "org:member" };
+                        (user.id.clone(), role.to_owned(), created_at + 600)
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 /// Failures the fake can be told to serve.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
@@ -129,6 +204,7 @@ pub struct Faults {
 
 struct Fake {
     users: Mutex<Vec<FakeUser>>,
+    organizations: Mutex<Vec<FakeOrganization>>,
     faults: Mutex<Faults>,
     requests: AtomicUsize,
     pages: AtomicUsize,
@@ -146,6 +222,7 @@ impl FakeClerk {
     pub async fn start(users: Vec<FakeUser>) -> Self {
         let fake = Arc::new(Fake {
             users: Mutex::new(users),
+            organizations: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
             requests: AtomicUsize::new(0),
             pages: AtomicUsize::new(0),
@@ -155,6 +232,8 @@ impl FakeClerk {
             .route("/v1/users", get(list))
             .route("/v1/users/count", get(count))
             .route("/v1/users/{id}", get(one))
+            .route("/v1/organizations", get(list_organizations))
+            .route("/v1/organizations/{id}/memberships", get(list_memberships))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -201,6 +280,15 @@ impl FakeClerk {
                 RetryPolicy::new(5)
                     .with_backoff(Duration::from_millis(5), Duration::from_millis(20)),
             )
+    }
+
+    /// The organizations served (kept in the order given: oldest first).
+    pub fn set_organizations(&self, organizations: Vec<FakeOrganization>) {
+        *self.fake.organizations.lock().unwrap() = organizations;
+    }
+
+    pub fn organizations(&self) -> Vec<FakeOrganization> {
+        self.fake.organizations.lock().unwrap().clone()
     }
 
     /// Changes the users (kept in creation order).
@@ -398,6 +486,106 @@ async fn one(
             StatusCode::NOT_FOUND,
             "resource_not_found",
             &format!("No user was found with id {id}"),
+        ),
+    }
+}
+
+/// `limit`, `offset` and ascending order from a list query, or the name
+/// of the parameter to refuse.
+fn offset_query(params: &[(String, String)]) -> Result<(usize, usize, bool), String> {
+    let (mut limit, mut offset, mut ascending) = (10, 0, false);
+    for (key, value) in params {
+        let invalid = || key.clone();
+        match key.as_str() {
+            "limit" => match value.parse() {
+                Ok(n @ 1..=500) => limit = n,
+                _ => return Err(invalid()),
+            },
+            "offset" => offset = value.parse().map_err(|_| invalid())?,
+            "order_by" => match value.as_str() {
+                "created_at" | "+created_at" => ascending = true,
+                "-created_at" => ascending = false,
+                _ => return Err(invalid()),
+            },
+            _ => {}
+        }
+    }
+    Ok((limit, offset, ascending))
+}
+
+/// `{"data": […], "total_count": n}` for one page of `all` (oldest first).
+fn list_page(fake: &Fake, mut all: Vec<Value>, params: &[(String, String)]) -> Response {
+    let (limit, offset, ascending) = match offset_query(params) {
+        Ok(query) => query,
+        Err(key) => {
+            return clerk_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_param_format_invalid",
+                &key,
+            );
+        }
+    };
+    if !ascending {
+        all.reverse();
+    }
+    let total = all.len();
+    let data: Vec<Value> = all.into_iter().skip(offset).take(limit).collect();
+    fake.pages.fetch_add(1, Ordering::SeqCst);
+    axum::Json(json!({"data": data, "total_count": total})).into_response()
+}
+
+async fn list_organizations(
+    State(fake): State<Arc<Fake>>,
+    RawQuery(raw): RawQuery,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = refuse(&fake, &headers) {
+        return refusal;
+    }
+    let raw = raw.unwrap_or_default();
+    fake.queries
+        .lock()
+        .unwrap()
+        .push(format!("organizations?{raw}"));
+    let all = fake
+        .organizations
+        .lock()
+        .unwrap()
+        .iter()
+        .map(FakeOrganization::to_json)
+        .collect();
+    list_page(&fake, all, &params)
+}
+
+async fn list_memberships(
+    State(fake): State<Arc<Fake>>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = refuse(&fake, &headers) {
+        return refusal;
+    }
+    let raw = raw.unwrap_or_default();
+    fake.queries
+        .lock()
+        .unwrap()
+        .push(format!("{id}/memberships?{raw}"));
+    let organization = fake
+        .organizations
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|organization| organization.id == id)
+        .cloned();
+    match organization {
+        Some(organization) => list_page(&fake, organization.memberships_json(), &params),
+        None => clerk_error(
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            &format!("No organization was found with id {id}"),
         ),
     }
 }

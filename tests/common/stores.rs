@@ -3,9 +3,13 @@
 //! with), and [`on_both_stores!`], which runs an `async fn(Backend)` once
 //! on PostgreSQL and once on SQLite.
 
-use ensure_user::store::{
-    BackfillStore, BatchOutcome, Checkpoint, IdKind, PgUserStore, Profile, ProfileUpdate,
-    Resolution, SqliteUserStore, StoreError, SyncOutcome, UserStore, UserSync, UserTable,
+use ensure_user::{
+    ClerkMembership, ClerkOrganization,
+    store::{
+        BackfillStore, BatchOutcome, Checkpoint, IdKind, OrganizationBackfillStore, PgUserStore,
+        Profile, ProfileUpdate, Resolution, SqliteUserStore, StoreError, SyncOutcome, UserStore,
+        UserSync, UserTable, Walk,
+    },
 };
 use sqlx::{postgres::PgPoolOptions, sqlite::SqlitePoolOptions};
 
@@ -319,5 +323,51 @@ impl BackfillStore for Store {
 
     async fn clear_checkpoint(&self) -> Result<(), StoreError> {
         either!(self, store => store.clear_checkpoint().await)
+    }
+}
+
+impl OrganizationBackfillStore for Store {
+    async fn apply_organizations(
+        &self,
+        organizations: &[ClerkOrganization],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        either!(self, store => store.apply_organizations(organizations).await)
+    }
+
+    async fn preview_organizations(
+        &self,
+        organizations: &[ClerkOrganization],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        either!(self, store => store.preview_organizations(organizations).await)
+    }
+
+    async fn apply_memberships(
+        &self,
+        memberships: &[ClerkMembership],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        either!(self, store => store.apply_memberships(memberships).await)
+    }
+
+    async fn preview_memberships(
+        &self,
+        memberships: &[ClerkMembership],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        either!(self, store => store.preview_memberships(memberships).await)
+    }
+
+    async fn load_walk_checkpoint(&self, walk: Walk) -> Result<Option<Checkpoint>, StoreError> {
+        either!(self, store => store.load_walk_checkpoint(walk).await)
+    }
+
+    async fn save_walk_checkpoint(
+        &self,
+        walk: Walk,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        either!(self, store => store.save_walk_checkpoint(walk, checkpoint).await)
+    }
+
+    async fn clear_walk_checkpoint(&self, walk: Walk) -> Result<(), StoreError> {
+        either!(self, store => store.clear_walk_checkpoint(walk).await)
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! ensure-user migrate                     # the bundled tables, idempotent
-//! ensure-user backfill [--dry-run] [--restart] [--page-size N]
+//! ensure-user backfill [--dry-run] [--restart] [--page-size N] [--walk users,organizations,memberships]
 //! ```
 //!
 //! Both read `DATABASE_URL` (`postgres://…` or `sqlite:…`); `backfill` also
@@ -11,25 +11,27 @@
 //! override them. Progress goes to stderr (a bar on a terminal, a line
 //! every few seconds otherwise), the summary to stdout; the exit code is
 //! `1` when the run stopped early or any user failed, `130` when it was
-//! interrupted. `RUST_LOG` sets what is logged (default: warnings).
+//! interrupted. `--walk` selects what is written (default: all three, in
+//! that order); each keeps its own checkpoint. `RUST_LOG` sets what is logged (default: warnings).
 
 mod database;
 mod progress;
 
-use std::{cell::Cell, process::ExitCode, time::Instant};
+use std::{cell::RefCell, process::ExitCode, time::Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use database::Database;
 use ensure_user::{
     backfill::{Backfill, BackfillError, Summary},
     clerk_api::{ClerkApi, DEFAULT_API_URL, MAX_PAGE_SIZE},
-    store::BackfillStore,
+    store::{OrganizationBackfillStore, Walk},
 };
 use progress::Reporter;
 
 /// Keeps an app's own users table in step with Clerk: applies the bundled
-/// migrations, and writes every existing Clerk user into the table.
+/// migrations, and writes every existing Clerk user, organization and
+/// membership into the tables.
 #[derive(Debug, Parser)]
 #[command(name = "ensure-user", version)]
 struct Cli {
@@ -42,8 +44,9 @@ enum Command {
     /// Creates the bundled tables (users, deletion tombstones, backfill
     /// checkpoint) where they do not exist yet.
     Migrate(DatabaseArgs),
-    /// Writes every Clerk user into the users table. Safe to interrupt:
-    /// the next run resumes after the last page written.
+    /// Writes every Clerk user, organization and membership into the
+    /// tables. Safe to interrupt: the next run resumes after the last page
+    /// written.
     Backfill(BackfillArgs),
 }
 
@@ -65,16 +68,47 @@ struct BackfillArgs {
     /// The Backend API's base URL.
     #[arg(long, env = "CLERK_API_URL", hide_env_values = true, default_value = DEFAULT_API_URL)]
     api_url: String,
-    /// Users per page and per write.
+    /// Objects per page and per write.
     #[arg(long, default_value_t = MAX_PAGE_SIZE,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE_SIZE)))]
     page_size: u32,
     /// Counts what would change and writes nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Starts from the first user, ignoring where an earlier run stopped.
+    /// Starts each walk from its first object, ignoring where an earlier
+    /// run stopped.
     #[arg(long)]
     restart: bool,
+    /// What to write, comma-separated; always run in the order users,
+    /// organizations, memberships.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "users,organizations,memberships"
+    )]
+    walk: Vec<WalkArg>,
+}
+
+/// A walk named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WalkArg {
+    /// Every user (`GET /v1/users`).
+    Users,
+    /// Every organization (`GET /v1/organizations`).
+    Organizations,
+    /// Every organization's memberships (`GET /v1/organizations/{id}/memberships`).
+    Memberships,
+}
+
+impl From<WalkArg> for Walk {
+    fn from(walk: WalkArg) -> Self {
+        match walk {
+            WalkArg::Users => Walk::Users,
+            WalkArg::Organizations => Walk::Organizations,
+            WalkArg::Memberships => Walk::Memberships,
+        }
+    }
 }
 
 /// Parses the arguments, runs the command, and returns its exit code.
@@ -129,52 +163,71 @@ async fn backfill(
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let api = ClerkApi::new(&args.secret_key)?.with_api_url(&args.api_url)?;
     let database = Database::connect(&args.database.database_url).await?;
+    let walks: Vec<Walk> = args.walk.iter().map(|&walk| walk.into()).collect();
     let code = match database {
         Database::Postgres(store) => {
-            run(configure(api, store, &args), reporter, args.dry_run).await
+            run(configure(api, store, &args), &walks, reporter, args.dry_run).await
         }
-        Database::Sqlite(store) => run(configure(api, store, &args), reporter, args.dry_run).await,
+        Database::Sqlite(store) => {
+            run(configure(api, store, &args), &walks, reporter, args.dry_run).await
+        }
     };
     Ok(code)
 }
 
-fn configure<S: BackfillStore>(api: ClerkApi, store: S, args: &BackfillArgs) -> Backfill<S> {
+fn configure<S: OrganizationBackfillStore>(
+    api: ClerkApi,
+    store: S,
+    args: &BackfillArgs,
+) -> Backfill<S> {
     Backfill::new(api, store)
         .with_page_size(args.page_size)
         .dry_run(args.dry_run)
         .restart(args.restart)
 }
 
-/// Runs `backfill` until it ends or Ctrl-C, then prints the summary.
-async fn run<S: BackfillStore>(
+/// Runs the `walks` of `backfill` until they end or Ctrl-C, then prints
+/// what each did.
+async fn run<S: OrganizationBackfillStore>(
     backfill: Backfill<S>,
+    walks: &[Walk],
     mut reporter: Reporter,
     dry_run: bool,
 ) -> ExitCode {
     let started = Instant::now();
-    let last = Cell::new(Summary::default());
+    // What each walk did so far, from its progress reports.
+    let seen: RefCell<Vec<(Walk, Summary)>> = RefCell::new(Vec::new());
     let outcome = tokio::select! {
-        result = backfill.run(|progress| {
-            last.set(progress.summary);
+        result = backfill.run_walks(walks, |progress| {
+            let mut seen = seen.borrow_mut();
+            match seen.last_mut() {
+                Some((walk, summary)) if *walk == progress.walk => *summary = progress.summary,
+                _ => seen.push((progress.walk, progress.summary)),
+            }
             reporter.update(progress);
         }) => Some(result),
         _ = tokio::signal::ctrl_c() => None,
     };
     reporter.finish();
     let interrupted = outcome.is_none();
-    let (summary, code, error) = match outcome {
-        Some(Ok(summary)) => {
-            let code = if summary.failed > 0 {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
-            (summary, code, None)
+    let (summaries, error) = match outcome {
+        Some(Ok(summaries)) => (summaries, None),
+        Some(Err(error)) => {
+            let mut seen = seen.into_inner();
+            if let Some((_, summary)) = seen.last_mut() {
+                *summary = error.summary();
+            }
+            (seen, Some(error))
         }
-        Some(Err(error)) => (error.summary(), ExitCode::FAILURE, Some(error)),
-        None => (last.get(), ExitCode::from(130), None),
+        None => (seen.into_inner(), None),
     };
-    print_summary(&summary, started, dry_run);
+    if dry_run {
+        println!("dry run: nothing was written");
+    }
+    for (walk, summary) in &summaries {
+        print_summary(*walk, summary, started);
+    }
+    let failed: u64 = summaries.iter().map(|(_, summary)| summary.failed).sum();
     match (&error, interrupted) {
         (Some(error), _) => {
             eprintln!("error: {error}");
@@ -188,18 +241,21 @@ async fn run<S: BackfillStore>(
             }
         }
         (None, true) => eprintln!("interrupted; the next run resumes after the last page written"),
-        (None, false) if summary.failed > 0 => eprintln!(
-            "{} users could not be written (see the warnings above); run again to retry them",
-            summary.failed
+        (None, false) if failed > 0 => eprintln!(
+            "{failed} could not be written (see the warnings above); run again to retry them"
         ),
         (None, false) => {}
     }
-    code
+    match (interrupted, error.is_some() || failed > 0) {
+        (true, _) => ExitCode::from(130),
+        (false, true) => ExitCode::FAILURE,
+        (false, false) => ExitCode::SUCCESS,
+    }
 }
 
-fn print_summary(summary: &Summary, started: Instant, dry_run: bool) {
-    if dry_run {
-        println!("dry run: nothing was written");
+fn print_summary(walk: Walk, summary: &Summary, started: Instant) {
+    if walk != Walk::Users {
+        println!("{walk}:");
     }
     println!("created:   {}", summary.created);
     println!("updated:   {}", summary.updated);
@@ -209,7 +265,7 @@ fn print_summary(summary: &Summary, started: Instant, dry_run: bool) {
     let seconds = started.elapsed().as_secs_f64();
     let rate = summary.total() as f64 / seconds.max(0.001);
     println!(
-        "{} users in {seconds:.1} s ({rate:.0} users/s)",
+        "{} {walk} in {seconds:.1} s ({rate:.0} {walk}/s)",
         summary.total()
     );
 }

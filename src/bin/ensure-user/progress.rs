@@ -9,17 +9,21 @@ use std::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tracing_subscriber::fmt::MakeWriter;
 
-use ensure_user::backfill::{Progress, Summary};
+use ensure_user::{
+    backfill::{Progress, Summary},
+    store::Walk,
+};
 
 /// How often a plain progress line is printed.
 const LINE_EVERY: Duration = Duration::from_secs(5);
 
-const BAR: &str = "[{elapsed_precise}] {wide_bar} {pos}/{len} users ({rate}, ETA {eta})\n{msg}";
-const SPINNER: &str = "[{elapsed_precise}] {spinner} {pos} users ({rate})\n{msg}";
+const BAR: &str = "[{elapsed_precise}] {wide_bar} {pos}/{len} {prefix} ({rate}, ETA {eta})\n{msg}";
+const SPINNER: &str = "[{elapsed_precise}] {spinner} {pos} {prefix} ({rate})\n{msg}";
 
 /// Shows a backfill's progress.
 pub(super) enum Reporter {
-    Bar(ProgressBar),
+    /// The bar, and the walk it shows.
+    Bar(ProgressBar, Option<Walk>),
     Lines {
         started: Instant,
         last_line: Option<Instant>,
@@ -31,10 +35,10 @@ impl Reporter {
     /// shown before the first update.
     pub(super) fn for_stderr() -> Self {
         if io::stderr().is_terminal() {
-            Self::Bar(ProgressBar::with_draw_target(
+            Self::Bar(
+                ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden()),
                 None,
-                ProgressDrawTarget::hidden(),
-            ))
+            )
         } else {
             Self::Lines {
                 started: Instant::now(),
@@ -45,7 +49,13 @@ impl Reporter {
 
     pub(super) fn update(&mut self, progress: &Progress) {
         match self {
-            Self::Bar(bar) => {
+            Self::Bar(bar, shown) => {
+                if shown.is_some_and(|walk| walk != progress.walk) {
+                    // The next walk starts a bar of its own, below the last.
+                    bar.abandon();
+                    *bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+                }
+                *shown = Some(progress.walk);
                 if let Some(total) = progress.total {
                     bar.set_length(total.max(progress.position));
                 }
@@ -61,11 +71,12 @@ impl Reporter {
                         bar.set_style(style.with_key(
                             "rate",
                             |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                                let _ = write!(w, "{:.0} users/s", state.per_sec());
+                                let _ = write!(w, "{:.0}/s", state.per_sec());
                             },
                         ));
                     }
                     // A resumed run starts part-way: rate and ETA count from here.
+                    bar.set_prefix(noun(progress.walk));
                     bar.reset_eta();
                     bar.set_draw_target(ProgressDrawTarget::stderr());
                     bar.enable_steady_tick(Duration::from_millis(200));
@@ -83,7 +94,7 @@ impl Reporter {
     }
 
     pub(super) fn finish(&self) {
-        if let Self::Bar(bar) = self {
+        if let Self::Bar(bar, _) = self {
             bar.abandon();
         }
     }
@@ -91,7 +102,7 @@ impl Reporter {
     /// Where log lines go: around the bar, so that it is redrawn below them.
     pub(super) fn log_writer(&self) -> LogWriter {
         LogWriter(match self {
-            Self::Bar(bar) => Some(bar.clone()),
+            Self::Bar(bar, _) => Some(bar.clone()),
             Self::Lines { .. } => None,
         })
     }
@@ -100,6 +111,7 @@ impl Reporter {
 /// What a progress line shows.
 #[derive(Debug, Clone, Copy)]
 struct Figures {
+    walk: Walk,
     summary: Summary,
     position: u64,
     total: Option<u64>,
@@ -109,6 +121,7 @@ struct Figures {
 impl From<&Progress> for Figures {
     fn from(progress: &Progress) -> Self {
         Self {
+            walk: progress.walk,
             summary: progress.summary,
             position: progress.position,
             total: progress.total,
@@ -117,18 +130,34 @@ impl From<&Progress> for Figures {
     }
 }
 
-/// `1500/2600 users (57%), 2400 users/s, ETA 1 s; created 1500, …`.
+/// What a walk's position counts: `users` or `organizations`.
+fn noun(walk: Walk) -> &'static str {
+    match walk {
+        Walk::Users => "users",
+        _ => "organizations",
+    }
+}
+
+/// `1500/2600 users (57%), 2400 users/s, ETA 1 s; created 1500, …`, and
+/// `memberships of 3/10 organizations …` for the memberships walk.
 fn line(figures: Figures, elapsed: Duration) -> String {
     let Figures {
+        walk,
         summary,
         position,
         total,
         resumed_from,
     } = figures;
+    let unit = noun(walk);
+    let of = if walk == Walk::Memberships {
+        "memberships of "
+    } else {
+        ""
+    };
     let done = position - resumed_from;
     let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
     let Some(total) = total.filter(|&total| total > 0) else {
-        return format!("{position} users, {rate:.0} users/s; {summary}");
+        return format!("{of}{position} {unit}, {rate:.0} {unit}/s; {summary}");
     };
     let left = total.saturating_sub(position);
     let eta = if rate > 0.0 {
@@ -137,7 +166,7 @@ fn line(figures: Figures, elapsed: Duration) -> String {
         "unknown".to_owned()
     };
     format!(
-        "{position}/{total} users ({}%), {rate:.0} users/s, ETA {eta}; {summary}",
+        "{of}{position}/{total} {unit} ({}%), {rate:.0} {unit}/s, ETA {eta}; {summary}",
         position.min(total) * 100 / total,
     )
 }
@@ -191,6 +220,7 @@ mod tests {
     #[test]
     fn plain_lines_show_rate_and_eta() {
         let progress = Figures {
+            walk: Walk::Users,
             summary: Summary::default(),
             position: 1500,
             total: Some(2500),
@@ -206,5 +236,13 @@ mod tests {
             ..progress
         };
         assert!(line(unknown, Duration::from_secs(1)).starts_with("1500 users, 1000 users/s"));
+        let members = Figures {
+            walk: Walk::Memberships,
+            ..progress
+        };
+        assert!(
+            line(members, Duration::from_secs(2))
+                .starts_with("memberships of 1500/2500 organizations (60%)")
+        );
     }
 }
