@@ -40,8 +40,11 @@ use axum::{Router, body::Body};
 use common::{bearer as request, svix};
 use ensure_user::{
     Config, EnsureUser, EnsureUserLayer, KeySource, LocalId,
-    store::{Profile, Resolution, StoreError, SyncOutcome, UserStore, UserSync},
-    testing::{SigningKey, random_id},
+    store::{
+        MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore, Profile,
+        Resolution, StoreError, SyncOutcome, UserStore, UserSync,
+    },
+    testing::{SigningKey, random_id, session_claims},
     webhook::WebhookReceiver,
 };
 use gungraun::{Dhat, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main};
@@ -141,6 +144,33 @@ impl UserSync for MemoryStore {
     }
 }
 
+impl OrganizationStore for MemoryStore {
+    async fn find_or_create_organization(
+        &self,
+        clerk_id: &str,
+        _: Option<&str>,
+    ) -> Result<OrganizationResolution, StoreError> {
+        Ok(match self.id_of(clerk_id) {
+            (id, true) => OrganizationResolution::Created(LocalId::Int(id)),
+            (id, false) => OrganizationResolution::Existing(LocalId::Int(id)),
+        })
+    }
+
+    async fn ensure_membership(
+        &self,
+        claim: &MembershipClaim<'_>,
+    ) -> Result<MembershipResolution, StoreError> {
+        let key = format!("{} {}", claim.organization_clerk_id, claim.user_clerk_id);
+        let (id, created) = self.id_of(&key);
+        Ok(MembershipResolution::Member {
+            id: LocalId::Int(id),
+            role: claim.role.to_owned(),
+            role_version: claim.issued_at_ms,
+            created,
+        })
+    }
+}
+
 fn layer(key: &SigningKey) -> EnsureUserLayer {
     let keys = KeySource::pem(&key.public_key_pem()).expect("PEM");
     EnsureUserLayer::new(Config::new(ISSUER, keys), MemoryStore::default())
@@ -194,6 +224,31 @@ fn repeat_wrapped() -> Input<EnsureUser<Router>> {
         runtime: runtime(),
         app: ServiceBuilder::new()
             .layer(layer(&key))
+            .service(user_routes()),
+        requests: requests(&token),
+    }
+    .warmed(request(&token))
+}
+
+/// A repeat request whose token names an active organization (version 2
+/// claims: role, permissions), the layer resolving organizations, wrapped
+/// around the `Router`: what `wrapped::repeat` costs with an organization.
+fn repeat_with_organization() -> Input<EnsureUser<Router>> {
+    let key = SigningKey::generate("ins_bench");
+    let mut claims = session_claims(ISSUER, &random_id("user"), 3600);
+    claims["o"] = serde_json::json!({
+        "id": random_id("org"),
+        "slg": "acme",
+        "rol": "admin",
+        "per": "manage,read",
+        "fpm": "3",
+    });
+    claims["fea"] = "o:billing".into();
+    let token = key.sign(&claims);
+    Input {
+        runtime: runtime(),
+        app: ServiceBuilder::new()
+            .layer(layer(&key).with_organizations(MemoryStore::default()))
             .service(user_routes()),
         requests: requests(&token),
     }
@@ -301,6 +356,7 @@ fn route(input: Input<Router>) -> (usize, Input<Router>) {
 
 #[library_benchmark(teardown = all_answered)]
 #[bench::repeat(repeat_wrapped())]
+#[bench::repeat_with_organization(repeat_with_organization())]
 #[bench::first_sight(first_sight())]
 #[bench::user_cache_miss(user_cache_miss())]
 fn wrapped(input: Input<EnsureUser<Router>>) -> (usize, Input<EnsureUser<Router>>) {
