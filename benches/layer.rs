@@ -47,7 +47,10 @@ use common::{
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, measurement::WallTime};
 use ensure_user::{
     Config, EnsureUser, EnsureUserLayer, KeySource, LocalId, SessionClaims,
-    store::{PgUserStore, Profile, Resolution, SqliteUserStore, StoreError, UserStore},
+    store::{
+        MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
+        PgUserStore, Profile, Resolution, SqliteUserStore, StoreError, UserStore,
+    },
     testing::{SigningKey, random_id, session_claims},
 };
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
@@ -113,6 +116,21 @@ impl Keys {
     fn token(&self, user: &str) -> String {
         let mut claims = session_claims(ISSUER, user, 3600);
         claims["sid"] = json!(random_id("sess"));
+        self.key.sign(&claims)
+    }
+
+    /// A token for `user` naming an active organization (version 2 claims:
+    /// slug, role, permissions of one feature), valid for an hour.
+    fn organization_token(&self, user: &str) -> String {
+        let mut claims = session_claims(ISSUER, user, 3600);
+        claims["o"] = json!({
+            "id": random_id("org"),
+            "slg": "acme",
+            "rol": "admin",
+            "per": "manage,read",
+            "fpm": "3",
+        });
+        claims["fea"] = json!("o:billing");
         self.key.sign(&claims)
     }
 
@@ -270,6 +288,30 @@ impl UserStore for CountingIds {
         Ok(Resolution::Created(LocalId::Int(
             self.next.fetch_add(1, Ordering::Relaxed),
         )))
+    }
+}
+
+impl OrganizationStore for CountingIds {
+    async fn find_or_create_organization(
+        &self,
+        _clerk_id: &str,
+        _slug: Option<&str>,
+    ) -> Result<OrganizationResolution, StoreError> {
+        Ok(OrganizationResolution::Created(LocalId::Int(
+            self.next.fetch_add(1, Ordering::Relaxed),
+        )))
+    }
+
+    async fn ensure_membership(
+        &self,
+        claim: &MembershipClaim<'_>,
+    ) -> Result<MembershipResolution, StoreError> {
+        Ok(MembershipResolution::Member {
+            id: LocalId::Int(self.next.fetch_add(1, Ordering::Relaxed)),
+            role: claim.role.to_owned(),
+            role_version: claim.issued_at_ms,
+            created: true,
+        })
     }
 }
 
@@ -553,6 +595,25 @@ impl Run {
         group.bench_function("repeat_router_wrapped", |b| {
             b.iter_custom(|iters| {
                 time_requests(&self.runtime, &wrapped, iters, |_| request(&token))
+            });
+        });
+        let organizations = CountingIds::default();
+        let layer = EnsureUserLayer::new(self.keys.config(), organizations.clone())
+            .with_organizations(organizations);
+        let organization_token = self.keys.organization_token(&self.hot_user);
+        self.runtime.block_on(async {
+            layer
+                .prefetch_keys()
+                .await
+                .expect("keys from the JWKS endpoint");
+            send(&layered_app(layer.clone()), request(&organization_token)).await;
+        });
+        let with_organization = wrapped_app(layer);
+        group.bench_function("repeat_router_wrapped_organization", |b| {
+            b.iter_custom(|iters| {
+                time_requests(&self.runtime, &with_organization, iters, |_| {
+                    request(&organization_token)
+                })
             });
         });
         if self.wants("request/allocations") {
