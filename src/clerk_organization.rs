@@ -1,7 +1,9 @@
 //! Clerk's organization and membership objects, as webhooks deliver them and
 //! the Backend API returns them.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
+
+use crate::clerk_user::null_as_default;
 
 /// The part of Clerk's organization object that the sync keeps.
 ///
@@ -60,15 +62,6 @@ pub struct ClerkMembership {
 pub struct MemberUser {
     /// The Clerk user id (`user_…`).
     pub user_id: String,
-}
-
-/// Reads a value that may be `null`, substituting the type's default.
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[cfg(test)]

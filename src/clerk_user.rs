@@ -99,7 +99,7 @@ pub struct EmailAddress {
 }
 
 /// Reads a value that may be `null`, substituting the type's default.
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,

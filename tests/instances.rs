@@ -6,7 +6,7 @@
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -415,7 +415,7 @@ async fn sqlite_listener_is_in_process_only() {
 /// refused by the other within a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_quickstart_processes_share_deletions() {
-    let binary = quickstart_binary().await;
+    let binary = common::examples::example_binary("quickstart").await;
     let d = Deployment::new().await;
     let schema: String = sqlx::query_scalar("SELECT current_schema()")
         .fetch_one(&d.admin)
@@ -460,30 +460,6 @@ async fn two_quickstart_processes_share_deletions() {
         "the other process refused the user {:?} after the deletion was sent",
         started.elapsed()
     );
-}
-
-/// The quickstart binary, built with every feature (as `cargo test
-/// --all-features` builds it already, so this is normally a no-op).
-async fn quickstart_binary() -> PathBuf {
-    let output = tokio::process::Command::new(env!("CARGO"))
-        .args(["build", "--example", "quickstart", "--all-features"])
-        .arg("--message-format=json")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "building the quickstart failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["target"]["name"] == "quickstart")
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .expect("cargo names the quickstart executable")
 }
 
 /// A running quickstart process, killed when dropped.

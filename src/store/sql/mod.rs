@@ -52,6 +52,7 @@ use std::{
 pub(crate) use driver::Bind;
 use driver::Driver;
 pub(crate) use driver::Statement;
+use organization_batch_queries::OrganizationBatchQueries;
 use organization_queries::OrganizationQueries;
 #[cfg(feature = "postgres")]
 pub use postgres::PgUserStore;
@@ -122,6 +123,7 @@ pub struct SqlUserStore<DB: Dialect> {
     pool: Pool<DB>,
     queries: Arc<Queries>,
     organizations: Arc<OrganizationQueries>,
+    organization_batches: Arc<OrganizationBatchQueries>,
 }
 
 impl<DB: Dialect> Clone for SqlUserStore<DB> {
@@ -130,6 +132,7 @@ impl<DB: Dialect> Clone for SqlUserStore<DB> {
             pool: self.pool.clone(),
             queries: Arc::clone(&self.queries),
             organizations: Arc::clone(&self.organizations),
+            organization_batches: Arc::clone(&self.organization_batches),
         }
     }
 }
@@ -155,6 +158,11 @@ impl<DB: Dialect> SqlUserStore<DB> {
             pool,
             queries: Arc::new(Queries::new(table, DB::placeholder)),
             organizations: Arc::new(OrganizationQueries::new(table, DB::placeholder, DB::NOW)),
+            organization_batches: Arc::new(OrganizationBatchQueries::new(
+                table,
+                DB::placeholder,
+                DB::NOW,
+            )),
         }
     }
 

@@ -76,7 +76,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
         &self,
         ids: &[&str],
     ) -> Result<HashMap<String, StoredOrganization>, sqlx::Error> {
-        let statement = self.organizations.batch.organizations(ids);
+        let statement = self.organization_batches.organizations(ids);
         let rows = DB::rows(&self.pool, statement).await?;
         let mut stored: HashMap<String, StoredOrganization> = HashMap::with_capacity(ids.len());
         for row in &rows {
@@ -93,7 +93,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
     }
 
     async fn read_users(&self, ids: &[&str]) -> Result<HashMap<String, StoredUser>, sqlx::Error> {
-        let statement = self.organizations.batch.users(ids);
+        let statement = self.organization_batches.users(ids);
         let rows = DB::rows(&self.pool, statement).await?;
         let kind = self.organizations.user_id_kind;
         let mut stored: HashMap<String, StoredUser> = HashMap::with_capacity(ids.len());
@@ -118,7 +118,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
         if organizations.is_empty() || users.is_empty() {
             return Ok(HashMap::new());
         }
-        let statement = self.organizations.batch.memberships(organizations, users);
+        let statement = self.organization_batches.memberships(organizations, users);
         let rows = DB::rows(&self.pool, statement).await?;
         let kind = self.organizations.user_id_kind;
         rows.iter()
@@ -141,8 +141,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
             return Ok(graves);
         }
         let statement = self
-            .organizations
-            .batch
+            .organization_batches
             .membership_tombstones(organizations, users);
         for row in &DB::rows(&self.pool, statement).await? {
             graves
@@ -188,7 +187,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
             return Ok(outcomes);
         }
         let values: Vec<OrganizationValues<'_>> = writes.iter().map(|&i| chunk[i]).collect();
-        let statement = self.organizations.batch.organization_upsert(&values);
+        let statement = self.organization_batches.organization_upsert(&values);
         let written = self.clerk_ids(statement).await?;
         // As for a single upsert: a deletion may have committed its
         // tombstone while we wrote; those rows must not survive.
@@ -197,8 +196,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
             HashSet::new()
         } else {
             let statement = self
-                .organizations
-                .batch
+                .organization_batches
                 .organization_tombstones(&written_ids);
             self.clerk_ids(statement).await?
         };
@@ -323,7 +321,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
         if rows.is_empty() {
             return Ok(outcomes);
         }
-        let statement = self.organizations.batch.membership_upsert(&rows);
+        let statement = self.organization_batches.membership_upsert(&rows);
         let kind = self.organizations.user_id_kind;
         let written: HashSet<(LocalId, LocalId)> = DB::rows(&self.pool, statement)
             .await?
@@ -352,8 +350,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
                 .read_graves(&written_organizations, &written_users)
                 .await?;
             let statement = self
-                .organizations
-                .batch
+                .organization_batches
                 .organization_tombstones(&written_organizations);
             let deleted_organizations = self.clerk_ids(statement).await?;
             let statement = self.queries.tombstoned_among(&written_users);

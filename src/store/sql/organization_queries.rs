@@ -4,10 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{
-    driver::{Bind, Statement},
-    organization_batch_queries::OrganizationBatchQueries,
-};
+use super::driver::{Bind, Statement};
 use crate::{
     store::{IdKind, UserTable},
     user::LocalId,
@@ -47,8 +44,6 @@ pub(super) struct OrganizationQueries {
     membership_tombstone: Arc<str>,
     membership_remove: Arc<str>,
     membership_remove_any: Arc<str>,
-    /// The backfill's statements.
-    pub(super) batch: OrganizationBatchQueries,
 }
 
 impl OrganizationQueries {
@@ -200,7 +195,6 @@ impl OrganizationQueries {
                  AND user_id = {user_local}"
             )
             .into(),
-            batch: OrganizationBatchQueries::new(users, param, now),
         }
     }
 
