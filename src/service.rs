@@ -10,12 +10,12 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, LazyLock},
     task::{Context, Poll},
 };
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Extensions, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
@@ -91,13 +91,13 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let kind = match self.engine.decide(request.headers(), self.policy.mode) {
             Decision::User(user) => {
-                request.extensions_mut().insert(user);
+                hand_on(request.extensions_mut(), user);
                 Kind::Inner {
                     future: self.inner.call(request),
                 }
             }
             Decision::Anonymous => {
-                request.extensions_mut().insert(Anonymous);
+                hand_on(request.extensions_mut(), Anonymous);
                 Kind::Inner {
                     future: self.inner.call(request),
                 }
@@ -139,7 +139,7 @@ impl<S> EnsureUser<S> {
             match authenticated {
                 Ok(user) => {
                     record_user(&span, &user);
-                    request.extensions_mut().insert(user);
+                    hand_on(request.extensions_mut(), user);
                 }
                 Err(rejection) => return Ok(ResponseBody::refusal(refuse(&span, rejection))),
             }
@@ -149,6 +149,38 @@ impl<S> EnsureUser<S> {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Puts what the layer decided into the request's extensions, for handlers
+/// to extract.
+///
+/// A request that carries no extensions yet gets a table with room for
+/// four: axum's `Router` adds three of its own after the layer (the
+/// original URI, the matched path, the path parameters), and a fourth
+/// entry would outgrow the default table of three, moving it to a new
+/// allocation on every request.
+fn hand_on<T: Clone + Send + Sync + 'static>(extensions: &mut Extensions, value: T) {
+    if extensions.is_empty() {
+        *extensions = ROOMY.clone();
+    }
+    extensions.insert(value);
+}
+
+/// Empty extensions whose table has room for four entries: entries inserted
+/// and removed again leave the table grown, and a clone keeps its size.
+static ROOMY: LazyLock<Extensions> = LazyLock::new(|| {
+    #[derive(Clone, Copy)]
+    struct Room<const N: usize>;
+    let mut extensions = Extensions::new();
+    extensions.insert(Room::<0>);
+    extensions.insert(Room::<1>);
+    extensions.insert(Room::<2>);
+    extensions.insert(Room::<3>);
+    extensions.remove::<Room<0>>();
+    extensions.remove::<Room<1>>();
+    extensions.remove::<Room<2>>();
+    extensions.remove::<Room<3>>();
+    extensions
+});
 
 /// The span of a request that took the asynchronous path or was refused:
 /// the repeat path, which neither waits nor logs, makes none.

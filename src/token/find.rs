@@ -40,6 +40,15 @@ pub(crate) fn find_token<'a>(
 /// The token an `Authorization` value carries for Clerk: `Bearer <token>`
 /// or a bare token; `None` for an empty value or another scheme.
 fn header_token(value: &[u8]) -> Option<&[u8]> {
+    // The usual form, `Bearer <token>`, without the general scan below (which
+    // reads it the same way).
+    if let Some(token) = value
+        .strip_prefix(b"Bearer ")
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
+    {
+        return Some(token);
+    }
     let value = value.trim_ascii();
     let Some(space) = value.iter().position(|b| *b == b' ') else {
         // No scheme: the whole value is the token (`Bearer` alone included,
