@@ -57,7 +57,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
 use serde_json::{Value, json};
 use support::{
     ISSUER,
-    allocations::{CountingAllocator, counting_start, counting_stop},
+    allocations::{CountingAllocator, allocator_in_use, counting_start, counting_stop},
     bare_app, current_thread_runtime, user_routes,
 };
 use tokio::runtime::Runtime;
@@ -527,6 +527,8 @@ struct Memory {
     token_len: f64,
     per_user: f64,
     per_token: f64,
+    per_user_held: Option<f64>,
+    per_token_held: Option<f64>,
     /// Users of a sample of 1,000 that had to be loaded again.
     evicted: i64,
 }
@@ -951,10 +953,20 @@ impl Run {
         assert_eq!(calls, users, "one store call per new user");
     }
 
-    /// Bytes per cached user and per cached token: the allocator's net bytes
-    /// across the first requests of `entries` distinct users.
+    /// Bytes per cached user and per cached token across the first requests
+    /// of `entries` distinct users: the bytes requested (allocated minus
+    /// freed), and what the C allocator holds for them (its headers and
+    /// rounding included). `ENSURE_USER_MEMORY_ENTRIES` sets how many
+    /// (default 100,000).
     fn memory(&mut self) {
-        let entries = if self.quick { 1_000 } else { 100_000 };
+        let entries = if self.quick {
+            1_000
+        } else {
+            std::env::var("ENSURE_USER_MEMORY_ENTRIES")
+                .ok()
+                .and_then(|entries| entries.parse().ok())
+                .unwrap_or(100_000)
+        };
         let user = |i: usize| format!("user_{i:027}");
         let tokens = self.keys.mint(entries, user);
         let token_len = tokens.iter().map(String::len).sum::<usize>() as f64 / entries as f64;
@@ -965,6 +977,7 @@ impl Run {
             let app = layered_app(layer.clone());
             self.runtime.block_on(async {
                 layer.prefetch_keys().await.expect("keys");
+                let held_before = allocator_in_use();
                 counting_start();
                 for token in &tokens {
                     send(&app, request(token)).await;
@@ -972,29 +985,52 @@ impl Run {
                 // Let the caches' deferred bookkeeping run, then settle.
                 tokio::time::sleep(Duration::from_millis(600)).await;
                 send(&app, request(&tokens[0])).await;
-                let net = counting_stop().net_bytes;
+                let requested = counting_stop().net_bytes;
+                let held = allocator_in_use()
+                    .zip(held_before)
+                    .map(|(after, before)| after as i64 - before as i64);
                 // Were the users kept? A sample of them must not reach the store again.
                 let before = store.next.load(Ordering::SeqCst);
-                for token in tokens.iter().step_by(entries / 1000) {
+                for token in tokens.iter().step_by((entries / 1000).max(1)) {
                     send(&app, request(token)).await;
                 }
                 let reloaded = store.next.load(Ordering::SeqCst) - before;
-                (net, reloaded)
+                (Bytes { requested, held }, reloaded)
             })
         };
-        // Users alone (the token cache is off), then users and tokens. The
-        // token cache gets room for every token: 100,000 of them exceed the
-        // default 64 MiB.
-        let (users_only, evicted) = fill(self.keys.config().with_token_cache_bytes(0));
-        let (both, _) = fill(self.keys.config().with_token_cache_bytes(256 << 20));
+        // Users alone (the token cache is off), then users and tokens, the
+        // token cache given room for every token.
+        let (users_only, evicted) = fill(
+            self.keys
+                .config()
+                .with_token_cache_bytes(0)
+                .with_user_cache(entries as u64, Duration::from_secs(600)),
+        );
+        let (both, _) = fill(
+            self.keys
+                .config()
+                .with_token_cache_bytes(entries as u64 * 4096)
+                .with_user_cache(entries as u64, Duration::from_secs(600)),
+        );
+        let per = |bytes: i64| bytes as f64 / entries as f64;
         self.memory = Some(Memory {
             entries,
             token_len,
-            per_user: users_only as f64 / entries as f64,
-            per_token: (both - users_only) as f64 / entries as f64,
+            per_user: per(users_only.requested),
+            per_token: per(both.requested - users_only.requested),
+            per_user_held: users_only.held.map(per),
+            per_token_held: both.held.zip(users_only.held).map(|(b, u)| per(b - u)),
             evicted,
         });
     }
+}
+
+/// Memory a fill took.
+struct Bytes {
+    /// Allocated minus freed, as requested.
+    requested: i64,
+    /// The C allocator's own count, where it gives one.
+    held: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------
@@ -1122,12 +1158,24 @@ fn summary(run: &Run) {
         println!("| {name} | {allocations:.2} | {bytes:.0} |");
     }
     if let Some(memory) = &run.memory {
-        println!(
-            "\nMemory at {} entries: {:.0} bytes per cached user, {:.0} bytes per cached \
-             token (tokens average {:.0} characters); {} of 1,000 sampled users had been evicted.",
-            memory.entries, memory.per_user, memory.per_token, memory.token_len, memory.evicted
-        );
+        print_memory(memory);
     }
+}
+
+fn print_memory(memory: &Memory) {
+    let held = |bytes: Option<f64>| bytes.map_or_else(|| "n/a".to_owned(), |b| format!("{b:.0}"));
+    println!(
+        "\nMemory at {} entries (tokens average {:.0} characters), bytes per entry, \
+         requested / held by the allocator: cached user {:.0} / {}, cached token {:.0} / {}; \
+         {} of the sampled users had been evicted.",
+        memory.entries,
+        memory.token_len,
+        memory.per_user,
+        held(memory.per_user_held),
+        memory.per_token,
+        held(memory.per_token_held),
+        memory.evicted
+    );
 }
 
 fn main() {
@@ -1147,6 +1195,11 @@ fn main() {
     criterion.final_summary();
     if run.wants("memory") {
         run.memory();
+        if filter.is_some()
+            && let Some(memory) = &run.memory
+        {
+            print_memory(memory);
+        }
     }
     run.runtime.block_on(databases.drop_all());
     if !quick && filter.is_none() {

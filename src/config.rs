@@ -267,7 +267,10 @@ impl Config {
         self
     }
 
-    /// Memory bound of the verified-token cache, in bytes of token text. Default 64 MiB.
+    /// Memory bound of the verified-token cache, in bytes. Each token counts
+    /// what its entry takes: its text, its decoded claims, and the cache's
+    /// own bookkeeping (about 1.4 KB for a Clerk session token of 660
+    /// characters). Default 64 MiB, about 48,000 such tokens.
     /// A new token that finds the cache full of unexpired ones is verified but
     /// not remembered until some expire (within a minute for Clerk's tokens).
     /// Zero disables the cache: every request then pays a signature check.

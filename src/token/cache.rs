@@ -1,6 +1,6 @@
 //! The verified-token cache: each verified token remembered until its own
-//! `exp` (plus the clock skew), bounded by bytes of token text, and read
-//! without taking a lock or recording anything.
+//! `exp` (plus the clock skew), bounded by the bytes its entries take, and
+//! read without taking a lock or recording anything.
 //!
 //! A hit is the hot path of every repeat request, so reads go to a lock-free
 //! map (papaya) and touch nothing shared but the entry itself. The work of
@@ -81,7 +81,7 @@ impl TokenCache {
         verified: Arc<VerifiedToken>,
         now_ms: i64,
     ) -> Arc<VerifiedToken> {
-        let cost = token.len() as u64;
+        let cost = entry_cost(&token);
         let last_sweep = self.last_sweep_ms.load(Ordering::Relaxed);
         let since_sweep = now_ms - last_sweep;
         if since_sweep >= SWEEP_INTERVAL_MS
@@ -116,7 +116,7 @@ impl TokenCache {
         self.map.pin().get(token).cloned()
     }
 
-    /// Tokens held, and the bytes of token text they take.
+    /// Tokens held, and the bytes they are counted as.
     #[cfg(test)]
     pub(crate) fn usage(&self) -> (usize, u64) {
         (self.map.len(), self.used_bytes.load(Ordering::Relaxed))
@@ -152,10 +152,24 @@ impl TokenCache {
             // Only the entry that was judged: one inserted since stays.
             if let Ok(Some((key, _))) = map.remove_if(&**key, |_, verified| doomed(verified)) {
                 self.used_bytes
-                    .fetch_sub(key.len() as u64, Ordering::Relaxed);
+                    .fetch_sub(entry_cost(key), Ordering::Relaxed);
             }
         }
     }
+}
+
+/// Bytes an entry takes besides its token's text and its claims' text:
+/// the shared entry (reference counts, the remembered rows, the claims'
+/// fixed part), the map's node and slots, and the allocator's headers of
+/// each allocation. Measured in `benches/layer.rs` (memory per entry).
+const ENTRY_OVERHEAD: u64 = size_of::<VerifiedToken>() as u64 + 96;
+
+/// The bytes an entry for `token` is counted as against the budget: its
+/// text, its claims decoded (their text about as long as the payload's
+/// JSON, three quarters of its base64), and [`ENTRY_OVERHEAD`].
+fn entry_cost(token: &[u8]) -> u64 {
+    let payload = token.split(|b| *b == b'.').nth(1).map_or(0, <[u8]>::len);
+    (token.len() + payload * 3 / 4) as u64 + ENTRY_OVERHEAD
 }
 
 /// Bytes of a token's end that its hash covers.
@@ -222,6 +236,18 @@ mod tests {
     }
 
     #[test]
+    fn a_session_token_is_counted_at_what_its_entry_was_measured_to_take() {
+        // Clerk-shaped, as `benches/layer.rs` mints them for its memory
+        // figures: 659 characters, whose entry the allocator was measured to
+        // hold 1,400 bytes for (BENCHMARKS.md, memory per entry).
+        let key = crate::testing::SigningKey::generate("ins_bench");
+        let user = format!("user_{:027}", 7);
+        let token = key.session_token("https://clerk.bench.example", &user, 60);
+        let cost = entry_cost(token.as_bytes());
+        assert!((1_300..=1_500).contains(&cost), "{cost}");
+    }
+
+    #[test]
     fn hits_only_the_exact_bytes() {
         let cache = TokenCache::new(1 << 20, 5_000);
         let entry = verified("user_a", NOW_MS + 60_000);
@@ -259,12 +285,12 @@ mod tests {
         assert!(Arc::ptr_eq(&kept, &first));
         let kept = cache.insert(token(1), second, NOW_MS);
         assert!(Arc::ptr_eq(&kept, &first));
-        assert_eq!(cache.usage(), (1, token(1).len() as u64));
+        assert_eq!(cache.usage(), (1, entry_cost(&token(1))));
     }
 
     #[test]
     fn a_full_budget_sweeps_expired_tokens_then_refuses() {
-        let size = token(0).len() as u64;
+        let size = entry_cost(&token(0));
         let cache = TokenCache::new(2 * size, 5_000);
         cache.insert(token(1), verified("user_a", NOW_MS - 10_000), NOW_MS);
         cache.insert(token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
@@ -304,7 +330,7 @@ mod tests {
             verified("user_b", NOW_MS + 120_000),
             NOW_MS + 60_000,
         );
-        assert_eq!(cache.usage(), (1, token(3).len() as u64));
+        assert_eq!(cache.usage(), (1, entry_cost(&token(3))));
     }
 
     #[test]
@@ -330,6 +356,6 @@ mod tests {
         cache.forget_where(|verified| verified.claims.sub == "user_a");
         assert!(cache.held(&token(1)).is_none() && cache.held(&token(3)).is_none());
         assert!(cache.held(&token(2)).is_some());
-        assert_eq!(cache.usage(), (1, token(2).len() as u64));
+        assert_eq!(cache.usage(), (1, entry_cost(&token(2))));
     }
 }
