@@ -89,27 +89,22 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let kind = match self.engine.decide(request.headers(), self.policy.mode) {
-            Decision::User(user) => {
-                hand_on(request.extensions_mut(), user);
-                Kind::Inner {
-                    future: self.inner.call(request),
-                }
+        match self.engine.decide(request.headers(), self.policy.mode) {
+            Decision::User(user) => hand_on(request.extensions_mut(), user),
+            Decision::Anonymous => hand_on(request.extensions_mut(), Anonymous),
+            Decision::Refused(rejection) => {
+                return ResponseFuture::refused(refuse(&request_span(), rejection));
             }
-            Decision::Anonymous => {
-                hand_on(request.extensions_mut(), Anonymous);
-                Kind::Inner {
-                    future: self.inner.call(request),
-                }
+            Decision::Lookup(pending) => {
+                return ResponseFuture {
+                    kind: Kind::Lookup {
+                        future: self.lookup(request, pending),
+                    },
+                };
             }
-            Decision::Refused(rejection) => Kind::Refused {
-                response: Some(refuse(&request_span(), rejection)),
-            },
-            Decision::Lookup(pending) => Kind::Lookup {
-                future: self.lookup(request, pending),
-            },
-        };
-        ResponseFuture { kind }
+        }
+        // One call site, the future built in place: the repeat path.
+        ResponseFuture::inner(self.inner.call(request))
     }
 }
 
@@ -288,7 +283,8 @@ pin_project! {
     #[project = BodyProjection]
     enum BodyKind<B> {
         Inner { #[pin] body: B },
-        Refusal { #[pin] body: Full<Bytes> },
+        // Boxed: refusals are rare, and every response carries this enum.
+        Refusal { body: Box<Full<Bytes>> },
     }
 }
 
@@ -301,7 +297,9 @@ impl<B> ResponseBody<B> {
 
     fn refusal(response: Response<Full<Bytes>>) -> Response<Self> {
         response.map(|body| Self {
-            kind: BodyKind::Refusal { body },
+            kind: BodyKind::Refusal {
+                body: Box::new(body),
+            },
         })
     }
 }
@@ -319,7 +317,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             BodyProjection::Inner { body } => body.poll_frame(cx),
-            BodyProjection::Refusal { body } => body.poll_frame(cx).map(|frame| {
+            BodyProjection::Refusal { body } => Pin::new(&mut **body).poll_frame(cx).map(|frame| {
                 frame.map(|result| result.map_err(|never: Infallible| match never {}))
             }),
         }

@@ -80,18 +80,47 @@ impl From<Uuid> for LocalId {
 /// extensions; handlers take it as an extractor. Cloning is cheap (an `Arc`).
 #[derive(Clone)]
 pub struct LocalUser {
-    resolved: Resolved,
     token: Arc<VerifiedToken>,
+    /// The rows, when they are not the ones the token's entry remembers (a
+    /// row replaced since the token was first resolved, which is rare):
+    /// otherwise the user is the token's entry alone, two words to move.
+    other_rows: Option<Box<Resolved>>,
 }
 
 impl LocalUser {
+    /// The user `token` resolved to `resolved`.
     pub(crate) fn new(resolved: Resolved, token: Arc<VerifiedToken>) -> Self {
-        Self { resolved, token }
+        let other_rows = (token.first_resolution() != Some(&resolved)).then(|| Box::new(resolved));
+        Self { token, other_rows }
+    }
+
+    /// The user of `token` if the resolution its entry remembers was
+    /// confirmed under `generation` (the repeat path), else the token back.
+    pub(crate) fn confirmed(
+        token: Arc<VerifiedToken>,
+        generation: u64,
+    ) -> Result<Self, Arc<VerifiedToken>> {
+        if token.is_confirmed(generation) && token.first_resolution().is_some() {
+            return Ok(Self {
+                token,
+                other_rows: None,
+            });
+        }
+        Err(token)
+    }
+
+    fn rows(&self) -> &Resolved {
+        match (self.other_rows.as_deref(), self.token.first_resolution()) {
+            (Some(rows), _) | (None, Some(rows)) => rows,
+            // Built either with rows of its own or from a remembered
+            // resolution, which once set stays.
+            (None, None) => unreachable!("a LocalUser without rows"),
+        }
     }
 
     /// The id of the app's own user row.
     pub fn id(&self) -> LocalId {
-        self.resolved.user
+        self.rows().user
     }
 
     /// The Clerk user id (`user_…`), the token's `sub`.
@@ -113,7 +142,7 @@ impl LocalUser {
     /// names none, or when the layer does not resolve organizations (see
     /// [`EnsureUserLayer::with_organizations`](crate::EnsureUserLayer::with_organizations)).
     pub fn organization(&self) -> Option<LocalOrganization> {
-        match self.resolved.organization {
+        match self.rows().organization {
             OrganizationRows::Active {
                 organization,
                 membership,
@@ -129,7 +158,7 @@ impl LocalUser {
     /// Whether the layer that authenticated the request resolves organizations.
     #[cfg(feature = "axum")]
     pub(crate) fn organizations_resolved(&self) -> bool {
-        self.resolved.organization != OrganizationRows::NotResolved
+        self.rows().organization != OrganizationRows::NotResolved
     }
 }
 

@@ -149,15 +149,16 @@ impl Engine {
             return Decision::Lookup(Pending::Verify(Box::from(token)));
         };
         let generation = self.caches.ledger.generation();
-        match tokens.get(token, clock::now_ms()) {
+        // A time compared with each entry's, with no arithmetic on the hit.
+        match tokens.get(token, std::time::SystemTime::now()) {
             Cached::Hit(verified) => {
                 telemetry::token_cache(true);
-                match verified.resolved(generation) {
-                    Some(resolved) => {
+                match LocalUser::confirmed(verified, generation) {
+                    Ok(user) => {
                         telemetry::user_cache(true);
-                        Decision::User(LocalUser::new(resolved, verified))
+                        Decision::User(user)
                     }
-                    None => Decision::Lookup(Pending::Resolve(verified)),
+                    Err(verified) => Decision::Lookup(Pending::Resolve(verified)),
                 }
             }
             Cached::Expired => {
@@ -191,7 +192,7 @@ impl Engine {
         // Boxed, so that the state of this rare path (a key fetch included)
         // is not carried by the future of every request.
         let claims = Box::pin(self.verifier.verify(&token, now_ms)).await?;
-        let verified = Arc::new(VerifiedToken::new(claims));
+        let verified = Arc::new(VerifiedToken::new(claims, self.config.skew_ms()));
         Ok(match &self.caches.tokens {
             Some(tokens) => tokens.insert(token, verified, now_ms),
             None => verified,

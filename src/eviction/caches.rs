@@ -41,7 +41,7 @@ impl Caches {
         let (capacity, ttl) = (config.user_cache_capacity, config.user_cache_ttl);
         Self {
             tokens: (config.token_cache_bytes > 0)
-                .then(|| TokenCache::new(config.token_cache_bytes, config.skew_ms())),
+                .then(|| TokenCache::new(config.token_cache_bytes)),
             users: Answers::new(capacity, ttl, telemetry::user_cache),
             organizations: Answers::new(capacity, ttl, telemetry::organization_cache),
             memberships: Answers::new(capacity, ttl, telemetry::membership_cache),

@@ -15,9 +15,11 @@ use std::{
         Arc,
         atomic::{AtomicI64, AtomicU64, Ordering},
     },
+    time::SystemTime,
 };
 
 use super::entry::VerifiedToken;
+use crate::clock;
 
 /// How often inserts sweep out expired tokens when the budget is not short.
 /// Clerk session tokens live 60 seconds, so the map holds at most about two
@@ -43,30 +45,28 @@ pub(crate) struct TokenCache {
     map: papaya::HashMap<Box<[u8]>, Arc<VerifiedToken>, TailHash>,
     budget_bytes: u64,
     used_bytes: AtomicU64,
-    skew_ms: i64,
     last_sweep_ms: AtomicI64,
 }
 
 impl TokenCache {
-    pub(crate) fn new(budget_bytes: u64, skew_ms: i64) -> Self {
+    pub(crate) fn new(budget_bytes: u64) -> Self {
         Self {
             map: papaya::HashMap::with_hasher(TailHash::default()),
             budget_bytes,
             used_bytes: AtomicU64::new(0),
-            skew_ms,
             last_sweep_ms: AtomicI64::new(0),
         }
     }
 
     /// The entry of exactly these bytes: `Hit` while the token is unexpired
-    /// at `now_ms` (allowing for the clock skew), `Expired` after.
-    pub(crate) fn get(&self, token: &[u8], now_ms: i64) -> Cached {
+    /// at `now` (allowing for the clock skew), `Expired` after.
+    pub(crate) fn get(&self, token: &[u8], now: SystemTime) -> Cached {
         let map = self.map.pin();
         let Some(verified) = map.get(token) else {
             return Cached::Miss;
         };
         // Entries stay until swept: the time check runs on every hit.
-        if verified.exp_ms <= now_ms - self.skew_ms {
+        if verified.fresh_until <= now {
             return Cached::Expired;
         }
         Cached::Hit(Arc::clone(verified))
@@ -137,8 +137,8 @@ impl TokenCache {
         {
             return;
         }
-        let horizon = now_ms - self.skew_ms;
-        self.remove_where(|verified| verified.exp_ms <= horizon);
+        let now = clock::at_ms(now_ms);
+        self.remove_where(|verified| verified.fresh_until <= now);
     }
 
     fn remove_where(&self, doomed: impl Fn(&VerifiedToken) -> bool) {
@@ -217,6 +217,10 @@ mod tests {
 
     const NOW_MS: i64 = 1_700_000_000_000;
 
+    fn at(ms: i64) -> SystemTime {
+        clock::at_ms(ms)
+    }
+
     fn verified(sub: &str, exp_ms: i64) -> Arc<VerifiedToken> {
         let claims: SessionClaims = serde_json::from_value(serde_json::json!({
             "sub": sub,
@@ -226,7 +230,7 @@ mod tests {
             "iat": exp_ms / 1000 - 60,
         }))
         .unwrap();
-        Arc::new(VerifiedToken::new(claims))
+        Arc::new(VerifiedToken::new(claims, 5_000))
     }
 
     fn token(n: usize) -> Box<[u8]> {
@@ -249,7 +253,7 @@ mod tests {
 
     #[test]
     fn hits_only_the_exact_bytes() {
-        let cache = TokenCache::new(1 << 20, 5_000);
+        let cache = TokenCache::new(1 << 20);
         let entry = verified("user_a", NOW_MS + 60_000);
         cache.insert(token(1), Arc::clone(&entry), NOW_MS);
         assert!(Arc::ptr_eq(&cache.held(&token(1)).unwrap(), &entry));
@@ -261,24 +265,24 @@ mod tests {
 
     #[test]
     fn a_hit_is_checked_against_its_expiry() {
-        let cache = TokenCache::new(1 << 20, 5_000);
+        let cache = TokenCache::new(1 << 20);
         cache.insert(token(1), verified("user_a", NOW_MS + 1_000), NOW_MS);
-        assert!(matches!(cache.get(&token(1), NOW_MS), Cached::Hit(_)));
+        assert!(matches!(cache.get(&token(1), at(NOW_MS)), Cached::Hit(_)));
         // Within the skew past `exp`, then expired.
         assert!(matches!(
-            cache.get(&token(1), NOW_MS + 5_999),
+            cache.get(&token(1), at(NOW_MS + 5_999)),
             Cached::Hit(_)
         ));
         assert!(matches!(
-            cache.get(&token(1), NOW_MS + 6_000),
+            cache.get(&token(1), at(NOW_MS + 6_000)),
             Cached::Expired
         ));
-        assert!(matches!(cache.get(&token(2), NOW_MS), Cached::Miss));
+        assert!(matches!(cache.get(&token(2), at(NOW_MS)), Cached::Miss));
     }
 
     #[test]
     fn the_first_insert_wins() {
-        let cache = TokenCache::new(1 << 20, 5_000);
+        let cache = TokenCache::new(1 << 20);
         let first = verified("user_a", NOW_MS + 60_000);
         let second = verified("user_a", NOW_MS + 60_000);
         let kept = cache.insert(token(1), Arc::clone(&first), NOW_MS);
@@ -291,7 +295,7 @@ mod tests {
     #[test]
     fn a_full_budget_sweeps_expired_tokens_then_refuses() {
         let size = entry_cost(&token(0));
-        let cache = TokenCache::new(2 * size, 5_000);
+        let cache = TokenCache::new(2 * size);
         cache.insert(token(1), verified("user_a", NOW_MS - 10_000), NOW_MS);
         cache.insert(token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
         assert_eq!(cache.usage(), (2, 2 * size));
@@ -317,7 +321,7 @@ mod tests {
 
     #[test]
     fn expired_tokens_are_swept_once_a_minute() {
-        let cache = TokenCache::new(1 << 20, 5_000);
+        let cache = TokenCache::new(1 << 20);
         cache.insert(token(1), verified("user_a", NOW_MS + 1_000), NOW_MS);
         cache.insert(
             token(2),
@@ -335,7 +339,7 @@ mod tests {
 
     #[test]
     fn racing_inserts_sweep_once() {
-        let cache = TokenCache::new(1 << 20, 5_000);
+        let cache = TokenCache::new(1 << 20);
         cache.insert(token(1), verified("user_a", NOW_MS + 60_000), NOW_MS);
         // Both judged by the same last sweep: the first sweeps, the second
         // finds it done and leaves the map alone.
@@ -349,7 +353,7 @@ mod tests {
 
     #[test]
     fn forgets_one_users_tokens() {
-        let cache = TokenCache::new(1 << 20, 5_000);
+        let cache = TokenCache::new(1 << 20);
         cache.insert(token(1), verified("user_a", NOW_MS + 60_000), NOW_MS);
         cache.insert(token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
         cache.insert(token(3), verified("user_a", NOW_MS + 60_000), NOW_MS);

@@ -1,13 +1,16 @@
 //! A verified token as the cache keeps it: its claims, and the local rows it
 //! resolved to, for the repeat path to serve without a lookup.
 
-use std::sync::{
-    OnceLock,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::SystemTime,
 };
 
 use super::SessionClaims;
-use crate::LocalId;
+use crate::{LocalId, clock};
 
 /// What a token resolved to: its user's row and, when the layer resolves
 /// organizations, the rows of its active organization and membership.
@@ -33,7 +36,7 @@ pub(crate) enum OrganizationRows {
 
 /// A token that passed verification, and the local rows it resolved to.
 ///
-/// A cache hit reads `resolved_in`, `resolved` and `exp_ms` and bumps the
+/// A cache hit reads `resolved_in`, `resolved` and `fresh_until` and bumps the
 /// reference count, so they come first (`repr(C)`): with the count they
 /// share one cache line or two, and the claims behind them are not touched.
 #[repr(C)]
@@ -43,27 +46,40 @@ pub(crate) struct VerifiedToken {
     resolved_in: AtomicU64,
     /// The first resolution.
     resolved: OnceLock<Resolved>,
-    /// `exp` in milliseconds.
-    pub(crate) exp_ms: i64,
+    /// Until when the token may be served: its `exp` plus the clock skew,
+    /// as a time a hit compares the clock's reading with, no arithmetic.
+    pub(crate) fresh_until: SystemTime,
     pub(crate) claims: SessionClaims,
 }
 
 impl VerifiedToken {
-    pub(crate) fn new(claims: SessionClaims) -> Self {
+    /// The entry of `claims`, served until `skew_ms` past their `exp`.
+    pub(crate) fn new(claims: SessionClaims, skew_ms: i64) -> Self {
         Self {
             resolved_in: AtomicU64::new(0),
             resolved: OnceLock::new(),
-            exp_ms: claims.exp.saturating_mul(1000),
+            fresh_until: clock::at_ms(claims.exp.saturating_mul(1000).saturating_add(skew_ms)),
             claims,
         }
     }
 
     /// The remembered resolution, if it was confirmed under `generation`.
+    #[cfg(test)]
     pub(crate) fn resolved(&self, generation: u64) -> Option<Resolved> {
-        if self.resolved_in.load(Ordering::Acquire) != generation + 1 {
-            return None;
-        }
-        self.resolved.get().copied()
+        self.is_confirmed(generation)
+            .then(|| self.first_resolution().copied())
+            .flatten()
+    }
+
+    /// Whether the remembered resolution was confirmed under `generation`
+    /// (it is then set: confirming follows remembering).
+    pub(crate) fn is_confirmed(&self, generation: u64) -> bool {
+        self.resolved_in.load(Ordering::Acquire) == generation + 1
+    }
+
+    /// The first resolution remembered, confirmed or not. Once set, it stays.
+    pub(crate) fn first_resolution(&self) -> Option<&Resolved> {
+        self.resolved.get()
     }
 
     /// Remembers what this token resolved to, confirmed under `generation`.
@@ -88,7 +104,7 @@ mod tests {
             "exp": 2_000_000_000,
         }))
         .unwrap();
-        VerifiedToken::new(claims)
+        VerifiedToken::new(claims, 0)
     }
 
     fn user(id: i64) -> Resolved {

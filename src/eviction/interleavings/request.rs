@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`At::Generation`] | `Engine::decide`: `caches.ledger.generation()` |
 //! | [`At::Lookup`] | `Engine::decide`: `tokens.get(token, now)` |
-//! | [`At::Resolved`] | `Engine::decide`: `verified.resolved(generation)`; `Some` serves (the repeat path) |
+//! | [`At::Resolved`] | `Engine::decide`: `LocalUser::confirmed(verified, generation)`; `Ok` serves (the repeat path) |
 //! | [`At::Insert`] | `Engine::verify`: `tokens.insert(token, verified, now)` (verifying touches nothing shared) |
 //! | [`At::Stamp`] | `Engine::resolve`: `caches.ledger.stamp()`, each attempt |
 //! | [`At::Ended`] | `Engine::resolve`: `caches.ended.contains(sid, now)` |
@@ -27,7 +27,7 @@
 
 use super::world::{Answer, Flaw, SESSION, Stamped, TOKENS, USER, World};
 use crate::{
-    LocalId,
+    LocalId, LocalUser, clock,
     engine::MAX_LOOKUPS,
     eviction::Subject,
     token::{
@@ -170,31 +170,33 @@ impl World {
                 });
                 At::Lookup { generation }
             }
-            At::Lookup { generation } => match self.tokens.get(token.as_bytes(), NOW_MS) {
-                Cached::Hit(entry) => {
-                    let index = self.entry_index(&entry);
-                    request.entry = Some(index as u8);
-                    self.note(name, || {
-                        format!("decide: tokens.get({token}) = hit, entry #{index}")
-                    });
-                    At::Resolved {
-                        generation,
-                        hit_in: self.open_windows(),
+            At::Lookup { generation } => {
+                match self.tokens.get(token.as_bytes(), clock::at_ms(NOW_MS)) {
+                    Cached::Hit(entry) => {
+                        let index = self.entry_index(&entry);
+                        request.entry = Some(index as u8);
+                        self.note(name, || {
+                            format!("decide: tokens.get({token}) = hit, entry #{index}")
+                        });
+                        At::Resolved {
+                            generation,
+                            hit_in: self.open_windows(),
+                        }
                     }
+                    Cached::Miss => {
+                        self.note(name, || format!("decide: tokens.get({token}) = miss"));
+                        At::Insert
+                    }
+                    Cached::Expired => unreachable!("nothing expires in the model"),
                 }
-                Cached::Miss => {
-                    self.note(name, || format!("decide: tokens.get({token}) = miss"));
-                    At::Insert
-                }
-                Cached::Expired => unreachable!("nothing expires in the model"),
-            },
+            }
             At::Resolved { generation, hit_in } => {
                 let entry = self.entry(request);
-                match entry.resolved(generation) {
-                    Some(_) => {
+                match LocalUser::confirmed(entry, generation) {
+                    Ok(_) => {
                         self.note(name, || {
                             format!(
-                                "decide: entry.resolved({generation}) = some: serves (repeat path)"
+                                "decide: LocalUser::confirmed(entry, {generation}) = ok: serves (repeat path)"
                             )
                         });
                         if hit_in & self.open_windows() != 0 {
@@ -204,16 +206,18 @@ impl World {
                         }
                         At::Done(Outcome::Served(Path::Repeat))
                     }
-                    None => {
+                    Err(_) => {
                         self.note(name, || {
-                            format!("decide: entry.resolved({generation}) = none")
+                            format!(
+                                "decide: LocalUser::confirmed(entry, {generation}) = not confirmed"
+                            )
                         });
                         self.first_of_attempt()
                     }
                 }
             }
             At::Insert => {
-                let made = Arc::new(VerifiedToken::new(World::claims()));
+                let made = Arc::new(VerifiedToken::new(World::claims(), 5_000));
                 self.entries.push(Arc::clone(&made));
                 let made_index = self.entries.len() - 1;
                 let kept = self

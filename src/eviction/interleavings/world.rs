@@ -122,7 +122,7 @@ impl World {
             ledger: ledger(),
             ended: EndedSessions::default(),
             bans: Bans::default(),
-            tokens: TokenCache::new(1 << 20, 5_000),
+            tokens: TokenCache::new(1 << 20),
             entries: Vec::new(),
             users: UserAnswers::default(),
             row: scenario.row,
@@ -234,7 +234,7 @@ impl Clone for World {
             .entries
             .iter()
             .map(|entry| {
-                let copy = Arc::new(VerifiedToken::new(entry.claims.clone()));
+                let copy = Arc::new(VerifiedToken::new(entry.claims.clone(), 5_000));
                 if let Some(resolved) =
                     (0..=generation).find_map(|g| entry.resolved(g).map(|r| (g, r)))
                 {
@@ -243,7 +243,7 @@ impl Clone for World {
                 copy
             })
             .collect();
-        let tokens = TokenCache::new(1 << 20, 5_000);
+        let tokens = TokenCache::new(1 << 20);
         for token in TOKENS {
             if let Some(entry) = self.tokens.held(token.as_bytes()) {
                 let copy = Arc::clone(&entries[self.entry_index(&entry)]);
