@@ -185,9 +185,14 @@ async fn start(
     webhooks: Option<WebhookVerifier>,
 ) -> Result<Running, Box<dyn Error>> {
     if url.starts_with("sqlite:") {
+        // Write-ahead logging: readers do not wait for the writer, and a burst
+        // of new users queues its inserts instead of some of them timing out.
+        let options = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()?
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .acquire_timeout(Duration::from_secs(2))
-            .connect(url)
+            .connect_with(options)
             .await?;
         let store = SqliteUserStore::new(pool);
         store.migrate().await?;
