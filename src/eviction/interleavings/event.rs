@@ -13,10 +13,8 @@
 //! judged, if the entry under that key is still doomed: with one token
 //! that is one removal, which the model takes as one step.
 
-use super::world::{Flaw, Row, SESSION, USER, World};
-use crate::{LocalId, eviction::Subject, store::SyncOutcome};
-
-use super::world::NOW_MS;
+use super::setting::{Flaw, SESSION, USER};
+use crate::eviction::Subject;
 
 /// What a delivery carries.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -46,7 +44,7 @@ impl Event {
         }
     }
 
-    fn first_step(self, flaw: Flaw) -> Step {
+    pub(super) fn first_step(self, flaw: Flaw) -> Step {
         match self {
             Self::Delete => Step::StoreDelete,
             Self::EndSession if flaw == Flaw::TokensBeforeLedger => {
@@ -66,7 +64,7 @@ pub(super) enum Forgotten {
 }
 
 impl Forgotten {
-    fn subject(self) -> Subject<'static> {
+    pub(super) fn subject(self) -> Subject<'static> {
         match self {
             Self::User => Subject::User(USER),
             Self::Session => Subject::Session(SESSION),
@@ -96,11 +94,11 @@ pub(super) enum Step {
 pub(super) struct Delivery {
     pub(super) events: &'static [Event],
     /// The event being applied; `events.len()` once all are acknowledged.
-    position: usize,
+    pub(super) position: usize,
     /// Whether the current event's first step has run.
-    begun: bool,
-    at: Step,
-    flaw: Flaw,
+    pub(super) begun: bool,
+    pub(super) at: Step,
+    pub(super) flaw: Flaw,
 }
 
 impl Delivery {
@@ -127,153 +125,11 @@ impl Delivery {
     }
 
     /// The steps of `Evictor::forget_user`, from the first.
-    fn forget_user(&self) -> Step {
+    pub(super) fn forget_user(&self) -> Step {
         if self.flaw == Flaw::TokensBeforeLedger {
             Step::ForgetTokens(Forgotten::User)
         } else {
             Step::LedgerForget(Forgotten::User)
-        }
-    }
-}
-
-impl World {
-    /// Runs delivery `index`'s next step.
-    pub(super) fn delivery_step(&mut self, index: usize) {
-        let mut delivery = self.deliveries[index].clone();
-        let event = delivery.events[delivery.position];
-        let who = char::from(b'1' + index as u8);
-        delivery.begun = true;
-        let tokens_first = self.flaw == Flaw::TokensBeforeLedger;
-        delivery.at = match delivery.at {
-            Step::StoreDelete => {
-                self.row = Row::Tombstone;
-                self.note(who, || format!("{event:?}: store: tombstone for {USER}"));
-                delivery.forget_user()
-            }
-            Step::EndedInsert => {
-                self.ended.insert(SESSION, NOW_MS + 60_000, NOW_MS);
-                self.note(who, || format!("{event:?}: ended.insert({SESSION})"));
-                if self.flaw == Flaw::EndWithoutLedger {
-                    Step::ForgetTokens(Forgotten::Session)
-                } else {
-                    Step::LedgerForget(Forgotten::Session)
-                }
-            }
-            Step::StoreUpsert => {
-                let Event::Update { banned, version } = event else {
-                    unreachable!("only an update upserts");
-                };
-                let outcome = self.upsert(banned, version);
-                self.note(who, || {
-                    format!("{event:?}: store: upsert_profile = {outcome:?}")
-                });
-                match outcome {
-                    SyncOutcome::Stale | SyncOutcome::Tombstoned => Step::Acknowledge,
-                    _ => Step::BansRecord,
-                }
-            }
-            Step::BansRecord => {
-                let Event::Update { banned, version } = event else {
-                    unreachable!("only an update records a ban");
-                };
-                let was = self.bans.record(USER, banned, version, NOW_MS);
-                self.note(who, || format!("{event:?}: bans.record = {was:?}"));
-                match was {
-                    None => Step::Acknowledge,
-                    Some(was) if was != banned => delivery.forget_user(),
-                    Some(_) if !banned && self.flaw == Flaw::UnbanWithoutLedger => Step::BannedRow,
-                    Some(_) if !banned => Step::UnbanForget,
-                    Some(_) => Step::Acknowledge,
-                }
-            }
-            Step::UnbanForget => {
-                self.ledger.forget(Subject::User(USER));
-                self.note(who, || {
-                    format!("{event:?}: ledger.forget(User(\"{USER}\"))")
-                });
-                Step::BannedRow
-            }
-            Step::BannedRow => {
-                let holds = self
-                    .users
-                    .cached
-                    .is_some_and(|cached| cached.answer == super::world::Answer::Banned);
-                self.note(who, || {
-                    format!("{event:?}: users.holds({USER}, banned) = {holds}")
-                });
-                if holds {
-                    delivery.forget_user()
-                } else {
-                    Step::Acknowledge
-                }
-            }
-            Step::LedgerForget(forgotten) => {
-                self.ledger.forget(forgotten.subject());
-                self.note(who, || {
-                    format!("{event:?}: ledger.forget({:?})", forgotten.subject())
-                });
-                match (forgotten, tokens_first) {
-                    (Forgotten::User, _) => Step::Invalidate,
-                    (Forgotten::Session, false) => Step::ForgetTokens(Forgotten::Session),
-                    (Forgotten::Session, true) => Step::Acknowledge,
-                }
-            }
-            Step::Invalidate => {
-                self.users.cached = None;
-                self.note(who, || format!("{event:?}: users.invalidate({USER})"));
-                if tokens_first {
-                    Step::Acknowledge
-                } else {
-                    Step::ForgetTokens(Forgotten::User)
-                }
-            }
-            Step::ForgetTokens(forgotten) => {
-                // Every token of the model is the user's and the session's.
-                let mut removed = Vec::new();
-                for token in super::world::TOKENS {
-                    if let Some(entry) = self.tokens.held(token.as_bytes()) {
-                        removed.push(self.entry_index(&entry));
-                    }
-                }
-                self.tokens.forget_where(|verified| match forgotten {
-                    Forgotten::User => verified.claims.sub == USER,
-                    Forgotten::Session => verified.claims.sid == SESSION,
-                });
-                self.note(who, || {
-                    format!("{event:?}: forget_tokens({forgotten:?}) removes entries {removed:?}")
-                });
-                match (forgotten, tokens_first) {
-                    (_, false) => Step::Acknowledge,
-                    (Forgotten::User, true) => Step::LedgerForget(Forgotten::User),
-                    (Forgotten::Session, true) => Step::EndedInsert,
-                }
-            }
-            Step::Acknowledge => {
-                self.note(who, || format!("{event:?}: acknowledged"));
-                delivery.position += 1;
-                delivery.begun = false;
-                match delivery.events.get(delivery.position) {
-                    Some(next) => next.first_step(self.flaw),
-                    None => Step::Acknowledge,
-                }
-            }
-        };
-        self.deliveries[index] = delivery;
-    }
-
-    /// `UserSync::upsert_profile` on the modeled row: last write wins on
-    /// the version, an equal one applied again; a tombstone stays.
-    fn upsert(&mut self, banned: bool, version: i64) -> SyncOutcome {
-        match self.row {
-            Row::Tombstone => SyncOutcome::Tombstoned,
-            Row::Live { version: kept, .. } if version < kept => SyncOutcome::Stale,
-            Row::Live { .. } => {
-                self.row = Row::Live {
-                    banned: banned && self.records_bans,
-                    version,
-                };
-                SyncOutcome::Updated(LocalId::Int(1))
-            }
         }
     }
 }

@@ -59,15 +59,20 @@
 //! sequentially consistent.
 
 mod event;
+mod event_steps;
 mod explore;
+mod model;
 mod request;
+mod request_steps;
+mod setting;
 mod world;
 
 use std::time::Instant;
 
 use event::Event;
 use explore::{Memo, Report, explore};
-use world::{Flaw, Row, Scenario, World};
+use setting::{Flaw, Row};
+use world::Scenario;
 
 const LIVE: Row = Row::Live {
     banned: false,
@@ -116,7 +121,7 @@ fn scenario(requests: &'static [char], deliveries: &'static [&'static [Event]]) 
 /// Explores `scenario`, and prints what was explored.
 fn run(name: &str, scenario: &Scenario, memo: Memo) -> Report {
     let started = Instant::now();
-    let report = explore(&|| World::new(scenario), memo);
+    let report = explore(&|| model::start(scenario), memo);
     println!(
         "{name}: {} schedules, {} states, {} steps run, {} violating, in {:?}",
         report.schedules,
