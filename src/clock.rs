@@ -1,4 +1,6 @@
-//! The time, as the crate reads it: the system clock in Unix milliseconds.
+//! The time, as the crate reads it: the system clock, as a `SystemTime`
+//! where it is only compared (a cache hit's expiry check) and in Unix
+//! milliseconds everywhere else.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -6,13 +8,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// within what every platform's `SystemTime` holds.
 const LATEST_MS: i64 = 1 << 44;
 
+/// Now, to compare with a time [`at_ms`] made, no arithmetic on it.
+pub(crate) fn now() -> SystemTime {
+    SystemTime::now()
+}
+
 /// Now, in Unix milliseconds (0 for a clock set before 1970).
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
+    now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| {
+        i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+    })
 }
 
 /// The time `ms` Unix milliseconds name, clamped between the epoch and

@@ -19,7 +19,7 @@ use ensure_user::{
     },
     testing::random_id,
 };
-use organizations::{Backend, Db, Store, membership, membership_with, organization};
+use organizations::{Db, Store, membership, membership_with, organization};
 
 on_both_backends!(
     organization_is_created_once_under_concurrency,
@@ -594,30 +594,10 @@ async fn hostile_ids_and_roles_are_refused<S: Store>(store: S, db: Db) {
 }
 
 async fn creations_racing_a_deletion_leave_no_row<S: Store>(store: S, db: Db) {
-    let (ignore, ignore_end) = match db.backend() {
-        Backend::Postgres => ("INSERT INTO", "ON CONFLICT DO NOTHING"),
-        Backend::Sqlite => ("INSERT OR IGNORE INTO", ""),
-    };
     // Each insert of a `…race…` organization, or of a membership with the
     // role `org:raced`, records the deletion's tombstone as it happens.
-    db.on_insert(
-        "organization_race",
-        "organizations",
-        "NEW.clerk_id LIKE 'org_race%'",
-        &format!("{ignore} clerk_organization_tombstones VALUES (NEW.clerk_id, 7) {ignore_end}"),
-    )
-    .await;
-    db.on_insert(
-        "membership_race",
-        "organization_memberships",
-        "NEW.role = 'org:raced'",
-        &format!(
-            "{ignore} clerk_membership_tombstones SELECT o.clerk_id, u.clerk_id, \
-             NEW.role_version FROM organizations o, users u \
-             WHERE o.id = NEW.organization_id AND u.id = NEW.user_id {ignore_end}"
-        ),
-    )
-    .await;
+    db.tombstone_as_inserted("NEW.clerk_id LIKE 'org_race%'")
+        .await;
 
     assert_eq!(
         store
@@ -723,28 +703,7 @@ async fn batches_follow_versions_and_respect_a_racing_deletion<S: Store>(store: 
     assert_eq!(db.memberships().await, rows);
 
     // Deletions committed while the batch writes leave no row.
-    let (ignore, ignore_end) = match db.backend() {
-        Backend::Postgres => ("INSERT INTO", "ON CONFLICT DO NOTHING"),
-        Backend::Sqlite => ("INSERT OR IGNORE INTO", ""),
-    };
-    db.on_insert(
-        "organization_race",
-        "organizations",
-        "NEW.name = 'Raced'",
-        &format!("{ignore} clerk_organization_tombstones VALUES (NEW.clerk_id, 7) {ignore_end}"),
-    )
-    .await;
-    db.on_insert(
-        "membership_race",
-        "organization_memberships",
-        "NEW.role = 'org:raced'",
-        &format!(
-            "{ignore} clerk_membership_tombstones SELECT o.clerk_id, u.clerk_id, \
-             NEW.role_version FROM organizations o, users u \
-             WHERE o.id = NEW.organization_id AND u.id = NEW.user_id {ignore_end}"
-        ),
-    )
-    .await;
+    db.tombstone_as_inserted("NEW.name = 'Raced'").await;
     let raced = random_id("org");
     let outcomes = store
         .apply_organizations(&[

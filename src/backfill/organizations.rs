@@ -52,6 +52,51 @@ impl<S: OrganizationBackfillStore> Backfill<S> {
         }
     }
 
+    /// Where `walk` starts (its checkpoint's position, or the first
+    /// object), reported to `on_progress`.
+    async fn start_walk(
+        &self,
+        walk: Walk,
+        on_progress: &mut impl FnMut(&Progress),
+    ) -> Result<Progress, BackfillError> {
+        let summary = Summary::default();
+        let checkpoint = self
+            .walk_checkpoint(walk)
+            .await
+            .map_err(|source| BackfillError::Store { source, summary })?;
+        let resumed_from = checkpoint.map_or(0, |checkpoint| checkpoint.position);
+        let progress = Progress {
+            walk,
+            summary,
+            position: resumed_from,
+            total: None,
+            resumed_from,
+        };
+        on_progress(&progress);
+        Ok(progress)
+    }
+
+    /// Saves `reached` as the walk's checkpoint, then reports `summary` at
+    /// its position, of `total`.
+    async fn walk_reached(
+        &self,
+        progress: &mut Progress,
+        summary: Summary,
+        reached: Checkpoint,
+        total: Option<u64>,
+        on_progress: &mut impl FnMut(&Progress),
+    ) -> Result<(), BackfillError> {
+        let position = reached.position;
+        self.save_walk(progress.walk, &summary, reached)
+            .await
+            .map_err(|source| BackfillError::Store { source, summary })?;
+        progress.summary = summary;
+        progress.position = position;
+        progress.total = total;
+        on_progress(progress);
+        Ok(())
+    }
+
     /// Saves the checkpoint of `walk` unless this is a dry run or an object
     /// failed (the checkpoint must not move past it).
     async fn save_walk(
@@ -84,24 +129,12 @@ impl<S: OrganizationBackfillStore> Backfill<S> {
         on_progress: &mut impl FnMut(&Progress),
     ) -> Result<Summary, BackfillError> {
         let walk = Walk::Organizations;
-        let mut summary = Summary::default();
-        let checkpoint = self
-            .walk_checkpoint(walk)
-            .await
-            .map_err(|source| BackfillError::Store { source, summary })?;
-        let resumed_from = checkpoint.map_or(0, |checkpoint| checkpoint.position);
+        let mut progress = self.start_walk(walk, on_progress).await?;
+        let mut summary = progress.summary;
         let mut pages = self
             .api
             .organizations(self.page_size)
-            .resume_at(resumed_from);
-        let mut progress = Progress {
-            walk,
-            summary,
-            position: resumed_from,
-            total: None,
-            resumed_from,
-        };
-        on_progress(&progress);
+            .resume_at(progress.resumed_from);
         while let Some(page) = next(&mut pages, summary).await? {
             let outcomes = self
                 .write_organizations(&page)
@@ -112,13 +145,8 @@ impl<S: OrganizationBackfillStore> Backfill<S> {
                 .for_each(|outcome| summary.record(outcome));
             let last = page.last().map(|organization| organization.id.clone());
             let reached = Checkpoint::new(last.unwrap_or_default(), pages.position());
-            self.save_walk(walk, &summary, reached)
-                .await
-                .map_err(|source| BackfillError::Store { source, summary })?;
-            progress.summary = summary;
-            progress.position = pages.position();
-            progress.total = pages.total();
-            on_progress(&progress);
+            self.walk_reached(&mut progress, summary, reached, pages.total(), on_progress)
+                .await?;
         }
         self.finish_walk(walk).await;
         Ok(summary)
@@ -133,25 +161,13 @@ impl<S: OrganizationBackfillStore> Backfill<S> {
         on_progress: &mut impl FnMut(&Progress),
     ) -> Result<Summary, BackfillError> {
         let walk = Walk::Memberships;
-        let mut summary = Summary::default();
-        let checkpoint = self
-            .walk_checkpoint(walk)
-            .await
-            .map_err(|source| BackfillError::Store { source, summary })?;
-        let resumed_from = checkpoint.map_or(0, |checkpoint| checkpoint.position);
+        let mut progress = self.start_walk(walk, on_progress).await?;
+        let mut summary = progress.summary;
         let mut organizations = self
             .api
             .organizations(self.page_size)
-            .resume_at(resumed_from);
-        let mut progress = Progress {
-            walk,
-            summary,
-            position: resumed_from,
-            total: None,
-            resumed_from,
-        };
-        on_progress(&progress);
-        let mut position = resumed_from;
+            .resume_at(progress.resumed_from);
+        let mut position = progress.resumed_from;
         while let Some(page) = next(&mut organizations, summary).await? {
             for organization in &page {
                 if is_organization_id(&organization.id) {
@@ -168,13 +184,9 @@ impl<S: OrganizationBackfillStore> Backfill<S> {
                 }
                 position += 1;
                 let reached = Checkpoint::new(organization.id.clone(), position);
-                self.save_walk(walk, &summary, reached)
-                    .await
-                    .map_err(|source| BackfillError::Store { source, summary })?;
-                progress.summary = summary;
-                progress.position = position;
-                progress.total = organizations.total();
-                on_progress(&progress);
+                let total = organizations.total();
+                self.walk_reached(&mut progress, summary, reached, total, on_progress)
+                    .await?;
             }
         }
         self.finish_walk(walk).await;

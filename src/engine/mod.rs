@@ -149,8 +149,7 @@ impl Engine {
             return Decision::Lookup(Pending::Verify(Box::from(token)));
         };
         let generation = self.caches.ledger.generation();
-        // A time compared with each entry's, with no arithmetic on the hit.
-        match tokens.get(token, std::time::SystemTime::now()) {
+        match tokens.get(token, clock::now()) {
             Cached::Hit(verified) => {
                 telemetry::token_cache(true);
                 match LocalUser::confirmed(verified, generation) {

@@ -25,12 +25,6 @@ impl<S> Store for S where
 {
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
 /// A fresh bundled PostgreSQL store (its own schema) and its SQL.
 pub async fn postgres() -> (PgUserStore, Db) {
     let store = postgres_store().await;
@@ -139,13 +133,6 @@ pub enum Db {
 }
 
 impl Db {
-    pub fn backend(&self) -> Backend {
-        match self {
-            Self::Pg(_) => Backend::Postgres,
-            Self::Lite(_) => Backend::Sqlite,
-        }
-    }
-
     pub async fn execute(&self, sql: &str) {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
         match self {
@@ -253,6 +240,35 @@ impl Db {
                  BEGIN {then}; END;"
             ),
         })
+        .await;
+    }
+
+    /// Triggers that record the deletion's tombstone as a row is inserted,
+    /// as a deletion committing during the insert would: for each
+    /// organization for which `organization_when` holds, and for each
+    /// membership with the role `org:raced`.
+    pub async fn tombstone_as_inserted(&self, organization_when: &str) {
+        let (insert, or_ignore) = match self {
+            Self::Pg(_) => ("INSERT INTO", "ON CONFLICT DO NOTHING"),
+            Self::Lite(_) => ("INSERT OR IGNORE INTO", ""),
+        };
+        self.on_insert(
+            "organization_race",
+            "organizations",
+            organization_when,
+            &format!("{insert} clerk_organization_tombstones VALUES (NEW.clerk_id, 7) {or_ignore}"),
+        )
+        .await;
+        self.on_insert(
+            "membership_race",
+            "organization_memberships",
+            "NEW.role = 'org:raced'",
+            &format!(
+                "{insert} clerk_membership_tombstones SELECT o.clerk_id, u.clerk_id, \
+                 NEW.role_version FROM organizations o, users u \
+                 WHERE o.id = NEW.organization_id AND u.id = NEW.user_id {or_ignore}"
+            ),
+        )
         .await;
     }
 }

@@ -386,27 +386,29 @@ fn not_written(stored: Stored) -> BatchOutcome {
     }
 }
 
+/// Each organization's values, checked: the first that is refused fails
+/// the batch.
+fn checked_values(
+    organizations: &[ClerkOrganization],
+) -> Result<Vec<OrganizationValues<'_>>, StoreError> {
+    organizations.iter().map(organization_values).collect()
+}
+
 impl<DB: Dialect> OrganizationBackfillStore for SqlUserStore<DB> {
     async fn apply_organizations(
         &self,
         organizations: &[ClerkOrganization],
     ) -> Result<Vec<BatchOutcome>, StoreError> {
-        let values = organizations
-            .iter()
-            .map(organization_values)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.organization_batch(&values, true).await
+        self.organization_batch(&checked_values(organizations)?, true)
+            .await
     }
 
     async fn preview_organizations(
         &self,
         organizations: &[ClerkOrganization],
     ) -> Result<Vec<BatchOutcome>, StoreError> {
-        let values = organizations
-            .iter()
-            .map(organization_values)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.organization_batch(&values, false).await
+        self.organization_batch(&checked_values(organizations)?, false)
+            .await
     }
 
     async fn apply_memberships(
