@@ -134,8 +134,31 @@ impl Keys {
         self.key.sign(&claims)
     }
 
+    /// A token for `user` with every default claim of a Clerk version 2
+    /// session token (`azp`, `fva`, `jti` besides those of [`Self::token`]),
+    /// valid for an hour.
+    fn full_token(&self, user: &str) -> String {
+        let mut claims = session_claims(ISSUER, user, 3600);
+        claims["sid"] = json!(random_id("sess"));
+        claims["azp"] = json!("https://app.bench.example");
+        claims["fva"] = json!([0, -1]);
+        claims["jti"] = json!(random_id("jti")[4..24]);
+        self.key.sign(&claims)
+    }
+
     /// `count` tokens, signed on every core; `user(i)` names the subject of the i-th.
     fn mint(&self, count: usize, user: impl Fn(usize) -> String + Sync) -> Vec<String> {
+        self.mint_with(count, Self::token, user)
+    }
+
+    /// `count` tokens made by `sign`, on every core; `user(i)` names the
+    /// subject of the i-th.
+    fn mint_with(
+        &self,
+        count: usize,
+        sign: Sign,
+        user: impl Fn(usize) -> String + Sync,
+    ) -> Vec<String> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let per_thread = count.div_ceil(threads).max(1);
         std::thread::scope(|scope| {
@@ -145,7 +168,7 @@ impl Keys {
                     let (user, end) = (&user, (start + per_thread).min(count));
                     scope.spawn(move || {
                         (start..end)
-                            .map(|i| self.token(&user(i)))
+                            .map(|i| sign(self, &user(i)))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -524,14 +547,32 @@ fn median_of(mut values: Vec<f64>) -> f64 {
 
 struct Memory {
     entries: usize,
-    token_len: f64,
     per_user: f64,
-    per_token: f64,
     per_user_held: Option<f64>,
-    per_token_held: Option<f64>,
+    /// Bytes per cached token, for each shape of token.
+    tokens: Vec<TokenMemory>,
     /// Users of a sample of 1,000 that had to be loaded again.
     evicted: i64,
 }
+
+/// Bytes per cached token of one shape.
+struct TokenMemory {
+    shape: &'static str,
+    /// Characters, on average.
+    len: f64,
+    requested: f64,
+    held: Option<f64>,
+}
+
+/// Signs a token of one shape for a user.
+type Sign = fn(&Keys, &str) -> String;
+
+/// The shapes of token the memory figures are taken for.
+const TOKEN_SHAPES: [(&str, Sign); 3] = [
+    ("lean (iss, sub, sid, iat, nbf, exp, v, sts)", Keys::token),
+    ("every default claim (azp, fva, jti too)", Keys::full_token),
+    ("an active organization", Keys::organization_token),
+];
 
 impl Run {
     fn new(quick: bool, filter: Option<String>) -> Self {
@@ -968,10 +1009,7 @@ impl Run {
                 .unwrap_or(100_000)
         };
         let user = |i: usize| format!("user_{i:027}");
-        let tokens = self.keys.mint(entries, user);
-        let token_len = tokens.iter().map(String::len).sum::<usize>() as f64 / entries as f64;
-
-        let fill = |config: Config| {
+        let fill = |config: Config, tokens: &[String]| {
             let store = CountingIds::default();
             let layer = EnsureUserLayer::new(config, store.clone());
             let app = layered_app(layer.clone());
@@ -979,7 +1017,7 @@ impl Run {
                 layer.prefetch_keys().await.expect("keys");
                 let held_before = allocator_in_use();
                 counting_start();
-                for token in &tokens {
+                for token in tokens {
                     send(&app, request(token)).await;
                 }
                 // Let the caches' deferred bookkeeping run, then settle.
@@ -1000,26 +1038,34 @@ impl Run {
         };
         // Users alone (the token cache is off), then users and tokens, the
         // token cache given room for every token.
-        let (users_only, evicted) = fill(
+        let users = |token_cache_bytes: u64| {
             self.keys
                 .config()
-                .with_token_cache_bytes(0)
-                .with_user_cache(entries as u64, Duration::from_secs(600)),
-        );
-        let (both, _) = fill(
-            self.keys
-                .config()
-                .with_token_cache_bytes(entries as u64 * 4096)
-                .with_user_cache(entries as u64, Duration::from_secs(600)),
-        );
+                .with_token_cache_bytes(token_cache_bytes)
+                .with_user_cache(entries as u64, Duration::from_secs(600))
+        };
+        let lean = self.keys.mint(entries, user);
+        let (users_only, evicted) = fill(users(0), &lean);
+        drop(lean);
         let per = |bytes: i64| bytes as f64 / entries as f64;
+        let tokens = TOKEN_SHAPES
+            .iter()
+            .map(|&(shape, sign)| {
+                let tokens = self.keys.mint_with(entries, sign, user);
+                let (both, _) = fill(users(entries as u64 * 4096), &tokens);
+                TokenMemory {
+                    shape,
+                    len: tokens.iter().map(String::len).sum::<usize>() as f64 / entries as f64,
+                    requested: per(both.requested - users_only.requested),
+                    held: both.held.zip(users_only.held).map(|(b, u)| per(b - u)),
+                }
+            })
+            .collect();
         self.memory = Some(Memory {
             entries,
-            token_len,
             per_user: per(users_only.requested),
-            per_token: per(both.requested - users_only.requested),
             per_user_held: users_only.held.map(per),
-            per_token_held: both.held.zip(users_only.held).map(|(b, u)| per(b - u)),
+            tokens,
             evicted,
         });
     }
@@ -1165,17 +1211,23 @@ fn summary(run: &Run) {
 fn print_memory(memory: &Memory) {
     let held = |bytes: Option<f64>| bytes.map_or_else(|| "n/a".to_owned(), |b| format!("{b:.0}"));
     println!(
-        "\nMemory at {} entries (tokens average {:.0} characters), bytes per entry, \
-         requested / held by the allocator: cached user {:.0} / {}, cached token {:.0} / {}; \
-         {} of the sampled users had been evicted.",
+        "\nMemory at {} entries, bytes per entry, requested / held by the allocator; \
+         {} of the sampled users had been evicted.\n\n| entry | characters | bytes |\n|---|---:|---:|\n\
+         | cached user | | {:.0} / {} |",
         memory.entries,
-        memory.token_len,
+        memory.evicted,
         memory.per_user,
         held(memory.per_user_held),
-        memory.per_token,
-        held(memory.per_token_held),
-        memory.evicted
     );
+    for token in &memory.tokens {
+        println!(
+            "| cached token, {} | {:.0} | {:.0} / {} |",
+            token.shape,
+            token.len,
+            token.requested,
+            held(token.held)
+        );
+    }
 }
 
 fn main() {
