@@ -206,7 +206,7 @@ impl SessionClaims {
     /// [`authorization`](crate::authorization) for what a session token
     /// can tell.
     pub fn has(&self, requirement: &Requirement) -> bool {
-        !self.sub.is_empty()
+        !self.sub().is_empty()
             && !requirement.conditions.is_empty()
             && requirement
                 .conditions
@@ -233,7 +233,7 @@ impl Condition {
                 .billing()
                 .and_then(|billing| billing.plans.as_ref())
                 .is_some_and(|plans| plan.is_in(plans)),
-            Self::Reverification(reverification) => reverification.is_met(claims.fva),
+            Self::Reverification(reverification) => reverification.is_met(claims.fva()),
         }
     }
 }

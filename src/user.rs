@@ -125,12 +125,12 @@ impl LocalUser {
 
     /// The Clerk user id (`user_…`), the token's `sub`.
     pub fn clerk_id(&self) -> &str {
-        &self.token.claims.sub
+        self.token.claims.sub()
     }
 
     /// The Clerk session id (`sess_…`), the token's `sid`.
     pub fn session_id(&self) -> &str {
-        &self.token.claims.sid
+        self.token.claims.sid()
     }
 
     /// Every verified claim of the session token.

@@ -63,17 +63,17 @@ impl Engine {
     ) -> Result<Stamped<UserRow>, Rejection> {
         let load = async {
             let profile = self.profile_claims.read(claims);
-            let call = self.store.find_or_create_dyn(&claims.sub, &profile);
+            let call = self.store.find_or_create_dyn(claims.sub(), &profile);
             let result = self.bounded("user", call, Resolution::outcome).await;
             if let Ok(Resolution::Created(id)) = &result {
-                tracing::info!(target: "ensure_user", clerk_id = %claims.sub, local_id = %id, "created local user");
+                tracing::info!(target: "ensure_user", clerk_id = %claims.sub(), local_id = %id, "created local user");
                 if let Some(first_sight) = first_sight.filter(|_| profile.is_empty()) {
-                    first_sight.created(&claims.sub).await;
+                    first_sight.created(claims.sub()).await;
                 }
             }
             result
         };
-        let answer = answered(&self.caches.users, &claims.sub, stamp, load).await?;
+        let answer = answered(&self.caches.users, claims.sub(), stamp, load).await?;
         let row = |id, banned| Stamped {
             value: UserRow { id, banned },
             stamp: answer.stamp,
@@ -117,9 +117,9 @@ impl Engine {
         };
         let claim = MembershipClaim::new(
             (organization_id, clerk_id),
-            (user, &claims.sub),
+            (user, claims.sub()),
             &role,
-            claims.iat.unwrap_or(0).saturating_mul(1000),
+            claims.iat().unwrap_or(0).saturating_mul(1000),
         );
         let membership = self.membership(store, &claim, stamp).await?;
         match membership.value {

@@ -214,16 +214,16 @@ impl Engine {
             let stamp = self.caches.ledger.stamp();
             // Checked after the stamp: an end or a ban recorded after this
             // check makes the confirmation below fail.
-            if self.caches.ended.contains(&claims.sid, clock::now_ms()) {
+            if self.caches.ended.contains(claims.sid(), clock::now_ms()) {
                 return Err(Rejection::SessionEnded);
             }
-            if self.caches.bans.is_blocked(&claims.sub) {
+            if self.caches.bans.is_blocked(claims.sub()) {
                 return Err(Rejection::UserBanned);
             }
             let user = self.user(claims, stamp, first_sight).await?;
             if user.value.banned {
                 // Unless unbanned since the row was read: then read it again.
-                let read = [(Subject::User(&claims.sub), user.stamp)];
+                let read = [(Subject::User(claims.sub()), user.stamp)];
                 if self.caches.ledger.confirm(&read).is_some() {
                     return Err(Rejection::UserBanned);
                 }
@@ -231,8 +231,8 @@ impl Engine {
                 continue;
             }
             let mut answers = vec![
-                (Subject::User(&claims.sub), user.stamp),
-                (Subject::Session(&claims.sid), stamp),
+                (Subject::User(claims.sub()), user.stamp),
+                (Subject::Session(claims.sid()), stamp),
             ];
             let organization = match (&self.organizations, claims.organization()) {
                 (None, _) => OrganizationRows::NotResolved,
@@ -241,7 +241,7 @@ impl Engine {
                     let rows = self
                         .organization(&**store, claims, active, user.value.id, stamp)
                         .await?;
-                    answers.extend(rows.answers(active.id(), &claims.sub));
+                    answers.extend(rows.answers(active.id(), claims.sub()));
                     rows.rows
                 }
             };
@@ -256,7 +256,7 @@ impl Engine {
             verified.remember(generation, resolved);
             return Ok(LocalUser::new(resolved, verified));
         }
-        tracing::warn!(target: "ensure_user", clerk_id = %claims.sub, "forgotten during every lookup");
+        tracing::warn!(target: "ensure_user", clerk_id = %claims.sub(), "forgotten during every lookup");
         Err(Rejection::StoreUnavailable)
     }
 

@@ -161,7 +161,7 @@ impl Evictor {
     pub async fn forget_user(&self, clerk_id: &str) {
         self.caches.ledger.forget(Subject::User(clerk_id));
         self.caches.users.invalidate(clerk_id).await;
-        self.forget_tokens(|claims| claims.sub == clerk_id);
+        self.forget_tokens(|claims| claims.sub() == clerk_id);
     }
 
     /// Forgets an organization, and every cached token naming it as the
@@ -181,7 +181,7 @@ impl Evictor {
         let key = membership_key(organization, user);
         self.caches.memberships.invalidate(&key).await;
         self.forget_tokens(|claims| {
-            claims.sub == user && active_organization(claims) == Some(organization)
+            claims.sub() == user && active_organization(claims) == Some(organization)
         });
     }
 
@@ -249,7 +249,7 @@ impl Evictor {
     fn refuse_session_until(&self, session: &str, until_ms: i64) {
         self.caches.ended.insert(session, until_ms, clock::now_ms());
         self.caches.ledger.forget(Subject::Session(session));
-        self.forget_tokens(|claims| claims.sid == session);
+        self.forget_tokens(|claims| claims.sid() == session);
     }
 
     /// Acts on what another instance announced.

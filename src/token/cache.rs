@@ -18,7 +18,7 @@ use std::{
     time::SystemTime,
 };
 
-use super::entry::VerifiedToken;
+use super::{entry::VerifiedToken, footprint};
 use crate::clock;
 
 /// How often inserts sweep out expired tokens when the budget is not short.
@@ -81,7 +81,7 @@ impl TokenCache {
         verified: Arc<VerifiedToken>,
         now_ms: i64,
     ) -> Arc<VerifiedToken> {
-        let cost = entry_cost(&token);
+        let cost = entry_cost(&token, &verified);
         let last_sweep = self.last_sweep_ms.load(Ordering::Relaxed);
         let since_sweep = now_ms - last_sweep;
         if since_sweep >= SWEEP_INTERVAL_MS
@@ -150,26 +150,29 @@ impl TokenCache {
             .collect();
         for key in keys {
             // Only the entry that was judged: one inserted since stays.
-            if let Ok(Some((key, _))) = map.remove_if(&**key, |_, verified| doomed(verified)) {
+            if let Ok(Some((key, verified))) = map.remove_if(&**key, |_, verified| doomed(verified))
+            {
                 self.used_bytes
-                    .fetch_sub(entry_cost(key), Ordering::Relaxed);
+                    .fetch_sub(entry_cost(key, verified), Ordering::Relaxed);
             }
         }
     }
 }
 
-/// Bytes an entry takes besides its token's text and its claims' text:
-/// the shared entry (reference counts, the remembered rows, the claims'
-/// fixed part), the map's node and slots, and the allocator's headers of
-/// each allocation. Measured in `benches/layer.rs` (memory per entry).
-const ENTRY_OVERHEAD: u64 = size_of::<VerifiedToken>() as u64 + 96;
+/// Bytes the map takes for an entry besides what the entry points to: its
+/// node (the key and the value, side by side) and its share of the table's
+/// slots, which papaya keeps at most half full (measured in
+/// `benches/layer.rs`, memory per entry).
+const MAP_ENTRY: usize = footprint::allocation(size_of::<(Box<[u8]>, Arc<VerifiedToken>)>()) + 24;
 
-/// The bytes an entry for `token` is counted as against the budget: its
-/// text, its claims decoded (their text about as long as the payload's
-/// JSON, three quarters of its base64), and [`ENTRY_OVERHEAD`].
-fn entry_cost(token: &[u8]) -> u64 {
-    let payload = token.split(|b| *b == b'.').nth(1).map_or(0, <[u8]>::len);
-    (token.len() + payload * 3 / 4) as u64 + ENTRY_OVERHEAD
+/// The bytes an entry is counted as against the budget: the token's text,
+/// the shared entry (its reference counts, the remembered rows, the claims'
+/// fixed part), what the claims hold on the heap, and [`MAP_ENTRY`].
+fn entry_cost(token: &[u8], verified: &VerifiedToken) -> u64 {
+    let shared = footprint::allocation(2 * size_of::<usize>() + size_of::<VerifiedToken>());
+    let bytes =
+        footprint::allocation(token.len()) + shared + verified.claims.heap_bytes() + MAP_ENTRY;
+    bytes as u64
 }
 
 /// Bytes of a token's end that its hash covers.
@@ -213,6 +216,8 @@ impl Hasher for TailHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
     use crate::token::SessionClaims;
 
     const NOW_MS: i64 = 1_700_000_000_000;
@@ -239,16 +244,38 @@ mod tests {
             .into_boxed_slice()
     }
 
+    /// What the entry of `token(n)` for any of the test users is counted as.
+    fn cost(n: usize) -> u64 {
+        entry_cost(&token(n), &verified("user_a", NOW_MS))
+    }
+
     #[test]
-    fn a_session_token_is_counted_at_what_its_entry_was_measured_to_take() {
-        // Clerk-shaped, as `benches/layer.rs` mints them for its memory
-        // figures: 659 characters, whose entry the allocator was measured to
-        // hold 1,418 to 1,430 bytes for (BENCHMARKS.md, memory per entry).
-        let key = crate::testing::SigningKey::generate("ins_bench");
+    fn entries_are_counted_at_what_they_were_measured_to_take() {
+        // The shapes of token `benches/layer.rs` measures, and what the
+        // allocator held for each (BENCHMARKS.md, memory per entry).
         let user = format!("user_{:027}", 7);
-        let token = key.session_token("https://clerk.bench.example", &user, 60);
-        let cost = entry_cost(token.as_bytes());
-        assert!((1_300..=1_500).contains(&cost), "{cost}");
+        let lean = crate::testing::session_claims("https://clerk.bench.example", &user, 3600);
+        let mut full = lean.clone();
+        full["azp"] = json!("https://app.bench.example");
+        full["fva"] = json!([0, -1]);
+        full["jti"] = json!("j".repeat(20));
+        let mut organization = lean.clone();
+        organization["o"] = json!({
+            "id": format!("org_{:027}", 7),
+            "slg": "acme",
+            "rol": "admin",
+            "per": "manage,read",
+            "fpm": "3",
+        });
+        organization["fea"] = json!("o:billing");
+        let key = crate::testing::SigningKey::generate("ins_bench");
+        for (claims, held) in [(lean, 1_084), (full, 1_227), (organization, 1_836)] {
+            let token = key.sign(&claims);
+            let verified = VerifiedToken::new(serde_json::from_value(claims).unwrap(), 0);
+            let cost = entry_cost(token.as_bytes(), &verified);
+            let off = cost.abs_diff(held) as f64 / held as f64;
+            assert!(off <= 0.03, "counted {cost}, held {held}");
+        }
     }
 
     #[test]
@@ -289,12 +316,12 @@ mod tests {
         assert!(Arc::ptr_eq(&kept, &first));
         let kept = cache.insert(token(1), second, NOW_MS);
         assert!(Arc::ptr_eq(&kept, &first));
-        assert_eq!(cache.usage(), (1, entry_cost(&token(1))));
+        assert_eq!(cache.usage(), (1, cost(1)));
     }
 
     #[test]
     fn a_full_budget_sweeps_expired_tokens_then_refuses() {
-        let size = entry_cost(&token(0));
+        let size = cost(0);
         let cache = TokenCache::new(2 * size);
         cache.insert(token(1), verified("user_a", NOW_MS - 10_000), NOW_MS);
         cache.insert(token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
@@ -334,7 +361,7 @@ mod tests {
             verified("user_b", NOW_MS + 120_000),
             NOW_MS + 60_000,
         );
-        assert_eq!(cache.usage(), (1, entry_cost(&token(3))));
+        assert_eq!(cache.usage(), (1, cost(3)));
     }
 
     #[test]
@@ -357,9 +384,9 @@ mod tests {
         cache.insert(token(1), verified("user_a", NOW_MS + 60_000), NOW_MS);
         cache.insert(token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
         cache.insert(token(3), verified("user_a", NOW_MS + 60_000), NOW_MS);
-        cache.forget_where(|verified| verified.claims.sub == "user_a");
+        cache.forget_where(|verified| verified.claims.sub() == "user_a");
         assert!(cache.held(&token(1)).is_none() && cache.held(&token(3)).is_none());
         assert!(cache.held(&token(2)).is_some());
-        assert_eq!(cache.usage(), (1, entry_cost(&token(2))));
+        assert_eq!(cache.usage(), (1, cost(2)));
     }
 }

@@ -58,7 +58,7 @@ impl VerifiedToken {
         Self {
             resolved_in: AtomicU64::new(0),
             resolved: OnceLock::new(),
-            fresh_until: clock::at_ms(claims.exp.saturating_mul(1000).saturating_add(skew_ms)),
+            fresh_until: clock::at_ms(claims.exp().saturating_mul(1000).saturating_add(skew_ms)),
             claims,
         }
     }

@@ -5,6 +5,7 @@ pub(crate) mod cache;
 mod claims;
 pub(crate) mod entry;
 pub(crate) mod find;
+mod footprint;
 pub(crate) mod keys;
 mod organization;
 pub(crate) mod scope;

@@ -46,6 +46,26 @@ struct FeatureGrant {
 }
 
 impl ActiveOrganization {
+    /// Bytes the organization holds on the heap, as [`footprint`](super::footprint) counts them.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        use super::footprint::{allocation, text, texts};
+        let grants = match &self.grants {
+            Grants::Listed(names) => texts(names),
+            Grants::Encoded { names, features } => {
+                texts(names)
+                    + allocation(size_of_val(&**features))
+                    + features
+                        .iter()
+                        .map(|grant| text(&grant.feature) + allocation(size_of_val(&*grant.mask.0)))
+                        .sum::<usize>()
+            }
+        };
+        text(&self.id)
+            + self.slug.as_deref().map_or(0, text)
+            + self.role.as_deref().map_or(0, text)
+            + grants
+    }
+
     /// The organization id (`org_…`).
     pub fn id(&self) -> &str {
         &self.id

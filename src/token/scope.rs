@@ -9,6 +9,13 @@ pub(crate) struct ScopedNames {
     pub(crate) user: Box<[Box<str>]>,
 }
 
+impl ScopedNames {
+    /// Bytes the names hold on the heap, as [`footprint`](super::footprint) counts them.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        super::footprint::texts(&self.org) + super::footprint::texts(&self.user)
+    }
+}
+
 /// Splits a scoped claim: on `,`, each element trimmed, then at its first
 /// `:`. Scope `o` is the organization's, `u` the user's, `ou` and `uo` both;
 /// any other scope is skipped. An element without a colon makes the whole

@@ -107,39 +107,38 @@ impl Verifier {
     }
 
     fn check_claims(&self, claims: &SessionClaims, now_ms: i64) -> Result<(), Rejection> {
-        if !is_user_id(&claims.sub) || !is_session_id(&claims.sid) {
+        if !is_user_id(claims.sub()) || !is_session_id(claims.sid()) {
             return Err(Rejection::NotASessionToken);
         }
-        if claims.iss != self.issuer {
+        if claims.iss() != self.issuer {
             return Err(Rejection::InvalidIssuer);
         }
         if !self.authorized_parties.is_empty() {
             let allowed = claims
-                .azp
-                .as_ref()
-                .is_some_and(|azp| self.authorized_parties.contains(azp));
+                .azp()
+                .is_some_and(|azp| self.authorized_parties.iter().any(|party| party == azp));
             if !allowed {
                 return Err(Rejection::UnauthorizedParty);
             }
         }
         let skew = self.skew_ms;
-        if claims.exp.saturating_mul(1000) <= now_ms - skew {
+        if claims.exp().saturating_mul(1000) <= now_ms - skew {
             return Err(Rejection::TokenExpired);
         }
         if claims
-            .nbf
+            .nbf()
             .is_some_and(|nbf| nbf.saturating_mul(1000) > now_ms + skew)
         {
             return Err(Rejection::TokenNotYetValid);
         }
         if claims
-            .iat
+            .iat()
             .is_some_and(|iat| iat.saturating_mul(1000) > now_ms + skew)
         {
             return Err(Rejection::TokenIssuedInFuture);
         }
-        let issued_ms = claims.iat.map_or(now_ms, |iat| iat.saturating_mul(1000));
-        if claims.exp.saturating_mul(1000) - issued_ms > self.max_lifetime_ms {
+        let issued_ms = claims.iat().map_or(now_ms, |iat| iat.saturating_mul(1000));
+        if claims.exp().saturating_mul(1000) - issued_ms > self.max_lifetime_ms {
             return Err(Rejection::TokenLifetimeExceeded);
         }
         if claims.is_pending() && !self.allow_pending {

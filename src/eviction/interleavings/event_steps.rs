@@ -108,8 +108,8 @@ impl World {
                     }
                 }
                 self.tokens.forget_where(|verified| match forgotten {
-                    Forgotten::User => verified.claims.sub == USER,
-                    Forgotten::Session => verified.claims.sid == SESSION,
+                    Forgotten::User => verified.claims.sub() == USER,
+                    Forgotten::Session => verified.claims.sid() == SESSION,
                 });
                 self.note(who, || {
                     format!("{event:?}: forget_tokens({forgotten:?}) removes entries {removed:?}")

@@ -353,7 +353,7 @@ fn the_version_decides_which_claims_are_read() {
     for v in [json!(2), json!(2.0)] {
         let (id, claims) = read(v);
         assert_eq!(id.as_deref(), Some("org_v2"));
-        assert_eq!(claims.v, Some(2));
+        assert_eq!(claims.v(), Some(2));
         assert_eq!(claims.get("org_id").unwrap(), "org_v1");
         assert!(claims.get("o").is_none());
     }
