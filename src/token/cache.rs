@@ -269,7 +269,7 @@ mod tests {
         });
         organization["fea"] = json!("o:billing");
         let key = crate::testing::SigningKey::generate("ins_bench");
-        for (claims, held) in [(lean, 1_084), (full, 1_227), (organization, 1_836)] {
+        for (claims, held) in [(lean, 1_100), (full, 1_242), (organization, 1_852)] {
             let token = key.sign(&claims);
             let verified = VerifiedToken::new(serde_json::from_value(claims).unwrap(), 0);
             let cost = entry_cost(token.as_bytes(), &verified);

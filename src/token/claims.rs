@@ -49,7 +49,7 @@ pub struct SessionClaims {
     exp: i64,
     iat: i64,
     nbf: i64,
-    fva: [i32; 2],
+    fva: [i64; 2],
     act: Option<Box<Actor>>,
     organization: Option<Box<ActiveOrganization>>,
     billing: Option<Box<Billing>>,
@@ -313,14 +313,12 @@ fn pack(
     Ok((text.into_boxed_str(), ends, present))
 }
 
-/// `fva`: exactly two whole numbers of minutes, each within 32 bits (some
-/// 4,000 years).
-fn factor_ages(claim: &Value) -> Option<[i32; 2]> {
+/// `fva`: exactly two whole numbers.
+fn factor_ages(claim: &Value) -> Option<[i64; 2]> {
     let [first, second] = claim.as_array()?.as_slice() else {
         return None;
     };
-    let minutes = |age| whole_number(age).and_then(|age| i32::try_from(age).ok());
-    Some([minutes(first)?, minutes(second)?])
+    Some([whole_number(first)?, whole_number(second)?])
 }
 
 /// A JSON number without a fraction that fits an `i64` (`2` or `2.0`).
@@ -410,11 +408,9 @@ impl SessionClaims {
     }
 
     /// Factor verification age in minutes: `[first factor, second factor]`,
-    /// `-1` if never. Absent unless the claim holds two whole numbers (each
-    /// within 32 bits, some 4,000 years).
+    /// `-1` if never. Absent unless the claim holds two whole numbers.
     pub fn fva(&self) -> Option<[i64; 2]> {
-        self.is_present(Present::FVA)
-            .then_some(self.fva.map(i64::from))
+        self.is_present(Present::FVA).then_some(self.fva)
     }
 
     /// The active plan (`u:free`, `o:pro`), version 2 only.
@@ -667,15 +663,7 @@ mod tests {
         assert_eq!(claims.fea(), None);
         assert_eq!(claims.pla(), None);
         assert!(claims.organization().is_none());
-        for fva in [
-            "[7]",
-            "[7,-1,0]",
-            r#"["7",-1]"#,
-            "7",
-            "{}",
-            "[1e300,0]",
-            "[2147483648,0]",
-        ] {
+        for fva in ["[7]", "[7,-1,0]", r#"["7",-1]"#, "7", "{}", "[1e300,0]"] {
             let json = format!(r#"{{"sub":"user_1","sid":"s","exp":1,"fva":{fva}}}"#);
             assert_eq!(parse(&json).fva(), None, "fva {fva}");
         }
