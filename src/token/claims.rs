@@ -259,14 +259,15 @@ impl TryFrom<RawClaims> for SessionClaims {
         ];
         let (text, ends, mut present) = pack(parts)?;
         let fva = raw.fva.as_ref().and_then(factor_ages);
-        let numbers = [
+        for (bit, is_present) in [
             (Present::IAT, raw.iat.is_some()),
             (Present::NBF, raw.nbf.is_some()),
             (Present::V, v.is_some()),
             (Present::FVA, fva.is_some()),
-        ];
-        for (bit, _) in numbers.into_iter().filter(|(_, is_present)| *is_present) {
-            present |= bit;
+        ] {
+            if is_present {
+                present |= bit;
+            }
         }
         Ok(Self {
             text,
