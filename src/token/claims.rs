@@ -632,6 +632,70 @@ mod tests {
         assert!(bare.extra::<Map<String, Value>>().unwrap().is_empty());
     }
 
+    /// The claims with a method of their own, and those read as an
+    /// organization's: never among the other claims.
+    const NAMED: [&str; 18] = [
+        "sub",
+        "sid",
+        "iss",
+        "azp",
+        "exp",
+        "iat",
+        "nbf",
+        "v",
+        "sts",
+        "fva",
+        "pla",
+        "fea",
+        "act",
+        "o",
+        "org_id",
+        "org_slug",
+        "org_role",
+        "org_permissions",
+    ];
+
+    proptest::proptest! {
+        /// Whatever their text, the string claims and the other claims read
+        /// back exactly as they were given, present or absent.
+        #[test]
+        fn the_claims_read_back_as_given(
+            texts in proptest::collection::vec(proptest::prelude::any::<String>(), 7),
+            present in proptest::collection::vec(proptest::prelude::any::<bool>(), 4),
+            others in proptest::collection::btree_map("[a-z_]{1,9}", proptest::prelude::any::<String>(), 0..4),
+        ) {
+            let mut json = serde_json::json!({
+                "sub": texts[0], "sid": texts[1], "iss": texts[2], "exp": 1, "v": 1,
+            });
+            let optional = ["azp", "sts", "pla", "fea"];
+            for ((name, text), is_present) in optional.iter().zip(&texts[3..]).zip(&present) {
+                if *is_present {
+                    json[*name] = Value::from(text.as_str());
+                }
+            }
+            let others: Map<String, Value> = others
+                .into_iter()
+                .filter(|(name, _)| !NAMED.contains(&name.as_str()))
+                .map(|(name, text)| (name, Value::from(text)))
+                .collect();
+            json.as_object_mut().unwrap().extend(others.clone());
+            let claims: SessionClaims = serde_json::from_value(json).unwrap();
+
+            proptest::prop_assert_eq!(
+                (claims.sub(), claims.sid(), claims.iss()),
+                (&*texts[0], &*texts[1], &*texts[2])
+            );
+            let read = [claims.azp(), claims.sts(), claims.pla(), claims.fea()];
+            for ((read, text), is_present) in read.into_iter().zip(&texts[3..]).zip(&present) {
+                proptest::prop_assert_eq!(read, is_present.then_some(text.as_str()));
+            }
+            proptest::prop_assert_eq!(claims.extra::<Map<String, Value>>().unwrap(), others.clone());
+            for (name, value) in &others {
+                proptest::prop_assert_eq!(claims.get(name), Some(value.clone()));
+            }
+        }
+    }
+
     #[test]
     fn malformed_fpm_entries_are_skipped() {
         let claims = parse(
