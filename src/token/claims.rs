@@ -106,6 +106,16 @@ pub struct Actor {
     pub extra: Map<String, Value>,
 }
 
+impl Actor {
+    /// Bytes the actor holds on the heap, as [`footprint`] counts them.
+    fn heap_bytes(&self) -> usize {
+        footprint::text(&self.sub)
+            + self.iss.as_deref().map_or(0, footprint::text)
+            + self.sid.as_deref().map_or(0, footprint::text)
+            + footprint::json_object(&self.extra)
+    }
+}
+
 /// A version 2 token's features and plan, split by scope. `None` where the
 /// claim is absent, empty or unreadable: every check against it fails.
 #[derive(Debug, Clone)]
@@ -115,6 +125,15 @@ pub(crate) struct Billing {
 }
 
 impl Billing {
+    /// Bytes the names hold on the heap, as [`footprint`] counts them.
+    fn heap_bytes(&self) -> usize {
+        [&self.features, &self.plans]
+            .into_iter()
+            .flatten()
+            .map(ScopedNames::heap_bytes)
+            .sum()
+    }
+
     /// `fea` as read, and `pla`. `None` if neither can be used.
     fn new(features: Scoped, plans: Option<&Value>) -> Option<Box<Self>> {
         // Clerk's SDKs throw on an unreadable `fea` while reading the
@@ -482,23 +501,13 @@ impl SessionClaims {
 
     /// Bytes the claims hold on the heap, as [`footprint`] counts them.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let actor = self.act.as_deref().map_or(0, |actor| {
-            footprint::boxed::<Actor>(
-                footprint::text(&actor.sub)
-                    + actor.iss.as_deref().map_or(0, footprint::text)
-                    + actor.sid.as_deref().map_or(0, footprint::text)
-                    + footprint::json_object(&actor.extra),
-            )
-        });
-        let organization = self.organization.as_deref().map_or(0, |organization| {
-            footprint::boxed::<ActiveOrganization>(organization.heap_bytes())
-        });
-        let billing = self.billing.as_deref().map_or(0, |billing| {
-            let names =
-                |names: &Option<ScopedNames>| names.as_ref().map_or(0, ScopedNames::heap_bytes);
-            footprint::boxed::<Billing>(names(&billing.features) + names(&billing.plans))
-        });
-        footprint::text(&self.text) + actor + organization + billing
+        fn boxed<T>(value: Option<&T>, heap_bytes: fn(&T) -> usize) -> usize {
+            value.map_or(0, |value| footprint::boxed::<T>(heap_bytes(value)))
+        }
+        footprint::text(&self.text)
+            + boxed(self.act.as_deref(), Actor::heap_bytes)
+            + boxed(self.organization.as_deref(), ActiveOrganization::heap_bytes)
+            + boxed(self.billing.as_deref(), Billing::heap_bytes)
     }
 
     fn part(&self, part: Part) -> &str {
