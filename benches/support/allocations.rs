@@ -98,25 +98,8 @@ pub fn counting_stop() -> Counted {
 pub fn allocator_in_use() -> Option<u64> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        /// `struct mallinfo2` of glibc's `<malloc.h>`.
-        #[repr(C)]
-        struct MallInfo2 {
-            arena: usize,
-            ordblks: usize,
-            smblks: usize,
-            hblks: usize,
-            hblkhd: usize,
-            usmblks: usize,
-            fsmblks: usize,
-            uordblks: usize,
-            fordblks: usize,
-            keepcost: usize,
-        }
-        unsafe extern "C" {
-            fn mallinfo2() -> MallInfo2;
-        }
         // SAFETY: `mallinfo2` takes no arguments and returns a plain struct.
-        let info = unsafe { mallinfo2() };
+        let info = unsafe { libc::mallinfo2() };
         Some((info.uordblks + info.hblkhd) as u64)
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
