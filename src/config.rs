@@ -263,7 +263,10 @@ impl Config {
         self
     }
 
-    /// Bounds of the user cache: entries and time to live. Default 100,000 and 10 minutes.
+    /// Bounds of the user cache (and of the organization and membership
+    /// caches, each its own): entries and time to live. Default 100,000 and
+    /// 10 minutes. A full cache holds about `capacity` entries and lets go of
+    /// those least likely to be asked for again.
     pub fn with_user_cache(mut self, capacity: u64, ttl: Duration) -> Self {
         self.user_cache_capacity = capacity;
         self.user_cache_ttl = ttl;

@@ -154,19 +154,19 @@ impl Engine {
         if !predates(&answer.value, claim) {
             return Ok(answer);
         }
-        self.caches.memberships.invalidate(&key).await;
+        self.caches.memberships.invalidate(&key);
         answered(&self.caches.memberships, &key, stamp, load()).await
     }
 
     /// Forgets the cached answers of these subjects, to load them again.
-    pub(super) async fn forget_answers(&self, answers: &[(Subject<'_>, u64)]) {
+    pub(super) fn forget_answers(&self, answers: &[(Subject<'_>, u64)]) {
         for &(subject, _) in answers {
             match subject {
-                Subject::User(id) => self.caches.users.invalidate(id).await,
-                Subject::Organization(id) => self.caches.organizations.invalidate(id).await,
+                Subject::User(id) => self.caches.users.invalidate(id),
+                Subject::Organization(id) => self.caches.organizations.invalidate(id),
                 Subject::Membership { organization, user } => {
                     let key = membership_key(organization, user);
-                    self.caches.memberships.invalidate(&key).await;
+                    self.caches.memberships.invalidate(&key);
                 }
                 // Nothing cached about a session but its tokens.
                 Subject::Session(_) => {}

@@ -227,7 +227,7 @@ impl Engine {
                 if self.caches.ledger.confirm(&read).is_some() {
                     return Err(Rejection::UserBanned);
                 }
-                self.forget_answers(&read).await;
+                self.forget_answers(&read);
                 continue;
             }
             let mut answers = vec![
@@ -246,7 +246,7 @@ impl Engine {
                 }
             };
             let Some(generation) = self.caches.ledger.confirm(&answers) else {
-                self.forget_answers(&answers).await;
+                self.forget_answers(&answers);
                 continue;
             };
             let resolved = Resolved {

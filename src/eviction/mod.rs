@@ -160,7 +160,7 @@ impl Evictor {
     /// when the row changed behind the layer's back.
     pub async fn forget_user(&self, clerk_id: &str) {
         self.caches.ledger.forget(Subject::User(clerk_id));
-        self.caches.users.invalidate(clerk_id).await;
+        self.caches.users.invalidate(clerk_id);
         self.forget_tokens(|claims| claims.sub() == clerk_id);
     }
 
@@ -168,7 +168,7 @@ impl Evictor {
     /// active one: the next such request reads the store again.
     pub async fn forget_organization(&self, clerk_id: &str) {
         self.caches.ledger.forget(Subject::Organization(clerk_id));
-        self.caches.organizations.invalidate(clerk_id).await;
+        self.caches.organizations.invalidate(clerk_id);
         self.forget_tokens(|claims| active_organization(claims) == Some(clerk_id));
     }
 
@@ -179,7 +179,7 @@ impl Evictor {
             .ledger
             .forget(Subject::Membership { organization, user });
         let key = membership_key(organization, user);
-        self.caches.memberships.invalidate(&key).await;
+        self.caches.memberships.invalidate(&key);
         self.forget_tokens(|claims| {
             claims.sub() == user && active_organization(claims) == Some(organization)
         });
@@ -214,7 +214,7 @@ impl Evictor {
             // loading and cached after the check below: recorded in the
             // ledger first, such a row is loaded again before it is served.
             self.caches.ledger.forget(Subject::User(user));
-            if self.caches.users.holds(user, Resolution::is_banned).await {
+            if self.caches.users.holds(user, Resolution::is_banned) {
                 self.forget_user(user).await;
             }
         }

@@ -11,7 +11,7 @@
 //! deliveries (the steps of `webhook::apply` and the `Evictor`, up to the
 //! acknowledgement, see `event`). They act on the layer's real
 //! [`Ledger`](super::ledger::Ledger), `EndedSessions`, `Bans`,
-//! `TokenCache` and `VerifiedToken`s; the user answers cache (moka: a
+//! `TokenCache` and `VerifiedToken`s; the user answers cache (`Answers`: a
 //! cached answer, a load in flight shared by its waiters, inserted when
 //! done whatever was invalidated meanwhile) and the store's row (last
 //! write wins on the version, a tombstone forever) are plain models.
@@ -24,7 +24,8 @@
 //! `get`, `invalidate` or a finished load, `ended.contains`,
 //! `bans.is_blocked` or `bans.record`, a store read or write). Each is
 //! atomic in the code too: sequentially consistent atomics, papaya's and
-//! moka's per-entry operations, one SQL statement. `Ledger::confirm` reads
+//! quick_cache's per-entry operations, the answers cache's lock over its
+//! loads in flight, one SQL statement. `Ledger::confirm` reads
 //! several atomics, but sequentially consistent reads that only ever see
 //! numbers grow are equivalent to one read at the last of them for what it
 //! decides. What happens between two steps (the signature check, matching

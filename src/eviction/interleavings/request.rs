@@ -11,9 +11,9 @@
 //! | [`At::Ended`] | `Engine::resolve`: `caches.ended.contains(sid, now)` |
 //! | [`At::Bans`] | `Engine::resolve`: `caches.bans.is_blocked(sub)` |
 //! | [`At::CacheGet`] | `Answers::get_or_load`: `entries.get(key)` |
-//! | [`At::TryGetWith`] | `Answers::get_or_load`: moka's `try_get_with`: the cache checked again, then a load in flight joined, or one started |
+//! | [`At::TryGetWith`] | `Answers::load_once`, under the lock of the loads in flight: the cache checked again, then a load in flight joined, or one started |
 //! | [`At::Load`] | the load: `UserStore::find_or_create` |
-//! | [`At::Complete`] | moka, the load done: the answer inserted (whatever was invalidated meanwhile), waiters woken with it |
+//! | [`At::Complete`] | `Answers::load_once`, the load done, under the same lock: the answer inserted (whatever was invalidated meanwhile) and the load ended; waiters woken with it |
 //! | [`At::ConfirmBanned`] | `Engine::resolve`, a banned row: `ledger.confirm([(user, answer stamp)])` |
 //! | [`At::Confirm`] | `Engine::resolve`: `ledger.confirm([(user, answer stamp), (session, stamp)])` |
 //! | [`At::Invalidate`] | `Engine::forget_answers`: `users.invalidate(sub)`, then the next attempt (at most `MAX_LOOKUPS`) |

@@ -1,5 +1,5 @@
 //! The model's state: the layer's real ledger, ended sessions, bans,
-//! token cache and verified tokens; plain models of the user answers (moka)
+//! token cache and verified tokens; plain models of the user answers (`Answers`)
 //! and of the store; and the actors, each at its next step.
 
 use std::sync::Arc;
@@ -18,8 +18,8 @@ use crate::{
     token::{cache::TokenCache, entry::VerifiedToken},
 };
 
-/// The user answers cache (`Answers`, moka) for the one user: an answer
-/// cached, and whether a load is in flight (moka's waiter for the key;
+/// The user answers cache (`Answers`) for the one user: an answer cached,
+/// and whether a load is in flight (its entry among the loads in flight;
 /// the requests waiting on it are in [`At::Wait`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub(super) struct UserAnswers {
