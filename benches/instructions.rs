@@ -15,7 +15,8 @@
 //! and per route part of that is axum's layering of a route, which
 //! `passthrough_per_route` measures with a layer that does nothing.
 //! Keys are a static PEM and the store is in memory, so no count depends on
-//! a socket or a database.
+//! a socket or a database; the tokens are signed with a fixed key, so every
+//! setup leaves the allocator in the same state.
 //!
 //! DHAT records every allocation's whole stack (`--num-callers=500`):
 //! gungraun counts only the allocations whose recorded stack reaches the
@@ -49,7 +50,9 @@ use ensure_user::{
 };
 use gungraun::{Dhat, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main};
 use http::{Request, Response};
-use support::{ISSUER, bare_app, current_thread_runtime as runtime, user_routes};
+use support::{
+    ISSUER, bare_app, current_thread_runtime as runtime, fixed_signing_key, user_routes,
+};
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceBuilder, ServiceExt, util::MapRequestLayer};
 
@@ -182,7 +185,7 @@ fn requests(token: &str) -> Vec<Request<Body>> {
 
 /// The same route with nothing in front of it: what the layer is measured against.
 fn bare() -> Input<Router> {
-    let key = SigningKey::generate("ins_bench");
+    let key = fixed_signing_key();
     let token = key.session_token(ISSUER, &random_id("user"), 3600);
     Input {
         runtime: runtime(),
@@ -195,7 +198,7 @@ fn bare() -> Input<Router> {
 /// `MapRequestLayer` that hands the request on untouched): what axum's
 /// layering of a route costs, whatever the layer.
 fn passthrough_per_route() -> Input<Router> {
-    let key = SigningKey::generate("ins_bench");
+    let key = fixed_signing_key();
     let token = key.session_token(ISSUER, &random_id("user"), 3600);
     Input {
         runtime: runtime(),
@@ -206,7 +209,7 @@ fn passthrough_per_route() -> Input<Router> {
 
 /// A repeat request, the layer on the route (`Router::layer`).
 fn repeat_per_route() -> Input<Router> {
-    let key = SigningKey::generate("ins_bench");
+    let key = fixed_signing_key();
     let token = key.session_token(ISSUER, &random_id("user"), 3600);
     Input {
         runtime: runtime(),
@@ -218,7 +221,7 @@ fn repeat_per_route() -> Input<Router> {
 
 /// A repeat request, the layer wrapped once around the whole `Router`.
 fn repeat_wrapped() -> Input<EnsureUser<Router>> {
-    let key = SigningKey::generate("ins_bench");
+    let key = fixed_signing_key();
     let token = key.session_token(ISSUER, &random_id("user"), 3600);
     Input {
         runtime: runtime(),
@@ -234,7 +237,7 @@ fn repeat_wrapped() -> Input<EnsureUser<Router>> {
 /// claims: role, permissions), the layer resolving organizations, wrapped
 /// around the `Router`: what `wrapped::repeat` costs with an organization.
 fn repeat_with_organization() -> Input<EnsureUser<Router>> {
-    let key = SigningKey::generate("ins_bench");
+    let key = fixed_signing_key();
     let mut claims = session_claims(ISSUER, &random_id("user"), 3600);
     claims["o"] = serde_json::json!({
         "id": random_id("org"),
@@ -257,7 +260,7 @@ fn repeat_with_organization() -> Input<EnsureUser<Router>> {
 
 /// First sight of each token (an RS256 check), its user cached.
 fn first_sight() -> Input<EnsureUser<Router>> {
-    let key = SigningKey::generate("ins_bench");
+    let key = fixed_signing_key();
     let user = random_id("user");
     // Each with another lifetime (within the default cap of an hour), so
     // that every token is a new one.
@@ -277,7 +280,7 @@ fn first_sight() -> Input<EnsureUser<Router>> {
 /// A user-cache miss for an existing user: each token verified before, each
 /// user forgotten since, so every request is one in-memory store call.
 fn user_cache_miss() -> Input<EnsureUser<Router>> {
-    let key = SigningKey::generate("ins_bench");
+    let key = fixed_signing_key();
     let layer = layer(&key);
     let tokens: Vec<String> = (0..REQUESTS)
         .map(|_| key.session_token(ISSUER, &random_id("user"), 3600))
@@ -299,7 +302,7 @@ fn user_cache_miss() -> Input<EnsureUser<Router>> {
 
 /// `user.updated` deliveries, each for another user, signed as svix signs.
 fn webhook_deliveries() -> Input<WebhookReceiver> {
-    let key = SigningKey::generate("ins_bench");
+    let key = fixed_signing_key();
     let store = MemoryStore::default();
     let layer = EnsureUserLayer::new(
         Config::new(ISSUER, KeySource::pem(&key.public_key_pem()).expect("PEM")),

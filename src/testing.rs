@@ -34,6 +34,17 @@ impl SigningKey {
         }
     }
 
+    /// The key pair of a PKCS#8 document (DER): the same key in every run,
+    /// for measurements that must repeat exactly. Panics unless `pkcs8` is
+    /// an RSA key of 2048 bits or more.
+    pub fn from_pkcs8(kid: impl Into<String>, pkcs8: &[u8]) -> Self {
+        let pair = KeyPair::from_pkcs8(pkcs8).expect("an RSA key in PKCS#8");
+        Self {
+            kid: kid.into(),
+            pair,
+        }
+    }
+
     /// The key id.
     pub fn kid(&self) -> &str {
         &self.kid
