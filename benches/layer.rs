@@ -1020,7 +1020,7 @@ impl Run {
                 for token in tokens {
                     send(&app, request(token)).await;
                 }
-                // Let the caches' deferred bookkeeping run, then settle.
+                // Let any task the runtime deferred run, then settle.
                 tokio::time::sleep(Duration::from_millis(600)).await;
                 send(&app, request(&tokens[0])).await;
                 let requested = counting_stop().net_bytes;
