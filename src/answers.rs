@@ -115,7 +115,15 @@ impl<V: Clone + Send + Sync + 'static> Answers<V> {
             if let Some(answer) = self.fresh(key) {
                 return Ok(answer);
             }
-            Arc::clone(flights.entry(Box::from(key)).or_default())
+            // Joining a load in flight allocates nothing; only a new load
+            // takes a copy of the key.
+            if let Some(flight) = flights.get(key) {
+                Arc::clone(flight)
+            } else {
+                let flight = Flight::default();
+                flights.insert(Box::from(key), Arc::clone(&flight));
+                flight
+            }
         };
         let outcome = flight.get_or_init(|| async {
             let outcome = load

@@ -306,14 +306,9 @@ impl TryFrom<RawClaims> for SessionClaims {
 
 /// Claims whose text is too long to index with 32 bits (4 GiB): never a
 /// real token's.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the claims' text exceeds 4 GiB")]
 pub(crate) struct ClaimsTooLong;
-
-impl std::fmt::Display for ClaimsTooLong {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the claims' text exceeds 4 GiB")
-    }
-}
 
 /// The parts' text back to back, where each ends, and the bits of the parts
 /// present.
