@@ -54,7 +54,8 @@
 //! Where Clerk's SDKs would accept claims no Clerk instance mints, this
 //! crate fails closed: an organization id, role or list that is not a
 //! string (or an array) counts as absent; a verification age that is not a
-//! whole number makes `fva` unusable; and an `fea` that cannot be read fails
+//! whole number within 32 bits (some 4,000 years of minutes) makes `fva`
+//! unusable; and an `fea` that cannot be read fails
 //! plan requirements as well as feature requirements (Clerk's SDKs throw
 //! while reading such a token).
 //!
@@ -287,8 +288,9 @@ fn without_org_prefixes(mut text: &str) -> &str {
 ///
 /// Judged from the token's `fva` claim, the minutes since the user last
 /// verified each factor (`-1`: never, or no second factor set up). A
-/// requirement fails without a usable `fva`: absent, not two whole numbers,
-/// or a number that is neither `-1` nor at least `0`, or both `-1`. A factor
+/// requirement fails without a usable `fva`: absent, not two whole numbers
+/// within 32 bits, or a number that is neither `-1` nor at least `0`, or
+/// both `-1`. A factor
 /// is fresh when its age is less than `after_minutes` (strictly).
 ///
 /// A user without a second factor is judged on their first factor for the

@@ -88,10 +88,13 @@ pub struct LocalUser {
 }
 
 impl LocalUser {
-    /// The user `token` resolved to `resolved`.
-    pub(crate) fn new(resolved: Resolved, token: Arc<VerifiedToken>) -> Self {
-        let other_rows = (token.first_resolution() != Some(&resolved)).then(|| Box::new(resolved));
-        Self { token, other_rows }
+    /// The user of `token`: the rows its entry remembers, unless
+    /// `other_rows` (what [`VerifiedToken::remember`] handed back).
+    pub(crate) fn new(token: Arc<VerifiedToken>, other_rows: Option<Resolved>) -> Self {
+        Self {
+            token,
+            other_rows: other_rows.map(Box::new),
+        }
     }
 
     /// The user of `token` if the resolution its entry remembers was
@@ -142,13 +145,10 @@ impl LocalUser {
     /// names none, or when the layer does not resolve organizations (see
     /// [`EnsureUserLayer::with_organizations`](crate::EnsureUserLayer::with_organizations)).
     pub fn organization(&self) -> Option<LocalOrganization> {
-        match self.rows().organization {
-            OrganizationRows::Active {
-                organization,
-                membership,
-            } => Some(LocalOrganization::new(
-                organization,
-                membership,
+        match &self.rows().organization {
+            OrganizationRows::Active(rows) => Some(LocalOrganization::new(
+                rows.organization,
+                rows.membership,
                 Arc::clone(&self.token),
             )),
             OrganizationRows::NotResolved | OrganizationRows::NoneActive => None,

@@ -17,7 +17,10 @@ use crate::{
         Resolution, StoreError,
     },
     telemetry,
-    token::{ActiveOrganization, SessionClaims, entry::OrganizationRows},
+    token::{
+        ActiveOrganization, SessionClaims,
+        entry::{ActiveRows, OrganizationRows},
+    },
 };
 
 /// The organization part of a resolution, with the stamps of its answers.
@@ -124,10 +127,10 @@ impl Engine {
         let membership = self.membership(store, &claim, stamp).await?;
         match membership.value {
             MembershipResolution::Member { id, .. } => Ok(OrganizationAnswers {
-                rows: OrganizationRows::Active {
+                rows: OrganizationRows::Active(Box::new(ActiveRows {
                     organization: organization_id,
                     membership: id,
-                },
+                })),
                 organization_stamp: organization.stamp,
                 membership_stamp: membership.stamp,
             }),

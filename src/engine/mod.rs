@@ -253,8 +253,8 @@ impl Engine {
                 user: user.value.id,
                 organization,
             };
-            verified.remember(generation, resolved);
-            return Ok(LocalUser::new(resolved, verified));
+            let other_rows = verified.remember(generation, resolved);
+            return Ok(LocalUser::new(verified, other_rows));
         }
         tracing::warn!(target: "ensure_user", clerk_id = %claims.sub(), "forgotten during every lookup");
         Err(Rejection::StoreUnavailable)

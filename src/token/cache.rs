@@ -18,7 +18,10 @@ use std::{
     time::SystemTime,
 };
 
-use super::{entry::VerifiedToken, footprint};
+use super::{
+    entry::{ActiveRows, VerifiedToken},
+    footprint,
+};
 use crate::clock;
 
 /// How often inserts sweep out expired tokens when the budget is not short.
@@ -167,11 +170,21 @@ const MAP_ENTRY: usize = footprint::allocation(size_of::<(Box<[u8]>, Arc<Verifie
 
 /// The bytes an entry is counted as against the budget: the token's text,
 /// the shared entry (its reference counts, the remembered rows, the claims'
-/// fixed part), what the claims hold on the heap, and [`MAP_ENTRY`].
+/// fixed part), what the claims hold on the heap, the rows of an active
+/// organization (counted whenever the token names one, though only a layer
+/// that resolves organizations keeps them), and [`MAP_ENTRY`].
 fn entry_cost(token: &[u8], verified: &VerifiedToken) -> u64 {
     let shared = footprint::allocation(2 * size_of::<usize>() + size_of::<VerifiedToken>());
-    let bytes =
-        footprint::allocation(token.len()) + shared + verified.claims.heap_bytes() + MAP_ENTRY;
+    let organization_rows = if verified.claims.organization().is_some() {
+        footprint::allocation(size_of::<ActiveRows>())
+    } else {
+        0
+    };
+    let bytes = footprint::allocation(token.len())
+        + shared
+        + verified.claims.heap_bytes()
+        + organization_rows
+        + MAP_ENTRY;
     bytes as u64
 }
 
@@ -269,9 +282,17 @@ mod tests {
         });
         organization["fea"] = json!("o:billing");
         let key = crate::testing::SigningKey::generate("ins_bench");
-        for (claims, held) in [(lean, 1_100), (full, 1_242), (organization, 1_852)] {
+        // Verification has the claims share the configured issuer's text.
+        let issuer = Arc::new(String::from("https://clerk.bench.example"));
+        // The benchmark's layer does not resolve organizations; one that
+        // does boxes the rows of the active organization, which the count
+        // includes for every token that names one.
+        let rows = footprint::allocation(size_of::<ActiveRows>()) as u64;
+        for (claims, held) in [(lean, 985), (full, 1_148), (organization, 1_772 + rows)] {
             let token = key.sign(&claims);
-            let verified = VerifiedToken::new(serde_json::from_value(claims).unwrap(), 0);
+            let mut claims: SessionClaims = serde_json::from_value(claims).unwrap();
+            claims.share_issuer(&issuer);
+            let verified = VerifiedToken::new(claims, 0);
             let cost = entry_cost(token.as_bytes(), &verified);
             let off = cost.abs_diff(held) as f64 / held as f64;
             assert!(off <= 0.03, "counted {cost}, held {held}");

@@ -1,5 +1,7 @@
 //! The claims of a Clerk session token, for token versions 1 and 2.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
@@ -17,8 +19,8 @@ use super::{
 /// or all of them into a type of the app's with [`extra`](Self::extra).
 ///
 /// The claims are stored compactly, the text of every claim in one
-/// allocation, since a verified token stays cached with its claims until it
-/// expires.
+/// allocation and the issuer shared with every other token of the instance,
+/// since a verified token stays cached with its claims until it expires.
 ///
 /// # Organizations and authorization
 ///
@@ -41,18 +43,40 @@ use super::{
 pub struct SessionClaims {
     /// The text of each [`Part`], back to back.
     text: Box<str>,
-    /// Where each [`Part`] ends in `text`.
-    ends: [u32; Part::COUNT],
+    /// `iss`: once verified, the configured issuer's own text, which every
+    /// token of the instance shares (behind a thin pointer).
+    iss: Arc<String>,
+    /// Where each [`Part`] but the last ends in `text`, within 16 bits
+    /// ([`ClaimsTooLong`]); the last ends with the text.
+    ends: [u16; Part::COUNT - 1],
     /// Which optional claims are present, one [`Present`] bit each.
     present: u16,
-    v: u32,
+    /// A version beyond 16 bits is none (read as version 1).
+    v: u16,
     exp: i64,
     iat: i64,
     nbf: i64,
-    fva: [i64; 2],
+    /// Minutes, as `fva` is; an age beyond 32 bits makes `fva` unusable.
+    fva: [i32; 2],
+    /// Claims decoded into structures of their own, which most tokens lack.
+    structured: Option<Box<Structured>>,
+}
+
+/// The claims of a token decoded into structures of their own, boxed
+/// together: most tokens carry none of them, and then pay one pointer.
+#[derive(Clone, Default)]
+struct Structured {
     act: Option<Box<Actor>>,
     organization: Option<Box<ActiveOrganization>>,
     billing: Option<Box<Billing>>,
+}
+
+impl Structured {
+    /// The structures, boxed; `None` when there are none.
+    fn boxed(self) -> Option<Box<Self>> {
+        let any = self.act.is_some() || self.organization.is_some() || self.billing.is_some();
+        any.then(|| Box::new(self))
+    }
 }
 
 /// The parts of [`SessionClaims`]' text, in order: string claims, then every
@@ -61,7 +85,6 @@ pub struct SessionClaims {
 enum Part {
     Sub,
     Sid,
-    Iss,
     Azp,
     Sts,
     Pla,
@@ -70,7 +93,7 @@ enum Part {
 }
 
 impl Part {
-    const COUNT: usize = 8;
+    const COUNT: usize = 7;
 
     /// The part's bit in [`SessionClaims::present`], when it is optional.
     fn bit(self) -> u16 {
@@ -227,7 +250,7 @@ impl TryFrom<RawClaims> for SessionClaims {
             .v
             .as_ref()
             .and_then(whole_number)
-            .and_then(|v| u32::try_from(v).ok());
+            .and_then(|v| u16::try_from(v).ok());
         let mut extra = raw.extra;
         let mut keep = |name: &str, claim: Option<Value>| {
             if let Some(claim) = claim {
@@ -269,7 +292,6 @@ impl TryFrom<RawClaims> for SessionClaims {
         let parts: [Option<&str>; Part::COUNT] = [
             Some(&raw.sub),
             Some(&raw.sid),
-            Some(&raw.iss),
             raw.azp.as_deref(),
             raw.sts.as_deref(),
             pla.as_deref(),
@@ -290,6 +312,7 @@ impl TryFrom<RawClaims> for SessionClaims {
         }
         Ok(Self {
             text,
+            iss: Arc::new(raw.iss),
             ends,
             present,
             v: v.unwrap_or(0),
@@ -297,43 +320,52 @@ impl TryFrom<RawClaims> for SessionClaims {
             iat: raw.iat.unwrap_or(0),
             nbf: raw.nbf.unwrap_or(0),
             fva: fva.unwrap_or_default(),
-            act: raw.act.map(Box::new),
-            organization: organization.map(Box::new),
-            billing,
+            structured: Structured {
+                act: raw.act.map(Box::new),
+                organization: organization.map(Box::new),
+                billing,
+            }
+            .boxed(),
         })
     }
 }
 
-/// Claims whose text is too long to index with 32 bits (4 GiB): never a
-/// real token's.
+/// Claims whose typed string claims (`sub`, `sid`, `azp`, `sts`, `pla` and
+/// `fea`) together exceed 64 KiB, too long to index with 16 bits: never a
+/// real token's (a session token travels in a cookie of at most 4 KiB, and
+/// the layer refuses tokens over 8 KiB unless told otherwise). The other
+/// claims, kept last, may take any length.
 #[derive(Debug, thiserror::Error)]
-#[error("the claims' text exceeds 4 GiB")]
+#[error("the typed string claims exceed 64 KiB")]
 pub(crate) struct ClaimsTooLong;
 
 /// The parts' text back to back, where each ends, and the bits of the parts
 /// present.
 fn pack(
     parts: [Option<&str>; Part::COUNT],
-) -> Result<(Box<str>, [u32; Part::COUNT], u16), ClaimsTooLong> {
+) -> Result<(Box<str>, [u16; Part::COUNT - 1], u16), ClaimsTooLong> {
     let mut text = String::with_capacity(parts.iter().flatten().map(|part| part.len()).sum());
-    let mut ends = [0; Part::COUNT];
+    let mut ends = [0; Part::COUNT - 1];
     let mut present = 0;
     for (index, part) in parts.into_iter().enumerate() {
         if let Some(part) = part {
             text.push_str(part);
             present |= 1 << index;
         }
-        ends[index] = u32::try_from(text.len()).map_err(|_| ClaimsTooLong)?;
+        if let Some(end) = ends.get_mut(index) {
+            *end = u16::try_from(text.len()).map_err(|_| ClaimsTooLong)?;
+        }
     }
     Ok((text.into_boxed_str(), ends, present))
 }
 
-/// `fva`: exactly two whole numbers.
-fn factor_ages(claim: &Value) -> Option<[i64; 2]> {
+/// `fva`: exactly two whole numbers, each within 32 bits.
+fn factor_ages(claim: &Value) -> Option<[i32; 2]> {
     let [first, second] = claim.as_array()?.as_slice() else {
         return None;
     };
-    Some([whole_number(first)?, whole_number(second)?])
+    let age = |claim| whole_number(claim).and_then(|age| i32::try_from(age).ok());
+    Some([age(first)?, age(second)?])
 }
 
 /// A JSON number without a fraction that fits an `i64` (`2` or `2.0`).
@@ -368,7 +400,7 @@ impl std::fmt::Debug for SessionClaims {
             .field("sts", &self.sts())
             .field(
                 "organization",
-                &self.organization.as_ref().map(|org| org.id()),
+                &self.organization().map(ActiveOrganization::id),
             )
             .field("extra", &extra.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
@@ -388,7 +420,7 @@ impl SessionClaims {
 
     /// The issuer: the instance's Frontend API URL.
     pub fn iss(&self) -> &str {
-        self.part(Part::Iss)
+        &self.iss
     }
 
     /// The authorized party: the origin the token was requested from, if any.
@@ -414,7 +446,7 @@ impl SessionClaims {
     /// Token version: `Some(2)` for version 2 tokens, absent for version 1
     /// (any version other than 2 is read as version 1).
     pub fn v(&self) -> Option<u32> {
-        self.is_present(Present::V).then_some(self.v)
+        self.is_present(Present::V).then_some(u32::from(self.v))
     }
 
     /// Session status (`active` or `pending`), when the instance reports it.
@@ -425,7 +457,8 @@ impl SessionClaims {
     /// Factor verification age in minutes: `[first factor, second factor]`,
     /// `-1` if never. Absent unless the claim holds two whole numbers.
     pub fn fva(&self) -> Option<[i64; 2]> {
-        self.is_present(Present::FVA).then_some(self.fva)
+        self.is_present(Present::FVA)
+            .then_some(self.fva.map(i64::from))
     }
 
     /// The active plan (`u:free`, `o:pro`), version 2 only.
@@ -440,7 +473,7 @@ impl SessionClaims {
 
     /// The actor, present while someone impersonates the user.
     pub fn act(&self) -> Option<&Actor> {
-        self.act.as_deref()
+        self.structured.as_ref()?.act.as_deref()
     }
 
     /// Whether Clerk marked the session `pending` (signed up, not yet fully signed in).
@@ -454,12 +487,12 @@ impl SessionClaims {
     /// without an organization id (or with one that is not a non-empty
     /// string) has no active organization.
     pub fn organization(&self) -> Option<&ActiveOrganization> {
-        self.organization.as_deref()
+        self.structured.as_ref()?.organization.as_deref()
     }
 
     /// A version 2 token's features and plan, split by scope.
     pub(crate) fn billing(&self) -> Option<&Billing> {
-        self.billing.as_deref()
+        self.structured.as_ref()?.billing.as_deref()
     }
 
     /// One of the other claims (those without a method of their own, such as
@@ -494,24 +527,47 @@ impl SessionClaims {
         serde_json::from_str(self.optional_part(Part::Extra).unwrap_or("{}"))
     }
 
-    /// Bytes the claims hold on the heap, as [`footprint`] counts them.
+    /// Has `iss` share `issuer`'s text, which it equals.
+    pub(crate) fn share_issuer(&mut self, issuer: &Arc<String>) {
+        debug_assert_eq!(self.iss, *issuer);
+        self.iss = Arc::clone(issuer);
+    }
+
+    /// Bytes the claims hold on the heap, as [`footprint`] counts them; a
+    /// shared issuer costs them nothing.
     pub(crate) fn heap_bytes(&self) -> usize {
         fn boxed<T>(value: Option<&T>, heap_bytes: fn(&T) -> usize) -> usize {
             value.map_or(0, |value| footprint::boxed::<T>(heap_bytes(value)))
         }
-        footprint::text(&self.text)
-            + boxed(self.act.as_deref(), Actor::heap_bytes)
-            + boxed(self.organization.as_deref(), ActiveOrganization::heap_bytes)
-            + boxed(self.billing.as_deref(), Billing::heap_bytes)
+        let issuer = if Arc::strong_count(&self.iss) == 1 {
+            footprint::boxed::<(usize, usize, String)>(footprint::text(&self.iss))
+        } else {
+            0
+        };
+        let structured = self.structured.as_deref().map_or(0, |structured| {
+            footprint::boxed::<Structured>(
+                boxed(structured.act.as_deref(), Actor::heap_bytes)
+                    + boxed(
+                        structured.organization.as_deref(),
+                        ActiveOrganization::heap_bytes,
+                    )
+                    + boxed(structured.billing.as_deref(), Billing::heap_bytes),
+            )
+        });
+        footprint::text(&self.text) + issuer + structured
     }
 
     fn part(&self, part: Part) -> &str {
         let index = part as usize;
-        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
+        let start = index
+            .checked_sub(1)
+            .map_or(0, |before| usize::from(self.ends[before]));
+        let end = self
+            .ends
+            .get(index)
+            .map_or(self.text.len(), |&end| usize::from(end));
         // Both ends fall between whole claims, pushed as they were.
-        self.text
-            .get(start as usize..self.ends[index] as usize)
-            .unwrap_or_default()
+        self.text.get(start..end).unwrap_or_default()
     }
 
     fn optional_part(&self, part: Part) -> Option<&str> {
@@ -530,7 +586,9 @@ impl SessionClaims {
     /// state directly, next to an organization given in version 1 form.
     pub(crate) fn with_billing(mut self, fea: &str, pla: &str) -> Self {
         let features = Scoped::read(Some(&Value::from(fea)));
-        self.billing = Billing::new(features, Some(&Value::from(pla)));
+        let mut structured = self.structured.map(|s| *s).unwrap_or_default();
+        structured.billing = Billing::new(features, Some(&Value::from(pla)));
+        self.structured = structured.boxed();
         self
     }
 }
@@ -701,6 +759,31 @@ mod tests {
     }
 
     #[test]
+    fn typed_string_claims_up_to_64_kib_are_read_and_longer_ones_refused() {
+        let with = |azp: usize, note: usize| {
+            let (azp, note) = ("a".repeat(azp), "n".repeat(note));
+            format!(
+                r#"{{"sub":"user_1","sid":"sess_1","exp":1,"azp":"{azp}","sts":"active","note":"{note}"}}"#
+            )
+        };
+        // `user_1`, `sess_1`, the `azp` and `active` end within 16 bits.
+        let fits = u16::MAX as usize - 18;
+        let claims = parse(&with(fits, 100_000));
+        assert_eq!(claims.azp().map(str::len), Some(fits));
+        assert_eq!(
+            (claims.sub(), claims.sid(), claims.sts()),
+            ("user_1", "sess_1", Some("active"))
+        );
+        // The other claims come last, and may take any length.
+        assert_eq!(
+            claims.get("note").unwrap().as_str().map(str::len),
+            Some(100_000)
+        );
+        let error = serde_json::from_str::<SessionClaims>(&with(fits + 1, 1)).unwrap_err();
+        assert!(error.to_string().contains("64 KiB"), "{error}");
+    }
+
+    #[test]
     fn malformed_fpm_entries_are_skipped() {
         let claims = parse(
             r#"{"sub":"user_1","sid":"s","exp":1,"v":2,"fea":"o:a,u:b,o:c",
@@ -732,12 +815,31 @@ mod tests {
         assert_eq!(claims.fea(), None);
         assert_eq!(claims.pla(), None);
         assert!(claims.organization().is_none());
-        for fva in ["[7]", "[7,-1,0]", r#"["7",-1]"#, "7", "{}", "[1e300,0]"] {
+        for fva in [
+            "[7]",
+            "[7,-1,0]",
+            r#"["7",-1]"#,
+            "7",
+            "{}",
+            "[1e300,0]",
+            "[2147483648,0]",
+            "[0,-2147483649]",
+        ] {
             let json = format!(r#"{{"sub":"user_1","sid":"s","exp":1,"fva":{fva}}}"#);
             assert_eq!(parse(&json).fva(), None, "fva {fva}");
         }
+        assert_eq!(
+            parse(r#"{"sub":"user_1","sid":"s","exp":1,"v":65536}"#).v(),
+            None
+        );
+        assert_eq!(
+            parse(r#"{"sub":"user_1","sid":"s","exp":1,"v":65535}"#).v(),
+            Some(65_535)
+        );
         let claims = parse(r#"{"sub":"user_1","sid":"s","exp":1,"v":2.0,"fva":[7.0,-1]}"#);
         assert_eq!((claims.v(), claims.fva()), (Some(2), Some([7, -1])));
+        let claims = parse(r#"{"sub":"user_1","sid":"s","exp":1,"fva":[2147483647,-2147483648]}"#);
+        assert_eq!(claims.fva(), Some([2_147_483_647, -2_147_483_648]));
         // Identity claims stay strict.
         assert!(serde_json::from_str::<SessionClaims>(r#"{"sub":1,"exp":1}"#).is_err());
         assert!(serde_json::from_str::<SessionClaims>(r#"{"sub":"user_1","exp":"1"}"#).is_err());

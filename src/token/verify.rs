@@ -21,7 +21,8 @@ const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
 
 /// Verifies Clerk session tokens: bytes in, claims out.
 pub(crate) struct Verifier {
-    issuer: String,
+    /// The configured issuer, whose text every verified token's claims share.
+    issuer: Arc<String>,
     authorized_parties: Vec<String>,
     skew_ms: i64,
     max_lifetime_ms: i64,
@@ -44,7 +45,7 @@ struct Header {
 impl Verifier {
     pub(crate) fn new(config: &Config, keys: Arc<KeyStore>) -> Self {
         Self {
-            issuer: config.issuer.clone(),
+            issuer: Arc::new(config.issuer.clone()),
             authorized_parties: config.authorized_parties.clone(),
             skew_ms: config.skew_ms(),
             max_lifetime_ms: config.max_token_lifetime_ms(),
@@ -101,8 +102,9 @@ impl Verifier {
             return Err(Rejection::InvalidSignature);
         }
         // Only now, with the signature checked, are the claims looked at.
-        let claims: SessionClaims = decode_json(payload_b64)?;
+        let mut claims: SessionClaims = decode_json(payload_b64)?;
         self.check_claims(&claims, now_ms)?;
+        claims.share_issuer(&self.issuer);
         Ok(claims)
     }
 
@@ -110,7 +112,7 @@ impl Verifier {
         if !is_user_id(claims.sub()) || !is_session_id(claims.sid()) {
             return Err(Rejection::NotASessionToken);
         }
-        if claims.iss() != self.issuer {
+        if claims.iss() != self.issuer.as_str() {
             return Err(Rejection::InvalidIssuer);
         }
         if !self.authorized_parties.is_empty() {

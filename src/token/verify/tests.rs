@@ -160,6 +160,30 @@ oQIDAQAB
     }
 
     #[test]
+    fn verified_claims_share_the_configured_issuer() {
+        for (source, verifier) in verifiers(PEM, JWK, &[]) {
+            let claims = verify_at(&verifier, TOKEN, FROZEN_MS).unwrap();
+            assert_eq!(claims.iss(), "https://clerk.inspired.puma-74.lcl.dev");
+            // One text for every token of the instance, held by the
+            // verifier: cached claims take no bytes for it.
+            assert!(
+                std::ptr::eq(claims.iss(), verifier.issuer.as_str()),
+                "{source}"
+            );
+            let payload = URL_SAFE_NO_PAD.decode(TOKEN.split('.').nth(1).unwrap());
+            let standalone: SessionClaims = serde_json::from_slice(&payload.unwrap()).unwrap();
+            assert_eq!(standalone.iss(), claims.iss());
+            assert_eq!(
+                standalone.heap_bytes() - claims.heap_bytes(),
+                crate::token::footprint::boxed::<(usize, usize, String)>(
+                    crate::token::footprint::text(claims.iss())
+                ),
+                "{source}"
+            );
+        }
+    }
+
+    #[test]
     fn validity_window_edges_with_the_default_skew() {
         // exp 1666648310, nbf 1666648240, iat 1666648250, skew 5 s.
         assert_cases(
