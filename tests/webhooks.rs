@@ -350,22 +350,30 @@ async fn deletion_racing_creations_leaves_no_row(backend: Backend) {
         for i in 0..12_i64 {
             let (h2, user2) = (h.clone(), user.clone());
             tasks.push(tokio::spawn(async move {
-                h2.deliver(&updated(&user2, i, "Racer")).await.0
+                (
+                    "user.updated",
+                    h2.deliver(&updated(&user2, i, "Racer")).await,
+                )
             }));
             let (h2, token2) = (h.clone(), token.clone());
-            tasks.push(tokio::spawn(async move { h2.me(&token2).await.0 }));
+            tasks.push(tokio::spawn(
+                async move { ("GET /me", h2.me(&token2).await) },
+            ));
             if i == 6 {
                 let (h2, user2) = (h.clone(), user.clone());
                 tasks.push(tokio::spawn(async move {
-                    h2.deliver(&user_deleted_event(&user2)).await.0
+                    (
+                        "user.deleted",
+                        h2.deliver(&user_deleted_event(&user2)).await,
+                    )
                 }));
             }
         }
         for task in tasks {
-            let status = task.await.unwrap();
+            let (request, (status, body)) = task.await.unwrap();
             assert!(
                 status == StatusCode::OK || status == StatusCode::UNAUTHORIZED,
-                "{status}"
+                "{request}: {status} {body}"
             );
         }
         assert_eq!(h.db.profile(&user).await, None, "a deleted user came back");
