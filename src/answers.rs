@@ -131,18 +131,23 @@ impl<V: Clone + Send + Sync + 'static> Answers<V> {
                 .map(|value| Stamped { value, stamp })
                 .map_err(Arc::new);
             let mut flights = self.flights();
+            // This load leaves the loads in flight, unless one started
+            // since holds the key; its copy of the key then keys the answer.
+            let key_copy = if flights
+                .get(key)
+                .is_some_and(|in_flight| Arc::ptr_eq(in_flight, &flight))
+            {
+                flights.remove_entry(key).map(|(key_copy, _)| key_copy)
+            } else {
+                None
+            };
             if let Ok(answer) = &outcome {
                 let entry = Entry {
                     answer: answer.clone(),
                     loaded: Instant::now(),
                 };
-                self.entries.insert(Box::from(key), entry);
-            }
-            if flights
-                .get(key)
-                .is_some_and(|in_flight| Arc::ptr_eq(in_flight, &flight))
-            {
-                flights.remove(key);
+                self.entries
+                    .insert(key_copy.unwrap_or_else(|| Box::from(key)), entry);
             }
             outcome
         });

@@ -174,15 +174,13 @@ const MAP_ENTRY: usize = footprint::allocation(size_of::<(Box<[u8]>, Arc<Verifie
 /// organization (counted whenever the token names one, though only a layer
 /// that resolves organizations keeps them), and [`MAP_ENTRY`].
 fn entry_cost(token: &[u8], verified: &VerifiedToken) -> u64 {
-    let shared = footprint::allocation(2 * size_of::<usize>() + size_of::<VerifiedToken>());
     let organization_rows = if verified.claims.organization().is_some() {
         footprint::allocation(size_of::<ActiveRows>())
     } else {
         0
     };
     let bytes = footprint::allocation(token.len())
-        + shared
-        + verified.claims.heap_bytes()
+        + footprint::shared::<VerifiedToken>(verified.claims.heap_bytes())
         + organization_rows
         + MAP_ENTRY;
     bytes as u64

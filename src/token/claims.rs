@@ -77,6 +77,16 @@ impl Structured {
         let any = self.act.is_some() || self.organization.is_some() || self.billing.is_some();
         any.then(|| Box::new(self))
     }
+
+    /// Bytes the structures hold on the heap, as [`footprint`] counts them.
+    fn heap_bytes(&self) -> usize {
+        fn boxed<T>(value: Option<&T>, heap_bytes: fn(&T) -> usize) -> usize {
+            value.map_or(0, |value| footprint::boxed::<T>(heap_bytes(value)))
+        }
+        boxed(self.act.as_deref(), Actor::heap_bytes)
+            + boxed(self.organization.as_deref(), ActiveOrganization::heap_bytes)
+            + boxed(self.billing.as_deref(), Billing::heap_bytes)
+    }
 }
 
 /// The parts of [`SessionClaims`]' text, in order: string claims, then every
@@ -536,23 +546,13 @@ impl SessionClaims {
     /// Bytes the claims hold on the heap, as [`footprint`] counts them; a
     /// shared issuer costs them nothing.
     pub(crate) fn heap_bytes(&self) -> usize {
-        fn boxed<T>(value: Option<&T>, heap_bytes: fn(&T) -> usize) -> usize {
-            value.map_or(0, |value| footprint::boxed::<T>(heap_bytes(value)))
-        }
         let issuer = if Arc::strong_count(&self.iss) == 1 {
-            footprint::boxed::<(usize, usize, String)>(footprint::text(&self.iss))
+            footprint::shared::<String>(footprint::text(&self.iss))
         } else {
             0
         };
         let structured = self.structured.as_deref().map_or(0, |structured| {
-            footprint::boxed::<Structured>(
-                boxed(structured.act.as_deref(), Actor::heap_bytes)
-                    + boxed(
-                        structured.organization.as_deref(),
-                        ActiveOrganization::heap_bytes,
-                    )
-                    + boxed(structured.billing.as_deref(), Billing::heap_bytes),
-            )
+            footprint::boxed::<Structured>(structured.heap_bytes())
         });
         footprint::text(&self.text) + issuer + structured
     }

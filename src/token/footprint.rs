@@ -21,6 +21,12 @@ pub(crate) const fn boxed<T>(inner: usize) -> usize {
     allocation(size_of::<T>()) + inner
 }
 
+/// A value of type `T` shared by `Arc` (its two reference counts beside
+/// it), whose own allocations hold `inner` bytes.
+pub(crate) const fn shared<T>(inner: usize) -> usize {
+    allocation(2 * size_of::<usize>() + size_of::<T>()) + inner
+}
+
 /// The allocation of a text.
 pub(crate) fn text(text: &str) -> usize {
     allocation(text.len())

@@ -175,9 +175,9 @@ oQIDAQAB
             assert_eq!(standalone.iss(), claims.iss());
             assert_eq!(
                 standalone.heap_bytes() - claims.heap_bytes(),
-                crate::token::footprint::boxed::<(usize, usize, String)>(
-                    crate::token::footprint::text(claims.iss())
-                ),
+                crate::token::footprint::shared::<String>(crate::token::footprint::text(
+                    claims.iss()
+                )),
                 "{source}"
             );
         }
