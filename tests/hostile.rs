@@ -257,6 +257,81 @@ async fn hostile_catalogue() {
     assert_eq!(status, StatusCode::OK, "the control token passes");
 }
 
+/// Correctly signed tokens whose times are absurd (at the ends of the
+/// 64-bit range, or past what milliseconds can hold) are refused with the
+/// code of the check they fail, and nothing overflows: a debug build would
+/// panic, a release build would wrap and let a forever-lived token through.
+#[tokio::test]
+async fn signed_tokens_with_extreme_times_are_refused_without_overflow() {
+    let fixture = common::app::Fixture::new().await;
+    let store = CountingStore::new(sqlite_store().await);
+    let app = app(EnsureUserLayer::new(fixture.jwks.config(), store.clone()));
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let cases: [(&str, &[(&str, i64)], &str); 9] = [
+        (
+            "iat at i64::MIN",
+            &[("iat", i64::MIN)],
+            "token_lifetime_exceeded",
+        ),
+        (
+            "iat far in the past",
+            &[("iat", -(1 << 60))],
+            "token_lifetime_exceeded",
+        ),
+        (
+            "iat one second past the ms range",
+            &[("iat", i64::MIN / 1000 - 1)],
+            "token_lifetime_exceeded",
+        ),
+        (
+            "exp at i64::MAX",
+            &[("exp", i64::MAX)],
+            "token_lifetime_exceeded",
+        ),
+        (
+            "exp at i64::MAX, iat at i64::MIN",
+            &[("exp", i64::MAX), ("iat", i64::MIN)],
+            "token_lifetime_exceeded",
+        ),
+        ("exp at i64::MIN", &[("exp", i64::MIN)], "token_expired"),
+        (
+            "nbf at i64::MAX",
+            &[("nbf", i64::MAX)],
+            "token_not_yet_valid",
+        ),
+        (
+            "iat at i64::MAX",
+            &[("iat", i64::MAX)],
+            "token_issued_in_future",
+        ),
+        (
+            "nbf at i64::MIN",
+            &[("nbf", i64::MIN), ("iat", now), ("exp", now + 60)],
+            "",
+        ),
+    ];
+    for (case, times, code) in cases {
+        let mut claims = fixture.claims(&random_id("user"));
+        for (claim, value) in times {
+            claims[*claim] = json!(value);
+        }
+        let (status, error, _) = common::app::status_and_code(&app, &fixture.token(&claims)).await;
+        let expected = if code.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!((status, error.as_str()), (expected, code), "{case}");
+    }
+    assert_eq!(store.calls(), 1, "only the valid token reaches the store");
+}
+
 async fn hostile_claim_values_are_stored_verbatim(backend: Backend) {
     let key = SigningKey::generate("ins_test");
     let jwks = JwksServer::start(&[&key]).await;

@@ -140,7 +140,9 @@ impl Verifier {
             return Err(Rejection::TokenIssuedInFuture);
         }
         let issued_ms = claims.iat().map_or(now_ms, |iat| iat.saturating_mul(1000));
-        if claims.exp().saturating_mul(1000) - issued_ms > self.max_lifetime_ms {
+        // A lifetime too long to compute is too long.
+        let lifetime_ms = claims.exp().saturating_mul(1000).checked_sub(issued_ms);
+        if lifetime_ms.is_none_or(|lifetime| lifetime > self.max_lifetime_ms) {
             return Err(Rejection::TokenLifetimeExceeded);
         }
         if claims.is_pending() && !self.allow_pending {
