@@ -231,3 +231,95 @@ async fn signature_lists_and_rotated_secrets(backend: Backend) {
     );
     assert_eq!(h.db.dump().await, before);
 }
+
+/// A body that records whether anyone asked it for data.
+struct WatchedBody {
+    read: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    data: Option<bytes::Bytes>,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.read.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::task::Poll::Ready(
+            self.data
+                .take()
+                .map(|data| Ok(http_body::Frame::data(data))),
+        )
+    }
+}
+
+/// A request that cannot pass on its headers alone (none, a stale or a
+/// malformed timestamp) is refused before a byte of its body is read; one
+/// whose headers pass has its body read and checked.
+#[tokio::test]
+async fn headers_are_checked_before_the_body_is_read() {
+    let h = Harness::new(Backend::Sqlite).await;
+    let body = user_deleted_event(&random_id("user")).to_string();
+    let signed_now = signed_with(SECRET, now(), body.as_bytes());
+    let stale = signed_with(SECRET, now() - 3_600, body.as_bytes());
+    let mut malformed = signed_with(SECRET, now(), body.as_bytes());
+    malformed
+        .headers_mut()
+        .insert("svix-timestamp", "soon".parse().unwrap());
+    let bare = Request::post(PATH).body(Body::empty()).unwrap();
+    let cases = [
+        (
+            "no svix headers",
+            bare,
+            StatusCode::BAD_REQUEST,
+            "missing_header",
+            false,
+        ),
+        (
+            "stale timestamp",
+            stale,
+            StatusCode::UNAUTHORIZED,
+            "timestamp_too_old",
+            false,
+        ),
+        (
+            "malformed timestamp",
+            malformed,
+            StatusCode::BAD_REQUEST,
+            "invalid_timestamp",
+            false,
+        ),
+        (
+            "fresh headers",
+            signed_now,
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            true,
+        ),
+    ];
+    for (name, request, status, code, body_read) in cases {
+        let read_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (parts, _) = request.into_parts();
+        let request = Request::from_parts(
+            parts,
+            WatchedBody {
+                read: read_flag.clone(),
+                data: Some(bytes::Bytes::from(vec![b' '; 64 * 1024])),
+            },
+        );
+        let response = h.receiver.clone().oneshot(request).await.unwrap();
+        let (got, reply) = read(response).await;
+        assert_eq!(
+            (got, reply["error"].as_str()),
+            (status, Some(code)),
+            "{name}"
+        );
+        assert_eq!(
+            read_flag.load(std::sync::atomic::Ordering::SeqCst),
+            body_read,
+            "{name}: whether the body was read"
+        );
+    }
+}

@@ -250,6 +250,17 @@ impl WebhookVerifier {
         body: &[u8],
         now: SystemTime,
     ) -> Result<VerifiedDelivery, SignatureError> {
+        self.check_headers(headers, now)?.verify(body)
+    }
+
+    /// The first half of [`verify`](Self::verify): reads the headers and
+    /// checks the timestamp's freshness, so that a request that can never
+    /// pass is refused before its body is read.
+    pub(crate) fn check_headers<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        now: SystemTime,
+    ) -> Result<SignedHeaders<'a>, SignatureError> {
         let id = header(headers, ID_HEADERS, MAX_ID_HEADER_LEN)?;
         let timestamp_text = header(headers, TIMESTAMP_HEADERS, MAX_TIMESTAMP_HEADER_LEN)?;
         let signatures = header(headers, SIGNATURE_HEADERS, MAX_SIGNATURE_HEADER_LEN)?;
@@ -258,27 +269,12 @@ impl WebhookVerifier {
             .parse()
             .map_err(|_| SignatureError::InvalidTimestamp)?;
         self.check_freshness(timestamp, now)?;
-
-        let tags: Vec<hmac::Tag> = self
-            .secrets
-            .iter()
-            .map(|secret| secret.tag(id, timestamp_text, body))
-            .collect();
-        let matches = |candidate: [u8; TAG_LEN]| {
-            tags.iter()
-                .any(|tag| constant_time::verify_slices_are_equal(tag.as_ref(), &candidate).is_ok())
-        };
-        let verified = signatures
-            .split_ascii_whitespace()
-            .take(MAX_SIGNATURE_ENTRIES)
-            .filter_map(decode_candidate)
-            .any(matches);
-        if !verified {
-            return Err(SignatureError::InvalidSignature);
-        }
-        Ok(VerifiedDelivery {
-            id: id.to_owned(),
+        Ok(SignedHeaders {
+            secrets: &self.secrets,
+            id,
+            timestamp_text,
             timestamp,
+            signatures,
         })
     }
 
@@ -293,6 +289,44 @@ impl WebhookVerifier {
         } else {
             Ok(())
         }
+    }
+}
+
+/// A delivery's svix headers, read and fresh: what is left to check is
+/// that one of its signatures signs the body.
+pub(crate) struct SignedHeaders<'a> {
+    secrets: &'a [WebhookSecret],
+    id: &'a str,
+    timestamp_text: &'a str,
+    timestamp: i64,
+    signatures: &'a str,
+}
+
+impl SignedHeaders<'_> {
+    /// Checks the signatures over `body`, the raw request body.
+    pub(crate) fn verify(&self, body: &[u8]) -> Result<VerifiedDelivery, SignatureError> {
+        let tags: Vec<hmac::Tag> = self
+            .secrets
+            .iter()
+            .map(|secret| secret.tag(self.id, self.timestamp_text, body))
+            .collect();
+        let matches = |candidate: [u8; TAG_LEN]| {
+            tags.iter()
+                .any(|tag| constant_time::verify_slices_are_equal(tag.as_ref(), &candidate).is_ok())
+        };
+        let verified = self
+            .signatures
+            .split_ascii_whitespace()
+            .take(MAX_SIGNATURE_ENTRIES)
+            .filter_map(decode_candidate)
+            .any(matches);
+        if !verified {
+            return Err(SignatureError::InvalidSignature);
+        }
+        Ok(VerifiedDelivery {
+            id: self.id.to_owned(),
+            timestamp: self.timestamp,
+        })
     }
 }
 
