@@ -28,6 +28,11 @@ pub struct EnsureUserLayer {
 impl EnsureUserLayer {
     /// A layer verifying tokens as `config` says and keeping users in `store`.
     /// It does no I/O until the first request (see [`prefetch_keys`](Self::prefetch_keys)).
+    ///
+    /// # Panics
+    ///
+    /// When the HTTP client for the key endpoint cannot be built, which
+    /// happens only when its TLS backend cannot start.
     pub fn new(config: Config, store: impl UserStore) -> Self {
         Self {
             engine: Arc::new(Engine::new(config, store)),

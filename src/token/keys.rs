@@ -189,6 +189,11 @@ enum Need<'a> {
 }
 
 impl KeyStore {
+    /// # Panics
+    ///
+    /// When the HTTP client cannot be built (its TLS backend cannot start):
+    /// a client without the timeout, redirect and size settings would be
+    /// worse than none.
     pub(crate) fn new(config: &Config) -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -196,7 +201,9 @@ impl KeyStore {
             .connect_timeout(config.key_fetch_timeout)
             .user_agent(concat!("ensure-user/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
+            .unwrap_or_else(|error| {
+                panic!("ensure-user: the key endpoint's HTTP client cannot be built: {error}")
+            });
         Self {
             source: config.keys.0.clone(),
             client,
