@@ -40,6 +40,7 @@ on_both_backends!(
     v1_and_v2_tokens_get_their_rows,
     new_members_of_a_new_organization_get_one_row_each,
     every_organization_webhook_in_any_order_and_no_resurrection,
+    a_late_retry_of_a_membership_deletion_keeps_the_membership_rejoined_since,
 );
 
 /// How soon another instance must act on a change.
@@ -89,6 +90,17 @@ async fn deliver(app: &Router, kind: &str, data: Value, timestamp: i64) -> Strin
     let event =
         json!({ "object": "event", "type": kind, "data": data, "timestamp": timestamp * 1000 });
     let request = svix::signed_with(svix::SECRET, timestamp, event.to_string().as_bytes());
+    let (status, body) = read(app.clone().oneshot(request).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{kind}: {body}");
+    body["outcome"].as_str().unwrap_or_default().to_owned()
+}
+
+/// `event` of `kind` with `data`, whose envelope says it happened at
+/// `occurred_ms`, delivered as svix signs a retry of it now; returns the
+/// outcome code, asserting a `200`.
+async fn redeliver(app: &Router, kind: &str, data: Value, occurred_ms: i64) -> String {
+    let event = json!({ "object": "event", "type": kind, "data": data, "timestamp": occurred_ms });
+    let request = svix::signed_with(svix::SECRET, svix::now(), event.to_string().as_bytes());
     let (status, body) = read(app.clone().oneshot(request).await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{kind}: {body}");
     body["outcome"].as_str().unwrap_or_default().to_owned()
@@ -337,6 +349,103 @@ async fn every_organization_webhook_in_any_order_and_no_resurrection<S: Store>(s
         );
     }
     assert_eq!(db.count("organizations").await, 0);
+    assert_eq!(db.count("organization_memberships").await, 0);
+}
+
+/// A membership deletion retried late is dated by the deleted membership
+/// and its event, not by the retry's signature: it removes nothing the user
+/// re-joined with since, and neither refuses their tokens nor blocks later
+/// changes of the new membership. The deletion still keeps the old
+/// membership's own late events out.
+async fn a_late_retry_of_a_membership_deletion_keeps_the_membership_rejoined_since<S: Store>(
+    store: S,
+    db: Db,
+) {
+    let (app, key, _jwks) = layer_and_receiver_on(&store).await;
+    let (o, u) = (random_id("org"), random_id("user"));
+    let now = svix::now();
+    let kind = "organizationMembership";
+    let old = membership_data(&o, &u, "org:member", (now - 300) * 1000);
+    assert_eq!(
+        redeliver(
+            &app,
+            &format!("{kind}.created"),
+            old.clone(),
+            (now - 300) * 1000
+        )
+        .await,
+        "created"
+    );
+    // The first attempt of the deletion (at now - 200) failed; the user was
+    // invited back at now - 120, and signed in at now - 30.
+    let rejoined = membership_data(&o, &u, "org:admin", (now - 120) * 1000);
+    assert_eq!(
+        redeliver(
+            &app,
+            &format!("{kind}.created"),
+            rejoined,
+            (now - 120) * 1000
+        )
+        .await,
+        "updated"
+    );
+    let token = token_issued_at(&key, &u, &o, now - 30);
+    assert_eq!(org(&app, &token).await.0, StatusCode::OK);
+
+    // svix's retry of the old deletion, signed now.
+    let outcome = redeliver(
+        &app,
+        &format!("{kind}.deleted"),
+        old.clone(),
+        (now - 200) * 1000,
+    )
+    .await;
+    assert_ne!(outcome, "deleted", "the rejoined membership was removed");
+    assert_eq!(
+        db.memberships().await,
+        [(
+            o.clone(),
+            u.clone(),
+            "org:admin".to_owned(),
+            (now - 120) * 1000
+        )]
+    );
+    let (status, body) = org(&app, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["role"], "org:admin");
+
+    // The old membership's own late update stays out; the new one's changes go in.
+    let old_update = membership_data(&o, &u, "org:member", (now - 250) * 1000);
+    assert_eq!(
+        redeliver(
+            &app,
+            &format!("{kind}.updated"),
+            old_update,
+            (now - 250) * 1000
+        )
+        .await,
+        "tombstoned"
+    );
+    let promoted = membership_data(&o, &u, "org:owner", (now - 10) * 1000);
+    assert_eq!(
+        redeliver(
+            &app,
+            &format!("{kind}.updated"),
+            promoted,
+            (now - 10) * 1000
+        )
+        .await,
+        "updated"
+    );
+    assert_eq!(db.count("organization_memberships").await, 1);
+
+    // An envelope timestamp in seconds, as some of Clerk's examples have it,
+    // dates the deletion as well; a deletion after the latest change removes it.
+    let latest = membership_data(&o, &u, "org:owner", (now - 10) * 1000);
+    assert_eq!(
+        redeliver(&app, &format!("{kind}.deleted"), latest, now - 5).await,
+        "deleted"
+    );
     assert_eq!(db.count("organization_memberships").await, 0);
 }
 

@@ -17,17 +17,18 @@ pub(crate) struct Targets<'a> {
 /// Applies `event`; `None` for event types it does not handle, and for
 /// organization events when organizations are not kept.
 ///
-/// A deletion is dated by the signed delivery time (a deletion event
-/// carries no reliable one), and evicts what it deleted from the layer's
-/// caches, so that still-valid tokens are refused from the next request on;
-/// so does a membership change (its role). An ended session and a ban are
-/// refused by this process's layer before the store records them.
+/// A deletion is dated by when it happened, never by when it was delivered
+/// (svix signs each retry with the time of that attempt): see
+/// [`deleted_at_ms`]. It evicts what it deleted from the layer's caches, so
+/// that still-valid tokens are refused from the next request on; so does a
+/// membership change (its role). An ended session and a ban are refused by
+/// this process's layer before the store records them.
 pub(crate) async fn apply(
     targets: &Targets<'_>,
     delivery: &VerifiedDelivery,
     event: &Event,
 ) -> Result<Option<SyncOutcome>, StoreError> {
-    let deleted_at_ms = delivery.timestamp.saturating_mul(1000);
+    let deleted_at_ms = deleted_at_ms(event, delivery);
     let evictor = targets.evictor;
     match &event.change {
         Change::UserUpserted { user, .. } => {
@@ -98,5 +99,43 @@ pub(crate) async fn apply(
                 .map(Some)
         }
         Change::Other { .. } => Ok(None),
+    }
+}
+
+/// Envelope timestamps below this are in seconds (some of Clerk's published
+/// examples use seconds); as milliseconds it is March 1973, as seconds the
+/// year 5138.
+const SECONDS_BELOW: i64 = 100_000_000_000;
+
+/// When the event happened, in Unix ms: the envelope's `timestamp`, which
+/// stays the same across retries, never later than the signed delivery
+/// time. `None` when the envelope has none.
+fn occurred_at_ms(event: &Event, delivery: &VerifiedDelivery) -> Option<i64> {
+    let stamp = event.timestamp_ms?;
+    let ms = if stamp < SECONDS_BELOW {
+        stamp.saturating_mul(1000)
+    } else {
+        stamp
+    };
+    let delivered_ms = delivery.timestamp.saturating_mul(1000).saturating_add(999);
+    Some(ms.min(delivered_ms))
+}
+
+/// The date a deletion's tombstone records.
+///
+/// - A membership's deletion is dated by the deleted membership: the later
+///   of its own `updated_at` and the event's time, so that it never removes
+///   a membership created or changed after it (the user invited back), and
+///   a token issued before it never restores it.
+/// - A user's or an organization's deletion is final whatever its date
+///   (Clerk never reuses their ids); the date recorded is the event's time,
+///   or the delivery time when the envelope has none.
+fn deleted_at_ms(event: &Event, delivery: &VerifiedDelivery) -> i64 {
+    let occurred = occurred_at_ms(event, delivery);
+    match &event.change {
+        Change::MembershipDeleted { membership } => {
+            occurred.map_or(membership.updated_at, |at| at.max(membership.updated_at))
+        }
+        _ => occurred.unwrap_or_else(|| delivery.timestamp.saturating_mul(1000)),
     }
 }
