@@ -14,7 +14,7 @@ use common::{
 use ensure_user::{
     Config, LocalUser, Running, Setup,
     eviction::EvictionSource,
-    store::{PgUserStore, SqliteUserStore, UserStore, UserSync},
+    store::{PgUserStore, SqliteUserStore, UserStore, UserSync, UserTable},
     testing::{SigningKey, random_id, session_claims},
     webhook::{WebhookSecret, sign},
 };
@@ -82,6 +82,11 @@ impl Deployment {
 
     /// A new instance: its own pool, layer, caches, receiver and listener.
     async fn instance(&self) -> Instance {
+        self.instance_with(&UserTable::default()).await
+    }
+
+    /// A new instance whose store maps the users table as `table` says.
+    async fn instance_with(&self, table: &UserTable) -> Instance {
         let config = self
             .jwks
             .config()
@@ -94,7 +99,7 @@ impl Deployment {
                     .connect_with(options.clone())
                     .await
                     .unwrap();
-                Instance::start(config, PgUserStore::new(pool)).await
+                Instance::start(config, PgUserStore::with_table(pool, table)).await
             }
             Db::Lite(options) => {
                 let pool = SqlitePoolOptions::new()
@@ -102,7 +107,7 @@ impl Deployment {
                     .connect_with(options.clone())
                     .await
                     .unwrap();
-                Instance::start(config, SqliteUserStore::new(pool)).await
+                Instance::start(config, SqliteUserStore::with_table(pool, table)).await
             }
         }
     }
@@ -734,4 +739,73 @@ async fn until(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Without a `banned` column a ban lives in memory, and still reaches every
+/// PostgreSQL instance: bans and unbans are announced whatever the mapping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_reach_every_instance_without_a_banned_column() {
+    let d = Deployment::new(Backend::Postgres).await;
+    let table = UserTable::default().with_banned_column(None).unwrap();
+    let (a, b) = (d.instance_with(&table).await, d.instance_with(&table).await);
+    let (user, _, token) = served_by_all(&[&a, &b], &d).await;
+
+    let started = Instant::now();
+    assert_eq!(
+        a.deliver(&user_updated(&user, 2_000, true)).await.1,
+        "updated"
+    );
+    b.refused(&token, "user_banned", started, PROPAGATION_LIMIT)
+        .await;
+    assert_eq!(
+        d.banned_in_row(&user).await,
+        Some(false),
+        "the column is not the store's to write"
+    );
+
+    let started = Instant::now();
+    assert_eq!(
+        a.deliver(&user_updated(&user, 3_000, false)).await.1,
+        "updated"
+    );
+    served_again(&[&b], &token, started).await;
+}
+
+/// A ban the store could not record (the database was unreachable: `503`,
+/// svix will deliver it again) is refused from memory, and stays refused
+/// when the listener reconnects and reads the store again; svix's retry
+/// then records it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_the_store_never_got_outlives_a_listener_reconnect() {
+    let d = Deployment::new(Backend::Postgres).await;
+    let proxy = postgres_proxy().await;
+    let b = d.instance_through(&proxy).await;
+    let (user, _, token) = served_by_all(&[&b], &d).await;
+    // A witness of the reconnect: a session ended while the link is down,
+    // which the listener reads when it listens again.
+    let (witness_user, witness_session, witness_token) = served_by_all(&[&b], &d).await;
+
+    proxy.set(proxy::Link::Down);
+    let ban = user_updated(&user, 2_000, true);
+    let (status, code) = b.deliver(&ban).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+    );
+    let banned = (StatusCode::UNAUTHORIZED, "user_banned".to_owned());
+    assert_eq!(b.me(&token).await, banned, "refused from memory");
+    d.insert_ended(&witness_session, &witness_user, now_ms() + 600_000)
+        .await;
+    proxy.set(proxy::Link::Up);
+
+    let back = Instant::now();
+    let ended = (StatusCode::UNAUTHORIZED, "session_ended".to_owned());
+    until(&b, &witness_token, ended, back).await;
+    assert_eq!(b.me(&token).await, banned, "kept through the reconnect");
+    assert_eq!(d.banned_in_row(&user).await, Some(false));
+
+    // svix's retry: recorded in the row, and still refused.
+    assert_eq!(b.deliver(&ban).await.1, "updated");
+    assert_eq!(d.banned_in_row(&user).await, Some(true));
+    assert_eq!(b.me(&token).await, banned);
 }

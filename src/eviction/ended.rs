@@ -64,6 +64,10 @@ struct BanState {
     version: i64,
     /// When this process recorded it.
     recorded_ms: i64,
+    /// Whether the store holds it (in a row, or announced with the write):
+    /// a state the store never got is all there is of it, and a listener's
+    /// reconnect keeps it.
+    in_store: bool,
 }
 
 /// Whether each user is blocked, with the version (Clerk's `updated_at`,
@@ -76,27 +80,30 @@ pub(crate) struct Bans {
 }
 
 impl Bans {
-    /// Records that `user` is (or is no longer) blocked as of `version`.
-    /// Returns whether the user was blocked before, or `None` when a newer
-    /// state is recorded already (nothing changes; an equal version is
-    /// applied again).
+    /// Records that `user` is (or is no longer) blocked as of `version`,
+    /// and whether the store holds that state. Returns whether the user was
+    /// blocked before, or `None` when a newer state is recorded already
+    /// (nothing changes; an equal version is applied again, and is held by
+    /// the store if either record says so).
     pub(crate) fn record(
         &self,
         user: &str,
         blocked: bool,
         version: i64,
         now_ms: i64,
+        in_store: bool,
     ) -> Option<bool> {
         self.sweep(now_ms);
-        let state = BanState {
-            blocked,
-            version,
-            recorded_ms: now_ms,
-        };
         let map = self.users.pin();
         let outcome = map.compute(Box::from(user), |entry| match entry {
             Some((_, kept)) if version < kept.version => papaya::Operation::Abort(()),
-            _ => papaya::Operation::Insert(state),
+            kept => papaya::Operation::Insert(BanState {
+                blocked,
+                version,
+                recorded_ms: now_ms,
+                in_store: in_store
+                    || kept.is_some_and(|(_, kept)| kept.version == version && kept.in_store),
+            }),
         });
         match outcome {
             papaya::Compute::Updated { old: (_, kept), .. } => Some(kept.blocked),
@@ -105,10 +112,11 @@ impl Bans {
         }
     }
 
-    /// Forgets every state.
+    /// Forgets the states the store holds, which it can be asked for
+    /// again; keeps those it never got.
     #[cfg(feature = "postgres")]
-    pub(crate) fn clear(&self) {
-        self.users.pin().clear();
+    pub(crate) fn forget_stored(&self) {
+        self.users.pin().retain(|_, state| !state.in_store);
     }
 
     /// Whether `user` is blocked.
@@ -175,33 +183,52 @@ mod tests {
     fn the_newest_state_of_a_user_wins_whatever_the_order() {
         let bans = Bans::default();
         assert!(!bans.is_blocked("user_a"));
-        assert_eq!(bans.record("user_a", true, 10, 0), Some(false));
+        assert_eq!(bans.record("user_a", true, 10, 0, true), Some(false));
         assert!(bans.is_blocked("user_a"));
         // An older unban delivered late changes nothing.
-        assert_eq!(bans.record("user_a", false, 5, 0), None);
+        assert_eq!(bans.record("user_a", false, 5, 0, true), None);
         assert!(bans.is_blocked("user_a"));
-        assert_eq!(bans.record("user_a", false, 20, 0), Some(true));
+        assert_eq!(bans.record("user_a", false, 20, 0, true), Some(true));
         assert!(!bans.is_blocked("user_a"));
         // An older ban delivered after the unban changes nothing either.
-        assert_eq!(bans.record("user_a", true, 15, 0), None);
+        assert_eq!(bans.record("user_a", true, 15, 0, true), None);
         assert!(!bans.is_blocked("user_a"));
         // The same state again is applied again.
-        assert_eq!(bans.record("user_a", false, 20, 0), Some(false));
-        assert_eq!(bans.record("user_b", false, 1, 0), Some(false));
+        assert_eq!(bans.record("user_a", false, 20, 0, true), Some(false));
+        assert_eq!(bans.record("user_b", false, 1, 0, true), Some(false));
     }
 
     #[test]
     fn unblocked_states_are_kept_for_a_while_blocked_ones_for_good() {
         let bans = Bans::default();
-        bans.record("user_a", true, 1, 60_000);
-        bans.record("user_b", false, 1, 60_000);
+        bans.record("user_a", true, 1, 60_000, true);
+        bans.record("user_b", false, 1, 60_000, true);
         assert_eq!(bans.len(), 2);
         // Swept at the next record after ten minutes.
-        bans.record("user_c", true, 1, 60_000 + UNBLOCKED_KEPT_MS);
+        bans.record("user_c", true, 1, 60_000 + UNBLOCKED_KEPT_MS, true);
         assert_eq!(bans.len(), 2);
         assert!(bans.is_blocked("user_a"));
         // A late ban older than user_b's unban is no longer recognised as
         // older in memory: the store's last-write-wins rule drops it first.
         assert!(!bans.is_blocked("user_b"));
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_reconnect_forgets_only_the_states_the_store_holds() {
+        let bans = Bans::default();
+        bans.record("user_stored", true, 1, 0, true);
+        bans.record("user_unstored", true, 1, 0, false);
+        bans.record("user_retried", true, 1, 0, false);
+        // svix's retry wrote it: the same version, now held by the store.
+        bans.record("user_retried", true, 1, 0, true);
+        bans.record("user_kept", true, 2, 0, true);
+        // A failed retry of a state the store holds does not unmark it.
+        bans.record("user_kept", true, 2, 0, false);
+        bans.forget_stored();
+        assert!(!bans.is_blocked("user_stored"));
+        assert!(bans.is_blocked("user_unstored"));
+        assert!(!bans.is_blocked("user_retried"));
+        assert!(!bans.is_blocked("user_kept"));
     }
 }

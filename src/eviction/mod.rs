@@ -197,12 +197,26 @@ impl Evictor {
     /// Records whether a user is blocked (banned), as of `version` (Clerk's
     /// `updated_at`, Unix ms): a blocked user's tokens, cached or new, are
     /// refused until a newer state unblocks them. An older state than one
-    /// recorded changes nothing.
+    /// recorded changes nothing. A state recorded here is kept when the
+    /// eviction listener reconnects, since no store holds it.
     pub async fn block_user(&self, user: &str, blocked: bool, version: i64) {
-        let Some(was_blocked) = self
-            .caches
-            .bans
-            .record(user, blocked, version, clock::now_ms())
+        self.record_block(user, blocked, version, false).await;
+    }
+
+    /// As [`block_user`](Self::block_user); `in_store` says that the store
+    /// holds this state (it wrote it, or announced it as written), so a
+    /// listener's reconnect may forget it and ask the store again.
+    pub(crate) async fn record_block(
+        &self,
+        user: &str,
+        blocked: bool,
+        version: i64,
+        in_store: bool,
+    ) {
+        let Some(was_blocked) =
+            self.caches
+                .bans
+                .record(user, blocked, version, clock::now_ms(), in_store)
         else {
             return;
         };
@@ -220,12 +234,14 @@ impl Evictor {
         }
     }
 
-    /// Forgets the bans held in memory: a listener whose store records
-    /// bans in its rows calls it when it listens again, since an unban
-    /// announced meanwhile was not heard (the rows, read again, hold it).
+    /// Forgets the bans held in memory that the store holds too: a
+    /// listener whose store records bans in its rows calls it when it
+    /// listens again, since an unban announced meanwhile was not heard (the
+    /// rows, read again, hold it). A ban the store never got (its write
+    /// failed, and svix will deliver it again) is kept.
     #[cfg(feature = "postgres")]
-    pub(crate) fn forget_bans(&self) {
-        self.caches.bans.clear();
+    pub(crate) fn forget_stored_bans(&self) {
+        self.caches.bans.forget_stored();
     }
 
     /// Forgets every cached answer: each token's next request resolves its
@@ -270,7 +286,8 @@ impl Evictor {
                 user,
                 blocked,
                 version,
-            } => self.block_user(user, blocked, version).await,
+                // Announced by the transaction that wrote it.
+            } => self.record_block(user, blocked, version, true).await,
         }
     }
 

@@ -71,7 +71,7 @@ impl Database {
             .await?;
         listener.listen(&channel).await?;
         if self.bans_in_rows {
-            evictor.forget_bans();
+            evictor.forget_stored_bans();
         }
         evictor.forget_all();
         let restored = restore::from_postgres(&mut listener, evictor).await?;

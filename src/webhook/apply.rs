@@ -38,9 +38,11 @@ pub(crate) async fn apply(
                 .await;
             // A ban takes effect even when the row could not be written; an
             // older state than the row's, or a deleted user's, changes nothing.
+            // A state the store did not get is kept in memory until svix
+            // delivers it again.
             if !matches!(outcome, Ok(SyncOutcome::Stale | SyncOutcome::Tombstoned)) {
                 evictor
-                    .block_user(&user.id, user.is_banned(), user.updated_at)
+                    .record_block(&user.id, user.is_banned(), user.updated_at, outcome.is_ok())
                     .await;
             }
             outcome.map(Some)

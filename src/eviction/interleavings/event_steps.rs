@@ -48,7 +48,7 @@ impl World {
                 let Event::Update { banned, version } = event else {
                     unreachable!("only an update records a ban");
                 };
-                let was = self.bans.record(USER, banned, version, NOW_MS);
+                let was = self.bans.record(USER, banned, version, NOW_MS, true);
                 self.note(who, || format!("{event:?}: bans.record = {was:?}"));
                 match was {
                     None => Step::Acknowledge,

@@ -158,7 +158,7 @@ impl Clone for World {
         }
         let bans = Bans::default();
         if let Some((blocked, version)) = self.bans.recorded(USER) {
-            bans.record(USER, blocked, version, NOW_MS);
+            bans.record(USER, blocked, version, NOW_MS, true);
         }
         Self {
             flaw: self.flaw,

@@ -223,8 +223,10 @@ impl<DB: Dialect> SqlUserStore<DB> {
     }
 
     /// The profile upsert; where the backend announces bans, in one
-    /// transaction that reads the stored flag first and announces a change
-    /// of it.
+    /// transaction with the announcement. With a `banned` column the stored
+    /// flag is read first and only a change of it is announced; without
+    /// one nothing records the previous state, so every state written is
+    /// announced (an unban included).
     async fn upsert(
         &self,
         clerk_id: &str,
@@ -232,23 +234,33 @@ impl<DB: Dialect> SqlUserStore<DB> {
         updated_at_ms: i64,
     ) -> Result<Option<(LocalId, bool)>, sqlx::Error> {
         let upsert = self.queries.upsert(clerk_id, profile, updated_at_ms);
-        let serialize = DB::serialize_ban_writes(clerk_id).filter(|_| self.queries.banned_mapped);
-        let Some(serialize) = serialize else {
+        if DB::announce_ban(clerk_id, profile.banned, updated_at_ms).is_none() {
             return self.write(upsert).await;
-        };
+        }
         let mut transaction = DB::begin(&self.pool).await?;
-        DB::execute_in(&mut transaction, serialize).await?;
-        let stored = DB::rows_in(&mut transaction, self.queries.banned_of(clerk_id)).await?;
-        // No row yet: not banned, as a new row would be.
-        let was_banned = match stored.first() {
-            Some(row) => DB::flag(row, 0)?,
-            None => false,
-        };
+        let was_banned =
+            match DB::serialize_ban_writes(clerk_id).filter(|_| self.queries.banned_mapped) {
+                Some(serialize) => {
+                    DB::execute_in(&mut transaction, serialize).await?;
+                    let stored =
+                        DB::rows_in(&mut transaction, self.queries.banned_of(clerk_id)).await?;
+                    // No row yet: not banned, as a new row would be.
+                    Some(match stored.first() {
+                        Some(row) => DB::flag(row, 0)?,
+                        None => false,
+                    })
+                }
+                None => None,
+            };
         let rows = DB::rows_in(&mut transaction, upsert).await?;
         let written = self.written(&rows)?;
-        let changed = written.filter(|&(_, banned)| banned != was_banned);
+        let announced = match (written, was_banned) {
+            (None, _) => None,
+            (Some((_, banned)), Some(was_banned)) => (banned != was_banned).then_some(banned),
+            (Some(_), None) => Some(profile.banned),
+        };
         if let Some(announce) =
-            changed.and_then(|(_, banned)| DB::announce_ban(clerk_id, banned, updated_at_ms))
+            announced.and_then(|banned| DB::announce_ban(clerk_id, banned, updated_at_ms))
         {
             DB::execute_in(&mut transaction, announce).await?;
         }
@@ -329,7 +341,14 @@ impl<DB: Dialect> SqlUserStore<DB> {
             } else if written.contains(clerk_id) {
                 let user = &users[index];
                 let was_banned = stored.get(clerk_id).is_some_and(|s| s.banned);
-                if self.queries.banned_mapped && user.profile.banned != was_banned {
+                // Without a `banned` column only bans are announced: a
+                // backfill's every unbanned user would be a notification.
+                let changed = if self.queries.banned_mapped {
+                    user.profile.banned != was_banned
+                } else {
+                    user.profile.banned
+                };
+                if changed {
                     announcements.extend(DB::announce_ban(
                         clerk_id,
                         user.profile.banned,
