@@ -70,8 +70,9 @@ impl EnsureUserLayer {
     /// [`OrganizationStore`] for the rules. Default: organizations are not
     /// resolved.
     ///
-    /// Call it before cloning the layer: a clone taken earlier keeps the
-    /// caches it had, and this layer gets caches of its own.
+    /// A clone taken earlier keeps resolving no organizations; this layer
+    /// gets caches of its own, which every evictor of either reaches, and
+    /// shares the clone's refusals (ended sessions, bans, deletions).
     pub fn with_organizations(mut self, store: impl OrganizationStore) -> Self {
         Engine::enable_organizations(&mut self.engine, Arc::new(store));
         self

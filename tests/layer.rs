@@ -370,3 +370,72 @@ async fn extractor_without_layer_names_the_missing_layer() {
         assert_eq!(body["error"], "missing_layer");
     }
 }
+
+/// Organizations configured on a layer that was already cloned, and whose
+/// evictor was already handed out (to a webhook receiver, a listener): the
+/// copy gets caches of its own, and still every evictor reaches them. A
+/// session ended, a ban and a deletion are refused on the copy and on the
+/// clone, whichever layer's evictor carried them.
+#[tokio::test]
+async fn a_layer_configured_after_cloning_is_reached_by_every_evictor() {
+    let f = Fixture::new().await;
+    let store = sqlite_store().await;
+    let layer = EnsureUserLayer::new(f.jwks.config(), store.clone());
+    // As a webhook receiver and a listener would hold it.
+    let handed_out = layer.evictor();
+    let clone = layer.clone();
+    let copy = layer.with_organizations(store.clone());
+    let copy_evictor = copy.evictor();
+    let (clone, copy) = (app(clone), app(copy));
+
+    let tokens: Vec<String> = (0..6)
+        .map(|_| f.token(&f.claims(&random_id("user"))))
+        .collect();
+    for token in &tokens {
+        for app in [&clone, &copy] {
+            assert_eq!(status_and_code(app, token).await.0, StatusCode::OK);
+        }
+    }
+    let claims = |token: &str| -> Value {
+        let payload = token.split('.').nth(1).unwrap();
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let parts = |token: &str| {
+        let claims = claims(token);
+        (
+            claims["sub"].as_str().unwrap().to_owned(),
+            claims["sid"].as_str().unwrap().to_owned(),
+        )
+    };
+
+    for (index, evictor) in [&handed_out, &copy_evictor].into_iter().enumerate() {
+        let [ended, banned, deleted] = [0, 1, 2].map(|n| &tokens[index * 3 + n]);
+        evictor.end_session(&parts(ended).1).await;
+        evictor.block_user(&parts(banned).0, true, 1).await;
+        ensure_user::store::UserSync::delete_user(&store, &parts(deleted).0, 1)
+            .await
+            .unwrap();
+        evictor.forget_user(&parts(deleted).0).await;
+        for (app, which) in [(&clone, "the clone"), (&copy, "the copy")] {
+            let case = format!("{which}, evictor {index}");
+            assert_eq!(
+                status_and_code(app, ended).await.1,
+                "session_ended",
+                "{case}"
+            );
+            assert_eq!(
+                status_and_code(app, banned).await.1,
+                "user_banned",
+                "{case}"
+            );
+            assert_eq!(
+                status_and_code(app, deleted).await.1,
+                "user_deleted",
+                "{case}"
+            );
+        }
+    }
+}

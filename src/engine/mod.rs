@@ -76,17 +76,19 @@ pub(crate) enum Pending {
 
 impl Engine {
     pub(crate) fn new(config: Config, store: impl UserStore) -> Self {
-        Self::with_stores(config, Arc::new(store), None)
+        let caches = Caches::new(&config);
+        Self::with_stores(config, caches, Arc::new(store), None)
     }
 
     fn with_stores(
         config: Config,
+        caches: Arc<Caches>,
         store: Arc<dyn DynUserStore>,
         organizations: Option<Arc<dyn DynOrganizationStore>>,
     ) -> Self {
         let keys = Arc::new(KeyStore::new(&config));
         Self {
-            caches: Arc::new(Caches::new(&config)),
+            caches,
             verifier: Verifier::new(&config, Arc::clone(&keys)),
             keys,
             store,
@@ -103,7 +105,8 @@ impl Engine {
 
     /// Resolves organizations and memberships with `store` from now on. An
     /// engine shared with other layers is left as it is: the one returned
-    /// is a new one, with caches of its own.
+    /// is a new one, with caches of its own that forget with the shared
+    /// one's, and the same refusals.
     pub(crate) fn enable_organizations(
         engine: &mut Arc<Self>,
         store: Arc<dyn DynOrganizationStore>,
@@ -111,8 +114,13 @@ impl Engine {
         match Arc::get_mut(engine) {
             Some(only) => only.organizations = Some(store),
             None => {
+                // Caches of its own (the clones' entries hold no
+                // organization rows), in the family of the clones', so
+                // that every evictor reaches both.
+                let caches = Caches::copy_of(&engine.caches, &engine.config);
                 let fresh = Self::with_stores(
                     engine.config.clone(),
+                    caches,
                     Arc::clone(&engine.store),
                     Some(store),
                 );

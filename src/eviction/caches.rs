@@ -4,6 +4,8 @@
 //! [`Evictor`](super::Evictor), the only way anything is forgotten before it
 //! expires.
 
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
 use super::{
     Ledger,
     ended::{Bans, EndedSessions},
@@ -25,31 +27,65 @@ pub(crate) struct Caches {
     pub(crate) organizations: Answers<OrganizationResolution>,
     /// By [`membership_key`].
     pub(crate) memberships: Answers<MembershipResolution>,
-    pub(crate) ledger: Ledger,
+    /// What refuses a request whatever the caches above hold, shared with
+    /// every copy of these caches.
+    pub(crate) ledger: Arc<Ledger>,
     /// Sessions ended, refused until none of their tokens can be valid.
-    pub(crate) ended: EndedSessions,
+    pub(crate) ended: Arc<EndedSessions>,
     /// Users blocked (banned), by the newest state heard of.
-    pub(crate) bans: Bans,
+    pub(crate) bans: Arc<Bans>,
     /// How long after a session ends one of its tokens can still be
     /// accepted: the longest token lifetime, and the clock skew twice (on
     /// the token's `iat` and on its `exp`).
     pub(crate) session_afterlife_ms: i64,
+    /// These caches and every copy of them: what an evictor of any of them
+    /// reaches.
+    family: Family,
 }
 
+/// Caches that must forget together: a layer's, and those of a copy of
+/// the layer configured differently after it was cloned (with
+/// organizations, say), which serve requests as well.
+type Family = Arc<Mutex<Vec<Weak<Caches>>>>;
+
 impl Caches {
-    pub(crate) fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config) -> Arc<Self> {
+        Self::join(config, None)
+    }
+
+    /// Caches of their own for a copy of the layer that owns `original`,
+    /// sharing what refuses requests (the ledger, the ended sessions, the
+    /// bans) and reached by every evictor of `original`, as `original` is
+    /// by the copy's.
+    pub(crate) fn copy_of(original: &Self, config: &Config) -> Arc<Self> {
+        Self::join(config, Some(original))
+    }
+
+    fn join(config: &Config, original: Option<&Self>) -> Arc<Self> {
         let (capacity, ttl) = (config.user_cache_capacity, config.user_cache_ttl);
-        Self {
+        let caches = Arc::new(Self {
             tokens: (config.token_cache_bytes > 0)
                 .then(|| TokenCache::new(config.token_cache_bytes)),
             users: Answers::new(capacity, ttl, telemetry::user_cache),
             organizations: Answers::new(capacity, ttl, telemetry::organization_cache),
             memberships: Answers::new(capacity, ttl, telemetry::membership_cache),
-            ledger: Ledger::default(),
-            ended: EndedSessions::default(),
-            bans: Bans::default(),
+            ledger: original.map_or_else(Arc::default, |o| Arc::clone(&o.ledger)),
+            ended: original.map_or_else(Arc::default, |o| Arc::clone(&o.ended)),
+            bans: original.map_or_else(Arc::default, |o| Arc::clone(&o.bans)),
             session_afterlife_ms: config.max_token_lifetime_ms() + 2 * config.skew_ms(),
-        }
+            family: original.map_or_else(Family::default, |o| Arc::clone(&o.family)),
+        });
+        let mut family = caches.family.lock().unwrap_or_else(PoisonError::into_inner);
+        family.retain(|member| member.strong_count() > 0);
+        family.push(Arc::downgrade(&caches));
+        drop(family);
+        caches
+    }
+
+    /// Each of the family's caches still in use: these and their copies.
+    pub(crate) fn family(&self) -> Vec<Arc<Self>> {
+        let family = self.family.lock().unwrap_or_else(PoisonError::into_inner);
+        family.iter().filter_map(Weak::upgrade).collect()
     }
 }
 

@@ -134,8 +134,9 @@ use crate::{
 };
 
 /// The handle that forgets users, organizations and memberships in one
-/// layer's caches (shared by all its clones): what the webhook receiver, the
-/// eviction listener and the app hold, from
+/// layer's caches (shared by all its clones, and reaching those of any copy
+/// configured after it was cloned): what the webhook receiver, the eviction
+/// listener and the app hold, from
 /// [`EnsureUserLayer::evictor`](crate::EnsureUserLayer::evictor). Cheap to
 /// clone.
 ///
@@ -160,16 +161,22 @@ impl Evictor {
     /// when the row changed behind the layer's back.
     pub async fn forget_user(&self, clerk_id: &str) {
         self.caches.ledger.forget(Subject::User(clerk_id));
-        self.caches.users.invalidate(clerk_id);
-        self.forget_tokens(|claims| claims.sub() == clerk_id);
+        for caches in self.caches.family() {
+            caches.users.invalidate(clerk_id);
+            forget_tokens(&caches, |claims| claims.sub() == clerk_id);
+        }
     }
 
     /// Forgets an organization, and every cached token naming it as the
     /// active one: the next such request reads the store again.
     pub async fn forget_organization(&self, clerk_id: &str) {
         self.caches.ledger.forget(Subject::Organization(clerk_id));
-        self.caches.organizations.invalidate(clerk_id);
-        self.forget_tokens(|claims| active_organization(claims) == Some(clerk_id));
+        for caches in self.caches.family() {
+            caches.organizations.invalidate(clerk_id);
+            forget_tokens(&caches, |claims| {
+                active_organization(claims) == Some(clerk_id)
+            });
+        }
     }
 
     /// Forgets a user's membership of an organization, and the user's
@@ -179,10 +186,12 @@ impl Evictor {
             .ledger
             .forget(Subject::Membership { organization, user });
         let key = membership_key(organization, user);
-        self.caches.memberships.invalidate(&key);
-        self.forget_tokens(|claims| {
-            claims.sub() == user && active_organization(claims) == Some(organization)
-        });
+        for caches in self.caches.family() {
+            caches.memberships.invalidate(&key);
+            forget_tokens(&caches, |claims| {
+                claims.sub() == user && active_organization(claims) == Some(organization)
+            });
+        }
     }
 
     /// Ends a session: its tokens, cached or new, are refused until no
@@ -228,7 +237,8 @@ impl Evictor {
             // loading and cached after the check below: recorded in the
             // ledger first, such a row is loaded again before it is served.
             self.caches.ledger.forget(Subject::User(user));
-            if self.caches.users.holds(user, Resolution::is_banned) {
+            let held = |caches: &Arc<Caches>| caches.users.holds(user, Resolution::is_banned);
+            if self.caches.family().iter().any(held) {
                 self.forget_user(user).await;
             }
         }
@@ -249,9 +259,11 @@ impl Evictor {
     /// since what was announced before was not heard.
     pub fn forget_all(&self) {
         self.caches.ledger.forget_all();
-        self.caches.users.clear();
-        self.caches.organizations.clear();
-        self.caches.memberships.clear();
+        for caches in self.caches.family() {
+            caches.users.clear();
+            caches.organizations.clear();
+            caches.memberships.clear();
+        }
     }
 
     /// Ends `session` until `until_ms` (an instant another instance chose).
@@ -265,7 +277,9 @@ impl Evictor {
     fn refuse_session_until(&self, session: &str, until_ms: i64) {
         self.caches.ended.insert(session, until_ms, clock::now_ms());
         self.caches.ledger.forget(Subject::Session(session));
-        self.forget_tokens(|claims| claims.sid() == session);
+        for caches in self.caches.family() {
+            forget_tokens(&caches, |claims| claims.sid() == session);
+        }
     }
 
     /// Acts on what another instance announced.
@@ -290,11 +304,12 @@ impl Evictor {
             } => self.record_block(user, blocked, version, true).await,
         }
     }
+}
 
-    fn forget_tokens(&self, doomed: impl Fn(&SessionClaims) -> bool) {
-        if let Some(tokens) = &self.caches.tokens {
-            tokens.forget_where(|verified| doomed(&verified.claims));
-        }
+/// Forgets the tokens in `caches` whose claims are `doomed`.
+fn forget_tokens(caches: &Caches, doomed: impl Fn(&SessionClaims) -> bool) {
+    if let Some(tokens) = &caches.tokens {
+        tokens.forget_where(|verified| doomed(&verified.claims));
     }
 }
 
