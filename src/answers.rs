@@ -69,6 +69,8 @@ impl<V: Clone + Send + Sync + 'static> Answers<V> {
     where
         F: Future<Output = Result<V, StoreError>>,
     {
+        #[cfg(test)]
+        crate::interleave::point("answers: get").await;
         if let Some(answer) = self.fresh(key) {
             (self.count)(true);
             return Ok(answer);
@@ -110,6 +112,8 @@ impl<V: Clone + Send + Sync + 'static> Answers<V> {
     where
         F: Future<Output = Result<V, StoreError>>,
     {
+        #[cfg(test)]
+        crate::interleave::point("answers: join or start a load").await;
         let flight = {
             let mut flights = self.flights();
             if let Some(answer) = self.fresh(key) {
@@ -130,6 +134,8 @@ impl<V: Clone + Send + Sync + 'static> Answers<V> {
                 .await
                 .map(|value| Stamped { value, stamp })
                 .map_err(Arc::new);
+            #[cfg(test)]
+            crate::interleave::point("answers: keep the loaded answer").await;
             let mut flights = self.flights();
             // This load leaves the loads in flight, unless one started
             // since holds the key; its copy of the key then keys the answer.

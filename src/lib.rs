@@ -94,6 +94,8 @@ pub mod eviction;
 #[cfg(feature = "axum")]
 mod extract;
 mod guard;
+#[cfg(test)]
+mod interleave;
 mod layer;
 mod organization;
 mod policy;

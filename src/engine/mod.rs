@@ -36,6 +36,11 @@ use crate::{
 /// forgotten under it.
 pub(crate) const MAX_LOOKUPS: usize = 3;
 
+/// The yield point before the ledger confirms a resolution's answers: the
+/// step that decides whether the resolution serves.
+#[cfg(test)]
+pub(crate) const CONFIRM: &str = "resolve: ledger.confirm";
+
 /// What every clone of a layer, and its services, share.
 pub(crate) struct Engine {
     /// The configuration the engine was built from, to build it again with
@@ -200,6 +205,8 @@ impl Engine {
         // is not carried by the future of every request.
         let claims = Box::pin(self.verifier.verify(&token, now_ms)).await?;
         let verified = Arc::new(VerifiedToken::new(claims, self.config.skew_ms()));
+        #[cfg(test)]
+        crate::interleave::point("verify: tokens.insert").await;
         Ok(match &self.caches.tokens {
             Some(tokens) => tokens.insert(token, verified, now_ms),
             None => verified,
@@ -219,12 +226,18 @@ impl Engine {
         // An answer loaded while its subject was being forgotten is loaded
         // again; only a subject forgotten over and over runs out of attempts.
         for _ in 0..MAX_LOOKUPS {
+            #[cfg(test)]
+            crate::interleave::point("resolve: ledger.stamp").await;
             let stamp = self.caches.ledger.stamp();
             // Checked after the stamp: an end or a ban recorded after this
             // check makes the confirmation below fail.
+            #[cfg(test)]
+            crate::interleave::point("resolve: ended.contains").await;
             if self.caches.ended.contains(claims.sid(), clock::now_ms()) {
                 return Err(Rejection::SessionEnded);
             }
+            #[cfg(test)]
+            crate::interleave::point("resolve: bans.is_blocked").await;
             if self.caches.bans.is_blocked(claims.sub()) {
                 return Err(Rejection::UserBanned);
             }
@@ -232,6 +245,8 @@ impl Engine {
             if user.value.banned {
                 // Unless unbanned since the row was read: then read it again.
                 let read = [(Subject::User(claims.sub()), user.stamp)];
+                #[cfg(test)]
+                crate::interleave::point("resolve: ledger.confirm (banned row)").await;
                 if self.caches.ledger.confirm(&read).is_some() {
                     return Err(Rejection::UserBanned);
                 }
@@ -253,6 +268,8 @@ impl Engine {
                     rows.rows
                 }
             };
+            #[cfg(test)]
+            crate::interleave::point(CONFIRM).await;
             let Some(generation) = self.caches.ledger.confirm(&answers) else {
                 self.forget_answers(&answers);
                 continue;
@@ -261,6 +278,8 @@ impl Engine {
                 user: user.value.id,
                 organization,
             };
+            #[cfg(test)]
+            crate::interleave::point("resolve: remember").await;
             let other_rows = verified.remember(generation, resolved);
             return Ok(LocalUser::new(verified, other_rows));
         }

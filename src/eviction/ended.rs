@@ -114,7 +114,7 @@ impl Bans {
 
     /// Forgets the states the store holds, which it can be asked for
     /// again; keeps those it never got.
-    #[cfg(feature = "postgres")]
+    #[cfg(any(feature = "postgres", test))]
     pub(crate) fn forget_stored(&self) {
         self.users.pin().retain(|_, state| !state.in_store);
     }
@@ -125,13 +125,6 @@ impl Bans {
             .pin()
             .get(user)
             .is_some_and(|state| state.blocked)
-    }
-
-    /// The state recorded for `user`, and its version.
-    #[cfg(test)]
-    pub(crate) fn recorded(&self, user: &str) -> Option<(bool, i64)> {
-        let users = self.users.pin();
-        users.get(user).map(|state| (state.blocked, state.version))
     }
 
     /// Removes unblocked states kept long enough, at most once a minute.
@@ -213,7 +206,6 @@ mod tests {
         assert!(!bans.is_blocked("user_b"));
     }
 
-    #[cfg(feature = "postgres")]
     #[test]
     fn a_reconnect_forgets_only_the_states_the_store_holds() {
         let bans = Bans::default();

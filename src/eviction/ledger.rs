@@ -66,21 +66,6 @@ impl Default for Ledger {
     }
 }
 
-/// A copy answering as the original does, for a model to explore from.
-#[cfg(test)]
-impl Clone for Ledger {
-    fn clone(&self) -> Self {
-        let copy = |number: &AtomicU64| AtomicU64::new(number.load(SeqCst));
-        Self {
-            next: copy(&self.next),
-            everything: copy(&self.everything),
-            buckets: self.buckets.iter().map(copy).collect(),
-            hasher: self.hasher.clone(),
-            generation: copy(&self.generation),
-        }
-    }
-}
-
 impl Ledger {
     /// The stamp for what a lookup beginning now loads.
     pub(crate) fn stamp(&self) -> u64 {

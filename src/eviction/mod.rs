@@ -160,9 +160,15 @@ impl Evictor {
     /// deletion, and the listener on other instances' deletions; call it
     /// when the row changed behind the layer's back.
     pub async fn forget_user(&self, clerk_id: &str) {
+        #[cfg(test)]
+        crate::interleave::point("evict: ledger.forget(user)").await;
         self.caches.ledger.forget(Subject::User(clerk_id));
         for caches in self.caches.family() {
+            #[cfg(test)]
+            crate::interleave::point("evict: users.invalidate").await;
             caches.users.invalidate(clerk_id);
+            #[cfg(test)]
+            crate::interleave::point("evict: forget the user's tokens").await;
             forget_tokens(&caches, |claims| claims.sub() == clerk_id);
         }
     }
@@ -199,7 +205,7 @@ impl Evictor {
     /// the clock skew, from now). Returns that instant, in Unix ms.
     pub async fn end_session(&self, session: &str) -> i64 {
         let until_ms = clock::now_ms() + self.caches.session_afterlife_ms;
-        self.end_session_until(session, until_ms);
+        self.end_session_until(session, until_ms).await;
         until_ms
     }
 
@@ -222,6 +228,8 @@ impl Evictor {
         version: i64,
         in_store: bool,
     ) {
+        #[cfg(test)]
+        crate::interleave::point("evict: bans.record").await;
         let Some(was_blocked) =
             self.caches
                 .bans
@@ -236,22 +244,16 @@ impl Evictor {
             // A row read while the user was banned may be cached, or be
             // loading and cached after the check below: recorded in the
             // ledger first, such a row is loaded again before it is served.
+            #[cfg(test)]
+            crate::interleave::point("evict: ledger.forget(user), an unban").await;
             self.caches.ledger.forget(Subject::User(user));
+            #[cfg(test)]
+            crate::interleave::point("evict: users.holds(banned)").await;
             let held = |caches: &Arc<Caches>| caches.users.holds(user, Resolution::is_banned);
             if self.caches.family().iter().any(held) {
                 self.forget_user(user).await;
             }
         }
-    }
-
-    /// Forgets the bans held in memory that the store holds too: a
-    /// listener whose store records bans in its rows calls it when it
-    /// listens again, since an unban announced meanwhile was not heard (the
-    /// rows, read again, hold it). A ban the store never got (its write
-    /// failed, and svix will deliver it again) is kept.
-    #[cfg(feature = "postgres")]
-    pub(crate) fn forget_stored_bans(&self) {
-        self.caches.bans.forget_stored();
     }
 
     /// Forgets every cached answer: each token's next request resolves its
@@ -266,18 +268,40 @@ impl Evictor {
         }
     }
 
+    /// What a listener does whenever it starts listening, the first time
+    /// or again: what was announced meanwhile was not heard, so every
+    /// cached answer is forgotten, and, where the store's rows record bans,
+    /// the bans it holds too (a ban it never got is kept).
+    #[cfg(any(feature = "postgres", test))]
+    pub(crate) async fn listening_again(&self, bans_in_rows: bool) {
+        #[cfg(test)]
+        crate::interleave::point("reconnect: forget the stored bans").await;
+        if bans_in_rows {
+            self.caches.bans.forget_stored();
+        }
+        #[cfg(test)]
+        crate::interleave::point("reconnect: forget everything").await;
+        self.forget_all();
+    }
+
     /// Ends `session` until `until_ms` (an instant another instance chose).
-    fn end_session_until(&self, session: &str, until_ms: i64) {
+    async fn end_session_until(&self, session: &str, until_ms: i64) {
         telemetry::session_ended();
-        self.refuse_session_until(session, until_ms);
+        self.refuse_session_until(session, until_ms).await;
     }
 
     /// Refuses `session`'s tokens until `until_ms`: an end heard of, or
     /// one recorded before this process started listening.
-    fn refuse_session_until(&self, session: &str, until_ms: i64) {
+    async fn refuse_session_until(&self, session: &str, until_ms: i64) {
+        #[cfg(test)]
+        crate::interleave::point("evict: ended.insert").await;
         self.caches.ended.insert(session, until_ms, clock::now_ms());
+        #[cfg(test)]
+        crate::interleave::point("evict: ledger.forget(session)").await;
         self.caches.ledger.forget(Subject::Session(session));
         for caches in self.caches.family() {
+            #[cfg(test)]
+            crate::interleave::point("evict: forget the session's tokens").await;
             forget_tokens(&caches, |claims| claims.sid() == session);
         }
     }
@@ -294,7 +318,7 @@ impl Evictor {
                 self.forget_membership(organization, user).await;
             }
             Announcement::SessionEnded { session, until_ms } => {
-                self.end_session_until(session, until_ms);
+                self.end_session_until(session, until_ms).await;
             }
             Announcement::Blocked {
                 user,

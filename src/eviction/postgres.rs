@@ -70,10 +70,7 @@ impl Database {
             .fetch_one(&mut listener)
             .await?;
         listener.listen(&channel).await?;
-        if self.bans_in_rows {
-            evictor.forget_stored_bans();
-        }
-        evictor.forget_all();
+        evictor.listening_again(self.bans_in_rows).await;
         let restored = restore::from_postgres(&mut listener, evictor).await?;
         tracing::debug!(target: "ensure_user", restored, "ended sessions loaded");
         Ok(listener)

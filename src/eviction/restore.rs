@@ -44,7 +44,7 @@ pub(super) async fn from_postgres(
         .bind(clock::now_ms())
         .fetch_all(&mut *connection)
         .await?;
-    Ok(restore(evictor, sessions))
+    Ok(restore(evictor, sessions).await)
 }
 
 /// Refuses the ended sessions recorded in SQLite; returns how many.
@@ -61,12 +61,12 @@ pub(super) async fn from_sqlite(
         .bind(clock::now_ms())
         .fetch_all(pool)
         .await?;
-    Ok(restore(evictor, sessions))
+    Ok(restore(evictor, sessions).await)
 }
 
-fn restore(evictor: &Evictor, sessions: Vec<(String, i64)>) -> usize {
+async fn restore(evictor: &Evictor, sessions: Vec<(String, i64)>) -> usize {
     for (session, until_ms) in &sessions {
-        evictor.refuse_session_until(session, *until_ms);
+        evictor.refuse_session_until(session, *until_ms).await;
     }
     sessions.len()
 }

@@ -155,7 +155,9 @@ pub(crate) enum KeyError {
 /// one ended, failed or not. Keys already held survive a failing endpoint.
 pub(crate) struct KeyStore {
     source: Source,
-    client: reqwest::Client,
+    /// `None` for a key given directly: nothing to fetch, and no TLS
+    /// backend to start.
+    client: Option<reqwest::Client>,
     refresh_interval: Duration,
     refetch_cooldown: Duration,
     max_body: usize,
@@ -195,15 +197,17 @@ impl KeyStore {
     /// a client without the timeout, redirect and size settings would be
     /// worse than none.
     pub(crate) fn new(config: &Config) -> Self {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.key_fetch_timeout)
-            .connect_timeout(config.key_fetch_timeout)
-            .user_agent(concat!("ensure-user/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|error| {
-                panic!("ensure-user: the key endpoint's HTTP client cannot be built: {error}")
-            });
+        let client = matches!(config.keys.0, Source::Jwks { .. }).then(|| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(config.key_fetch_timeout)
+                .connect_timeout(config.key_fetch_timeout)
+                .user_agent(concat!("ensure-user/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_else(|error| {
+                    panic!("ensure-user: the key endpoint's HTTP client cannot be built: {error}")
+                })
+        });
         Self {
             source: config.keys.0.clone(),
             client,
@@ -356,7 +360,11 @@ impl KeyStore {
         url: &str,
         bearer: Option<&str>,
     ) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
-        let mut request = self.client.get(url).header("accept", "application/json");
+        let client = self
+            .client
+            .as_ref()
+            .ok_or("no key endpoint to fetch from")?;
+        let mut request = client.get(url).header("accept", "application/json");
         if let Some(secret) = bearer {
             request = request.bearer_auth(secret);
         }

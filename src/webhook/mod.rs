@@ -75,6 +75,8 @@ pub(crate) mod hooks;
 mod receiver;
 mod signature;
 
+#[cfg(test)]
+pub(crate) use apply::{Targets, apply};
 pub use event::{Change, Event, EventError};
 pub use hooks::{AppliedEvent, BoxError, WebhookHooks};
 pub use receiver::{DEFAULT_BODY_LIMIT, WebhookReceiver};
