@@ -90,6 +90,7 @@ pub struct Config {
     pub(crate) max_jwks_bytes: usize,
     pub(crate) store_timeout: Duration,
     pub(crate) eviction_heartbeat: Duration,
+    pub(crate) eviction_probe_timeout: Duration,
 }
 
 /// Why a configuration could not be built.
@@ -121,7 +122,8 @@ impl Config {
     /// users for 10 minutes, 64 MiB of verified tokens, keys refreshed every
     /// 5 minutes with at most one key fetch per 10 s, fetches bounded by 5 s
     /// and 1 MiB, store calls bounded by 3 s, an eviction
-    /// listener's connection checked after 30 s of silence.
+    /// listener's hearing checked after 30 s of silence, with 5 s for its
+    /// probe to come back.
     pub fn new(issuer: impl Into<String>, keys: KeySource) -> Self {
         Self {
             issuer: issuer.into().trim_end_matches('/').to_owned(),
@@ -143,6 +145,7 @@ impl Config {
             max_jwks_bytes: 1024 * 1024,
             store_timeout: Duration::from_secs(3),
             eviction_heartbeat: Duration::from_secs(30),
+            eviction_probe_timeout: Duration::from_secs(5),
         }
     }
 
@@ -323,12 +326,27 @@ impl Config {
     }
 
     /// How long an [eviction listener](crate::eviction) waits in silence
-    /// before checking its connection with a query; one that does not answer
-    /// within the same time is replaced. The check also keeps the idle
-    /// connection alive through NAT and load-balancer idle timeouts; keep it
-    /// below those. Default 30 s.
+    /// before checking that it still hears: it asks its connection for
+    /// `SELECT 1`, sends a notification of its own on its channel through
+    /// the store's pool, and expects it back within the
+    /// [probe timeout](Self::with_eviction_probe_timeout). A connection
+    /// that does not answer is replaced; a listener that does not hear
+    /// its own notification is deaf, and says so. While deaf, it probes
+    /// again, and forgets every cached answer, once per `interval`. The
+    /// check also keeps the idle connection alive through NAT and
+    /// load-balancer idle timeouts; keep it below those. Default 30 s.
     pub fn with_eviction_heartbeat(mut self, interval: Duration) -> Self {
         self.eviction_heartbeat = interval;
+        self
+    }
+
+    /// How long an [eviction listener](crate::eviction)'s check may take:
+    /// its connection must answer, and its own notification come back,
+    /// within this time. A listener that stops hearing is thus reported
+    /// deaf within the [heartbeat](Self::with_eviction_heartbeat) and this
+    /// timeout (35 s by default). Default 5 s.
+    pub fn with_eviction_probe_timeout(mut self, timeout: Duration) -> Self {
+        self.eviction_probe_timeout = timeout;
         self
     }
 

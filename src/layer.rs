@@ -122,12 +122,54 @@ impl EnsureUserLayer {
         &self,
         pool: &P,
     ) -> Result<crate::eviction::EvictionListener, crate::store::StoreError> {
-        pool.start(self.evictor(), self.engine.eviction_heartbeat)
-            .await
+        let listening = crate::eviction::Listening {
+            timing: self.engine.eviction_timing,
+            #[cfg(feature = "postgres")]
+            connection: None,
+        };
+        pool.start(self.evictor(), listening).await
+    }
+
+    /// As [`listen_for_evictions`](Self::listen_for_evictions), with the
+    /// listener's connection made with `connection` rather than like
+    /// `store`'s pool: a direct (or session-mode) connection to PostgreSQL
+    /// for the listener, while the store's pool goes through a
+    /// transaction-mode pooler, where `LISTEN` hears nothing. `store` (a
+    /// `PgUserStore` or its pool) is still what the listener checks itself
+    /// through: it sends a notification of its own there, as the store's
+    /// writes are sent, and expects to hear it. `connection` must reach the
+    /// same database and resolve the same schema (`search_path`) as the
+    /// store's pool. On SQLite, `connection` is not used.
+    ///
+    /// ```no_run
+    /// # async fn run(layer: ensure_user::EnsureUserLayer) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ensure_user::store::PgUserStore;
+    ///
+    /// // Through the pooler, for requests and webhooks.
+    /// let store = PgUserStore::new(sqlx::PgPool::connect(&std::env::var("DATABASE_URL")?).await?);
+    /// // Straight to PostgreSQL, for the listener alone.
+    /// let direct = std::env::var("DIRECT_DATABASE_URL")?.parse()?;
+    /// let listener = layer.listen_for_evictions_on(&store, direct).await?;
+    /// # drop(listener); Ok(()) }
+    /// ```
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub async fn listen_for_evictions_on<P: crate::eviction::EvictionSource>(
+        &self,
+        store: &P,
+        connection: sqlx::postgres::PgConnectOptions,
+    ) -> Result<crate::eviction::EvictionListener, crate::store::StoreError> {
+        let listening = crate::eviction::Listening {
+            timing: self.engine.eviction_timing,
+            connection: Some(connection),
+        };
+        store.start(self.evictor(), listening).await
     }
 
     /// Whether this layer can serve requests: keys held (one fetch is tried
-    /// when none are) and the store reachable. Expose it on a readiness route:
+    /// when none are), the store reachable, and the eviction listener, if
+    /// one runs, hearing its own notifications (see
+    /// [`Readiness::eviction_listener_deaf`]). Expose it on a readiness route:
     ///
     /// ```no_run
     /// # fn routes(layer: ensure_user::EnsureUserLayer) -> axum::Router {

@@ -1,4 +1,7 @@
-//! Whether a layer can serve: keys held and the store reachable.
+//! Whether a layer can serve: keys held, the store reachable, and the
+//! eviction listener (when one runs) hearing.
+
+use std::sync::atomic::Ordering::SeqCst;
 
 use crate::engine::Engine;
 
@@ -14,12 +17,19 @@ pub struct Readiness {
     pub key_endpoint_failing: bool,
     /// Whether the store answered a ping within the store timeout.
     pub store_reachable: bool,
+    /// Whether the [eviction listener](crate::eviction) runs but does not
+    /// hear its own notifications (through a transaction-mode pooler, say):
+    /// other instances' deletions, bans and ended sessions then reach this
+    /// one only through the store, when its cached answers are checked
+    /// again. `false` when no listener runs.
+    pub eviction_listener_deaf: bool,
 }
 
 impl Readiness {
-    /// Ready when keys are held and the store is reachable.
+    /// Ready when keys are held, the store is reachable and the eviction
+    /// listener is not deaf.
     pub fn is_ready(&self) -> bool {
-        self.keys_held > 0 && self.store_reachable
+        self.keys_held > 0 && self.store_reachable && !self.eviction_listener_deaf
     }
 
     /// Checks the engine's keys (one fetch is tried when none are held) and
@@ -43,6 +53,7 @@ impl Readiness {
             keys_age_seconds: keys.age.map(|age| age.as_secs()),
             key_endpoint_failing: keys.last_fetch_failed,
             store_reachable,
+            eviction_listener_deaf: engine.caches().listener_deaf.load(SeqCst),
         }
     }
 }

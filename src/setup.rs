@@ -53,6 +53,9 @@ pub struct Setup<S> {
     organizations: Option<Arc<dyn DynOrganizationSync>>,
     #[cfg(feature = "webhooks")]
     webhooks: Option<WebhookReceiverSettings>,
+    /// The eviction listener's own connection, when not one like the store's.
+    #[cfg(feature = "postgres")]
+    listener_connection: Option<sqlx::postgres::PgConnectOptions>,
 }
 
 /// What the webhook receiver is built with.
@@ -75,6 +78,8 @@ where
             organizations: None,
             #[cfg(feature = "webhooks")]
             webhooks: None,
+            #[cfg(feature = "postgres")]
+            listener_connection: None,
         }
     }
 
@@ -116,10 +121,36 @@ where
         self
     }
 
+    /// Give the eviction listener a connection of its own, made with
+    /// `connection` (a direct or session-mode URL of the same database and
+    /// schema), while the store's pool goes through a transaction-mode
+    /// pooler, where `LISTEN` hears nothing. See
+    /// [`EnsureUserLayer::listen_for_evictions_on`]. Default: the listener
+    /// connects like the store's pool. Not used on SQLite.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn with_eviction_listener_on(
+        mut self,
+        connection: sqlx::postgres::PgConnectOptions,
+    ) -> Self {
+        self.listener_connection = Some(connection);
+        self
+    }
+
     /// Starts the eviction listener (on PostgreSQL; on SQLite, reads the
     /// ended sessions once) and builds the webhook receiver. Fails only when
     /// the listener's first `LISTEN`, or that first read, does.
     pub async fn start(self) -> Result<Running, StoreError> {
+        #[cfg(feature = "postgres")]
+        let listener = match self.listener_connection {
+            Some(connection) => {
+                self.layer
+                    .listen_for_evictions_on(&self.store, connection)
+                    .await?
+            }
+            None => self.layer.listen_for_evictions(&self.store).await?,
+        };
+        #[cfg(not(feature = "postgres"))]
         let listener = self.layer.listen_for_evictions(&self.store).await?;
         #[cfg(feature = "webhooks")]
         let webhooks = self.webhooks.map(|settings| {

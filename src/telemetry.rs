@@ -17,6 +17,7 @@
 //! | `ensure_user_ban_changes_total` | `state` = `banned` / `unbanned` |
 //! | `ensure_user_eviction_notifications_total` | |
 //! | `ensure_user_eviction_connections_lost_total` | |
+//! | `ensure_user_eviction_listener_deaf` (gauge: 1 while the listener does not hear its own channel, else 0) | |
 
 #[cfg(feature = "metrics")]
 mod enabled {
@@ -95,6 +96,11 @@ mod enabled {
     pub(crate) fn eviction_connection_lost() {
         metrics::counter!("ensure_user_eviction_connections_lost_total").increment(1);
     }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn eviction_listener_deaf(deaf: bool) {
+        metrics::gauge!("ensure_user_eviction_listener_deaf").set(f64::from(u8::from(deaf)));
+    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -118,6 +124,8 @@ mod enabled {
     pub(crate) fn eviction_notification() {}
     #[cfg(feature = "postgres")]
     pub(crate) fn eviction_connection_lost() {}
+    #[cfg(feature = "postgres")]
+    pub(crate) fn eviction_listener_deaf(_deaf: bool) {}
 }
 
 pub(crate) use enabled::*;

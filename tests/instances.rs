@@ -19,7 +19,7 @@ use common::{
     *,
 };
 use ensure_user::{
-    Config, EnsureUserLayer,
+    Config, EnsureUserLayer, Setup,
     eviction::EvictionListener,
     store::PgUserStore,
     testing::{SigningKey, random_id},
@@ -302,6 +302,73 @@ async fn silent_listener_connection_is_replaced_after_the_heartbeat() {
         .refused(&gone_token, started, Duration::from_secs(10))
         .await;
     println!("refused {took:?} after the deletion, over a frozen connection");
+}
+
+/// A transaction-mode pooler lets `LISTEN` through and then keeps every
+/// notification from it, as the proxy does here. The store's pool may go
+/// through it when the listener has a direct connection of its own; a
+/// listener connecting like the pool is found deaf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_on_a_direct_connection_hears_while_the_store_goes_through_a_pooler() {
+    let d = Deployment::new().await;
+    let pooler = postgres_proxy().await;
+    pooler.set(Link::Deaf);
+    let pooled = d.db.clone().host("127.0.0.1").port(pooler.addr.port());
+    // The default heartbeat: only a notification heard makes a cached user
+    // go within the test.
+    const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+    let config = || d.config().with_eviction_probe_timeout(PROBE_TIMEOUT);
+    let a = d.instance().await;
+    let deaf = Setup::new(config(), PgUserStore::new(pool(&pooled).await))
+        .start()
+        .await
+        .unwrap();
+    let direct_started = Instant::now();
+    let direct = Setup::new(config(), PgUserStore::new(pool(&pooled).await))
+        .with_eviction_listener_on(d.db.clone())
+        .start()
+        .await
+        .unwrap();
+    let (deaf_app, direct_app) = (app(deaf.layer()), app(direct.layer()));
+
+    let started = Instant::now();
+    while !deaf.layer().readiness().await.eviction_listener_deaf {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the listener behind the pooler is not found deaf"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Each listener checks itself when it starts; the check is over within
+    // the probe timeout, the verdict recorded at once.
+    tokio::time::sleep_until((direct_started + PROBE_TIMEOUT * 2).into()).await;
+    let readiness = direct.layer().readiness().await;
+    assert!(readiness.is_ready(), "{readiness:?}");
+
+    let user = random_id("user");
+    let token = d.token(&user);
+    for app in [&deaf_app, &direct_app] {
+        assert_eq!(me(app, &token).await.0, StatusCode::OK);
+    }
+    let started = Instant::now();
+    assert_eq!(a.delete(&user).await, StatusCode::OK);
+    loop {
+        match me(&direct_app, &token).await {
+            (StatusCode::UNAUTHORIZED, code) if code == "user_deleted" => break,
+            (StatusCode::OK, _) => {}
+            other => panic!("unexpected answer: {other:?}"),
+        }
+        assert!(started.elapsed() < PROPAGATION_LIMIT, "not heard");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        me(&deaf_app, &token).await.0,
+        StatusCode::OK,
+        "not heard through the pooler: served from the cache until the next check"
+    );
+    assert!(direct.layer().readiness().await.is_ready());
+    deaf.shutdown().await;
+    direct.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

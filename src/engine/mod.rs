@@ -57,7 +57,7 @@ pub(crate) struct Engine {
     profile_claims: ProfileClaims,
     store_timeout: std::time::Duration,
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    pub(crate) eviction_heartbeat: std::time::Duration,
+    pub(crate) eviction_timing: crate::eviction::Timing,
 }
 
 /// What [`Engine::decide`] concluded from memory alone.
@@ -103,7 +103,10 @@ impl Engine {
             profile_claims: config.profile_claims.clone(),
             store_timeout: config.store_timeout,
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            eviction_heartbeat: config.eviction_heartbeat,
+            eviction_timing: crate::eviction::Timing {
+                heartbeat: config.eviction_heartbeat,
+                probe_timeout: config.eviction_probe_timeout,
+            },
             config,
         }
     }

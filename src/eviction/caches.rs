@@ -4,7 +4,7 @@
 //! [`Evictor`](super::Evictor), the only way anything is forgotten before it
 //! expires.
 
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak, atomic::AtomicBool};
 
 use super::{
     Ledger,
@@ -38,6 +38,9 @@ pub(crate) struct Caches {
     /// accepted: the longest token lifetime, and the clock skew twice (on
     /// the token's `iat` and on its `exp`).
     pub(crate) session_afterlife_ms: i64,
+    /// Whether the eviction listener found that it does not hear its own
+    /// channel, shared with every copy of these caches: readiness reports it.
+    pub(crate) listener_deaf: Arc<AtomicBool>,
     /// These caches and every copy of them: what an evictor of any of them
     /// reaches.
     family: Family,
@@ -73,6 +76,7 @@ impl Caches {
             ended: original.map_or_else(Arc::default, |o| Arc::clone(&o.ended)),
             bans: original.map_or_else(Arc::default, |o| Arc::clone(&o.bans)),
             session_afterlife_ms: config.max_token_lifetime_ms() + 2 * config.skew_ms(),
+            listener_deaf: original.map_or_else(Arc::default, |o| Arc::clone(&o.listener_deaf)),
             family: original.map_or_else(Family::default, |o| Arc::clone(&o.family)),
         });
         let mut family = caches.family.lock().unwrap_or_else(PoisonError::into_inner);

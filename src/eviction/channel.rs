@@ -24,6 +24,14 @@ macro_rules! channel {
 #[cfg(feature = "postgres")]
 pub(super) const SELECT_CHANNEL: &str = concat!("SELECT ", channel!());
 
+/// Sends `$1` on the channel, named by the sending connection's schema.
+#[cfg(feature = "postgres")]
+pub(super) const NOTIFY: &str = concat!("SELECT pg_notify(", channel!(), ", $1)");
+
+/// What a listener's probe of its own channel starts with.
+#[cfg(feature = "postgres")]
+const PROBE: &str = "probe:";
+
 /// What one notification tells the other instances. The bundled stores
 /// name what they change with it on either database; only PostgreSQL sends
 /// it, and only its listener reads it.
@@ -58,8 +66,22 @@ pub enum Announcement<'a> {
 /// transaction commits.
 #[cfg(feature = "postgres")]
 pub(crate) fn announcement(announcement: Announcement<'_>) -> Statement<'static> {
-    Statement::new(concat!("SELECT pg_notify(", channel!(), ", $1)"))
-        .bind(Bind::Owned(payload(announcement)))
+    Statement::new(NOTIFY).bind(Bind::Owned(payload(announcement)))
+}
+
+/// The words of a new probe: `probe:` and a nonce of 32 hex digits, which
+/// only the listener that chose it looks for. Every version of the
+/// listener reads no announcement in it (`probe` is no kind it knows, and
+/// the whole is no Clerk id), so other instances ignore it.
+#[cfg(feature = "postgres")]
+pub(super) fn probe() -> String {
+    format!("{PROBE}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Whether a payload is some listener's probe.
+#[cfg(feature = "postgres")]
+pub(super) fn is_probe(payload: &str) -> bool {
+    payload.starts_with(PROBE)
 }
 
 /// The words of an announcement: a user's bare id (as versions before
@@ -177,5 +199,17 @@ mod tests {
         ] {
             assert_eq!(parse(noise), None, "{noise}");
         }
+    }
+
+    #[test]
+    fn probes_announce_nothing_and_differ() {
+        let (one, other) = (probe(), probe());
+        assert_ne!(one, other);
+        for payload in [&one, &other] {
+            assert!(is_probe(payload), "{payload}");
+            assert_eq!(parse(payload), None, "{payload}");
+            assert!(!is_user_id(payload), "read as a user by older listeners");
+        }
+        assert!(!is_probe("user_1"));
     }
 }

@@ -48,14 +48,22 @@
 //!
 //! - It holds one connection of its own for as long as it runs, opened
 //!   with the given pool's connect options and acquire timeout but outside
-//!   the pool, whose size it leaves alone.
+//!   the pool, whose size it leaves alone; or, with
+//!   [`EnsureUserLayer::listen_for_evictions_on`](crate::EnsureUserLayer::listen_for_evictions_on)
+//!   (or [`Setup::with_eviction_listener_on`](crate::Setup::with_eviction_listener_on)),
+//!   with connect options of its own: a direct connection for the listener
+//!   while the store's pool goes through a pooler.
+//! - `LISTEN` needs a connection that stays one PostgreSQL session: a
+//!   direct connection or a session-mode pooler. Through a transaction-mode
+//!   pooler (PgBouncer in transaction mode, the pooled connection strings
+//!   of managed PostgreSQL services) it is accepted and then hears nothing.
 //! - The channel is `ensure_user_evict_` followed by the MD5 of the
 //!   connection's current schema (`public` unless `search_path` says
 //!   otherwise): within PostgreSQL's 63-byte limit whatever the schema's
 //!   name, and distinct per schema, so apps in separate schemas of one
 //!   database do not hear each other. The store's
-//!   pool and the listener's pool must resolve the same schema; they do when
-//!   built from the same URL.
+//!   pool and the listener's connection must resolve the same schema; they
+//!   do when built from the same URL.
 //! - A lost connection is made again at once, then with a backoff from
 //!   250 ms doubling to 10 s; each attempt is bounded by the pool's acquire
 //!   timeout. Notifications sent while it was lost are gone, so whenever the
@@ -64,11 +72,27 @@
 //!   reads the sessions ended so far that are still in force from
 //!   `ensure_user_ended_sessions` (when that table exists), after `LISTEN`:
 //!   an instance started after a revocation refuses the session too.
-//! - After [`Config::with_eviction_heartbeat`](crate::Config::with_eviction_heartbeat)
-//!   (30 s) without a notification it runs `SELECT 1` on its connection;
-//!   when that does not answer in the same time, the connection is replaced
-//!   as if it had been lost. This also keeps an idle connection alive through
-//!   NAT and load-balancer idle timeouts.
+//! - It checks that it hears when it starts listening and after
+//!   [`Config::with_eviction_heartbeat`](crate::Config::with_eviction_heartbeat)
+//!   (30 s) without an announcement: within
+//!   [`Config::with_eviction_probe_timeout`](crate::Config::with_eviction_probe_timeout)
+//!   (5 s), its connection must answer `SELECT 1`, and a probe it sends
+//!   through the given pool (`pg_notify` on the channel as that pool's
+//!   connections name it, as the store's writes are sent, with a payload
+//!   of its own, `probe:<nonce>`, that every instance ignores) must come
+//!   back. A connection that does not answer is replaced as if it had been
+//!   lost; this also keeps an idle connection alive through NAT and
+//!   load-balancer idle timeouts.
+//! - A listener whose probe does not come back is deaf, and is reported so
+//!   within the heartbeat and the probe timeout (35 s by default):
+//!   [`Readiness::eviction_listener_deaf`](crate::Readiness::eviction_listener_deaf)
+//!   (not ready), the gauge `ensure_user_eviction_listener_deaf` (feature
+//!   `metrics`), and one `ERROR` log naming the likely cause and the fix.
+//!   While deaf it checks again at every heartbeat, and each time catches
+//!   up as when it starts listening (cached answers forgotten, ended
+//!   sessions read again): what other instances announce reaches this one
+//!   within a heartbeat and a probe timeout, through the store. When its
+//!   probe comes back it catches up once more, logs once, and is ready.
 //! - A notification for an id this process never saw evicts nothing and
 //!   costs nothing more.
 //! - It stops on `EvictionListener::shutdown` or when dropped; closing
@@ -84,8 +108,9 @@
 //! these, and profile columns are read from the database by the app itself.
 //!
 //! The cost to PostgreSQL: one idle connection per process, one `NOTIFY`
-//! per applied deletion (delivered to every listening process), and one
-//! `SELECT 1` per process per heartbeat interval of silence.
+//! per applied deletion (delivered to every listening process), and, per
+//! process and heartbeat interval of silence, one `SELECT 1` and one
+//! probe `NOTIFY`.
 //!
 //! # SQLite
 //!
@@ -284,6 +309,22 @@ impl Evictor {
         self.forget_all();
     }
 
+    /// Whether the listener last found that it does not hear its channel.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn listener_deaf(&self) -> bool {
+        self.caches
+            .listener_deaf
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records whether the listener hears its channel, for readiness.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn set_listener_deaf(&self, deaf: bool) {
+        self.caches
+            .listener_deaf
+            .store(deaf, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Ends `session` until `until_ms` (an instant another instance chose).
     async fn end_session_until(&self, session: &str, until_ms: i64) {
         telemetry::session_ended();
@@ -358,21 +399,41 @@ pub trait EvictionSource: sealed::Start {}
 impl<T: sealed::Start> EvictionSource for T {}
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use sealed::{Listening, Timing};
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sealed {
     use std::{future::Future, time::Duration};
 
     use super::{EvictionListener, Evictor};
     use crate::store::StoreError;
 
-    /// Starts a listener evicting with `evictor`, checking a silent
-    /// connection every `heartbeat`.
+    /// When a listener checks that it hears, from the configuration.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Timing {
+        /// Silence before a check; while deaf, the time between checks.
+        pub heartbeat: Duration,
+        /// The time a check may take.
+        pub probe_timeout: Duration,
+    }
+
+    /// How a listener is started.
+    #[derive(Debug, Clone)]
+    pub struct Listening {
+        pub timing: Timing,
+        /// The connection to listen on, when not one made like the pool's.
+        #[cfg(feature = "postgres")]
+        pub connection: Option<sqlx::postgres::PgConnectOptions>,
+    }
+
+    /// Starts a listener evicting with `evictor`, as `listening` says.
     pub trait Start: Send + Sync {
         fn start(
             &self,
             evictor: Evictor,
-            heartbeat: Duration,
+            listening: Listening,
         ) -> impl Future<Output = Result<EvictionListener, StoreError>> + Send {
-            self.start_with(evictor, heartbeat, false)
+            self.start_with(evictor, listening, false)
         }
 
         /// As `start`; `bans_in_rows` says that the store's rows record
@@ -381,7 +442,7 @@ mod sealed {
         fn start_with(
             &self,
             evictor: Evictor,
-            heartbeat: Duration,
+            listening: Listening,
             bans_in_rows: bool,
         ) -> impl Future<Output = Result<EvictionListener, StoreError>> + Send;
     }
@@ -434,11 +495,11 @@ where
     async fn start_with(
         &self,
         evictor: Evictor,
-        heartbeat: std::time::Duration,
+        listening: Listening,
         _: bool,
     ) -> Result<EvictionListener, crate::store::StoreError> {
         self.pool()
-            .start_with(evictor, heartbeat, self.records_bans())
+            .start_with(evictor, listening, self.records_bans())
             .await
     }
 }
@@ -450,7 +511,7 @@ impl sealed::Start for sqlx::SqlitePool {
     async fn start_with(
         &self,
         evictor: Evictor,
-        _: std::time::Duration,
+        _: Listening,
         _: bool,
     ) -> Result<EvictionListener, crate::store::StoreError> {
         let restored = restore::from_sqlite(self, &evictor).await?;
