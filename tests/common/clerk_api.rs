@@ -200,6 +200,8 @@ pub struct Faults {
     pub no_cursor: bool,
     /// `GET /v1/users/{id}` answers this much later.
     pub user_delay: Option<std::time::Duration>,
+    /// Once this many list pages were served, `GET /v1/users` never answers.
+    pub hang_after_pages: Option<usize>,
 }
 
 struct Fake {
@@ -310,8 +312,12 @@ impl FakeClerk {
 }
 
 fn clerk_error(status: StatusCode, code: &str, message: &str) -> Response {
+    clerk_error_with(status, code, message, message)
+}
+
+fn clerk_error_with(status: StatusCode, code: &str, message: &str, long_message: &str) -> Response {
     let body = json!({
-        "errors": [{"message": message, "long_message": message, "code": code, "meta": {}}],
+        "errors": [{"message": message, "long_message": long_message, "code": code, "meta": {}}],
         "clerk_trace_id": "trace_fake"
     });
     (
@@ -381,6 +387,10 @@ async fn list(
 ) -> Response {
     if let Some(refusal) = refuse(&fake, &headers) {
         return refusal;
+    }
+    let hang_after = fake.faults.lock().unwrap().hang_after_pages;
+    if hang_after.is_some_and(|pages| fake.pages.load(Ordering::SeqCst) >= pages) {
+        std::future::pending::<()>().await;
     }
     let raw = raw.unwrap_or_default();
     fake.queries.lock().unwrap().push(raw.clone());
