@@ -370,3 +370,74 @@ async fn cli_interrupted_exits_130_and_the_next_run_resumes() {
         "the next run starts after the last page written: {resumed}"
     );
 }
+
+/// On an instance without organizations (Clerk answers `403
+/// organization_not_enabled_in_instance`), the default backfill writes the
+/// users, says it skipped organizations and memberships, and succeeds; on
+/// one with organizations and none, the walks run and write nothing; any
+/// other refusal of the organizations still fails the run.
+#[tokio::test]
+async fn cli_backfills_users_where_organizations_are_not_enabled() {
+    use axum::http::StatusCode;
+
+    let fake = FakeClerk::start(fake_users(7)).await;
+    let refuse_organizations = |status, code| {
+        fake.set_faults(Faults {
+            organizations_error: Some((status, code)),
+            ..Faults::default()
+        });
+    };
+    refuse_organizations(
+        StatusCode::FORBIDDEN,
+        "organization_not_enabled_in_instance",
+    );
+    let database = sqlite_url();
+    let api = fake.url();
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("CLERK_SECRET_KEY", SECRET),
+        ("CLERK_API_URL", api.as_str()),
+    ];
+    assert_eq!(ensure_user(&["migrate"], &env).await.0, 0);
+    let skipped =
+        |walk| format!("{walk}: skipped (organizations are not enabled for this Clerk instance)");
+
+    let (code, out, err) = ensure_user(&["backfill"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(count_of(&out, "created"), 7, "{out}");
+    assert!(out.contains(&skipped("organizations")), "{out}");
+    assert!(out.contains(&skipped("memberships")), "{out}");
+    let pool = sqlx::SqlitePool::connect(&database).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 7);
+
+    // Asked for the memberships alone: skipped too.
+    let (code, out, err) = ensure_user(&["backfill", "--walk", "memberships"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&skipped("memberships")), "{out}");
+
+    // Organizations turned on, and none yet: walked, nothing written.
+    fake.set_faults(Faults::default());
+    let (code, out, err) = ensure_user(&["backfill"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("skipped ("), "{out}");
+    assert!(
+        out.contains("organizations:") && out.contains("memberships:"),
+        "{out}"
+    );
+
+    // Any other refusal of the organizations fails the run, as before.
+    for (status, code) in [
+        (StatusCode::FORBIDDEN, "authorization_invalid"),
+        (StatusCode::NOT_FOUND, "resource_not_found"),
+    ] {
+        refuse_organizations(status, code);
+        let (exit, out, err) = ensure_user(&["backfill"], &env).await;
+        assert_eq!(exit, 1, "{status} {code}: {out}{err}");
+        assert!(err.contains(code), "{err}");
+        assert!(!out.contains("skipped ("), "{out}");
+    }
+}

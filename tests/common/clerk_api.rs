@@ -202,6 +202,8 @@ pub struct Faults {
     pub user_delay: Option<std::time::Duration>,
     /// Once this many list pages were served, `GET /v1/users` never answers.
     pub hang_after_pages: Option<usize>,
+    /// `GET /v1/organizations` answers this status and Clerk error code.
+    pub organizations_error: Option<(StatusCode, &'static str)>,
 }
 
 struct Fake {
@@ -552,6 +554,19 @@ async fn list_organizations(
 ) -> Response {
     if let Some(refusal) = refuse(&fake, &headers) {
         return refusal;
+    }
+    let refused = fake.faults.lock().unwrap().organizations_error;
+    if let Some((status, code)) = refused {
+        return match code {
+            // What Clerk answers on an instance without organizations.
+            "organization_not_enabled_in_instance" => clerk_error_with(
+                status,
+                code,
+                "access denied",
+                "The organizations feature is not enabled for this instance.",
+            ),
+            _ => clerk_error(status, code, "refused"),
+        };
     }
     let raw = raw.unwrap_or_default();
     fake.queries
