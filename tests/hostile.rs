@@ -273,7 +273,9 @@ async fn signed_tokens_with_extreme_times_are_refused_without_overflow() {
             .as_secs(),
     )
     .unwrap();
-    let cases: [(&str, &[(&str, i64)], &str); 9] = [
+    /// A case's name, the claims it sets, and the code it is refused with.
+    type Case<'a> = (&'a str, &'a [(&'a str, i64)], &'a str);
+    let cases: [Case; 9] = [
         (
             "iat at i64::MIN",
             &[("iat", i64::MIN)],
