@@ -274,3 +274,170 @@ async fn cli_walks_organizations_as_asked() {
     assert_eq!(code, 0);
     assert!(out.contains("--walk"), "{out}");
 }
+
+/// Ctrl-C during a run: the command stops, says where the next run
+/// resumes, prints what it wrote and exits 130; the next run starts after
+/// the last page checkpointed (a page written since is found unchanged).
+#[tokio::test]
+async fn cli_interrupted_exits_130_and_the_next_run_resumes() {
+    let fake = FakeClerk::start(fake_users(60)).await;
+    // Two pages, then the API never answers: the run is still going.
+    fake.set_faults(Faults {
+        hang_after_pages: Some(2),
+        ..Faults::default()
+    });
+    let database = sqlite_url();
+    let api = fake.url();
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("CLERK_SECRET_KEY", SECRET),
+        ("CLERK_API_URL", api.as_str()),
+    ];
+    assert_eq!(ensure_user(&["migrate"], &env).await.0, 0);
+    let pool = sqlx::SqlitePool::connect(&database).await.unwrap();
+
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ensure-user"));
+    command
+        .args(["backfill", "--page-size", "10"])
+        .env_remove("DATABASE_URL")
+        .env_remove("CLERK_SECRET_KEY")
+        .env_remove("CLERK_API_URL")
+        .envs(env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = command.spawn().unwrap();
+    // The first page written and checkpointed; the second written while
+    // the third is fetched, which never ends: its checkpoint waits for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let passed: Option<i64> = sqlx::query_scalar(
+            "SELECT users_passed FROM ensure_user_backfill_state WHERE name = 'users'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if (passed, rows) == (Some(10), 20) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two pages not written in 30 s: {passed:?}, {rows} rows"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let pid = i32::try_from(child.id().unwrap()).unwrap();
+    // SAFETY: sends a signal to the child this test started and still owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the command stops on Ctrl-C")
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(130), "{out}{err}");
+    assert!(
+        err.contains("interrupted; the next run resumes after the last page written"),
+        "{err}"
+    );
+    assert_eq!(
+        count_of(&out, "created"),
+        10,
+        "the page checkpointed: {out}"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 20, "what was written is kept");
+
+    fake.set_faults(Faults::default());
+    let before = fake.list_queries().len();
+    let (code, out, err) = ensure_user(&["backfill", "--page-size", "10"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(count_of(&out, "created"), 40, "{out}");
+    assert_eq!(count_of(&out, "unchanged"), 10, "{out}");
+    let resumed = &fake.list_queries()[before];
+    let last_written = &fake.ids()[9];
+    assert!(
+        resumed.contains(&format!("starting_after={last_written}")),
+        "the next run starts after the last page written: {resumed}"
+    );
+}
+
+/// On an instance without organizations (Clerk answers `403
+/// organization_not_enabled_in_instance`), the default backfill writes the
+/// users, says it skipped organizations and memberships, and succeeds; on
+/// one with organizations and none, the walks run and write nothing; any
+/// other refusal of the organizations still fails the run.
+#[tokio::test]
+async fn cli_backfills_users_where_organizations_are_not_enabled() {
+    use axum::http::StatusCode;
+
+    let fake = FakeClerk::start(fake_users(7)).await;
+    let refuse_organizations = |status, code| {
+        fake.set_faults(Faults {
+            organizations_error: Some((status, code)),
+            ..Faults::default()
+        });
+    };
+    refuse_organizations(
+        StatusCode::FORBIDDEN,
+        "organization_not_enabled_in_instance",
+    );
+    let database = sqlite_url();
+    let api = fake.url();
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("CLERK_SECRET_KEY", SECRET),
+        ("CLERK_API_URL", api.as_str()),
+    ];
+    assert_eq!(ensure_user(&["migrate"], &env).await.0, 0);
+    let skipped =
+        |walk| format!("{walk}: skipped (organizations are not enabled for this Clerk instance)");
+
+    let (code, out, err) = ensure_user(&["backfill"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(count_of(&out, "created"), 7, "{out}");
+    assert!(out.contains(&skipped("organizations")), "{out}");
+    assert!(out.contains(&skipped("memberships")), "{out}");
+    let pool = sqlx::SqlitePool::connect(&database).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 7);
+
+    // Asked for the memberships alone: skipped too.
+    let (code, out, err) = ensure_user(&["backfill", "--walk", "memberships"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&skipped("memberships")), "{out}");
+
+    // Organizations turned on, and none yet: walked, nothing written.
+    fake.set_faults(Faults::default());
+    let (code, out, err) = ensure_user(&["backfill"], &env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("skipped ("), "{out}");
+    assert!(
+        out.contains("organizations:") && out.contains("memberships:"),
+        "{out}"
+    );
+
+    // Any other refusal of the organizations fails the run, as before.
+    for (status, code) in [
+        (StatusCode::FORBIDDEN, "authorization_invalid"),
+        (StatusCode::NOT_FOUND, "resource_not_found"),
+    ] {
+        refuse_organizations(status, code);
+        let (exit, out, err) = ensure_user(&["backfill"], &env).await;
+        assert_eq!(exit, 1, "{status} {code}: {out}{err}");
+        assert!(err.contains(code), "{err}");
+        assert!(!out.contains("skipped ("), "{out}");
+    }
+}

@@ -246,15 +246,18 @@ async fn long_non_ascii_schema_names_have_channels_of_their_own() {
 async fn lost_listener_connection_is_made_again_and_the_cache_cleared() {
     let d = Deployment::new().await;
     let proxy = postgres_proxy().await;
-    let a = d.instance().await;
+    let (a, witness) = (d.instance().await, d.instance().await);
     let b = d.instance_listening_through(&proxy, d.config()).await;
-    let (gone, gone_token) = user_cached_on(&[&b], &d).await;
+    let (gone, gone_token) = user_cached_on(&[&b, &witness], &d).await;
     let (_, kept_token) = user_cached_on(&[&b], &d).await;
     let calls = b.calls.calls();
 
     proxy.set(Link::Down);
     assert_eq!(a.delete(&gone).await, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The deletion was announced: an instance listening directly heard it.
+    witness
+        .refused(&gone_token, Instant::now(), Duration::from_secs(10))
+        .await;
     assert_eq!(
         b.me(&gone_token).await.0,
         StatusCode::OK,
@@ -376,27 +379,31 @@ async fn notifications_for_unknown_ids_are_harmless() {
     let d = Deployment::new().await;
     let (a, b) = (d.instance().await, d.instance().await);
     let (_, token) = user_cached_on(&[&b], &d).await;
-    let calls = b.calls.calls();
+    let (marker, marker_token) = user_cached_on(&[&b], &d).await;
 
     let long = "x".repeat(7_000);
     for payload in [&random_id("user"), "", "not a clerk id \u{1F980}", &long] {
-        sqlx::query("SELECT pg_notify('ensure_user_evict_' || current_schema(), $1)")
-            .bind(payload)
-            .execute(&d.admin)
-            .await
-            .unwrap();
+        // On the channel the instances listen on, named as the store names it.
+        let channel = "'ensure_user_evict_' || md5(coalesce(current_schema(), ''))";
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT pg_notify({channel}, $1)"
+        )))
+        .bind(payload)
+        .execute(&d.admin)
+        .await
+        .unwrap();
     }
     // A deletion of a user no instance ever saw is announced as well.
     assert_eq!(a.delete(&random_id("user")).await, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Notifications arrive in the order their transactions committed: once
+    // the marker's deletion is heard, so was everything sent before it.
+    let started = Instant::now();
+    assert_eq!(a.delete(&marker).await, StatusCode::OK);
+    b.refused(&marker_token, started, PROPAGATION_LIMIT).await;
+    let calls = b.calls.calls();
     assert_eq!(b.me(&token).await.0, StatusCode::OK);
     assert_eq!(b.calls.calls(), calls, "the cached user stayed cached");
     assert!(b.listener.is_running());
-
-    let (user, token) = user_cached_on(&[&b], &d).await;
-    let started = Instant::now();
-    assert_eq!(a.delete(&user).await, StatusCode::OK);
-    b.refused(&token, started, PROPAGATION_LIMIT).await;
 }
 
 /// Fails, at commit, the transaction recording a `user_doomed…` tombstone.
@@ -418,31 +425,33 @@ async fn rolled_back_deletion_is_not_announced() {
     let doomed = random_id("user_doomed");
     let token = d.token(&doomed);
     assert_eq!(b.me(&token).await.0, StatusCode::OK);
-    let calls = b.calls.calls();
+    let (marker, marker_token) = user_cached_on(&[&b], &d).await;
 
     // The notification was queued before the commit failed, and dropped with it.
     assert_eq!(a.delete(&doomed).await, StatusCode::SERVICE_UNAVAILABLE);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Heard in commit order: once the marker's deletion is heard, anything
+    // the failed one sent would have been too.
+    let started = Instant::now();
+    assert_eq!(a.delete(&marker).await, StatusCode::OK);
+    b.refused(&marker_token, started, PROPAGATION_LIMIT).await;
+    let calls = b.calls.calls();
     assert_eq!(b.me(&token).await.0, StatusCode::OK);
     assert_eq!(b.calls.calls(), calls, "nothing was evicted");
-
-    let (user, token) = user_cached_on(&[&b], &d).await;
-    let started = Instant::now();
-    assert_eq!(a.delete(&user).await, StatusCode::OK);
-    b.refused(&token, started, PROPAGATION_LIMIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shut_down_listener_hears_nothing() {
     let d = Deployment::new().await;
-    let (a, b) = (d.instance().await, d.instance().await);
-    let (user, token) = user_cached_on(&[&b], &d).await;
+    let (a, b, witness) = (d.instance().await, d.instance().await, d.instance().await);
+    let (user, token) = user_cached_on(&[&b, &witness], &d).await;
     let Instance { app, listener, .. } = b;
     assert!(listener.is_running());
     listener.shutdown().await;
 
+    let started = Instant::now();
     assert_eq!(a.delete(&user).await, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The deletion was announced: an instance still listening heard it.
+    witness.refused(&token, started, PROPAGATION_LIMIT).await;
     assert_eq!(
         me(&app, &token).await.0,
         StatusCode::OK,

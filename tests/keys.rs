@@ -87,8 +87,18 @@ async fn no_keys_yet_and_endpoint_down_is_503() {
     );
 }
 
+/// A flood of tokens with unknown `kid`s when the cooldown allows a fetch:
+/// the first token starts it, the others wait behind it (held until every
+/// one of them is waiting), and none fetches again, then or within the
+/// cooldown that follows.
+///
+/// On this single-threaded runtime, a spawned request runs as soon as the
+/// test waits, up to the key store's fetch lock, with nothing to wait for
+/// on its way there; the held fetch arrives at the endpoint only after
+/// every request spawned before it ran that far.
 #[tokio::test]
-async fn unknown_kid_flood_fetches_at_most_once_per_cooldown() {
+async fn unknown_kid_flood_fetches_once_per_cooldown() {
+    const FLOOD: usize = 100;
     let f = Fixture::new().await;
     let config = f
         .jwks
@@ -96,29 +106,53 @@ async fn unknown_kid_flood_fetches_at_most_once_per_cooldown() {
         .with_key_refetch_cooldown(Duration::from_secs(60));
     let app = app(EnsureUserLayer::new(config, sqlite_store().await));
     let user = random_id("user");
+    let unknown = |i: usize| {
+        let key_header = json!({"alg":"RS256","typ":"JWT","kid":format!("ins_random{i}")});
+        f.key.sign_raw(
+            key_header.to_string().as_bytes(),
+            f.claims(&user).to_string().as_bytes(),
+        )
+    };
+    let flood = |from: usize| -> Vec<_> {
+        (from..from + FLOOD)
+            .map(|i| {
+                let (app, token) = (app.clone(), unknown(i));
+                tokio::spawn(async move { call(&app, bearer(&token)).await })
+            })
+            .collect()
+    };
+
+    // No fetch yet: the window is open.
+    let hold = f.jwks.hold();
+    let first = flood(0);
+    f.jwks.fetched(1).await;
+    for _ in 0..FLOOD {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        f.jwks.fetches(),
+        1,
+        "the flood waits for the fetch in flight"
+    );
+    assert!(
+        first.iter().all(|request| !request.is_finished()),
+        "a request of the flood was answered before the fetch it needs"
+    );
+    hold.release();
+    for request in first {
+        assert_eq!(request.await.unwrap().1["error"], "unknown_key");
+    }
+    assert_eq!(f.jwks.fetches(), 1, "one fetch for the whole flood");
+
+    // Within the cooldown: a second flood fetches nothing.
+    for request in flood(FLOOD) {
+        assert_eq!(request.await.unwrap().1["error"], "unknown_key");
+    }
+    assert_eq!(f.jwks.fetches(), 1, "no fetch within the cooldown");
+    // The fetched key still serves.
     assert_eq!(
         call(&app, bearer(&f.token(&f.claims(&user)))).await.0,
         StatusCode::OK
-    );
-    let before = f.jwks.fetches();
-    let tasks: Vec<_> = (0..100)
-        .map(|i| {
-            let key_header = json!({"alg":"RS256","typ":"JWT","kid":format!("ins_random{i}")});
-            let token = f.key.sign_raw(
-                key_header.to_string().as_bytes(),
-                f.claims(&user).to_string().as_bytes(),
-            );
-            let app = app.clone();
-            tokio::spawn(async move { call(&app, bearer(&token)).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().1["error"], "unknown_key");
-    }
-    assert!(
-        f.jwks.fetches() - before <= 1,
-        "fetches: {}",
-        f.jwks.fetches() - before
     );
 }
 
@@ -322,29 +356,35 @@ async fn failing_refreshes_are_spaced_by_the_cooldown_then_recover() {
     assert!(jwks.fetches() > before);
 }
 
-/// No keys held and an endpoint that fails slowly: readiness probes, a
-/// prefetch and a request that arrive during a fetch wait for it, and none
-/// of them fetches again within the cooldown that follows it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// No keys held and an endpoint that fails, its answer held back:
+/// readiness probes, a prefetch and a request that arrive during the fetch,
+/// longer than the cooldown after it started, wait for it, and none of them
+/// fetches again within the cooldown that follows its end.
+///
+/// As in the flood above, the single-threaded runtime runs each spawned
+/// caller up to the fetch lock before the test goes on.
+#[tokio::test]
 async fn callers_during_a_failing_fetch_share_it() {
-    const COOLDOWN: Duration = Duration::from_secs(1);
-    const FETCH: Duration = Duration::from_millis(1500);
+    const COOLDOWN: Duration = Duration::from_secs(2);
     let key = SigningKey::generate("ins_test");
     let jwks = JwksServer::start(&[&key]).await;
-    jwks.reply_with(JwksReply::Slow(FETCH, "<html>down</html>".into()));
+    jwks.reply_with(JwksReply::Body("<html>down</html>".into()));
     let config = jwks
         .config()
         .with_key_refetch_cooldown(COOLDOWN)
-        .with_key_fetch_timeout(Duration::from_secs(3));
+        .with_key_fetch_timeout(Duration::from_secs(60));
     let layer = EnsureUserLayer::new(config, sqlite_store().await);
     let app = app(layer.clone());
 
+    let hold = jwks.hold();
     let first = {
         let layer = layer.clone();
         tokio::spawn(async move { layer.readiness().await })
     };
-    // Longer than the cooldown, shorter than the fetch.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    jwks.fetched(1).await;
+    // The fetch is held: waiting longer than the cooldown is safe, and
+    // the callers below come more than a cooldown after it started.
+    tokio::time::sleep(COOLDOWN + Duration::from_millis(200)).await;
     let probes: Vec<_> = (0..4)
         .map(|_| {
             let layer = layer.clone();
@@ -355,8 +395,31 @@ async fn callers_during_a_failing_fetch_share_it() {
         let layer = layer.clone();
         tokio::spawn(async move { layer.prefetch_keys().await })
     };
-    let token = key.session_token(ISSUER, &random_id("user"), 60);
-    let (status, code, _) = status_and_code(&app, &token).await;
+    let request = {
+        let (app, token) = (
+            app.clone(),
+            key.session_token(ISSUER, &random_id("user"), 60),
+        );
+        tokio::spawn(async move { status_and_code(&app, &token).await })
+    };
+    for _ in 0..16 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        jwks.fetches(),
+        1,
+        "the callers wait for the fetch in flight"
+    );
+    assert!(
+        !first.is_finished()
+            && !prefetch.is_finished()
+            && !request.is_finished()
+            && probes.iter().all(|probe| !probe.is_finished()),
+        "a caller was answered before the fetch ended"
+    );
+    hold.release();
+
+    let (status, code, _) = request.await.unwrap();
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable")

@@ -1,7 +1,8 @@
 //! Requests through the layer end to end, with real keys served over HTTP
 //! and a real store: which tokens pass and which are refused with which
-//! code, where a token is read from, the optional mode, and the extractor
-//! without the layer.
+//! code, where a token is read from, the optional mode, the extractor
+//! without the layer, and the token size and cookie count limits to the
+//! byte and the cookie.
 
 mod common;
 
@@ -11,7 +12,7 @@ use axum::{Router, body::Body, routing::get};
 use common::{app::*, *};
 use ensure_user::{
     EnsureUserLayer, LocalUser, Mode,
-    testing::{SigningKey, random_id},
+    testing::{SigningKey, random_id, session_claims},
 };
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
@@ -437,5 +438,105 @@ async fn a_layer_configured_after_cloning_is_reached_by_every_evictor() {
                 "{case}"
             );
         }
+    }
+}
+
+/// Base64url without padding: the length of `bytes` bytes once encoded.
+fn encoded_len(bytes: usize) -> usize {
+    (bytes * 4).div_ceil(3)
+}
+
+/// A key (one of a few, whose `kid`s differ in length) and a token it
+/// signed for `user` that is exactly `length` bytes long: the claims are
+/// padded to reach it.
+fn token_of_length(user: &str, length: usize) -> (SigningKey, String) {
+    for kid in ["ins_a", "ins_ab", "ins_abc", "ins_abcd"] {
+        let key = SigningKey::generate(kid);
+        let claims = session_claims(ISSUER, user, 60);
+        let bare = key.sign(&claims);
+        let payload = claims.to_string().len() + r#","pad":"""#.len();
+        let others = bare.len() - encoded_len(claims.to_string().len());
+        let Some(pad) = (0..length).find(|pad| others + encoded_len(payload + pad) == length)
+        else {
+            continue;
+        };
+        let mut padded = claims;
+        padded["pad"] = json!("x".repeat(pad));
+        let token = key.sign(&padded);
+        assert_eq!(token.len(), length);
+        return (key, token);
+    }
+    panic!("no token of {length} bytes");
+}
+
+/// `with_max_token_bytes`: a token exactly at the limit is verified, one
+/// byte longer is refused `malformed_token` (and never reaches the store);
+/// so at the default limit, 8 KiB.
+#[tokio::test]
+async fn token_size_limit_is_exact() {
+    for (limit, configured) in [(1000, true), (8 * 1024, false)] {
+        let user = random_id("user");
+        let (at_key, at) = token_of_length(&user, limit);
+        let (over_key, over) = token_of_length(&user, limit + 1);
+        let jwks = JwksServer::start(&[&at_key, &over_key]).await;
+        let config = if configured {
+            jwks.config().with_max_token_bytes(limit)
+        } else {
+            jwks.config()
+        };
+        let store = CountingStore::new(sqlite_store().await);
+        let app = app(EnsureUserLayer::new(config, store.clone()));
+        let (status, body) = call(&app, bearer(&over)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("malformed_token")),
+            "{} bytes, limit {limit}",
+            over.len()
+        );
+        assert_eq!(store.calls(), 0);
+        let (status, body) = call(&app, bearer(&at)).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{} bytes, limit {limit}: {body}",
+            at.len()
+        );
+    }
+}
+
+/// `with_max_cookies`: a session cookie that is the last of exactly the
+/// maximum number of cookies is read; one cookie more and it is not looked
+/// at (`missing_token`). So at the default of 64.
+#[tokio::test]
+async fn cookie_count_limit_is_exact() {
+    let f = Fixture::new().await;
+    let token = f.token(&f.claims(&random_id("user")));
+    for (max, configured) in [(5, true), (64, false)] {
+        let config = if configured {
+            f.jwks.config().with_max_cookies(max)
+        } else {
+            f.jwks.config()
+        };
+        let app = app(EnsureUserLayer::new(config, sqlite_store().await));
+        let with_cookies = |others: usize| {
+            // Split over two headers, as a client may send them.
+            let first: Vec<String> = (0..others / 2).map(|i| format!("c{i}=v")).collect();
+            let mut second: Vec<String> = (others / 2..others).map(|i| format!("c{i}=v")).collect();
+            second.push(format!("__session={token}"));
+            Request::get("/me")
+                .header("cookie", first.join("; "))
+                .header("cookie", second.join("; "))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, body) = call(&app, with_cookies(max - 1)).await;
+        assert_eq!(status, StatusCode::OK, "{max} cookies: {body}");
+        let (status, body) = call(&app, with_cookies(max)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("missing_token")),
+            "{} cookies",
+            max + 1
+        );
     }
 }

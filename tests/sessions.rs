@@ -809,3 +809,101 @@ async fn a_ban_the_store_never_got_outlives_a_listener_reconnect() {
     assert_eq!(d.banned_in_row(&user).await, Some(true));
     assert_eq!(b.me(&token).await, banned);
 }
+
+/// A store that keeps users but no ended sessions: `end_session` is the
+/// trait's own, which records nothing.
+#[derive(Clone)]
+struct KeepsNoSessions(SqliteUserStore);
+
+impl UserSync for KeepsNoSessions {
+    async fn upsert_profile(
+        &self,
+        clerk_id: &str,
+        profile: &ensure_user::store::Profile,
+        updated_at_ms: i64,
+    ) -> Result<ensure_user::store::SyncOutcome, ensure_user::store::StoreError> {
+        self.0
+            .upsert_profile(clerk_id, profile, updated_at_ms)
+            .await
+    }
+
+    async fn delete_user(
+        &self,
+        clerk_id: &str,
+        deleted_at_ms: i64,
+    ) -> Result<ensure_user::store::SyncOutcome, ensure_user::store::StoreError> {
+        self.0.delete_user(clerk_id, deleted_at_ms).await
+    }
+}
+
+/// A receiver whose store keeps no ended sessions acknowledges a session's
+/// end `200 not_kept`: the process that received it refuses the session
+/// (and only it: the user's other sessions go on), nothing is written, and
+/// another process on the same database still serves it.
+#[tokio::test]
+async fn a_session_end_the_store_does_not_keep_is_not_kept() {
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let store = sqlite_store().await;
+    let layer = ensure_user::EnsureUserLayer::new(jwks.config(), store.clone());
+    let receiver = ensure_user::webhook::WebhookReceiver::new(
+        verifier(),
+        KeepsNoSessions(store.clone()),
+        layer.evictor(),
+    );
+    let me = |user: LocalUser| async move { Json(json!({ "id": user.id() })) };
+    let app = Router::new()
+        .route("/me", get(me))
+        .layer(layer)
+        .merge(receiver.into_router(PATH));
+    let other_process =
+        Router::new()
+            .route("/me", get(me))
+            .layer(ensure_user::EnsureUserLayer::new(
+                jwks.config(),
+                store.clone(),
+            ));
+    let status_of = async |app: &Router, token: &str| {
+        let (status, body) = read(app.clone().oneshot(bearer(token)).await.unwrap()).await;
+        (
+            status,
+            body["error"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+
+    let user = random_id("user");
+    let (ended, kept) = (random_id("sess"), random_id("sess"));
+    let token = |session: &str| {
+        let mut claims = session_claims(ISSUER, &user, 600);
+        claims["sid"] = json!(session);
+        key.sign(&claims)
+    };
+    let (ended_token, kept_token) = (token(&ended), token(&kept));
+    for session in [&ended_token, &kept_token] {
+        assert_eq!(status_of(&app, session).await.0, StatusCode::OK);
+        assert_eq!(status_of(&other_process, session).await.0, StatusCode::OK);
+    }
+
+    let delivery = delivery(&session_event("revoked", &ended, &user));
+    let (status, body) = read(app.clone().oneshot(delivery).await.unwrap()).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("not_kept")),
+        "{body}"
+    );
+    assert_eq!(
+        status_of(&app, &ended_token).await,
+        (StatusCode::UNAUTHORIZED, "session_ended".to_owned())
+    );
+    assert_eq!(status_of(&app, &kept_token).await.0, StatusCode::OK);
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ensure_user_ended_sessions")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "nothing is kept");
+    assert_eq!(
+        status_of(&other_process, &ended_token).await.0,
+        StatusCode::OK,
+        "another process was not told"
+    );
+}

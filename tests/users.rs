@@ -8,8 +8,8 @@ mod common;
 
 use std::{
     sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -22,6 +22,7 @@ use ensure_user::{
 };
 use http::StatusCode;
 use serde_json::json;
+use tokio::sync::Notify;
 use tower::ServiceExt;
 
 on_both_stores!(
@@ -60,17 +61,74 @@ async fn concurrent_first_requests_make_one_row_and_one_call(backend: Backend) {
     assert_eq!(db.rows_of(&user).await, 1);
 }
 
+/// Wraps a store: the first `parties` calls meet inside it (each waits for
+/// the others) before they go on to the real store together, and every
+/// answer of the real store is kept.
+#[derive(Clone)]
+struct MeetingStore<S> {
+    inner: S,
+    parties: usize,
+    meeting: Arc<tokio::sync::Barrier>,
+    calls: Arc<AtomicUsize>,
+    answers: Arc<Mutex<Vec<Resolution>>>,
+}
+
+impl<S> MeetingStore<S> {
+    fn new(inner: S, parties: usize) -> Self {
+        Self {
+            inner,
+            parties,
+            meeting: Arc::new(tokio::sync::Barrier::new(parties)),
+            calls: Arc::new(AtomicUsize::new(0)),
+            answers: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// The same meeting and records, around another store.
+    fn around(&self, inner: S) -> Self {
+        Self {
+            inner,
+            parties: self.parties,
+            meeting: self.meeting.clone(),
+            calls: self.calls.clone(),
+            answers: self.answers.clone(),
+        }
+    }
+}
+
+impl<S: UserStore> UserStore for MeetingStore<S> {
+    async fn find_or_create(
+        &self,
+        clerk_id: &str,
+        profile: &Profile,
+    ) -> Result<Resolution, StoreError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.parties {
+            tokio::time::timeout(Duration::from_secs(30), self.meeting.wait())
+                .await
+                .expect("every instance's lookup reaches the store");
+        }
+        let answer = self.inner.find_or_create(clerk_id, profile).await?;
+        self.answers.lock().unwrap().push(answer);
+        Ok(answer)
+    }
+}
+
 /// Separate layers (separate caches, as separate processes would have) racing
-/// on one new user through separate pools still make exactly one row.
+/// on one new user through separate pools still make exactly one row. Each
+/// layer's lookup waits inside the store until all eight are there, so
+/// that they reach the database together, and each answers the one row.
 async fn racing_instances_converge_on_one_row(backend: Backend) {
+    const INSTANCES: usize = 8;
     let f = Fixture::new().await;
     let first = Store::new(backend).await;
     let user = random_id("user");
     let token = Arc::new(f.token(&f.claims(&user)));
+    let meeting = MeetingStore::new(first.clone(), INSTANCES);
+    let config = f.jwks.config().with_store_timeout(Duration::from_secs(60));
     let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let store = first.reopen(2).await;
-        let app = app(EnsureUserLayer::new(f.jwks.config(), store));
+    for _ in 0..INSTANCES {
+        let store = meeting.around(first.reopen(2).await);
+        let app = app(EnsureUserLayer::new(config.clone(), store));
         for _ in 0..4 {
             let (app, token) = (app.clone(), token.clone());
             tasks.push(tokio::spawn(
@@ -81,12 +139,23 @@ async fn racing_instances_converge_on_one_row(backend: Backend) {
     let mut ids = Vec::new();
     for task in tasks {
         let (status, body) = task.await.unwrap();
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, StatusCode::OK, "{body}");
         ids.push(body["id"].clone());
     }
     ids.dedup();
     assert_eq!(ids.len(), 1);
     assert_eq!(first.rows_of(&user).await, 1);
+    let answers = meeting.answers.lock().unwrap().clone();
+    assert_eq!(
+        answers.len(),
+        INSTANCES,
+        "one lookup per instance: {answers:?}"
+    );
+    let ids: Vec<_> = answers.iter().map(|answer| answer.id()).collect();
+    assert!(
+        ids.iter().all(|id| id.is_some() && *id == ids[0]),
+        "every lookup that met in the store answers the one row: {answers:?}"
+    );
 }
 
 /// Every insert or update of a user row is counted in `writes`.
@@ -161,20 +230,27 @@ async fn tombstoned_user_is_refused_and_not_recreated(backend: Backend) {
     assert_eq!(store.rows_of(&user).await, 0);
 }
 
-/// A store that answers slowly, and `Deleted` once told the user is gone.
+/// A store whose first lookup stops inside the store until the test lets
+/// it go; a lookup answers `Deleted` when the user was gone as it began.
 #[derive(Clone, Default)]
-struct SlowStore {
+struct PausingStore {
     deleted: Arc<AtomicBool>,
+    calls: Arc<AtomicUsize>,
+    inside: Arc<Notify>,
+    resume: Arc<Notify>,
 }
 
-impl UserStore for SlowStore {
+impl UserStore for PausingStore {
     async fn find_or_create(
         &self,
         _clerk_id: &str,
         _profile: &Profile,
     ) -> Result<Resolution, StoreError> {
         let deleted_before = self.deleted.load(Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.inside.notify_one();
+            self.resume.notified().await;
+        }
         Ok(if deleted_before {
             Resolution::Deleted
         } else {
@@ -189,11 +265,9 @@ impl UserStore for SlowStore {
 #[tokio::test]
 async fn deletion_during_an_in_flight_lookup_is_not_remembered() {
     let f = Fixture::new().await;
-    let store = SlowStore::default();
+    let store = PausingStore::default();
     let layer = EnsureUserLayer::new(
-        f.jwks
-            .config()
-            .with_store_timeout(Duration::from_millis(500)),
+        f.jwks.config().with_store_timeout(Duration::from_secs(60)),
         store.clone(),
     );
     let app = app(layer.clone());
@@ -203,14 +277,21 @@ async fn deletion_during_an_in_flight_lookup_is_not_remembered() {
         let (app, token) = (app.clone(), token.clone());
         tokio::spawn(async move { call(&app, bearer(&token)).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The lookup is inside the store, its answer (the user exists) decided.
+    store.inside.notified().await;
     store.deleted.store(true, Ordering::SeqCst);
     layer.forget_user(&user).await;
+    store.resume.notify_one();
     let (status, body) = in_flight.await.unwrap();
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("user_deleted")),
         "answered after the deletion was acknowledged"
+    );
+    assert_eq!(
+        store.calls.load(Ordering::SeqCst),
+        2,
+        "the stale answer was loaded again"
     );
     let (status, body) = call(&app, bearer(&token)).await;
     assert_eq!(

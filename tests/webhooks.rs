@@ -341,48 +341,112 @@ async fn concurrent_updates_keep_the_newest(backend: Backend) {
     );
 }
 
+/// Updates and requests race a deletion; more of each start once the
+/// deletion is acknowledged, while the others are still in flight. Each
+/// kind is held to what it may answer: a request in flight during the
+/// deletion may be served, one that started after its acknowledgement
+/// never is; an update that started after it finds the tombstone. In the
+/// first round the user is served (so cached) before the race; in the
+/// others the requests and updates race to create the row.
 async fn deletion_racing_creations_leaves_no_row(backend: Backend) {
+    /// What one request was, whether it started after the deletion was
+    /// acknowledged, and its answer.
+    type Answer = (&'static str, bool, (StatusCode, Value));
     let h = Arc::new(Harness::new(backend).await);
-    for _ in 0..3 {
+    for cached in [true, false, false] {
         let user = random_id("user");
         let token = Arc::new(h.key.session_token(ISSUER, &user, 60));
-        let mut tasks = Vec::new();
-        for i in 0..12_i64 {
-            let (h2, user2) = (h.clone(), user.clone());
-            tasks.push(tokio::spawn(async move {
+        if cached {
+            assert_eq!(h.me(&token).await.0, StatusCode::OK);
+        }
+        // Set once the deletion was answered `200`.
+        let (acknowledge, acknowledged) = tokio::sync::watch::channel(false);
+        let update = |i: i64, after: bool| {
+            let (h, user, mut acknowledged) = (h.clone(), user.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                if after {
+                    acknowledged.wait_for(|done| *done).await.unwrap();
+                }
+                let after = *acknowledged.borrow();
                 (
                     "user.updated",
-                    h2.deliver(&updated(&user2, i, "Racer")).await,
+                    after,
+                    h.deliver(&updated(&user, i, "Racer")).await,
                 )
-            }));
-            let (h2, token2) = (h.clone(), token.clone());
-            tasks.push(tokio::spawn(
-                async move { ("GET /me", h2.me(&token2).await) },
-            ));
+            })
+        };
+        let me = |after: bool| {
+            let (h, token, mut acknowledged) = (h.clone(), token.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                if after {
+                    acknowledged.wait_for(|done| *done).await.unwrap();
+                }
+                let after = *acknowledged.borrow();
+                ("GET /me", after, h.me(&token).await)
+            })
+        };
+        let mut tasks: Vec<tokio::task::JoinHandle<Answer>> = Vec::new();
+        for i in 0..12_i64 {
+            tasks.push(update(i, false));
+            tasks.push(me(false));
             if i == 6 {
-                let (h2, user2) = (h.clone(), user.clone());
+                let (h, user) = (h.clone(), user.clone());
+                let acknowledge = acknowledge.clone();
                 tasks.push(tokio::spawn(async move {
-                    (
-                        "user.deleted",
-                        h2.deliver(&user_deleted_event(&user2)).await,
-                    )
+                    let answer = h.deliver(&user_deleted_event(&user)).await;
+                    let after = *acknowledge.borrow();
+                    if answer.0 == StatusCode::OK {
+                        acknowledge.send_replace(true);
+                    }
+                    ("user.deleted", after, answer)
                 }));
             }
         }
+        for i in 12..16_i64 {
+            tasks.push(update(i, true));
+            tasks.push(me(true));
+        }
+        let mut started_after = 0;
         for task in tasks {
-            let (request, (status, body)) = task.await.unwrap();
+            let (request, after, (status, body)) = task.await.unwrap();
+            started_after += usize::from(after);
+            let outcome = body["outcome"].as_str().unwrap_or_default();
+            let error = body["error"].as_str().unwrap_or_default();
             // A request whose user a delivery forgets during each of its
             // lookups (three, with twelve deliveries racing it) is refused
             // as retryable, by design: it never serves what it could not
             // confirm.
-            let retryable = request == "GET /me"
-                && status == StatusCode::SERVICE_UNAVAILABLE
-                && body["error"] == "store_unavailable";
+            let retryable =
+                status == StatusCode::SERVICE_UNAVAILABLE && error == "store_unavailable";
+            let allowed = match (request, after) {
+                ("user.deleted", _) => {
+                    status == StatusCode::OK && matches!(outcome, "deleted" | "not_found")
+                }
+                ("user.updated", false) => {
+                    status == StatusCode::OK
+                        && matches!(outcome, "created" | "updated" | "stale" | "tombstoned")
+                }
+                ("user.updated", true) => status == StatusCode::OK && outcome == "tombstoned",
+                ("GET /me", false) => {
+                    status == StatusCode::OK
+                        || (status == StatusCode::UNAUTHORIZED && error == "user_deleted")
+                        || retryable
+                }
+                ("GET /me", true) => {
+                    (status == StatusCode::UNAUTHORIZED && error == "user_deleted") || retryable
+                }
+                _ => unreachable!(),
+            };
+            let when = if after { "after" } else { "before" };
             assert!(
-                status == StatusCode::OK || status == StatusCode::UNAUTHORIZED || retryable,
-                "{request}: {status} {body}"
+                allowed,
+                "{request}, started {when} the deletion was acknowledged: {status} {body}"
             );
         }
+        assert!(
+            started_after >= 8,
+            "the late requests start once the deletion is acknowledged"
+        );
         assert_eq!(h.db.profile(&user).await, None, "a deleted user came back");
         assert!(h.db.tombstoned(&user).await);
         assert_eq!(h.me(&token).await.1["error"], "user_deleted");
@@ -467,9 +531,14 @@ async fn tower_service_takes_any_body() {
         (StatusCode::OK, Some("created"))
     );
 
-    // A declared length over the limit is refused before the body is read.
+    // A declared length over the limit is refused before the body is read
+    // (once the svix headers are checked, which comes first).
     let small = h.receiver.clone().with_body_limit(16);
+    let (id, t) = (random_id("msg"), now());
     let request = http::Request::post("/anywhere")
+        .header("svix-id", &id)
+        .header("svix-timestamp", t.to_string())
+        .header("svix-signature", signature(SECRET, &id, t, b"{}"))
         .header("content-length", "17")
         .body(http_body_util::Full::new(Bytes::from_static(b"{}")))
         .unwrap();

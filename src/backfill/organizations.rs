@@ -4,7 +4,7 @@ use std::future::Future;
 
 use crate::{
     ClerkMembership, ClerkOrganization,
-    clerk_api::ListPages,
+    clerk_api::{ApiError, ListPages},
     clerk_id::{is_organization_id, is_user_id},
     store::{BatchOutcome, Checkpoint, OrganizationBackfillStore, StoreError, Walk},
 };
@@ -22,22 +22,39 @@ impl<S: OrganizationBackfillStore> Backfill<S> {
     /// from each organization's `GET /v1/organizations/{id}/memberships`.
     /// Both follow the webhooks' rules: newest `updated_at` wins, and a
     /// tombstoned organization (or user) is skipped, never brought back.
+    ///
+    /// On an instance that does not have organizations turned on (the
+    /// Backend API answers `403 organization_not_enabled_in_instance`),
+    /// the organizations and memberships walks are skipped: they are
+    /// missing from the result, and the users are written as usual. Any
+    /// other failure of those walks stops the run.
     pub async fn run_walks(
         &self,
         walks: &[Walk],
         mut on_progress: impl FnMut(&Progress),
     ) -> Result<Vec<(Walk, Summary)>, BackfillError> {
         let mut summaries = Vec::new();
+        let mut organizations_enabled = true;
         for walk in Walk::ALL {
-            if !walks.contains(&walk) {
+            if !walks.contains(&walk) || (walk != Walk::Users && !organizations_enabled) {
                 continue;
             }
             let summary = match walk {
-                Walk::Organizations => self.organizations(&mut on_progress).await?,
-                Walk::Memberships => self.memberships(&mut on_progress).await?,
-                Walk::Users => self.run(&mut on_progress).await?,
+                Walk::Organizations => self.organizations(&mut on_progress).await,
+                Walk::Memberships => self.memberships(&mut on_progress).await,
+                Walk::Users => self.run(&mut on_progress).await,
             };
-            summaries.push((walk, summary));
+            match summary {
+                Ok(summary) => summaries.push((walk, summary)),
+                Err(BackfillError::Api {
+                    source: ApiError::OrganizationsNotEnabled,
+                    ..
+                }) if walk != Walk::Users => {
+                    tracing::info!(target: "ensure_user", %walk, "organizations are not enabled for this Clerk instance; skipped");
+                    organizations_enabled = false;
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(summaries)
     }

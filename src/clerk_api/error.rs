@@ -7,6 +7,10 @@ use serde::Deserialize;
 /// Longest text kept from an error body.
 const MAX_MESSAGE_CHARS: usize = 300;
 
+/// Clerk's error code for a request about organizations on an instance
+/// that has them turned off.
+const ORGANIZATIONS_NOT_ENABLED: &str = "organization_not_enabled_in_instance";
+
 /// Why a Backend API call failed.
 ///
 /// Neither the message nor `Debug` ever shows the secret key; texts taken
@@ -31,6 +35,11 @@ pub enum ApiError {
         /// Clerk's error code, e.g. `clerk_key_invalid`.
         code: Option<String>,
     },
+    /// `403` with Clerk's code `organization_not_enabled_in_instance`: the
+    /// instance does not have organizations turned on, so it has none to
+    /// list.
+    #[error("organizations are not enabled for this Clerk instance")]
+    OrganizationsNotEnabled,
     /// `429`, still, after the retries allowed.
     #[error("rate limited by the Backend API{}", wait_suffix(*.retry_after))]
     RateLimited {
@@ -68,6 +77,7 @@ impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Unauthorized { status, .. } | Self::Status { status, .. } => Some(*status),
+            Self::OrganizationsNotEnabled => Some(403),
             Self::RateLimited { .. } => Some(429),
             _ => None,
         }
@@ -116,6 +126,9 @@ impl ApiError {
             None => (None, None),
         };
         match status {
+            403 if code.as_deref() == Some(ORGANIZATIONS_NOT_ENABLED) => {
+                Self::OrganizationsNotEnabled
+            }
             401 | 403 => Self::Unauthorized { status, code },
             429 => Self::RateLimited { retry_after },
             _ => Self::Status {
@@ -177,6 +190,26 @@ mod tests {
             "rate limited by the Backend API (retry after 7s)"
         );
         assert!(limited.is_retryable());
+    }
+
+    #[test]
+    fn organizations_not_enabled_is_told_from_a_refused_key() {
+        let body = br#"{"errors":[{"message":"access denied","long_message":"The organizations feature is not enabled for this instance.","code":"organization_not_enabled_in_instance","meta":{}}],"clerk_trace_id":"t"}"#;
+        let error = ApiError::from_answer(403, None, body, SECRET);
+        assert!(
+            matches!(error, ApiError::OrganizationsNotEnabled),
+            "{error:?}"
+        );
+        assert_eq!(error.status(), Some(403));
+        assert!(!error.is_retryable());
+
+        let other =
+            br#"{"errors":[{"message":"denied","code":"authorization_invalid","meta":{}}]}"#;
+        let refused = ApiError::from_answer(403, None, other, SECRET);
+        assert!(
+            matches!(refused, ApiError::Unauthorized { status: 403, .. }),
+            "{refused:?}"
+        );
     }
 
     #[test]

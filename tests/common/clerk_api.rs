@@ -200,6 +200,10 @@ pub struct Faults {
     pub no_cursor: bool,
     /// `GET /v1/users/{id}` answers this much later.
     pub user_delay: Option<std::time::Duration>,
+    /// Once this many list pages were served, `GET /v1/users` never answers.
+    pub hang_after_pages: Option<usize>,
+    /// `GET /v1/organizations` answers this status and Clerk error code.
+    pub organizations_error: Option<(StatusCode, &'static str)>,
 }
 
 struct Fake {
@@ -310,8 +314,12 @@ impl FakeClerk {
 }
 
 fn clerk_error(status: StatusCode, code: &str, message: &str) -> Response {
+    clerk_error_with(status, code, message, message)
+}
+
+fn clerk_error_with(status: StatusCode, code: &str, message: &str, long_message: &str) -> Response {
     let body = json!({
-        "errors": [{"message": message, "long_message": message, "code": code, "meta": {}}],
+        "errors": [{"message": message, "long_message": long_message, "code": code, "meta": {}}],
         "clerk_trace_id": "trace_fake"
     });
     (
@@ -381,6 +389,10 @@ async fn list(
 ) -> Response {
     if let Some(refusal) = refuse(&fake, &headers) {
         return refusal;
+    }
+    let hang_after = fake.faults.lock().unwrap().hang_after_pages;
+    if hang_after.is_some_and(|pages| fake.pages.load(Ordering::SeqCst) >= pages) {
+        std::future::pending::<()>().await;
     }
     let raw = raw.unwrap_or_default();
     fake.queries.lock().unwrap().push(raw.clone());
@@ -542,6 +554,19 @@ async fn list_organizations(
 ) -> Response {
     if let Some(refusal) = refuse(&fake, &headers) {
         return refusal;
+    }
+    let refused = fake.faults.lock().unwrap().organizations_error;
+    if let Some((status, code)) = refused {
+        return match code {
+            // What Clerk answers on an instance without organizations.
+            "organization_not_enabled_in_instance" => clerk_error_with(
+                status,
+                code,
+                "access denied",
+                "The organizations feature is not enabled for this instance.",
+            ),
+            _ => clerk_error(status, code, "refused"),
+        };
     }
     let raw = raw.unwrap_or_default();
     fake.queries

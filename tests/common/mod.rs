@@ -89,33 +89,54 @@ pub enum JwksReply {
     Slow(Duration, String),
 }
 
-/// A JWKS endpoint on 127.0.0.1 whose answer a test can change, counting fetches.
+/// A JWKS endpoint on 127.0.0.1 whose answer a test can change, counting
+/// fetches, and whose answers a test can hold back.
 #[derive(Clone)]
 pub struct JwksServer {
     pub addr: SocketAddr,
+    state: JwksState,
+}
+
+#[derive(Clone)]
+struct JwksState {
     reply: Arc<Mutex<JwksReply>>,
     fetches: Arc<AtomicUsize>,
+    /// While it says `false`, every fetch waits before it is answered.
+    gate: Arc<Mutex<Option<tokio::sync::watch::Receiver<bool>>>>,
+}
+
+/// Fetches held back by [`JwksServer::hold`]: each is counted when it
+/// arrives, and answered once this is released (or dropped).
+pub struct JwksHold(tokio::sync::watch::Sender<bool>);
+
+impl JwksHold {
+    /// Answers the fetches held, and every later one at once.
+    pub fn release(self) {}
+}
+
+impl Drop for JwksHold {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 impl JwksServer {
     pub async fn start(keys: &[&SigningKey]) -> Self {
-        let reply = Arc::new(Mutex::new(JwksReply::Keys(
-            SigningKey::jwks(keys).to_string(),
-        )));
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let state = (reply.clone(), fetches.clone());
+        let state = JwksState {
+            reply: Arc::new(Mutex::new(JwksReply::Keys(
+                SigningKey::jwks(keys).to_string(),
+            ))),
+            fetches: Arc::new(AtomicUsize::new(0)),
+            gate: Arc::new(Mutex::new(None)),
+        };
         let app = Router::new()
             .route("/jwks.json", get(serve_jwks))
             .route("/v1/jwks", get(serve_jwks))
-            .with_state(state);
+            .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            addr,
-            reply,
-            fetches,
-        }
+        Self { addr, state }
     }
 
     pub fn url(&self) -> String {
@@ -123,7 +144,7 @@ impl JwksServer {
     }
 
     pub fn serve(&self, keys: &[&SigningKey]) {
-        *self.reply.lock().unwrap() = JwksReply::Keys(SigningKey::jwks(keys).to_string());
+        self.reply_with(JwksReply::Keys(SigningKey::jwks(keys).to_string()));
     }
 
     pub fn fail_with(&self, status: u16) {
@@ -131,11 +152,32 @@ impl JwksServer {
     }
 
     pub fn reply_with(&self, reply: JwksReply) {
-        *self.reply.lock().unwrap() = reply;
+        *self.state.reply.lock().unwrap() = reply;
     }
 
+    /// Fetches arrived so far, answered or held.
     pub fn fetches(&self) -> usize {
-        self.fetches.load(Ordering::SeqCst)
+        self.state.fetches.load(Ordering::SeqCst)
+    }
+
+    /// Holds every fetch from now on until the hold is released.
+    pub fn hold(&self) -> JwksHold {
+        let (open, gate) = tokio::sync::watch::channel(false);
+        *self.state.gate.lock().unwrap() = Some(gate);
+        JwksHold(open)
+    }
+
+    /// Waits until `n` fetches have arrived; panics after 10 s.
+    pub async fn fetched(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.fetches() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} fetches of {n} after 10 s",
+                self.fetches()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// A config trusting this server, with no refetch cooldown unless a test sets one.
@@ -146,11 +188,14 @@ impl JwksServer {
     }
 }
 
-async fn serve_jwks(
-    State((reply, fetches)): State<(Arc<Mutex<JwksReply>>, Arc<AtomicUsize>)>,
-) -> axum::response::Response {
-    fetches.fetch_add(1, Ordering::SeqCst);
-    let reply = reply.lock().unwrap().clone();
+async fn serve_jwks(State(state): State<JwksState>) -> axum::response::Response {
+    state.fetches.fetch_add(1, Ordering::SeqCst);
+    let gate = state.gate.lock().unwrap().clone();
+    if let Some(mut gate) = gate {
+        // Released, or the hold dropped: answered either way.
+        let _ = gate.wait_for(|open| *open).await;
+    }
+    let reply = state.reply.lock().unwrap().clone();
     let with_status = |code: u16, body: String| {
         let mut response = axum::response::Response::new(Body::from(body));
         *response.status_mut() = StatusCode::from_u16(code).unwrap();

@@ -12,7 +12,8 @@
 //! every few seconds otherwise), the summary to stdout; the exit code is
 //! `1` when the run stopped early or any user failed, `130` when it was
 //! interrupted. `--walk` selects what is written (default: all three, in
-//! that order); each keeps its own checkpoint. `RUST_LOG` sets what is logged (default: warnings).
+//! that order); each keeps its own checkpoint. On an instance without
+//! organizations, their walks are skipped and the summary says so. `RUST_LOG` sets what is logged (default: warnings).
 
 mod database;
 mod progress;
@@ -210,6 +211,7 @@ async fn run<S: OrganizationBackfillStore>(
     };
     reporter.finish();
     let interrupted = outcome.is_none();
+    let outcome_complete = matches!(outcome, Some(Ok(_)));
     let (summaries, error) = match outcome {
         Some(Ok(summaries)) => (summaries, None),
         Some(Err(error)) => {
@@ -226,6 +228,16 @@ async fn run<S: OrganizationBackfillStore>(
     }
     for (walk, summary) in &summaries {
         print_summary(*walk, summary, started);
+    }
+    if outcome_complete {
+        // A walk asked for and missing from a complete run was skipped:
+        // organizations are not enabled for the instance.
+        for walk in walks
+            .iter()
+            .filter(|walk| !summaries.iter().any(|(done, _)| done == *walk))
+        {
+            println!("{walk}: skipped (organizations are not enabled for this Clerk instance)");
+        }
     }
     let failed: u64 = summaries.iter().map(|(_, summary)| summary.failed).sum();
     match (&error, interrupted) {
