@@ -25,6 +25,29 @@ pub enum LocalUserRejection {
     Anonymous,
 }
 
+/// The same response as [`Rejection::to_response`]: a handler may return
+/// `Result<_, Rejection>` to refuse a request as the layer does.
+///
+/// ```
+/// use axum::{Json, routing::get};
+/// use ensure_user::{LocalUser, Rejection};
+///
+/// # fn blocked_here(_: &str) -> bool { false }
+/// async fn me(user: LocalUser) -> Result<Json<String>, Rejection> {
+///     // The app's own list of blocked users, refused as Clerk's bans are.
+///     if blocked_here(user.clerk_id()) {
+///         return Err(Rejection::UserBanned);
+///     }
+///     Ok(Json(user.clerk_id().to_owned()))
+/// }
+/// # let _: axum::Router = axum::Router::new().route("/me", get(me));
+/// ```
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        self.to_response().into_response()
+    }
+}
+
 impl IntoResponse for LocalUserRejection {
     fn into_response(self) -> Response {
         match self {

@@ -540,3 +540,32 @@ async fn cookie_count_limit_is_exact() {
         );
     }
 }
+
+/// A handler returning `Err(Rejection)` answers as the layer refuses: the
+/// status, the code, the challenge, and no library text.
+#[tokio::test]
+async fn a_rejection_returned_by_a_handler_is_the_layers_response() {
+    let f = Fixture::new().await;
+    let app = Router::new()
+        .route(
+            "/refuse",
+            get(|_: LocalUser| async { Err::<(), _>(ensure_user::Rejection::UserBanned) }),
+        )
+        .layer(EnsureUserLayer::new(f.jwks.config(), sqlite_store().await));
+    let mut request = bearer(&f.token(&f.claims(&random_id("user"))));
+    *request.uri_mut() = "/refuse".parse().unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert!(
+        response
+            .headers()
+            .get("www-authenticate")
+            .is_some_and(|value| value.to_str().unwrap().contains("invalid_token")),
+        "{:?}",
+        response.headers()
+    );
+    let (status, body) = read(response).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "user_banned");
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["error", "message"]);
+}
