@@ -18,6 +18,12 @@
 //! a socket or a database; the tokens are signed with a fixed key, so every
 //! setup leaves the allocator in the same state.
 //!
+//! The apps are `Router<()>`s called directly, which turn the matched
+//! handler into a route on every request (applying the layers of
+//! `Router::layer` to it each time); `axum::serve` calls `with_state(())`
+//! first, which does it once. The `served_` benchmarks measure the same apps
+//! that way.
+//!
 //! DHAT records every allocation's whole stack (`--num-callers=500`):
 //! gungraun counts only the allocations whose recorded stack reaches the
 //! benchmark function, and with valgrind's default of 12 frames the deeper
@@ -221,16 +227,33 @@ fn repeat_per_route() -> Input<Router> {
 
 /// A repeat request, the layer wrapped once around the whole `Router`.
 fn repeat_wrapped() -> Input<EnsureUser<Router>> {
+    wrapped_around(user_routes())
+}
+
+/// The same, the `Router` as `axum::serve` runs it.
+fn repeat_wrapped_served() -> Input<EnsureUser<Router>> {
+    wrapped_around(user_routes().with_state(()))
+}
+
+fn wrapped_around(routes: Router) -> Input<EnsureUser<Router>> {
     let key = fixed_signing_key();
     let token = key.session_token(ISSUER, &random_id("user"), 3600);
     Input {
         runtime: runtime(),
-        app: ServiceBuilder::new()
-            .layer(layer(&key))
-            .service(user_routes()),
+        app: ServiceBuilder::new().layer(layer(&key)).service(routes),
         requests: requests(&token),
     }
     .warmed(request(&token))
+}
+
+/// `input`'s app as `axum::serve` runs a `Router`: `with_state(())` turns
+/// every handler into a route once, with the layers of `Router::layer`
+/// applied, instead of on every request.
+fn served(input: Input<Router>) -> Input<Router> {
+    Input {
+        app: input.app.with_state(()),
+        ..input
+    }
 }
 
 /// A repeat request whose token names an active organization (version 2
@@ -353,12 +376,16 @@ fn all_answered<A>((ok, input): (usize, A)) {
 #[bench::bare(bare())]
 #[bench::passthrough_per_route(passthrough_per_route())]
 #[bench::repeat_per_route(repeat_per_route())]
+#[bench::served_bare(served(bare()))]
+#[bench::served_passthrough_per_route(served(passthrough_per_route()))]
+#[bench::served_repeat_per_route(served(repeat_per_route()))]
 fn route(input: Input<Router>) -> (usize, Input<Router>) {
     input.drive()
 }
 
 #[library_benchmark(teardown = all_answered)]
 #[bench::repeat(repeat_wrapped())]
+#[bench::served_repeat(repeat_wrapped_served())]
 #[bench::repeat_with_organization(repeat_with_organization())]
 #[bench::first_sight(first_sight())]
 #[bench::user_cache_miss(user_cache_miss())]
