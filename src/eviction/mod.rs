@@ -49,8 +49,8 @@
 //! - It holds one connection of its own for as long as it runs, opened
 //!   with the given pool's connect options and acquire timeout but outside
 //!   the pool, whose size it leaves alone; or, with
-//!   [`EnsureUserLayer::listen_for_evictions_on`](crate::EnsureUserLayer::listen_for_evictions_on)
-//!   (or [`Setup::with_eviction_listener_on`](crate::Setup::with_eviction_listener_on)),
+//!   `EnsureUserLayer::listen_for_evictions_on` (or
+//!   `Setup::with_eviction_listener_on`; both need the `postgres` feature),
 //!   with connect options of its own: a direct connection for the listener
 //!   while the store's pool goes through a pooler.
 //! - `LISTEN` needs a connection that stays one PostgreSQL session: a
