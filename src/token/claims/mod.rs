@@ -260,7 +260,7 @@ impl SessionClaims {
     /// whatever their version: the inputs Clerk's own authorization tests
     /// state directly, next to an organization given in version 1 form.
     pub(crate) fn with_billing(mut self, fea: &str, pla: &str) -> Self {
-        let features = wire::Scoped::read(Some(&Value::from(fea)));
+        let features = structured::Scoped::read(Some(&Value::from(fea)));
         let mut structured = self.structured.map(|s| *s).unwrap_or_default();
         structured.billing = Billing::new(features, Some(&Value::from(pla)));
         self.structured = structured.boxed();

@@ -1,12 +1,16 @@
 //! The claims decoded into structures of their own (the actor, the active
 //! organization, the features and plans), which most tokens lack and which
-//! are then boxed together behind one pointer.
+//! are then boxed together behind one pointer; and how the scoped claims
+//! they are read from (`fea`, `pla`) are found.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::wire::Scoped;
-use crate::token::{footprint, organization::ActiveOrganization, scope::ScopedNames};
+use crate::token::{
+    footprint,
+    organization::ActiveOrganization,
+    scope::{ScopedNames, split_by_scope},
+};
 
 /// The claims of a token decoded into structures of their own, boxed
 /// together: most tokens carry none of them, and then pay one pointer.
@@ -93,5 +97,32 @@ impl Billing {
             plans: plans.usable(),
         };
         (billing.features.is_some() || billing.plans.is_some()).then(|| Box::new(billing))
+    }
+}
+
+/// A scoped claim (`fea`, `pla`) as found.
+pub(super) enum Scoped {
+    /// Absent, `null` or empty.
+    Absent,
+    Read(ScopedNames),
+    /// Not a string, or an element without a colon.
+    Unreadable,
+}
+
+impl Scoped {
+    pub(super) fn read(claim: Option<&Value>) -> Self {
+        match claim {
+            None | Some(Value::Null) => Self::Absent,
+            Some(Value::String(text)) if text.is_empty() => Self::Absent,
+            Some(Value::String(text)) => split_by_scope(text).map_or(Self::Unreadable, Self::Read),
+            Some(_) => Self::Unreadable,
+        }
+    }
+
+    pub(super) fn usable(self) -> Option<ScopedNames> {
+        match self {
+            Self::Read(names) => Some(names),
+            Self::Absent | Self::Unreadable => None,
+        }
     }
 }

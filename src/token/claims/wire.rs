@@ -10,12 +10,9 @@ use serde_json::{Map, Value};
 use super::{
     SessionClaims,
     layout::{ClaimsTooLong, Part, Present, pack},
-    structured::{Actor, Billing, Structured},
+    structured::{Actor, Billing, Scoped, Structured},
 };
-use crate::token::{
-    organization::ActiveOrganization,
-    scope::{ScopedNames, split_by_scope},
-};
+use crate::token::organization::ActiveOrganization;
 
 /// The claims as they arrive; authorization claims as plain JSON, read
 /// into [`SessionClaims`] by its `From` conversion.
@@ -57,33 +54,6 @@ pub(super) struct RawClaims {
     org_permissions: Option<Value>,
     #[serde(flatten)]
     extra: Map<String, Value>,
-}
-
-/// A scoped claim (`fea`, `pla`) as found.
-pub(super) enum Scoped {
-    /// Absent, `null` or empty.
-    Absent,
-    Read(ScopedNames),
-    /// Not a string, or an element without a colon.
-    Unreadable,
-}
-
-impl Scoped {
-    pub(super) fn read(claim: Option<&Value>) -> Self {
-        match claim {
-            None | Some(Value::Null) => Self::Absent,
-            Some(Value::String(text)) if text.is_empty() => Self::Absent,
-            Some(Value::String(text)) => split_by_scope(text).map_or(Self::Unreadable, Self::Read),
-            Some(_) => Self::Unreadable,
-        }
-    }
-
-    pub(super) fn usable(self) -> Option<ScopedNames> {
-        match self {
-            Self::Read(names) => Some(names),
-            Self::Absent | Self::Unreadable => None,
-        }
-    }
 }
 
 impl TryFrom<RawClaims> for SessionClaims {
