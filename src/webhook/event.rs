@@ -26,11 +26,12 @@ use crate::{
 pub struct Event {
     /// The raw `type` field, e.g. `user.created`.
     pub event_type: String,
-    /// The envelope's `timestamp`, when it is an integer.
+    /// The envelope's `timestamp`, when it is an integer: when the event
+    /// happened, the same on every retry (unlike the signed delivery time).
     ///
-    /// Documented as milliseconds, but some published examples use seconds,
-    /// so prefer the signed delivery time or the user's `updated_at` for
-    /// ordering decisions.
+    /// Documented as milliseconds, but some published examples use seconds;
+    /// the receiver reads a value too small for milliseconds as seconds
+    /// when it dates a deletion.
     pub timestamp_ms: Option<i64>,
     /// The Clerk instance that sent the event (`ins_…`), when present.
     pub instance_id: Option<String>,

@@ -234,9 +234,9 @@ impl<DB: Dialect> SqlUserStore<DB> {
         updated_at_ms: i64,
     ) -> Result<Option<(LocalId, bool)>, sqlx::Error> {
         let upsert = self.queries.upsert(clerk_id, profile, updated_at_ms);
-        if DB::announce_ban(clerk_id, profile.banned, updated_at_ms).is_none() {
+        let Some(announce) = DB::announce_ban(clerk_id, profile.banned, updated_at_ms) else {
             return self.write(upsert).await;
-        }
+        };
         let mut transaction = DB::begin(&self.pool).await?;
         let was_banned =
             match DB::serialize_ban_writes(clerk_id).filter(|_| self.queries.banned_mapped) {
@@ -254,14 +254,13 @@ impl<DB: Dialect> SqlUserStore<DB> {
             };
         let rows = DB::rows_in(&mut transaction, upsert).await?;
         let written = self.written(&rows)?;
-        let announced = match (written, was_banned) {
-            (None, _) => None,
-            (Some((_, banned)), Some(was_banned)) => (banned != was_banned).then_some(banned),
-            (Some(_), None) => Some(profile.banned),
+        // A row that changed its flag wrote the profile's.
+        let changed = match (written, was_banned) {
+            (None, _) => false,
+            (Some((_, banned)), Some(was_banned)) => banned != was_banned,
+            (Some(_), None) => true,
         };
-        if let Some(announce) =
-            announced.and_then(|banned| DB::announce_ban(clerk_id, banned, updated_at_ms))
-        {
+        if changed {
             DB::execute_in(&mut transaction, announce).await?;
         }
         transaction.commit().await?;
