@@ -4,14 +4,15 @@
 //! CLERK_PUBLISHABLE_KEY=pk_test_… cargo run --example hyper
 //! ```
 //!
-//! The handler reads the [`LocalUser`] from the request extensions. Also
+//! The handler reads the [`Principal`] the layer put into the request
+//! extensions, and the [`LocalUser`] it holds. Also
 //! read: `DATABASE_URL` (default `sqlite://ensure-user-hyper.db?mode=rwc`)
 //! and `BIND_ADDR` (default `127.0.0.1:3001`).
 
 use std::{convert::Infallible, env, error::Error};
 
 use bytes::Bytes;
-use ensure_user::{Config, EnsureUserLayer, LocalUser, store::SqliteUserStore};
+use ensure_user::{Config, EnsureUserLayer, LocalUser, Principal, store::SqliteUserStore};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -24,8 +25,13 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
 async fn hello(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    // The layer runs first, so a LocalUser is always there.
-    let text = match request.extensions().get::<LocalUser>() {
+    // The layer runs first, so a Principal is always there; it holds a
+    // LocalUser when the credential is a user's.
+    let user: Option<LocalUser> = request
+        .extensions()
+        .get::<Principal>()
+        .and_then(Principal::user);
+    let text = match user {
         Some(user) => format!("hello, local user {} ({})\n", user.id(), user.clerk_id()),
         None => "no user\n".to_owned(),
     };

@@ -64,7 +64,7 @@
 //! [`Config::allow_pending_sessions`](crate::Config::allow_pending_sessions)
 //! lets them through.
 
-use crate::{SessionClaims, token::scope::ScopedNames};
+use crate::{token::SessionClaims, token::scope::ScopedNames};
 
 /// What a request must have to go ahead: organization role and
 /// permissions, features, a plan, a recent verification. Checked with

@@ -10,7 +10,10 @@ use base64::{
 
 use crate::{
     store::Profile,
-    token::{KeySource, SessionClaims},
+    token::{
+        KeySource, SessionClaims,
+        rules::{InvalidKey, KeyRules, VerifierRules},
+    },
 };
 
 /// Clerk's Backend API, used for `/v1/jwks` when only a secret key is configured.
@@ -186,7 +189,7 @@ impl Config {
             .or(derived_issuer.clone())
             .ok_or(ConfigError::MissingIssuer)?;
         let keys = if let Some(pem) = var("CLERK_JWT_KEY") {
-            KeySource::pem(&pem)?
+            KeySource::pem(&pem).map_err(|InvalidKey| ConfigError::InvalidJwtKey)?
         } else if let Some(url) = var("CLERK_JWKS_URL") {
             KeySource::jwks_url(url)
         } else if let Some(issuer) = derived_issuer {
@@ -356,6 +359,31 @@ impl Config {
     }
 
     /// The longest token lifetime accepted, in milliseconds.
+    /// What the key store needs: where keys come from, and how they are
+    /// fetched and kept fresh.
+    pub(crate) fn key_rules(&self) -> KeyRules {
+        KeyRules {
+            source: self.keys.clone(),
+            refresh_interval: self.key_refresh_interval,
+            refetch_cooldown: self.key_refetch_cooldown,
+            fetch_timeout: self.key_fetch_timeout,
+            max_body: self.max_jwks_bytes,
+        }
+    }
+
+    /// What the session-token verifier needs: Clerk's claim rules as
+    /// configured, and the token size bound.
+    pub(crate) fn verifier_rules(&self) -> VerifierRules {
+        VerifierRules {
+            issuer: std::sync::Arc::new(self.issuer.clone()),
+            authorized_parties: self.authorized_parties.clone(),
+            skew_ms: self.skew_ms(),
+            max_lifetime_ms: self.max_token_lifetime_ms(),
+            allow_pending: self.allow_pending_sessions,
+            max_token_bytes: self.max_token_bytes,
+        }
+    }
+
     pub(crate) fn max_token_lifetime_ms(&self) -> i64 {
         i64::try_from(self.max_token_lifetime.as_millis()).unwrap_or(i64::MAX / 4)
     }

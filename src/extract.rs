@@ -1,4 +1,5 @@
-//! Axum extractors: `LocalUser`, `LocalOrganization`, and their `Option`s.
+//! Axum extractors: `Principal`, `LocalUser`, `LocalOrganization`, and
+//! their `Option`s.
 
 use std::convert::Infallible;
 
@@ -9,8 +10,11 @@ use axum::{
 use http::request::Parts;
 
 use crate::{
-    LocalOrganization, LocalUser, Rejection,
-    rejection::{MISSING_LAYER, NO_ACTIVE_ORGANIZATION, ORGANIZATIONS_NOT_RESOLVED},
+    principal::LocalOrganization,
+    principal::LocalUser,
+    principal::Principal,
+    rejection::Rejection,
+    rejection::{MISSING_LAYER, NO_ACTIVE_ORGANIZATION, NO_USER, ORGANIZATIONS_NOT_RESOLVED},
     service::Anonymous,
 };
 
@@ -23,6 +27,9 @@ pub enum LocalUserRejection {
     MissingLayer,
     /// The layer is optional and the request carried no token: `401 missing_token`.
     Anonymous,
+    /// The credential is not a user's (an organization's API key, a
+    /// machine's token): `403 no_user`.
+    NoUser,
 }
 
 /// The same response as [`Rejection::to_response`]: a handler may return
@@ -52,6 +59,7 @@ impl IntoResponse for LocalUserRejection {
     fn into_response(self) -> Response {
         match self {
             Self::Anonymous => Rejection::MissingToken.to_response().into_response(),
+            Self::NoUser => NO_USER.response().into_response(),
             Self::MissingLayer => {
                 tracing::error!(
                     target: "ensure_user",
@@ -63,25 +71,60 @@ impl IntoResponse for LocalUserRejection {
     }
 }
 
+/// The request's principal: `Ok(None)` when the layer is optional and the
+/// request carried no token; refused when the layer is missing.
+fn principal_of(parts: &Parts) -> Result<Option<&Principal>, LocalUserRejection> {
+    if let Some(principal) = parts.extensions.get::<Principal>() {
+        return Ok(Some(principal));
+    }
+    if parts.extensions.get::<Anonymous>().is_some() {
+        return Ok(None);
+    }
+    Err(LocalUserRejection::MissingLayer)
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = LocalUserRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        principal_of(parts)?
+            .cloned()
+            .ok_or(LocalUserRejection::Anonymous)
+    }
+}
+
+/// `Option<Principal>`: `None` for a tokenless request under an optional
+/// layer; still `500 missing_layer` when the layer is absent.
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
+    type Rejection = LocalUserRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(principal_of(parts)?.cloned())
+    }
+}
+
+/// `LocalUser`: refused `403 no_user` when the credential is not a user's.
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> FromRequestParts<S> for LocalUser {
     type Rejection = LocalUserRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(user) = parts.extensions.get::<LocalUser>() {
-            return Ok(user.clone());
-        }
-        Err(if parts.extensions.get::<Anonymous>().is_some() {
-            LocalUserRejection::Anonymous
-        } else {
-            LocalUserRejection::MissingLayer
-        })
+        principal_of(parts)?
+            .ok_or(LocalUserRejection::Anonymous)?
+            .user()
+            .ok_or(LocalUserRejection::NoUser)
     }
 }
 
 /// `Option<LocalUser>`: `None` for a tokenless request under an optional
-/// layer; still `500 missing_layer` when the layer is absent, so that a
-/// forgotten layer never silently makes every request anonymous.
+/// layer, and for a credential that is not a user's; still `500
+/// missing_layer` when the layer is absent, so that a forgotten layer never
+/// silently makes every request anonymous.
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> OptionalFromRequestParts<S> for LocalUser {
     type Rejection = LocalUserRejection;
@@ -90,13 +133,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for LocalUser {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        if let Some(user) = parts.extensions.get::<LocalUser>() {
-            return Ok(Some(user.clone()));
-        }
-        if parts.extensions.get::<Anonymous>().is_some() {
-            return Ok(None);
-        }
-        Err(LocalUserRejection::MissingLayer)
+        Ok(principal_of(parts)?.and_then(Principal::user))
     }
 }
 
@@ -135,21 +172,14 @@ impl IntoResponse for LocalOrganizationRejection {
     }
 }
 
-/// The request's user, for the organization extractors: `Ok(None)` when the
-/// layer is optional and the request carried no token.
-fn user_of(parts: &Parts) -> Result<Option<&LocalUser>, LocalOrganizationRejection> {
-    if let Some(user) = parts.extensions.get::<LocalUser>() {
-        if !user.organizations_resolved() {
-            return Err(LocalOrganizationRejection::NotResolved);
-        }
-        return Ok(Some(user));
+/// The request's principal, for the organization extractors: `Ok(None)`
+/// when the layer is optional and the request carried no token.
+fn resolving_principal_of(parts: &Parts) -> Result<Option<&Principal>, LocalOrganizationRejection> {
+    let principal = principal_of(parts).map_err(LocalOrganizationRejection::User)?;
+    if principal.is_some_and(|principal| !principal.organizations_resolved()) {
+        return Err(LocalOrganizationRejection::NotResolved);
     }
-    if parts.extensions.get::<Anonymous>().is_some() {
-        return Ok(None);
-    }
-    Err(LocalOrganizationRejection::User(
-        LocalUserRejection::MissingLayer,
-    ))
+    Ok(principal)
 }
 
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -157,10 +187,11 @@ impl<S: Send + Sync> FromRequestParts<S> for LocalOrganization {
     type Rejection = LocalOrganizationRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let user = user_of(parts)?.ok_or(LocalOrganizationRejection::User(
+        let principal = resolving_principal_of(parts)?.ok_or(LocalOrganizationRejection::User(
             LocalUserRejection::Anonymous,
         ))?;
-        user.organization()
+        principal
+            .organization()
             .ok_or(LocalOrganizationRejection::NoActiveOrganization)
     }
 }
@@ -176,6 +207,6 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for LocalOrganization {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(user_of(parts)?.and_then(LocalUser::organization))
+        Ok(resolving_principal_of(parts)?.and_then(Principal::organization))
     }
 }

@@ -12,8 +12,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    LocalUser, Rejection,
     authorization::Requirement,
+    principal::Principal,
+    rejection::Rejection,
     rejection::{INSUFFICIENT_SCOPE_REFUSAL, MISSING_LAYER},
     service::{Anonymous, ResponseBody, ResponseFuture},
     telemetry,
@@ -112,8 +113,8 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let extensions = request.extensions();
-        let refusal = match extensions.get::<LocalUser>() {
-            Some(user) if user.claims().has(&self.requirement) => {
+        let refusal = match extensions.get::<Principal>() {
+            Some(principal) if principal.has(&self.requirement) => {
                 return ResponseFuture::inner(self.inner.call(request));
             }
             Some(_) => INSUFFICIENT_SCOPE_REFUSAL,

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::{
-    Config, EnsureUser, Readiness, Rejection,
+    config::Config,
     engine::Engine,
     eviction::Evictor,
     policy::{Mode, Policy},
+    readiness::Readiness,
+    rejection::Rejection,
+    service::EnsureUser,
     store::{OrganizationStore, UserStore},
 };
 
@@ -58,7 +61,7 @@ impl EnsureUserLayer {
     /// fails. Default: no fetch.
     #[cfg(feature = "clerk-api")]
     #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
-    pub fn with_profile_fetch(mut self, fetch: crate::ProfileFetch) -> Self {
+    pub fn with_profile_fetch(mut self, fetch: crate::profile_fetch::ProfileFetch) -> Self {
         self.policy.first_sight = Some(Arc::new(fetch));
         self
     }

@@ -81,12 +81,10 @@ pub mod authorization;
 #[cfg(feature = "clerk-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
 pub mod backfill;
+pub mod clerk;
 #[cfg(feature = "clerk-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
 pub mod clerk_api;
-mod clerk_id;
-mod clerk_organization;
-mod clerk_user;
 mod clock;
 mod config;
 mod engine;
@@ -97,8 +95,9 @@ mod guard;
 #[cfg(test)]
 mod interleave;
 mod layer;
-mod organization;
+mod local_id;
 mod policy;
+mod principal;
 #[cfg(feature = "clerk-api")]
 mod profile_fetch;
 mod readiness;
@@ -112,22 +111,20 @@ mod telemetry;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod token;
-mod user;
 #[cfg(feature = "webhooks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
 pub mod webhook;
 
 pub use authorization::Requirement;
-pub use clerk_organization::{ClerkMembership, ClerkOrganization, MemberUser};
-pub use clerk_user::{ClerkUser, EmailAddress};
 pub use config::{Config, ConfigError, ProfileClaims};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::{LocalOrganizationRejection, LocalUserRejection};
 pub use guard::{Guard, Guarded};
 pub use layer::EnsureUserLayer;
-pub use organization::LocalOrganization;
+pub use local_id::LocalId;
 pub use policy::Mode;
+pub use principal::{LocalOrganization, LocalUser, Principal, Subject};
 #[cfg(feature = "clerk-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
 pub use profile_fetch::ProfileFetch;
@@ -137,8 +134,9 @@ pub use service::{EnsureUser, ResponseBody, ResponseFuture};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use setup::{Running, Setup};
-pub use token::{ActiveOrganization, Actor, KeySource, Permissions, SessionClaims};
-pub use user::{LocalId, LocalUser};
+pub use token::{
+    ActiveOrganization, Actor, InvalidKey, KeySource, Permissions, SessionClaims, TokenType,
+};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -294,6 +294,16 @@ pub(crate) const NO_ACTIVE_ORGANIZATION: Refusal = Refusal::new(
 )
 .with(INSUFFICIENT_SCOPE);
 
+/// A handler asked for the user of a credential that is not a user's (an
+/// organization's API key, a machine's token).
+#[cfg(feature = "axum")]
+pub(crate) const NO_USER: Refusal = Refusal::new(
+    StatusCode::FORBIDDEN,
+    "no_user",
+    "this credential does not belong to a user",
+)
+.with(INSUFFICIENT_SCOPE);
+
 /// A handler asked for the active organization on a layer that does not
 /// resolve organizations: a server bug.
 #[cfg(feature = "axum")]

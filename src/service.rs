@@ -23,9 +23,10 @@ use tower_service::Service;
 use tracing::{Instrument, Span};
 
 use crate::{
-    LocalUser, Rejection,
     engine::{Decision, Engine, Pending},
     policy::Policy,
+    principal::{Principal, Subject},
+    rejection::Rejection,
     telemetry,
 };
 
@@ -90,7 +91,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         match self.engine.decide(request.headers(), self.policy.mode) {
-            Decision::User(user) => hand_on(request.extensions_mut(), user),
+            Decision::Authenticated(principal) => hand_on(request.extensions_mut(), principal),
             Decision::Anonymous => hand_on(request.extensions_mut(), Anonymous),
             Decision::Refused(rejection) => {
                 return ResponseFuture::refused(refuse(&request_span(), rejection));
@@ -132,9 +133,9 @@ impl<S> EnsureUser<S> {
                 .instrument(span.clone())
                 .await;
             match authenticated {
-                Ok(user) => {
-                    record_user(&span, &user);
-                    hand_on(request.extensions_mut(), user);
+                Ok(principal) => {
+                    record_principal(&span, &principal);
+                    hand_on(request.extensions_mut(), principal);
                 }
                 Err(rejection) => return Ok(ResponseBody::refusal(refuse(&span, rejection))),
             }
@@ -188,12 +189,15 @@ fn request_span() -> Span {
     )
 }
 
-fn record_user(span: &Span, user: &LocalUser) {
+fn record_principal(span: &Span, principal: &Principal) {
     // Nothing listens on most requests: skip the recording then.
     if span.is_disabled() {
         return;
     }
-    span.record("clerk_id", user.clerk_id());
+    let clerk_id = match principal.subject() {
+        Subject::User(id) | Subject::Organization(id) | Subject::Machine(id) => id,
+    };
+    span.record("clerk_id", clerk_id);
     span.record("outcome", "authenticated");
 }
 

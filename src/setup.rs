@@ -3,8 +3,10 @@
 //! builds.
 
 use crate::{
-    Config, EnsureUserLayer, Mode,
+    config::Config,
     eviction::{EvictionListener, EvictionSource},
+    layer::EnsureUserLayer,
+    policy::Mode,
     store::{OrganizationStore, OrganizationSync, StoreError, UserStore, UserSync},
 };
 #[cfg(feature = "webhooks")]
@@ -116,7 +118,7 @@ where
     /// [`ProfileFetch`](crate::ProfileFetch)).
     #[cfg(feature = "clerk-api")]
     #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
-    pub fn with_profile_fetch(mut self, fetch: crate::ProfileFetch) -> Self {
+    pub fn with_profile_fetch(mut self, fetch: crate::profile_fetch::ProfileFetch) -> Self {
         self.layer = self.layer.with_profile_fetch(fetch);
         self
     }

@@ -3,9 +3,10 @@
 use std::future::Future;
 
 use crate::{
-    ClerkMembership, ClerkOrganization,
+    clerk::ClerkMembership,
+    clerk::ClerkOrganization,
+    clerk::id::{is_organization_id, is_user_id},
     clerk_api::{ApiError, ListPages},
-    clerk_id::{is_organization_id, is_user_id},
     store::{BatchOutcome, Checkpoint, OrganizationBackfillStore, StoreError, Walk},
 };
 

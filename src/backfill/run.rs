@@ -1,9 +1,9 @@
 //! [`Backfill`]: the walk, the batches and the checkpoint.
 
 use crate::{
-    ClerkUser,
+    clerk::ClerkUser,
+    clerk::id::is_user_id,
     clerk_api::{ApiError, ClerkApi, MAX_PAGE_SIZE},
-    clerk_id::is_user_id,
     store::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate, StoreError, Walk},
 };
 

@@ -9,7 +9,9 @@ use reqwest::{
 use serde::Deserialize;
 
 use super::{ApiError, ListPages, RetryPolicy, UserPages, list_pages::ListPage};
-use crate::{ClerkMembership, ClerkOrganization, ClerkUser, config::DEFAULT_API_URL};
+use crate::{
+    clerk::ClerkMembership, clerk::ClerkOrganization, clerk::ClerkUser, config::DEFAULT_API_URL,
+};
 
 /// Largest body read: a full page of 500 real user objects is about 1.5 MB.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;

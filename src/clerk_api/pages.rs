@@ -1,7 +1,7 @@
 //! [`UserPages`]: every user, oldest first, one page per request.
 
 use super::{ApiError, ClerkApi};
-use crate::ClerkUser;
+use crate::clerk::ClerkUser;
 
 /// The largest page `GET /v1/users` serves.
 pub const MAX_PAGE_SIZE: u32 = 500;

@@ -6,28 +6,28 @@ use std::{future::Future, sync::Arc, time::Instant};
 
 use super::Engine;
 use crate::{
-    LocalId, Rejection,
     answers::{Answers, Stamped},
     authorization::normalized_role,
-    clerk_id::is_organization_id,
+    clerk::id::is_organization_id,
     eviction::{Subject, membership_key},
+    local_id::LocalId,
     policy::FirstSight,
+    principal::entry::{ActiveRows, OrganizationRows},
+    rejection::Rejection,
     store::{
         DynOrganizationStore, MembershipClaim, MembershipResolution, OrganizationResolution,
         Resolution, StoreError,
     },
     telemetry,
-    token::{
-        ActiveOrganization, SessionClaims,
-        entry::{ActiveRows, OrganizationRows},
-    },
+    token::{ActiveOrganization, SessionClaims},
 };
 
 /// The organization part of a resolution, with the stamps of its answers.
 pub(super) struct OrganizationAnswers {
     pub(super) rows: OrganizationRows,
     organization_stamp: u64,
-    membership_stamp: u64,
+    /// The membership's stamp; none for an organization's own credential.
+    membership_stamp: Option<u64>,
 }
 
 impl OrganizationAnswers {
@@ -35,15 +35,13 @@ impl OrganizationAnswers {
     pub(super) fn answers<'a>(
         &self,
         organization: &'a str,
-        user: &'a str,
-    ) -> [(Subject<'a>, u64); 2] {
-        [
-            (Subject::Organization(organization), self.organization_stamp),
-            (
-                Subject::Membership { organization, user },
-                self.membership_stamp,
-            ),
-        ]
+        user: Option<&'a str>,
+    ) -> impl Iterator<Item = (Subject<'a>, u64)> {
+        let membership = user
+            .zip(self.membership_stamp)
+            .map(|(user, stamp)| (Subject::Membership { organization, user }, stamp));
+        std::iter::once((Subject::Organization(organization), self.organization_stamp))
+            .chain(membership)
     }
 }
 
@@ -57,26 +55,30 @@ pub(super) struct UserRow {
 
 impl Engine {
     /// The user's row, found or created (and, created without a profile,
-    /// given one by the first-sight hook).
+    /// given one by the first-sight hook): the profile is read from a
+    /// session token's claims, where the app added it to them.
     pub(super) async fn user(
         &self,
-        claims: &SessionClaims,
+        clerk_id: &str,
+        session: Option<&SessionClaims>,
         stamp: u64,
         first_sight: Option<&dyn FirstSight>,
     ) -> Result<Stamped<UserRow>, Rejection> {
         let load = async {
-            let profile = self.profile_claims.read(claims);
-            let call = self.store.find_or_create_dyn(claims.sub(), &profile);
+            let profile = session
+                .map(|claims| self.profile_claims.read(claims))
+                .unwrap_or_default();
+            let call = self.store.find_or_create_dyn(clerk_id, &profile);
             let result = self.bounded("user", call, Resolution::outcome).await;
             if let Ok(Resolution::Created(id)) = &result {
-                tracing::info!(target: "ensure_user", clerk_id = %claims.sub(), local_id = %id, "created local user");
+                tracing::info!(target: "ensure_user", clerk_id, local_id = %id, "created local user");
                 if let Some(first_sight) = first_sight.filter(|_| profile.is_empty()) {
-                    first_sight.created(claims.sub()).await;
+                    first_sight.created(clerk_id).await;
                 }
             }
             result
         };
-        let answer = answered(&self.caches.users, claims.sub(), stamp, load).await?;
+        let answer = answered(&self.caches.users, clerk_id, stamp, load).await?;
         let row = |id, banned| Stamped {
             value: UserRow { id, banned },
             stamp: answer.stamp,
@@ -89,9 +91,9 @@ impl Engine {
         }
     }
 
-    /// The rows of the token's active organization and of the user's
+    /// The rows of a session's active organization and of the user's
     /// membership, found or created as the token states them.
-    pub(super) async fn organization(
+    pub(super) async fn active_organization(
         &self,
         store: &dyn DynOrganizationStore,
         claims: &SessionClaims,
@@ -100,26 +102,15 @@ impl Engine {
         stamp: u64,
     ) -> Result<OrganizationAnswers, Rejection> {
         let clerk_id = active.id();
-        // A signed token with such an organization is not Clerk's to trust.
-        if !is_organization_id(clerk_id) {
-            return Err(Rejection::MalformedToken);
-        }
         let role = active
             .role()
             .map(normalized_role)
             .ok_or(Rejection::MalformedToken)?;
-        let load = async {
-            let call = store.find_or_create_organization_dyn(clerk_id, active.slug());
-            self.bounded("organization", call, OrganizationResolution::outcome)
-                .await
-        };
-        let organization = answered(&self.caches.organizations, clerk_id, stamp, load).await?;
-        let organization_id = match organization.value {
-            OrganizationResolution::Existing(id) | OrganizationResolution::Created(id) => id,
-            OrganizationResolution::Deleted => return Err(Rejection::OrganizationDeleted),
-        };
+        let organization = self
+            .organization_row(store, clerk_id, active.slug(), stamp)
+            .await?;
         let claim = MembershipClaim::new(
-            (organization_id, clerk_id),
+            (organization.value, clerk_id),
             (user, claims.sub()),
             &role,
             claims.iat().unwrap_or(0).saturating_mul(1000),
@@ -128,13 +119,60 @@ impl Engine {
         match membership.value {
             MembershipResolution::Member { id, .. } => Ok(OrganizationAnswers {
                 rows: OrganizationRows::Active(Box::new(ActiveRows {
-                    organization: organization_id,
-                    membership: id,
+                    organization: organization.value,
+                    membership: Some(id),
                 })),
                 organization_stamp: organization.stamp,
-                membership_stamp: membership.stamp,
+                membership_stamp: Some(membership.stamp),
             }),
             MembershipResolution::Deleted { .. } => Err(Rejection::MembershipDeleted),
+        }
+    }
+
+    /// The row of an organization whose own credential the request carried.
+    pub(super) async fn owning_organization(
+        &self,
+        store: &dyn DynOrganizationStore,
+        clerk_id: &str,
+        stamp: u64,
+    ) -> Result<OrganizationAnswers, Rejection> {
+        let organization = self.organization_row(store, clerk_id, None, stamp).await?;
+        Ok(OrganizationAnswers {
+            rows: OrganizationRows::Active(Box::new(ActiveRows {
+                organization: organization.value,
+                membership: None,
+            })),
+            organization_stamp: organization.stamp,
+            membership_stamp: None,
+        })
+    }
+
+    /// An organization's row, found or created.
+    async fn organization_row(
+        &self,
+        store: &dyn DynOrganizationStore,
+        clerk_id: &str,
+        slug: Option<&str>,
+        stamp: u64,
+    ) -> Result<Stamped<LocalId>, Rejection> {
+        // A signed credential with such an organization is not Clerk's to trust.
+        if !is_organization_id(clerk_id) {
+            return Err(Rejection::MalformedToken);
+        }
+        let load = async {
+            let call = store.find_or_create_organization_dyn(clerk_id, slug);
+            self.bounded("organization", call, OrganizationResolution::outcome)
+                .await
+        };
+        let organization = answered(&self.caches.organizations, clerk_id, stamp, load).await?;
+        match organization.value {
+            OrganizationResolution::Existing(id) | OrganizationResolution::Created(id) => {
+                Ok(Stamped {
+                    value: id,
+                    stamp: organization.stamp,
+                })
+            }
+            OrganizationResolution::Deleted => Err(Rejection::OrganizationDeleted),
         }
     }
 

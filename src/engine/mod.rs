@@ -17,19 +17,20 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use crate::{
-    Config, LocalUser, Rejection, clock,
+    clock,
+    config::Config,
     config::ProfileClaims,
     eviction::{Caches, Subject},
     policy::{FirstSight, Mode},
-    store::{DynOrganizationStore, DynUserStore, UserStore},
-    telemetry,
-    token::{
+    principal::{
+        Principal,
         cache::Cached,
         entry::{OrganizationRows, Resolved, VerifiedToken},
-        find::find_token,
-        keys::KeyStore,
-        verify::Verifier,
     },
+    rejection::Rejection,
+    store::{DynOrganizationStore, DynUserStore, UserStore},
+    telemetry,
+    token::{find::find_token, keys::KeyStore, verify::Verifier},
 };
 
 /// Lookups of one user a request makes at most while the user keeps being
@@ -63,7 +64,7 @@ pub(crate) struct Engine {
 /// What [`Engine::decide`] concluded from memory alone.
 pub(crate) enum Decision {
     /// Authenticated: the repeat path.
-    User(LocalUser),
+    Authenticated(Principal),
     /// No token, and the layer is optional.
     Anonymous,
     Refused(Rejection),
@@ -91,10 +92,10 @@ impl Engine {
         store: Arc<dyn DynUserStore>,
         organizations: Option<Arc<dyn DynOrganizationStore>>,
     ) -> Self {
-        let keys = Arc::new(KeyStore::new(&config));
+        let keys = Arc::new(KeyStore::new(&config.key_rules()));
         Self {
             caches,
-            verifier: Verifier::new(&config, Arc::clone(&keys)),
+            verifier: Verifier::new(config.verifier_rules(), Arc::clone(&keys)),
             keys,
             store,
             organizations,
@@ -168,10 +169,10 @@ impl Engine {
         match tokens.get(token, clock::now()) {
             Cached::Hit(verified) => {
                 telemetry::token_cache(true);
-                match LocalUser::confirmed(verified, generation) {
-                    Ok(user) => {
+                match Principal::confirmed(verified, generation) {
+                    Ok(principal) => {
                         telemetry::user_cache(true);
-                        Decision::User(user)
+                        Decision::Authenticated(principal)
                     }
                     Err(verified) => Decision::Lookup(Pending::Resolve(verified)),
                 }
@@ -187,12 +188,12 @@ impl Engine {
         }
     }
 
-    /// The asynchronous path: verify the token if need be, then resolve its user.
+    /// The asynchronous path: verify the token if need be, then resolve its rows.
     pub(crate) async fn authenticate(
         &self,
         pending: Pending,
         first_sight: Option<&dyn FirstSight>,
-    ) -> Result<LocalUser, Rejection> {
+    ) -> Result<Principal, Rejection> {
         let verified = match pending {
             Pending::Resolve(verified) => verified,
             Pending::Verify(token) => self.verify(token).await?,
@@ -207,7 +208,7 @@ impl Engine {
         // Boxed, so that the state of this rare path (a key fetch included)
         // is not carried by the future of every request.
         let claims = Box::pin(self.verifier.verify(&token, now_ms)).await?;
-        let verified = Arc::new(VerifiedToken::new(claims, self.config.skew_ms()));
+        let verified = Arc::new(VerifiedToken::session(claims, self.config.skew_ms()));
         #[cfg(test)]
         crate::interleave::point("verify: tokens.insert").await;
         Ok(match &self.caches.tokens {
@@ -216,7 +217,7 @@ impl Engine {
         })
     }
 
-    /// The token's rows (its user's, and its active organization's and
+    /// The credential's rows (its user's, and its organization's and
     /// membership's when the layer resolves organizations), from the caches
     /// or the store, remembered with the token once the ledger confirms
     /// every answer is still good.
@@ -224,8 +225,9 @@ impl Engine {
         &self,
         verified: Arc<VerifiedToken>,
         first_sight: Option<&dyn FirstSight>,
-    ) -> Result<LocalUser, Rejection> {
-        let claims = &verified.claims;
+    ) -> Result<Principal, Rejection> {
+        let proof = &verified.proof;
+        let credential = proof.credential_id();
         // An answer loaded while its subject was being forgotten is loaded
         // again; only a subject forgotten over and over runs out of attempts.
         for _ in 0..MAX_LOOKUPS {
@@ -236,38 +238,53 @@ impl Engine {
             // check makes the confirmation below fail.
             #[cfg(test)]
             crate::interleave::point("resolve: ended.contains").await;
-            if self.caches.ended.contains(claims.sid(), clock::now_ms()) {
+            if self.caches.ended.contains(credential, clock::now_ms()) {
                 return Err(Rejection::SessionEnded);
             }
             #[cfg(test)]
             crate::interleave::point("resolve: bans.is_blocked").await;
-            if self.caches.bans.is_blocked(claims.sub()) {
+            if proof
+                .user()
+                .is_some_and(|user| self.caches.bans.is_blocked(user))
+            {
                 return Err(Rejection::UserBanned);
             }
-            let user = self.user(claims, stamp, first_sight).await?;
-            if user.value.banned {
-                // Unless unbanned since the row was read: then read it again.
-                let read = [(Subject::User(claims.sub()), user.stamp)];
-                #[cfg(test)]
-                crate::interleave::point("resolve: ledger.confirm (banned row)").await;
-                if self.caches.ledger.confirm(&read).is_some() {
-                    return Err(Rejection::UserBanned);
+            let mut answers = Vec::with_capacity(4);
+            let user = match proof.user() {
+                Some(clerk_id) => {
+                    let user = self
+                        .user(clerk_id, proof.session(), stamp, first_sight)
+                        .await?;
+                    let read = (Subject::User(clerk_id), user.stamp);
+                    if user.value.banned {
+                        // Unless unbanned since the row was read: then read it again.
+                        #[cfg(test)]
+                        crate::interleave::point("resolve: ledger.confirm (banned row)").await;
+                        if self.caches.ledger.confirm(&[read]).is_some() {
+                            return Err(Rejection::UserBanned);
+                        }
+                        self.forget_answers(&[read]);
+                        continue;
+                    }
+                    answers.push(read);
+                    Some(user.value.id)
                 }
-                self.forget_answers(&read);
-                continue;
-            }
-            let mut answers = vec![
-                (Subject::User(claims.sub()), user.stamp),
-                (Subject::Session(claims.sid()), stamp),
-            ];
-            let organization = match (&self.organizations, claims.organization()) {
+                None => None,
+            };
+            answers.push((Subject::Session(credential), stamp));
+            let organization = match (&self.organizations, proof.organization()) {
                 (None, _) => OrganizationRows::NotResolved,
                 (Some(_), None) => OrganizationRows::NoneActive,
-                (Some(store), Some(active)) => {
-                    let rows = self
-                        .organization(&**store, claims, active, user.value.id, stamp)
-                        .await?;
-                    answers.extend(rows.answers(active.id(), claims.sub()));
+                (Some(store), Some(clerk_id)) => {
+                    let rows = match (proof.session(), user) {
+                        (Some(claims), Some(user)) => {
+                            let active = claims.organization().ok_or(Rejection::MalformedToken)?;
+                            self.active_organization(&**store, claims, active, user, stamp)
+                                .await?
+                        }
+                        _ => self.owning_organization(&**store, clerk_id, stamp).await?,
+                    };
+                    answers.extend(rows.answers(clerk_id, proof.user()));
                     rows.rows
                 }
             };
@@ -277,16 +294,13 @@ impl Engine {
                 self.forget_answers(&answers);
                 continue;
             };
-            let resolved = Resolved {
-                user: user.value.id,
-                organization,
-            };
+            let resolved = Resolved { user, organization };
             #[cfg(test)]
             crate::interleave::point("resolve: remember").await;
             let other_rows = verified.remember(generation, resolved);
-            return Ok(LocalUser::new(verified, other_rows));
+            return Ok(Principal::new(verified, other_rows));
         }
-        tracing::warn!(target: "ensure_user", clerk_id = %claims.sub(), "forgotten during every lookup");
+        tracing::warn!(target: "ensure_user", credential, "forgotten during every lookup");
         Err(Rejection::StoreUnavailable)
     }
 

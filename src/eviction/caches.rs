@@ -13,9 +13,9 @@ use super::{
 use crate::{
     answers::Answers,
     config::Config,
+    principal::cache::TokenCache,
     store::{MembershipResolution, OrganizationResolution, Resolution},
     telemetry,
-    token::cache::TokenCache,
 };
 
 pub(crate) struct Caches {

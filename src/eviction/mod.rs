@@ -151,12 +151,7 @@ use std::sync::Arc;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 use tokio::task::JoinHandle;
 
-use crate::{
-    clock,
-    store::Resolution,
-    telemetry,
-    token::{ActiveOrganization, SessionClaims},
-};
+use crate::{clock, principal::proof::Proof, store::Resolution, telemetry};
 
 /// The handle that forgets users, organizations and memberships in one
 /// layer's caches (shared by all its clones, and reaching those of any copy
@@ -194,7 +189,7 @@ impl Evictor {
             caches.users.invalidate(clerk_id);
             #[cfg(test)]
             crate::interleave::point("evict: forget the user's tokens").await;
-            forget_tokens(&caches, |claims| claims.sub() == clerk_id);
+            forget_tokens(&caches, |proof| proof.user() == Some(clerk_id));
         }
     }
 
@@ -204,9 +199,7 @@ impl Evictor {
         self.caches.ledger.forget(Subject::Organization(clerk_id));
         for caches in self.caches.family() {
             caches.organizations.invalidate(clerk_id);
-            forget_tokens(&caches, |claims| {
-                active_organization(claims) == Some(clerk_id)
-            });
+            forget_tokens(&caches, |proof| proof.organization() == Some(clerk_id));
         }
     }
 
@@ -219,8 +212,8 @@ impl Evictor {
         let key = membership_key(organization, user);
         for caches in self.caches.family() {
             caches.memberships.invalidate(&key);
-            forget_tokens(&caches, |claims| {
-                claims.sub() == user && active_organization(claims) == Some(organization)
+            forget_tokens(&caches, |proof| {
+                proof.user() == Some(user) && proof.organization() == Some(organization)
             });
         }
     }
@@ -343,7 +336,7 @@ impl Evictor {
         for caches in self.caches.family() {
             #[cfg(test)]
             crate::interleave::point("evict: forget the session's tokens").await;
-            forget_tokens(&caches, |claims| claims.sid() == session);
+            forget_tokens(&caches, |proof| proof.credential_id() == session);
         }
     }
 
@@ -371,15 +364,11 @@ impl Evictor {
     }
 }
 
-/// Forgets the tokens in `caches` whose claims are `doomed`.
-fn forget_tokens(caches: &Caches, doomed: impl Fn(&SessionClaims) -> bool) {
+/// Forgets the credentials in `caches` whose proofs are `doomed`.
+fn forget_tokens(caches: &Caches, doomed: impl Fn(&Proof) -> bool) {
     if let Some(tokens) = &caches.tokens {
-        tokens.forget_where(|verified| doomed(&verified.claims));
+        tokens.forget_where(|verified| doomed(&verified.proof));
     }
-}
-
-fn active_organization(claims: &SessionClaims) -> Option<&str> {
-    claims.organization().map(ActiveOrganization::id)
 }
 
 impl std::fmt::Debug for Evictor {

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::{collections::HashMap, hash::Hash};
 
 use super::{Profile, StoreError};
-use crate::ClerkUser;
+use crate::clerk::ClerkUser;
 
 /// One user as Clerk reports it: the full profile and its version.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -54,7 +54,7 @@
 
 use std::{future::Future, pin::Pin};
 
-use crate::user::LocalId;
+use crate::local_id::LocalId;
 
 mod batch;
 mod organization;

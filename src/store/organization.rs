@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use super::{StoreError, SyncOutcome};
-use crate::{ClerkMembership, ClerkOrganization, user::LocalId};
+use crate::{clerk::ClerkMembership, clerk::ClerkOrganization, local_id::LocalId};
 
 /// What the store found (or made) for an organization a token names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use super::{BackfillStore, BatchOutcome, Checkpoint, StoreError, Walk};
-use crate::{ClerkMembership, ClerkOrganization};
+use crate::{clerk::ClerkMembership, clerk::ClerkOrganization};
 
 /// What a backfill of organizations and memberships needs from a store, on
 /// top of the users' [`BackfillStore`]: batched upserts and a checkpoint

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::{Profile, StoreError};
-use crate::user::LocalId;
+use crate::local_id::LocalId;
 
 /// What a [`UserSync`] call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

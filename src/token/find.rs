@@ -3,7 +3,7 @@
 
 use http::{HeaderMap, header};
 
-use crate::Rejection;
+use crate::rejection::Rejection;
 
 const SESSION_COOKIE: &[u8] = b"__session";
 

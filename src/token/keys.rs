@@ -18,10 +18,8 @@ use base64::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{
-    config::{Config, ConfigError},
-    telemetry,
-};
+use super::rules::{InvalidKey, KeyRules};
+use crate::telemetry;
 
 /// Where the layer gets the public keys that sign Clerk session tokens.
 #[derive(Clone)]
@@ -59,7 +57,7 @@ impl KeySource {
     /// Networkless verification with one RSA public key: the PEM from Clerk's
     /// Dashboard (`CLERK_JWT_KEY`), with or without the `BEGIN`/`END` armour.
     /// The token's `kid` is not consulted, as in Clerk's own SDKs.
-    pub fn pem(pem: &str) -> Result<Self, ConfigError> {
+    pub fn pem(pem: &str) -> Result<Self, InvalidKey> {
         let body: String = pem
             .lines()
             .map(str::trim)
@@ -67,10 +65,10 @@ impl KeySource {
             .collect();
         let der = STANDARD
             .decode(body.replace("\\n", ""))
-            .map_err(|_| ConfigError::InvalidJwtKey)?;
+            .map_err(|_| InvalidKey)?;
         // Parsed once here: a bad key fails at start-up, and requests only
         // check signatures.
-        let key = VerifyingKey::from_spki_der(&der).ok_or(ConfigError::InvalidJwtKey)?;
+        let key = VerifyingKey::from_spki_der(&der).ok_or(InvalidKey)?;
         Ok(Self(Source::Static(Arc::new(key))))
     }
 }
@@ -196,12 +194,12 @@ impl KeyStore {
     /// When the HTTP client cannot be built (its TLS backend cannot start):
     /// a client without the timeout, redirect and size settings would be
     /// worse than none.
-    pub(crate) fn new(config: &Config) -> Self {
-        let client = matches!(config.keys.0, Source::Jwks { .. }).then(|| {
+    pub(crate) fn new(rules: &KeyRules) -> Self {
+        let client = matches!(rules.source.0, Source::Jwks { .. }).then(|| {
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
-                .timeout(config.key_fetch_timeout)
-                .connect_timeout(config.key_fetch_timeout)
+                .timeout(rules.fetch_timeout)
+                .connect_timeout(rules.fetch_timeout)
                 .user_agent(concat!("ensure-user/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .unwrap_or_else(|error| {
@@ -209,11 +207,11 @@ impl KeyStore {
                 })
         });
         Self {
-            source: config.keys.0.clone(),
+            source: rules.source.0.clone(),
             client,
-            refresh_interval: config.key_refresh_interval,
-            refetch_cooldown: config.key_refetch_cooldown,
-            max_body: config.max_jwks_bytes,
+            refresh_interval: rules.refresh_interval,
+            refetch_cooldown: rules.refetch_cooldown,
+            max_body: rules.max_body,
             state: RwLock::default(),
             fetch_lock: tokio::sync::Mutex::new(()),
             refresh_spawned: AtomicBool::new(false),
@@ -399,8 +397,8 @@ impl KeyStore {
 impl KeyStore {
     /// A store holding the keys of the JWKS document `jwks`, parsed as a
     /// fetch parses them, as if fetched just now.
-    pub(crate) fn holding(config: &Config, jwks: &[u8]) -> Self {
-        let store = Self::new(config);
+    pub(crate) fn holding(rules: &KeyRules, jwks: &[u8]) -> Self {
+        let store = Self::new(rules);
         let mut state = store.write_state();
         state.keys = parse_jwks(jwks).expect("a usable key set");
         state.fetched_at = Some(Instant::now());

@@ -1,16 +1,19 @@
 //! Clerk session tokens: where a request carries one, its claims, the keys
-//! that sign it, its verification, and the cache of verified tokens.
+//! that sign it, and its verification under the rules handed down
+//! (`rules.rs`). A leaf: it knows nothing of the layer above it.
 
-pub(crate) mod cache;
 mod claims;
-pub(crate) mod entry;
 pub(crate) mod find;
-mod footprint;
+pub(crate) mod footprint;
 pub(crate) mod keys;
+mod kind;
 mod organization;
+pub(crate) mod rules;
 pub(crate) mod scope;
 pub(crate) mod verify;
 
 pub use claims::{Actor, SessionClaims};
 pub use keys::KeySource;
+pub use kind::TokenType;
 pub use organization::{ActiveOrganization, Permissions};
+pub use rules::InvalidKey;

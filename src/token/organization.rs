@@ -257,6 +257,15 @@ enum State<'a> {
     },
 }
 
+impl Permissions<'_> {
+    /// No permissions: what an organization's own credential holds.
+    pub(crate) fn none() -> Self {
+        Self {
+            state: State::Listed([].iter()),
+        }
+    }
+}
+
 impl<'a> Iterator for Permissions<'a> {
     type Item = Cow<'a, str>;
 

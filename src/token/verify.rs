@@ -9,11 +9,11 @@ use serde::Deserialize;
 use super::{
     SessionClaims,
     keys::{KeyError, KeyStore, VerifyingKey},
+    rules::VerifierRules,
 };
 use crate::{
-    Rejection,
-    clerk_id::{is_session_id, is_user_id},
-    config::Config,
+    clerk::id::{is_session_id, is_user_id},
+    rejection::Rejection,
 };
 
 /// `cat` header values that mark a session token (or carry no category).
@@ -21,13 +21,7 @@ const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
 
 /// Verifies Clerk session tokens: bytes in, claims out.
 pub(crate) struct Verifier {
-    /// The configured issuer, whose text every verified token's claims share.
-    issuer: Arc<String>,
-    authorized_parties: Vec<String>,
-    skew_ms: i64,
-    max_lifetime_ms: i64,
-    allow_pending: bool,
-    max_token_bytes: usize,
+    rules: VerifierRules,
     keys: Arc<KeyStore>,
 }
 
@@ -43,16 +37,8 @@ struct Header {
 }
 
 impl Verifier {
-    pub(crate) fn new(config: &Config, keys: Arc<KeyStore>) -> Self {
-        Self {
-            issuer: Arc::new(config.issuer.clone()),
-            authorized_parties: config.authorized_parties.clone(),
-            skew_ms: config.skew_ms(),
-            max_lifetime_ms: config.max_token_lifetime_ms(),
-            allow_pending: config.allow_pending_sessions,
-            max_token_bytes: config.max_token_bytes,
-            keys,
-        }
+    pub(crate) fn new(rules: VerifierRules, keys: Arc<KeyStore>) -> Self {
+        Self { rules, keys }
     }
 
     /// The claims of `token`, verified at `now_ms`: its form, header and
@@ -64,7 +50,7 @@ impl Verifier {
     ) -> Result<SessionClaims, Rejection> {
         // A compact JWS: three base64url segments joined by dots, nothing else.
         let alphabet = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-        if token.len() > self.max_token_bytes || !token.iter().all(alphabet) {
+        if token.len() > self.rules.max_token_bytes || !token.iter().all(alphabet) {
             return Err(Rejection::MalformedToken);
         }
         let token = std::str::from_utf8(token).map_err(|_| Rejection::MalformedToken)?;
@@ -104,7 +90,7 @@ impl Verifier {
         // Only now, with the signature checked, are the claims looked at.
         let mut claims: SessionClaims = decode_json(payload_b64)?;
         self.check_claims(&claims, now_ms)?;
-        claims.share_issuer(&self.issuer);
+        claims.share_issuer(&self.rules.issuer);
         Ok(claims)
     }
 
@@ -112,18 +98,19 @@ impl Verifier {
         if !is_user_id(claims.sub()) || !is_session_id(claims.sid()) {
             return Err(Rejection::NotASessionToken);
         }
-        if claims.iss() != self.issuer.as_str() {
+        let rules = &self.rules;
+        if claims.iss() != rules.issuer.as_str() {
             return Err(Rejection::InvalidIssuer);
         }
-        if !self.authorized_parties.is_empty() {
+        if !rules.authorized_parties.is_empty() {
             let allowed = claims
                 .azp()
-                .is_some_and(|azp| self.authorized_parties.iter().any(|party| party == azp));
+                .is_some_and(|azp| rules.authorized_parties.iter().any(|party| party == azp));
             if !allowed {
                 return Err(Rejection::UnauthorizedParty);
             }
         }
-        let skew = self.skew_ms;
+        let skew = rules.skew_ms;
         if claims.exp().saturating_mul(1000) <= now_ms - skew {
             return Err(Rejection::TokenExpired);
         }
@@ -142,10 +129,10 @@ impl Verifier {
         let issued_ms = claims.iat().map_or(now_ms, |iat| iat.saturating_mul(1000));
         // A lifetime too long to compute is too long.
         let lifetime_ms = claims.exp().saturating_mul(1000).checked_sub(issued_ms);
-        if lifetime_ms.is_none_or(|lifetime| lifetime > self.max_lifetime_ms) {
+        if lifetime_ms.is_none_or(|lifetime| lifetime > rules.max_lifetime_ms) {
             return Err(Rejection::TokenLifetimeExceeded);
         }
-        if claims.is_pending() && !self.allow_pending {
+        if claims.is_pending() && !rules.allow_pending {
             return Err(Rejection::SessionPending);
         }
         Ok(())

@@ -15,8 +15,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    ClerkMembership, ClerkOrganization, ClerkUser,
-    clerk_id::{is_organization_id, is_session_id, is_user_id},
+    clerk::ClerkMembership,
+    clerk::ClerkOrganization,
+    clerk::ClerkUser,
+    clerk::id::{is_organization_id, is_session_id, is_user_id},
     rejection::{Refusal, webhook},
 };
 

@@ -3,7 +3,10 @@
 //! with `#[path]`, next to `mod common`.
 #![allow(dead_code, unreachable_pub)]
 
-use ensure_user::{ClerkMembership, ClerkOrganization, store::*};
+use ensure_user::{
+    clerk::{ClerkMembership, ClerkOrganization},
+    store::*,
+};
 use serde_json::json;
 use sqlx::{PgPool, SqlitePool};
 

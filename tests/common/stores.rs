@@ -4,7 +4,7 @@
 //! on PostgreSQL and once on SQLite.
 
 use ensure_user::{
-    ClerkMembership, ClerkOrganization,
+    clerk::{ClerkMembership, ClerkOrganization},
     store::{
         BackfillStore, BatchOutcome, Checkpoint, IdKind, OrganizationBackfillStore, PgUserStore,
         Profile, ProfileUpdate, Resolution, SqliteUserStore, StoreError, SyncOutcome, UserStore,

@@ -6,8 +6,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::{
-    LocalId,
     interleave::point,
+    local_id::LocalId,
     store::{Profile, Resolution, StoreError, SyncOutcome, UserStore, UserSync},
 };
 

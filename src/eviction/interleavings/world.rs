@@ -28,11 +28,14 @@ use super::{
     store::{ModelStore, Row},
 };
 use crate::{
-    Config, EnsureUser, EnsureUserLayer, KeySource,
+    config::Config,
     engine::CONFIRM,
     eviction::Evictor,
     interleave::{Driven, point},
+    layer::EnsureUserLayer,
+    service::EnsureUser,
     testing::{SigningKey, session_claims},
+    token::KeySource,
     webhook::{self, Event as Parsed, VerifiedDelivery},
 };
 

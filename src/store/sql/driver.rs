@@ -11,7 +11,7 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use crate::{store::IdKind, user::LocalId};
+use crate::{local_id::LocalId, store::IdKind};
 
 /// A value bound to a statement.
 #[derive(Debug, Clone)]

@@ -66,7 +66,7 @@ use super::{
     SyncOutcome, UserStore, UserSync, UserTable, Walk,
     batch::{Stored, plan},
 };
-use crate::{clock, eviction::Announcement, user::LocalId};
+use crate::{clock, eviction::Announcement, local_id::LocalId};
 
 /// What differs between the databases the bundled store runs on: sealed,
 /// implemented for `sqlx::Postgres` and `sqlx::Sqlite` only.

@@ -19,13 +19,14 @@ use super::{
     queries::rows_per_statement,
 };
 use crate::{
-    ClerkMembership, ClerkOrganization,
+    clerk::ClerkMembership,
+    clerk::ClerkOrganization,
+    local_id::LocalId,
     store::{
         BatchOutcome, Checkpoint, IdKind, OrganizationBackfillStore, Profile, Resolution,
         StoreError, UserStore, Walk,
         batch::{Stored, plan_items},
     },
-    user::LocalId,
 };
 
 /// A membership whose ids and role were checked.

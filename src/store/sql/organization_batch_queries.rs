@@ -11,7 +11,7 @@ use super::{
     },
     queries::placeholders,
 };
-use crate::{store::UserTable, user::LocalId};
+use crate::{local_id::LocalId, store::UserTable};
 
 /// Values bound per organization row written.
 const ORGANIZATION_COLUMNS: usize = 5;

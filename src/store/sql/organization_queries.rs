@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::driver::{Bind, Statement};
 use crate::{
+    local_id::LocalId,
     store::{IdKind, UserTable},
-    user::LocalId,
 };
 
 /// The bundled tables (migration `0003`).

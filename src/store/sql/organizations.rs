@@ -17,13 +17,14 @@ use super::{
     organization_queries::{MembershipKey, OrganizationValues},
 };
 use crate::{
-    ClerkMembership, ClerkOrganization,
+    clerk::ClerkMembership,
+    clerk::ClerkOrganization,
     eviction::Announcement,
+    local_id::LocalId,
     store::{
         IdKind, MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
         OrganizationSync, Profile, Resolution, StoreError, SyncOutcome, UserStore,
     },
-    user::LocalId,
 };
 
 /// Reads of a membership before [`OrganizationStore::ensure_membership`]

@@ -2,7 +2,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::SessionClaims;
+use crate::token::SessionClaims;
 
 /// Claims of a version 2 token with `fea` (if any) and this `o` claim.
 fn v2(fea: Option<&str>, o: Value) -> SessionClaims {

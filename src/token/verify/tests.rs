@@ -21,7 +21,7 @@ fn there_is_room_for_the_signature_of_an_8192_bit_key() {
 /// parsed from Clerk's JWK.
 mod clerk_fixtures {
     use super::*;
-    use crate::KeySource;
+    use crate::{config::Config, token::KeySource};
 
     /// Clerk's tests run at this instant.
     const FROZEN_MS: i64 = 1_666_648_250_000;
@@ -97,13 +97,17 @@ oQIDAQAB
             KeySource::jwks_url("http://127.0.0.1:9/.well-known/jwks.json"),
             parties,
         );
-        let keys = KeyStore::holding(&jwks, format!(r#"{{"keys":[{jwk}]}}"#).as_bytes());
+        let keys = KeyStore::holding(
+            &jwks.key_rules(),
+            format!(r#"{{"keys":[{jwk}]}}"#).as_bytes(),
+        );
+        let static_keys = Arc::new(KeyStore::new(&static_key.key_rules()));
         [
             (
                 "pem",
-                Verifier::new(&static_key, Arc::new(KeyStore::new(&static_key))),
+                Verifier::new(static_key.verifier_rules(), static_keys),
             ),
-            ("jwks", Verifier::new(&jwks, Arc::new(keys))),
+            ("jwks", Verifier::new(jwks.verifier_rules(), Arc::new(keys))),
         ]
     }
 
@@ -167,7 +171,7 @@ oQIDAQAB
             // One text for every token of the instance, held by the
             // verifier: cached claims take no bytes for it.
             assert!(
-                std::ptr::eq(claims.iss(), verifier.issuer.as_str()),
+                std::ptr::eq(claims.iss(), verifier.rules.issuer.as_str()),
                 "{source}"
             );
             let payload = URL_SAFE_NO_PAD.decode(TOKEN.split('.').nth(1).unwrap());

@@ -1,7 +1,7 @@
 //! Tests of event parsing: Clerk's published payloads and malformed ones.
 
 use super::*;
-use crate::{EmailAddress, store::Profile};
+use crate::{clerk::EmailAddress, store::Profile};
 
 fn parse(body: &[u8]) -> Result<Event, EventError> {
     Event::parse(body)

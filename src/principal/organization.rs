@@ -1,11 +1,18 @@
-//! The active organization a handler receives: the app's own rows for it and
-//! for the user's membership, with what the session token says of it.
+//! The organization a handler receives: the app's own rows for it and for
+//! the user's membership, with what the session token says of it.
 
 use std::{fmt, sync::Arc};
 
-use crate::{LocalId, Permissions, authorization::Requirement, token::entry::VerifiedToken};
+use super::entry::VerifiedToken;
 
-/// The request's active organization, with the app's own rows.
+use crate::{
+    authorization::Requirement,
+    local_id::LocalId,
+    token::{ActiveOrganization, Permissions},
+};
+
+/// The request's organization, with the app's own rows: a session's active
+/// organization, or the organization whose API key the request carried.
 ///
 /// With [`EnsureUserLayer::with_organizations`](crate::EnsureUserLayer::with_organizations),
 /// a request whose token names an active organization has its row and the
@@ -20,12 +27,16 @@ use crate::{LocalId, Permissions, authorization::Requirement, token::entry::Veri
 #[derive(Clone)]
 pub struct LocalOrganization {
     id: LocalId,
-    membership_id: LocalId,
+    membership_id: Option<LocalId>,
     token: Arc<VerifiedToken>,
 }
 
 impl LocalOrganization {
-    pub(crate) fn new(id: LocalId, membership_id: LocalId, token: Arc<VerifiedToken>) -> Self {
+    pub(crate) fn new(
+        id: LocalId,
+        membership_id: Option<LocalId>,
+        token: Arc<VerifiedToken>,
+    ) -> Self {
         Self {
             id,
             membership_id,
@@ -38,42 +49,46 @@ impl LocalOrganization {
         self.id
     }
 
-    /// The id of the app's own row of the user's membership.
-    pub fn membership_id(&self) -> LocalId {
+    /// The id of the app's own row of the user's membership; `None` for
+    /// the organization's own API key, which no member holds.
+    pub fn membership_id(&self) -> Option<LocalId> {
         self.membership_id
     }
 
     /// The Clerk organization id (`org_…`).
     pub fn clerk_id(&self) -> &str {
-        self.active().id()
+        self.token.proof.organization().unwrap_or_default()
     }
 
-    /// The organization's slug, if the token carries one.
+    /// The organization's slug, if the session token carries one.
     pub fn slug(&self) -> Option<&str> {
-        self.active().slug()
+        self.active().and_then(ActiveOrganization::slug)
     }
 
-    /// The user's role (`org:admin`), if the token carries one.
+    /// The user's role (`org:admin`), if the session token carries one.
     pub fn role(&self) -> Option<&str> {
-        self.active().role()
+        self.active().and_then(ActiveOrganization::role)
     }
 
     /// The user's permissions in the organization (`org:feature:permission`),
-    /// as the token grants them; never Clerk's system permissions.
+    /// as the session token grants them; never Clerk's system permissions.
     pub fn permissions(&self) -> Permissions<'_> {
-        self.active().permissions()
+        self.active()
+            .map_or_else(Permissions::none, ActiveOrganization::permissions)
     }
 
-    /// Whether the session meets `requirement`, as Clerk's `has()` decides.
+    /// Whether the session meets `requirement`, as Clerk's `has()` decides;
+    /// always `false` for an organization's API key, as with Clerk's.
     pub fn has(&self, requirement: &Requirement) -> bool {
-        self.token.claims.has(requirement)
+        self.token
+            .proof
+            .session()
+            .is_some_and(|claims| claims.has(requirement))
     }
 
-    fn active(&self) -> &crate::ActiveOrganization {
-        self.token
-            .claims
-            .organization()
-            .expect("resolved from a token naming an organization")
+    /// The session's active organization, as its token states it.
+    fn active(&self) -> Option<&ActiveOrganization> {
+        self.token.proof.session()?.organization()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clerk_user::null_as_default;
+use super::user::null_as_default;
 
 /// The part of Clerk's organization object that the sync keeps.
 ///

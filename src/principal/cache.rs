@@ -1,6 +1,7 @@
-//! The verified-token cache: each verified token remembered until its own
-//! `exp` (plus the clock skew), bounded by the bytes its entries take, and
-//! read without taking a lock or recording anything.
+//! The verified-token cache: each verified credential remembered until its
+//! entry's `fresh_until` (a session token's `exp` plus the clock skew),
+//! bounded by the bytes its entries take, and read without taking a lock or
+//! recording anything.
 //!
 //! A hit is the hot path of every repeat request, so reads go to a lock-free
 //! map (papaya) and touch nothing shared but the entry itself. The work of
@@ -18,11 +19,10 @@ use std::{
     time::SystemTime,
 };
 
-use super::{
-    entry::{ActiveRows, VerifiedToken},
-    footprint,
-};
-use crate::clock;
+use papaya::{Compute, Operation};
+
+use super::entry::{ActiveRows, VerifiedToken};
+use crate::{clock, token::footprint};
 
 /// How often inserts sweep out expired tokens when the budget is not short.
 /// Clerk session tokens live 60 seconds, so the map holds at most about two
@@ -39,7 +39,7 @@ pub(crate) enum Cached {
     Hit(Arc<VerifiedToken>),
     /// Verified before, and expired since.
     Expired,
-    /// Never verified, or forgotten.
+    /// Never verified, forgotten, or due to be verified again.
     Miss,
 }
 
@@ -61,8 +61,9 @@ impl TokenCache {
         }
     }
 
-    /// The entry of exactly these bytes: `Hit` while the token is unexpired
-    /// at `now` (allowing for the clock skew), `Expired` after.
+    /// The entry of exactly these bytes: `Hit` while it may be served at
+    /// `now`; after, `Expired` if the credential expired, else `Miss` (to be
+    /// verified again).
     pub(crate) fn get(&self, token: &[u8], now: SystemTime) -> Cached {
         let map = self.map.pin();
         let Some(verified) = map.get(token) else {
@@ -70,7 +71,11 @@ impl TokenCache {
         };
         // Entries stay until swept: the time check runs on every hit.
         if verified.fresh_until <= now {
-            return Cached::Expired;
+            return if verified.expired_at(clock::now_ms()) {
+                Cached::Expired
+            } else {
+                Cached::Miss
+            };
         }
         Cached::Hit(Arc::clone(verified))
     }
@@ -99,12 +104,26 @@ impl TokenCache {
         // takes the count below zero.
         self.used_bytes.fetch_add(cost, Ordering::Relaxed);
         let map = self.map.pin();
-        match map.try_insert(token, Arc::clone(&verified)) {
-            Ok(_) => verified,
-            Err(occupied) => {
+        let now = clock::at_ms(now_ms);
+        // An entry no longer served (verified again now) is replaced; a
+        // fresh one another request inserted first wins.
+        let kept = map.compute(token, |held| match held {
+            Some((_, held)) if held.fresh_until > now => Operation::Abort(Arc::clone(held)),
+            _ => Operation::Insert(Arc::clone(&verified)),
+        });
+        match kept {
+            Compute::Aborted(held) => {
                 self.used_bytes.fetch_sub(cost, Ordering::Relaxed);
-                Arc::clone(occupied.current)
+                held
             }
+            Compute::Updated {
+                old: (key, held), ..
+            } => {
+                self.used_bytes
+                    .fetch_sub(entry_cost(key, held), Ordering::Relaxed);
+                verified
+            }
+            Compute::Inserted(..) | Compute::Removed(..) => verified,
         }
     }
 
@@ -174,13 +193,13 @@ const MAP_ENTRY: usize = footprint::allocation(size_of::<(Box<[u8]>, Arc<Verifie
 /// organization (counted whenever the token names one, though only a layer
 /// that resolves organizations keeps them), and [`MAP_ENTRY`].
 fn entry_cost(token: &[u8], verified: &VerifiedToken) -> u64 {
-    let organization_rows = if verified.claims.organization().is_some() {
+    let organization_rows = if verified.proof.organization().is_some() {
         footprint::allocation(size_of::<ActiveRows>())
     } else {
         0
     };
     let bytes = footprint::allocation(token.len())
-        + footprint::shared::<VerifiedToken>(verified.claims.heap_bytes())
+        + footprint::shared::<VerifiedToken>(verified.proof.heap_bytes())
         + organization_rows
         + MAP_ENTRY;
     bytes as u64
@@ -246,7 +265,7 @@ mod tests {
             "iat": exp_ms / 1000 - 60,
         }))
         .unwrap();
-        Arc::new(VerifiedToken::new(claims, 5_000))
+        Arc::new(VerifiedToken::session(claims, 5_000))
     }
 
     fn token(n: usize) -> Box<[u8]> {
@@ -290,7 +309,7 @@ mod tests {
             let token = key.sign(&claims);
             let mut claims: SessionClaims = serde_json::from_value(claims).unwrap();
             claims.share_issuer(&issuer);
-            let verified = VerifiedToken::new(claims, 0);
+            let verified = VerifiedToken::session(claims, 0);
             let cost = entry_cost(token.as_bytes(), &verified);
             let off = cost.abs_diff(held) as f64 / held as f64;
             assert!(off <= 0.03, "counted {cost}, held {held}");
@@ -403,7 +422,7 @@ mod tests {
         cache.insert(token(1), verified("user_a", NOW_MS + 60_000), NOW_MS);
         cache.insert(token(2), verified("user_b", NOW_MS + 60_000), NOW_MS);
         cache.insert(token(3), verified("user_a", NOW_MS + 60_000), NOW_MS);
-        cache.forget_where(|verified| verified.claims.sub() == "user_a");
+        cache.forget_where(|verified| verified.proof.user() == Some("user_a"));
         assert!(cache.held(&token(1)).is_none() && cache.held(&token(3)).is_none());
         assert!(cache.held(&token(2)).is_some());
         assert_eq!(cache.usage(), (1, cost(2)));

@@ -1,5 +1,5 @@
-//! A verified token as the cache keeps it: its claims, and the local rows it
-//! resolved to, for the repeat path to serve without a lookup.
+//! A verified credential as the cache keeps it: what it proves, and the
+//! local rows it resolved to, for the repeat path to serve without a lookup.
 
 use std::{
     sync::{
@@ -9,14 +9,15 @@ use std::{
     time::SystemTime,
 };
 
-use super::SessionClaims;
-use crate::{LocalId, clock};
+use super::proof::Proof;
+use crate::{clock, local_id::LocalId};
 
-/// What a token resolved to: its user's row and, when the layer resolves
-/// organizations, the rows of its active organization and membership.
+/// What a credential resolved to: its user's row (none for an
+/// organization's or a machine's credential) and, when the layer resolves
+/// organizations, the rows of its organization and membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Resolved {
-    pub(crate) user: LocalId,
+    pub(crate) user: Option<LocalId>,
     pub(crate) organization: OrganizationRows,
 }
 
@@ -25,26 +26,27 @@ pub(crate) struct Resolved {
 pub(crate) enum OrganizationRows {
     /// The layer does not resolve organizations.
     NotResolved,
-    /// The token names no active organization.
+    /// The credential names no organization.
     NoneActive,
-    /// The rows of the token's active organization and of the membership,
+    /// The rows of the credential's organization and of the membership,
     /// boxed: every cached token keeps a resolution, and most name no
     /// organization (a resolution takes 40 bytes, not 72).
     Active(Box<ActiveRows>),
 }
 
-/// The local rows of an active organization and of the user's membership.
+/// The local rows of an organization and of the user's membership in it
+/// (none when the credential is the organization's own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ActiveRows {
     pub(crate) organization: LocalId,
-    pub(crate) membership: LocalId,
+    pub(crate) membership: Option<LocalId>,
 }
 
-/// A token that passed verification, and the local rows it resolved to.
+/// A credential that passed verification, and the local rows it resolved to.
 ///
 /// A cache hit reads `resolved_in`, `resolved` and `fresh_until` and bumps the
 /// reference count, so they come first (`repr(C)`): with the count they
-/// share one cache line or two, and the claims behind them are not touched.
+/// share one cache line or two, and the proof behind them is not touched.
 #[repr(C)]
 pub(crate) struct VerifiedToken {
     /// One more than the latest ledger generation the resolution was
@@ -52,21 +54,34 @@ pub(crate) struct VerifiedToken {
     resolved_in: AtomicU64,
     /// The first resolution.
     resolved: OnceLock<Resolved>,
-    /// Until when the token may be served: its `exp` plus the clock skew,
-    /// as a time a hit compares the clock's reading with, no arithmetic.
+    /// Until when the credential may be served without asking again, as a
+    /// time a hit compares the clock's reading with, no arithmetic.
     pub(crate) fresh_until: SystemTime,
-    pub(crate) claims: SessionClaims,
+    pub(crate) proof: Proof,
 }
 
 impl VerifiedToken {
-    /// The entry of `claims`, served until `skew_ms` past their `exp`.
-    pub(crate) fn new(claims: SessionClaims, skew_ms: i64) -> Self {
+    /// The entry of `proof`, served until `fresh_until_ms` (Unix milliseconds).
+    pub(crate) fn new(proof: Proof, fresh_until_ms: i64) -> Self {
         Self {
             resolved_in: AtomicU64::new(0),
             resolved: OnceLock::new(),
-            fresh_until: clock::at_ms(claims.exp().saturating_mul(1000).saturating_add(skew_ms)),
-            claims,
+            fresh_until: clock::at_ms(fresh_until_ms),
+            proof,
         }
+    }
+
+    /// The entry of a session token's `claims`, served until `skew_ms` past
+    /// their `exp`.
+    pub(crate) fn session(claims: crate::token::SessionClaims, skew_ms: i64) -> Self {
+        let fresh_until_ms = claims.exp().saturating_mul(1000).saturating_add(skew_ms);
+        Self::new(Proof::Session(claims), fresh_until_ms)
+    }
+
+    /// Whether a credential no longer served is expired (refused), rather
+    /// than due to be verified again.
+    pub(crate) fn expired_at(&self, now_ms: i64) -> bool {
+        self.proof.expires_at_ms() <= now_ms
     }
 
     /// The remembered resolution, if it was confirmed under `generation`.
@@ -110,18 +125,18 @@ mod tests {
     use super::*;
 
     fn verified() -> VerifiedToken {
-        let claims: SessionClaims = serde_json::from_value(serde_json::json!({
+        let claims: crate::token::SessionClaims = serde_json::from_value(serde_json::json!({
             "sub": "user_a",
             "sid": "sess_a",
             "exp": 2_000_000_000,
         }))
         .unwrap();
-        VerifiedToken::new(claims, 0)
+        VerifiedToken::session(claims, 0)
     }
 
     fn user(id: i64) -> Resolved {
         Resolved {
-            user: LocalId::Int(id),
+            user: Some(LocalId::Int(id)),
             organization: OrganizationRows::NotResolved,
         }
     }
@@ -163,7 +178,7 @@ mod tests {
         let with_organization = Resolved {
             organization: OrganizationRows::Active(Box::new(ActiveRows {
                 organization: LocalId::Int(1),
-                membership: LocalId::Int(2),
+                membership: Some(LocalId::Int(2)),
             })),
             ..user(7)
         };
