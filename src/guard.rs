@@ -1,13 +1,14 @@
 //! [`Guard`]: a route that requires a role, a permission, a feature or a
 //! plan, declared in one line, decided from the session token as Clerk's
-//! `has()` decides it.
+//! `has()` decides it; or a scope of the credential (an API key's or an
+//! OAuth token's).
 
 use std::{
     sync::Arc,
     task::{Context, Poll},
 };
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -48,14 +49,72 @@ use crate::{
 /// ```
 #[derive(Debug, Clone)]
 pub struct Guard {
-    requirement: Arc<Requirement>,
+    check: Arc<Check>,
+}
+
+/// What a guard requires.
+#[derive(Debug)]
+enum Check {
+    /// A session meeting the requirement, as Clerk's `has()` decides.
+    Requirement(Requirement),
+    /// A credential granting the scope.
+    Scope {
+        scope: Box<str>,
+        /// `WWW-Authenticate` of a refusal, naming the scope (RFC 6750 §3).
+        challenge: HeaderValue,
+    },
+}
+
+impl Check {
+    fn holds(&self, principal: &Principal) -> bool {
+        match self {
+            Self::Requirement(requirement) => principal.has(requirement),
+            Self::Scope { scope, .. } => principal.has_scope(scope),
+        }
+    }
 }
 
 impl Guard {
     /// A guard requiring `requirement`.
     pub fn new(requirement: Requirement) -> Self {
         Self {
-            requirement: Arc::new(requirement),
+            check: Arc::new(Check::Requirement(requirement)),
+        }
+    }
+
+    /// A guard requiring the credential to grant `scope` (an API key's or
+    /// an OAuth token's `scopes`; a session grants none). A refusal names
+    /// it: `WWW-Authenticate: Bearer error="insufficient_scope",
+    /// scope="<scope>"` (the `scope` part is left out for a scope RFC 6750
+    /// cannot quote: spaces, quotes, backslashes, non-ASCII).
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use ensure_user::Guard;
+    ///
+    /// let app: Router = Router::new().route(
+    ///     "/reports",
+    ///     get(|| async { "reports" }).route_layer(Guard::scope("reports:read")),
+    /// );
+    /// ```
+    pub fn scope(scope: impl AsRef<str>) -> Self {
+        let scope = scope.as_ref();
+        let quotable = !scope.is_empty()
+            && scope
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+        let challenge = if quotable {
+            format!(r#"Bearer error="insufficient_scope", scope="{scope}""#)
+        } else {
+            r#"Bearer error="insufficient_scope""#.to_owned()
+        };
+        Self {
+            check: Arc::new(Check::Scope {
+                scope: scope.into(),
+                challenge: HeaderValue::try_from(challenge).unwrap_or(HeaderValue::from_static(
+                    r#"Bearer error="insufficient_scope""#,
+                )),
+            }),
         }
     }
 
@@ -87,7 +146,7 @@ impl<S> Layer<S> for Guard {
     fn layer(&self, inner: S) -> Guarded<S> {
         Guarded {
             inner,
-            requirement: Arc::clone(&self.requirement),
+            check: Arc::clone(&self.check),
         }
     }
 }
@@ -96,7 +155,7 @@ impl<S> Layer<S> for Guard {
 #[derive(Debug, Clone)]
 pub struct Guarded<S> {
     inner: S,
-    requirement: Arc<Requirement>,
+    check: Arc<Check>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Guarded<S>
@@ -114,7 +173,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let extensions = request.extensions();
         let refusal = match extensions.get::<Principal>() {
-            Some(principal) if principal.has(&self.requirement) => {
+            Some(principal) if self.check.holds(principal) => {
                 return ResponseFuture::inner(self.inner.call(request));
             }
             Some(_) => INSUFFICIENT_SCOPE_REFUSAL,
@@ -127,6 +186,14 @@ where
             }
         };
         telemetry::rejection(refusal.code());
-        ResponseFuture::refused(refusal.response())
+        let mut response = refusal.response();
+        if let (Check::Scope { challenge, .. }, true) =
+            (&*self.check, refusal == INSUFFICIENT_SCOPE_REFUSAL)
+        {
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, challenge.clone());
+        }
+        ResponseFuture::refused(response)
     }
 }

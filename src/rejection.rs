@@ -281,7 +281,7 @@ const INSUFFICIENT_SCOPE: Header = Header::Challenge(r#"Bearer error="insufficie
 pub(crate) const INSUFFICIENT_SCOPE_REFUSAL: Refusal = Refusal::new(
     StatusCode::FORBIDDEN,
     "insufficient_scope",
-    "the session lacks the role, permission, feature or plan this route requires",
+    "the credential lacks the role, permission, feature, plan or scope this route requires",
 )
 .with(INSUFFICIENT_SCOPE);
 

@@ -22,6 +22,19 @@ pub(crate) fn is_organization_id(id: &str) -> bool {
     has_id_shape(id, "org_")
 }
 
+/// A Clerk machine id: `mch_` followed by 1 to 128 visible ASCII characters.
+pub(crate) fn is_machine_id(id: &str) -> bool {
+    has_id_shape(id, "mch_")
+}
+
+/// The id of a Clerk machine credential: an API key's `ak_…`, a machine
+/// token's `mt_…`, an OAuth access token's `oat_…`.
+pub(crate) fn is_credential_id(id: &str) -> bool {
+    ["ak_", "mt_", "oat_"]
+        .iter()
+        .any(|prefix| has_id_shape(id, prefix))
+}
+
 /// `prefix` followed by 1 to [`MAX_ID_CHARS`] visible ASCII characters.
 /// Clerk ids are base62; this only keeps control characters, spaces and
 /// non-ASCII text (which some databases cannot store) out of ids.
@@ -57,5 +70,10 @@ mod tests {
         assert!(!is_session_id("user_1"));
         assert!(is_organization_id("org_2g7np7Hrk0SN6kj5EDMLDaKNL0S"));
         assert!(!is_organization_id("orgmem_1") && !is_organization_id("org_"));
+        assert!(is_machine_id("mch_2xhFjEI5X2qWRvtV13BzSj8H6Dk") && !is_machine_id("mch_"));
+        for credential in ["ak_1f2e", "mt_1f2e", "oat_1f2e"] {
+            assert!(is_credential_id(credential), "{credential}");
+        }
+        assert!(!is_credential_id("sess_1") && !is_credential_id("ak_"));
     }
 }

@@ -5,7 +5,7 @@
 
 #[cfg(feature = "postgres")]
 use crate::{
-    clerk::id::{is_organization_id, is_session_id, is_user_id},
+    clerk::id::{is_credential_id, is_organization_id, is_session_id, is_user_id},
     store::{Bind, Statement},
 };
 
@@ -149,7 +149,10 @@ fn well_formed(announcement: Announcement<'_>) -> bool {
         Announcement::Membership { organization, user } => {
             is_organization_id(organization) && is_user_id(user)
         }
-        Announcement::SessionEnded { session, .. } => is_session_id(session),
+        // A session, or a machine credential revoked the same way.
+        Announcement::SessionEnded { session, .. } => {
+            is_session_id(session) || is_credential_id(session)
+        }
     }
 }
 

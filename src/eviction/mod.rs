@@ -227,6 +227,19 @@ impl Evictor {
         until_ms
     }
 
+    /// Revokes a machine credential (an API key's `ak_…`, a machine token's
+    /// `mt_…`, an OAuth token's `oat_…`) in this process: its cached copies
+    /// are forgotten, and it is refused (`401 credential_revoked`) for
+    /// [`REVOKED_CREDENTIAL_MS`] from now, long past any remembered answer,
+    /// after which Clerk's own answer decides again. Returns that instant,
+    /// in Unix ms. To reach every instance, record it in the store as well
+    /// (`UserSync::end_session` with this instant, as the README shows).
+    pub async fn revoke_credential(&self, credential_id: &str) -> i64 {
+        let until_ms = clock::now_ms() + REVOKED_CREDENTIAL_MS;
+        self.refuse_session_until(credential_id, until_ms).await;
+        until_ms
+    }
+
     /// Records whether a user is blocked (banned), as of `version` (Clerk's
     /// `updated_at`, Unix ms): a blocked user's tokens, cached or new, are
     /// refused until a newer state unblocks them. An older state than one
@@ -363,6 +376,10 @@ impl Evictor {
         }
     }
 }
+
+/// How long a credential revoked through the evictor stays refused: an
+/// hour, as an ended session's tokens at most live.
+pub const REVOKED_CREDENTIAL_MS: i64 = 3_600_000;
 
 /// Forgets the credentials in `caches` whose proofs are `doomed`.
 fn forget_tokens(caches: &Caches, doomed: impl Fn(&Proof) -> bool) {
