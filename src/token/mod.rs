@@ -7,10 +7,12 @@ pub(crate) mod entry;
 pub(crate) mod find;
 mod footprint;
 pub(crate) mod keys;
+pub(crate) mod kind;
 mod organization;
 pub(crate) mod scope;
 pub(crate) mod verify;
 
 pub use claims::{Actor, SessionClaims};
 pub use keys::KeySource;
+pub use kind::{AcceptedTokens, TokenType};
 pub use organization::{ActiveOrganization, Permissions};
