@@ -97,6 +97,7 @@ mod guard;
 #[cfg(test)]
 mod interleave;
 mod layer;
+mod machine;
 mod organization;
 mod policy;
 #[cfg(feature = "clerk-api")]
