@@ -9,14 +9,16 @@ use base64::{
 };
 
 use crate::{
+    machine::MachineRules,
     store::Profile,
     token::{
-        KeySource, SessionClaims,
+        AcceptedTokens, KeySource, SessionClaims,
         rules::{InvalidKey, KeyRules, VerifierRules},
     },
 };
 
-/// Clerk's Backend API, used for `/v1/jwks` when only a secret key is configured.
+/// Clerk's Backend API: `/v1/jwks` when only a secret key is configured,
+/// and the verification of API keys, M2M and OAuth tokens.
 pub const DEFAULT_API_URL: &str = "https://api.clerk.com";
 
 /// Claim names to read a new user's profile from, when the app added them to
@@ -94,7 +96,21 @@ pub struct Config {
     pub(crate) store_timeout: Duration,
     pub(crate) eviction_heartbeat: Duration,
     pub(crate) eviction_probe_timeout: Duration,
+    pub(crate) accepted_tokens: AcceptedTokens,
+    pub(crate) api_url: String,
+    pub(crate) secret_key: Option<String>,
+    pub(crate) machine_secret_key: Option<String>,
+    pub(crate) credential_cache_interval: Duration,
+    pub(crate) backend_api_budget: (usize, Duration),
+    pub(crate) backend_api_timeout: Duration,
 }
+
+/// How long the Backend API's answer that it does not know a credential
+/// (or that it was revoked or has expired) is remembered.
+const CREDENTIAL_REFUSAL_MEMORY: Duration = Duration::from_secs(10);
+
+/// How many such answers are remembered at most.
+const CREDENTIAL_REFUSAL_CAPACITY: usize = 10_000;
 
 /// Why a configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +142,9 @@ impl Config {
     /// 5 minutes with at most one key fetch per 10 s, fetches bounded by 5 s
     /// and 1 MiB, store calls bounded by 3 s, an eviction
     /// listener's hearing checked after 30 s of silence, with 5 s for its
-    /// probe to come back.
+    /// probe to come back. Session tokens only; no secret key; a verified
+    /// API key, M2M or OAuth token served from memory for 10 s, at most 100
+    /// Backend API calls per 10 s, each bounded by 5 s.
     pub fn new(issuer: impl Into<String>, keys: KeySource) -> Self {
         Self {
             issuer: issuer.into().trim_end_matches('/').to_owned(),
@@ -149,6 +167,13 @@ impl Config {
             store_timeout: Duration::from_secs(3),
             eviction_heartbeat: Duration::from_secs(30),
             eviction_probe_timeout: Duration::from_secs(5),
+            accepted_tokens: AcceptedTokens::SESSION,
+            api_url: DEFAULT_API_URL.to_owned(),
+            secret_key: None,
+            machine_secret_key: None,
+            credential_cache_interval: Duration::from_secs(10),
+            backend_api_budget: (100, Duration::from_secs(10)),
+            backend_api_timeout: Duration::from_secs(5),
         }
     }
 
@@ -170,7 +195,8 @@ impl Config {
     /// | `CLERK_PUBLISHABLE_KEY` | derives the issuer, the public JWKS URL and the cookie suffix |
     /// | `CLERK_JWKS_URL` | keys from this URL instead |
     /// | `CLERK_JWT_KEY` | networkless: this PEM public key instead |
-    /// | `CLERK_SECRET_KEY` | keys from the Backend API `/v1/jwks` when nothing above is set |
+    /// | `CLERK_SECRET_KEY` | keys from the Backend API `/v1/jwks` when nothing above is set; verifies API keys, M2M and OAuth tokens |
+    /// | `CLERK_MACHINE_SECRET_KEY` | verifies M2M tokens instead of the secret key |
     /// | `CLERK_API_URL` | Backend API base URL (default `https://api.clerk.com`) |
     /// | `CLERK_ISSUER` | the expected `iss`, overriding the derived one |
     /// | `CLERK_AUTHORIZED_PARTIES` | comma-separated origins allowed in `azp` |
@@ -188,19 +214,26 @@ impl Config {
         let issuer = var("CLERK_ISSUER")
             .or(derived_issuer.clone())
             .ok_or(ConfigError::MissingIssuer)?;
+        let api = var("CLERK_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned());
+        let secret_key = var("CLERK_SECRET_KEY");
         let keys = if let Some(pem) = var("CLERK_JWT_KEY") {
             KeySource::pem(&pem).map_err(|InvalidKey| ConfigError::InvalidJwtKey)?
         } else if let Some(url) = var("CLERK_JWKS_URL") {
             KeySource::jwks_url(url)
         } else if let Some(issuer) = derived_issuer {
             KeySource::jwks_url(format!("{issuer}/.well-known/jwks.json"))
-        } else if let Some(secret) = var("CLERK_SECRET_KEY") {
-            let api = var("CLERK_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned());
-            KeySource::backend_api(api, secret)
+        } else if let Some(secret) = &secret_key {
+            KeySource::backend_api(&api, secret.clone())
         } else {
             return Err(ConfigError::MissingKeySource);
         };
-        let mut config = Self::new(issuer, keys);
+        let mut config = Self::new(issuer, keys).with_api_url(api);
+        if let Some(secret) = secret_key {
+            config = config.with_secret_key(secret);
+        }
+        if let Some(secret) = var("CLERK_MACHINE_SECRET_KEY") {
+            config = config.with_machine_secret_key(secret);
+        }
         if let Some(key) = publishable.as_deref() {
             config = config.with_cookie_suffix(cookie_suffix(key));
         }
@@ -353,12 +386,97 @@ impl Config {
         self
     }
 
+    /// The kinds of credential the layer accepts. Default: session tokens
+    /// only, as Clerk's SDKs. API keys, and M2M and OAuth tokens in their
+    /// opaque form, are verified by Clerk's Backend API and need
+    /// [a secret key](Self::with_secret_key) (for M2M tokens,
+    /// [a machine secret key](Self::with_machine_secret_key) will do).
+    pub fn with_accepted_tokens(mut self, accepted: AcceptedTokens) -> Self {
+        self.accepted_tokens = accepted;
+        self
+    }
+
+    /// The instance's secret key (`sk_live_…`/`sk_test_…`, `CLERK_SECRET_KEY`),
+    /// with which the Backend API verifies API keys, OAuth tokens and (when
+    /// no machine secret key is set) M2M tokens. It does not change where
+    /// session tokens' keys come from. Never shown by `Debug`.
+    pub fn with_secret_key(mut self, secret_key: impl Into<String>) -> Self {
+        self.secret_key = Some(secret_key.into());
+        self
+    }
+
+    /// A machine's secret key (`CLERK_MACHINE_SECRET_KEY`), with which the
+    /// Backend API verifies M2M tokens instead of the secret key: only
+    /// tokens granted access to that machine are then accepted. Never shown
+    /// by `Debug`.
+    pub fn with_machine_secret_key(mut self, secret_key: impl Into<String>) -> Self {
+        self.machine_secret_key = Some(secret_key.into());
+        self
+    }
+
+    /// The Backend API's base URL (`CLERK_API_URL`) for verifying API keys,
+    /// M2M and OAuth tokens. Default `https://api.clerk.com`.
+    pub fn with_api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = url.into();
+        self
+    }
+
+    /// How long a verified API key, M2M or OAuth token (opaque form) is
+    /// served from memory without asking Clerk again; never past its own
+    /// expiration. Clerk sends no webhook when one is revoked: this is how
+    /// long a revoked credential may still be accepted, against one Backend
+    /// API call per credential per interval. Default 10 s.
+    pub fn with_credential_cache_interval(mut self, interval: Duration) -> Self {
+        self.credential_cache_interval = interval;
+        self
+    }
+
+    /// At most `calls` Backend API verifications within any `per`, in this
+    /// process; past it a credential not verified yet is refused
+    /// `503 verification_unavailable` at once, without a call, so that a
+    /// flood of made-up credentials cannot spend the instance's rate limit
+    /// (1,000 calls per 10 s in production, shared by the whole app and
+    /// every process). Concurrent verifications of one credential are one
+    /// call, and credentials Clerk does not know are remembered for 10 s.
+    /// Default 100 per 10 s.
+    pub fn with_backend_api_budget(mut self, calls: usize, per: Duration) -> Self {
+        self.backend_api_budget = (calls, per);
+        self
+    }
+
+    /// Time limit of one Backend API verification; past it the request
+    /// gets `503 verification_unavailable`. Default 5 s.
+    pub fn with_backend_api_timeout(mut self, timeout: Duration) -> Self {
+        self.backend_api_timeout = timeout;
+        self
+    }
+
     /// The expected `iss`.
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
 
-    /// The longest token lifetime accepted, in milliseconds.
+    /// The kinds of credential the layer accepts.
+    pub fn accepted_tokens(&self) -> AcceptedTokens {
+        self.accepted_tokens
+    }
+
+    /// What the verification of opaque machine credentials follows.
+    #[allow(dead_code)] // used by the engine once wired
+    pub(crate) fn machine_rules(&self) -> MachineRules {
+        let (budget_calls, budget_window) = self.backend_api_budget;
+        MachineRules {
+            api_url: self.api_url.clone(),
+            secret_key: self.secret_key.clone(),
+            machine_secret_key: self.machine_secret_key.clone(),
+            call_timeout: self.backend_api_timeout,
+            not_found_for: CREDENTIAL_REFUSAL_MEMORY,
+            not_found_capacity: CREDENTIAL_REFUSAL_CAPACITY,
+            budget_calls,
+            budget_window,
+        }
+    }
+
     /// What the key store needs: where keys come from, and how they are
     /// fetched and kept fresh.
     pub(crate) fn key_rules(&self) -> KeyRules {
@@ -384,6 +502,7 @@ impl Config {
         }
     }
 
+    /// The longest token lifetime accepted, in milliseconds.
     pub(crate) fn max_token_lifetime_ms(&self) -> i64 {
         i64::try_from(self.max_token_lifetime.as_millis()).unwrap_or(i64::MAX / 4)
     }
@@ -549,5 +668,67 @@ mod tests {
         let shown = format!("{secret_only:?}");
         assert!(shown.contains("https://api.clerk.com/v1/jwks"));
         assert!(!shown.contains("supersecret"), "{shown}");
+    }
+
+    #[test]
+    fn machine_credentials_from_the_environment() {
+        let config = Config::from_lookup(lookup(&[
+            ("CLERK_PUBLISHABLE_KEY", "pk_test_Y2xlcmsuY2xlcmsuZGV2JA"),
+            ("CLERK_SECRET_KEY", "sk_test_supersecret"),
+            ("CLERK_MACHINE_SECRET_KEY", "ak_machinesecret"),
+            ("CLERK_API_URL", "http://127.0.0.1:9"),
+            ("ENSURE_USER_ACCEPTS_TOKEN", "any"),
+        ]))
+        .unwrap();
+        // The publishable key still decides where session keys come from.
+        assert!(format!("{:?}", config.keys).contains("clerk.clerk.dev/.well-known/jwks.json"));
+        // The quickstart's variable is not the library's.
+        assert_eq!(config.accepted_tokens(), AcceptedTokens::SESSION);
+        let rules = config.machine_rules();
+        assert_eq!(rules.api_url, "http://127.0.0.1:9");
+        assert_eq!(rules.secret_key.as_deref(), Some("sk_test_supersecret"));
+        assert_eq!(
+            rules.machine_secret_key.as_deref(),
+            Some("ak_machinesecret")
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("supersecret") && !shown.contains("machinesecret"));
+
+        let defaults = Config::from_lookup(lookup(&[(
+            "CLERK_PUBLISHABLE_KEY",
+            "pk_test_Y2xlcmsuY2xlcmsuZGV2JA",
+        )]))
+        .unwrap()
+        .machine_rules();
+        assert_eq!(defaults.api_url, DEFAULT_API_URL);
+        assert!(defaults.secret_key.is_none() && defaults.machine_secret_key.is_none());
+        assert_eq!(
+            (defaults.budget_calls, defaults.budget_window),
+            (100, Duration::from_secs(10))
+        );
+        assert_eq!(defaults.not_found_for, Duration::from_secs(10));
+        assert_eq!(defaults.not_found_capacity, 10_000);
+    }
+
+    #[test]
+    fn machine_credential_setters() {
+        let config = Config::new(
+            "https://x.example",
+            KeySource::jwks_url("https://x.example/j"),
+        )
+        .with_accepted_tokens(AcceptedTokens::ANY)
+        .with_secret_key("sk_test_1")
+        .with_credential_cache_interval(Duration::from_secs(30))
+        .with_backend_api_budget(5, Duration::from_secs(1))
+        .with_backend_api_timeout(Duration::from_millis(250));
+        assert_eq!(config.accepted_tokens(), AcceptedTokens::ANY);
+        assert_eq!(config.credential_cache_interval, Duration::from_secs(30));
+        let rules = config.machine_rules();
+        assert_eq!(
+            (rules.budget_calls, rules.budget_window),
+            (5, Duration::from_secs(1))
+        );
+        assert_eq!(rules.call_timeout, Duration::from_millis(250));
+        assert_eq!(rules.secret_key.as_deref(), Some("sk_test_1"));
     }
 }

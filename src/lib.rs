@@ -96,6 +96,7 @@ mod guard;
 mod interleave;
 mod layer;
 mod local_id;
+mod machine;
 mod policy;
 mod principal;
 #[cfg(feature = "clerk-api")]

@@ -121,7 +121,8 @@ pub enum Rejection {
     UnknownKey,
     /// The signature does not verify with the key named by the token.
     InvalidSignature,
-    /// `exp` has passed (allowing for the configured clock skew).
+    /// `exp` has passed (allowing for the configured clock skew), or Clerk
+    /// says the API key, M2M token or OAuth access token has expired.
     TokenExpired,
     /// `nbf` is still in the future (allowing for the configured clock skew).
     TokenNotYetValid,
@@ -152,6 +153,23 @@ pub enum Rejection {
     KeysUnavailable,
     /// The user store (database) cannot be reached right now; retry later.
     StoreUnavailable,
+    /// The credential is of a kind this route does not accept (for
+    /// example an API key where only session tokens are).
+    TokenTypeMismatch,
+    /// Clerk does not know the API key, M2M token or OAuth access token
+    /// (never issued, deleted, or not granted to this server's machine).
+    CredentialNotFound,
+    /// The API key, M2M token or OAuth access token was revoked.
+    CredentialRevoked,
+    /// Clerk's Backend API, which verifies the credential, cannot be
+    /// reached or is rate limited right now, or this server's own budget of
+    /// calls to it is spent; retry later. The `Retry-After` sent is the
+    /// fixed one every outage carries, not the Backend API's own.
+    VerificationUnavailable,
+    /// This server cannot verify the credential because it is
+    /// misconfigured: no secret key for this kind of credential, or a key
+    /// the Backend API refuses. A `500`; the cause goes to the logs.
+    VerificationMisconfigured,
 }
 
 impl Rejection {
@@ -183,9 +201,7 @@ impl Rejection {
                 "invalid_signature",
                 "the session token signature is invalid",
             ),
-            Self::TokenExpired => {
-                Refusal::unauthorized("token_expired", "the session token has expired")
-            }
+            Self::TokenExpired => Refusal::unauthorized("token_expired", "the token has expired"),
             Self::TokenNotYetValid => {
                 Refusal::unauthorized("token_not_yet_valid", "the session token is not valid yet")
             }
@@ -228,6 +244,25 @@ impl Rejection {
                 "store_unavailable",
                 "the user store is temporarily unavailable",
             ),
+            Self::TokenTypeMismatch => Refusal::unauthorized(
+                "token_type_mismatch",
+                "this kind of credential is not accepted here",
+            ),
+            Self::CredentialNotFound => {
+                Refusal::unauthorized("credential_not_found", "the credential is not known")
+            }
+            Self::CredentialRevoked => {
+                Refusal::unauthorized("credential_revoked", "the credential has been revoked")
+            }
+            Self::VerificationUnavailable => Refusal::unavailable(
+                "verification_unavailable",
+                "credential verification is temporarily unavailable",
+            ),
+            Self::VerificationMisconfigured => Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "verification_misconfigured",
+                "the server is misconfigured and cannot verify this credential",
+            ),
         }
     }
 
@@ -241,7 +276,9 @@ impl Rejection {
         self.refusal().message
     }
 
-    /// `401 Unauthorized` for every token problem, `503 Service Unavailable` for outages.
+    /// `401 Unauthorized` for every token problem, `503 Service Unavailable`
+    /// for outages, `500 Internal Server Error` for a server that cannot
+    /// verify a credential it accepts.
     pub const fn status(self) -> StatusCode {
         self.refusal().status()
     }
@@ -277,7 +314,8 @@ pub(crate) const MISSING_LAYER: Refusal = Refusal::new(
 /// RFC 6750 §3.1: the token is good, but not for this.
 const INSUFFICIENT_SCOPE: Header = Header::Challenge(r#"Bearer error="insufficient_scope""#);
 
-/// A guard refused: the session lacks the role, permission, feature or plan.
+/// A guard refused: the session lacks the role, permission, feature or
+/// plan, or the credential the scope.
 pub(crate) const INSUFFICIENT_SCOPE_REFUSAL: Refusal = Refusal::new(
     StatusCode::FORBIDDEN,
     "insufficient_scope",
@@ -406,13 +444,54 @@ mod tests {
 
     #[test]
     fn outage_is_503_with_retry_after() {
-        for rejection in [Rejection::KeysUnavailable, Rejection::StoreUnavailable] {
+        for rejection in [
+            Rejection::KeysUnavailable,
+            Rejection::StoreUnavailable,
+            Rejection::VerificationUnavailable,
+        ] {
             let response = rejection.to_response();
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(response.headers()[header::RETRY_AFTER], "5");
             assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
             assert!(rejection.is_outage());
         }
+    }
+
+    #[test]
+    fn machine_credential_refusals() {
+        for (rejection, code) in [
+            (Rejection::TokenTypeMismatch, "token_type_mismatch"),
+            (Rejection::CredentialNotFound, "credential_not_found"),
+            (Rejection::CredentialRevoked, "credential_revoked"),
+        ] {
+            let response = rejection.to_response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                response.headers()[header::WWW_AUTHENTICATE],
+                r#"Bearer error="invalid_token""#
+            );
+            assert_eq!(rejection.code(), code);
+            assert!(!rejection.is_outage());
+        }
+        let misconfigured = Rejection::VerificationMisconfigured;
+        let response = misconfigured.to_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(misconfigured.code(), "verification_misconfigured");
+        assert!(misconfigured.message().contains("misconfigured"));
+        assert!(!misconfigured.is_outage());
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn a_credential_without_a_user_is_forbidden() {
+        let response = NO_USER.response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer error="insufficient_scope""#
+        );
     }
 
     #[test]
@@ -427,11 +506,16 @@ mod tests {
             Rejection::MissingToken,
             Rejection::InvalidSignature,
             Rejection::StoreUnavailable,
+            Rejection::TokenTypeMismatch,
+            Rejection::CredentialNotFound,
+            Rejection::CredentialRevoked,
+            Rejection::VerificationUnavailable,
+            Rejection::VerificationMisconfigured,
         ]
         .map(Rejection::refusal)
         .to_vec();
         #[cfg(feature = "axum")]
-        refusals.push(MISSING_LAYER);
+        refusals.extend([MISSING_LAYER, NO_USER]);
         #[cfg(feature = "webhooks")]
         refusals.extend([webhook::METHOD_NOT_ALLOWED, webhook::HOOK_FAILED]);
         for refusal in refusals {

@@ -6,7 +6,7 @@ mod claims;
 pub(crate) mod find;
 pub(crate) mod footprint;
 pub(crate) mod keys;
-mod kind;
+pub(crate) mod kind;
 mod organization;
 pub(crate) mod rules;
 pub(crate) mod scope;
@@ -14,6 +14,6 @@ pub(crate) mod verify;
 
 pub use claims::{Actor, SessionClaims};
 pub use keys::KeySource;
-pub use kind::TokenType;
+pub use kind::{AcceptedTokens, TokenType};
 pub use organization::{ActiveOrganization, Permissions};
 pub use rules::InvalidKey;

@@ -3,27 +3,41 @@
 //! `/v1/users/{id}`, `GET /v1/organizations` and
 //! `/v1/organizations/{id}/memberships` (paged by `limit`, `offset`,
 //! `order_by`, with `total_count`), behind the secret key, with rate limits
-//! and failures a test can switch on.
+//! and failures a test can switch on; and the verification of API keys,
+//! M2M and OAuth tokens (`POST /api_keys/verify`, `/m2m_tokens/verify`,
+//! `/oauth_applications/access_tokens/verify`, without `/v1` as Clerk's SDK
+//! calls them) against credentials a test adds, with failures of their own.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use axum::{
     Router,
+    body::Bytes,
     extract::{Path, Query, RawQuery, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde_json::{Value, json};
 
 /// The secret key the fake accepts.
 pub const SECRET: &str = "sk_test_FAKEsecret0That0Must0Never0Be0Shown";
+
+/// The machine secret key the fake accepts for M2M tokens: that of
+/// [`MACHINE_ID`].
+pub const MACHINE_SECRET: &str = "ak_FAKEmachine0secret0That0Must0Never0Be0Shown";
+
+/// The machine whose secret key is [`MACHINE_SECRET`]. With that key, only
+/// M2M tokens that list it in their scopes are found.
+pub const MACHINE_ID: &str = "mch_2xhFjEI5X2qWRvtV13BzSj8H6Dk";
 
 /// One user as the fake serves it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,6 +220,89 @@ pub struct Faults {
     pub organizations_error: Option<(StatusCode, &'static str)>,
 }
 
+/// The kinds of machine credential the fake verifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    ApiKey,
+    M2mToken,
+    OauthToken,
+}
+
+/// One machine credential the fake knows, by its secret.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FakeCredential {
+    pub kind: CredentialKind,
+    /// `ak_…`, `mt_…` or `oat_…` and 32 hex digits.
+    pub id: String,
+    /// `user_…`, `org_…` or `mch_…`.
+    pub subject: String,
+    pub scopes: Vec<String>,
+    /// An API key's name.
+    pub name: Option<String>,
+    /// An OAuth token's application.
+    pub client_id: Option<String>,
+    /// An API key's or M2M token's custom claims.
+    pub claims: Option<Value>,
+    /// Unix milliseconds; `None`: never expires.
+    pub expiration: Option<i64>,
+    pub revoked: bool,
+}
+
+impl FakeCredential {
+    /// Whether it has expired at `now_ms`.
+    fn expired(&self, now_ms: i64) -> bool {
+        self.expiration.is_some_and(|at| at <= now_ms)
+    }
+
+    /// The verification endpoint's `200` body, shaped as Clerk's.
+    pub fn to_json(&self, now_ms: i64) -> Value {
+        let created_at = 1_700_000_000_000_i64;
+        let common = json!({
+            "id": self.id, "subject": self.subject, "scopes": self.scopes,
+            "revoked": self.revoked,
+            "revocation_reason": self.revoked.then_some("revoked by a test"),
+            "expired": self.expired(now_ms), "expiration": self.expiration,
+            "created_at": created_at, "updated_at": created_at
+        });
+        let specific = match self.kind {
+            CredentialKind::ApiKey => json!({
+                "object": "api_key", "type": "api_key", "name": self.name,
+                "description": null, "claims": self.claims,
+                "created_by": self.subject.starts_with("user_").then_some(&self.subject),
+                "last_used_at": null
+            }),
+            CredentialKind::M2mToken => json!({
+                "object": "machine_to_machine_token", "claims": self.claims,
+                "last_used_at": null
+            }),
+            CredentialKind::OauthToken => json!({
+                "object": "clerk_idp_oauth_access_token", "client_id": self.client_id
+            }),
+        };
+        let (Value::Object(mut body), Value::Object(more)) = (common, specific) else {
+            unreachable!("both are objects")
+        };
+        body.extend(more);
+        Value::Object(body)
+    }
+}
+
+/// Failures of the verification endpoints, whatever the credential.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyFaults {
+    /// Every verification answers this status with a Clerk error body
+    /// (`401`, `403`, `500`, …).
+    pub status: Option<StatusCode>,
+    /// Every verification answers `429` with `Retry-After` of these seconds.
+    pub rate_limited_for: Option<u64>,
+    /// Every verification answers this much later.
+    pub delay: Option<Duration>,
+    /// A revoked or expired credential answers `200` with `revoked` or
+    /// `expired` set (an expired OAuth token `{"active": false}`), as the
+    /// schema allows, instead of the `404` Clerk documents.
+    pub flags_in_body: bool,
+}
+
 struct Fake {
     users: Mutex<Vec<FakeUser>>,
     organizations: Mutex<Vec<FakeOrganization>>,
@@ -213,6 +310,9 @@ struct Fake {
     requests: AtomicUsize,
     pages: AtomicUsize,
     queries: Mutex<Vec<String>>,
+    credentials: Mutex<HashMap<String, FakeCredential>>,
+    verify_faults: Mutex<VerifyFaults>,
+    verify_calls: AtomicUsize,
 }
 
 /// A running fake Backend API.
@@ -231,6 +331,9 @@ impl FakeClerk {
             requests: AtomicUsize::new(0),
             pages: AtomicUsize::new(0),
             queries: Mutex::new(Vec::new()),
+            credentials: Mutex::new(HashMap::new()),
+            verify_faults: Mutex::new(VerifyFaults::default()),
+            verify_calls: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/v1/users", get(list))
@@ -238,6 +341,12 @@ impl FakeClerk {
             .route("/v1/users/{id}", get(one))
             .route("/v1/organizations", get(list_organizations))
             .route("/v1/organizations/{id}/memberships", get(list_memberships))
+            .route("/api_keys/verify", post(verify_api_key))
+            .route("/m2m_tokens/verify", post(verify_m2m_token))
+            .route(
+                "/oauth_applications/access_tokens/verify",
+                post(verify_oauth_token),
+            )
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -311,6 +420,119 @@ impl FakeClerk {
     pub fn list_queries(&self) -> Vec<String> {
         self.fake.queries.lock().unwrap().clone()
     }
+
+    /// An API key with this secret (`ak_…`) for `subject` (`user_…`,
+    /// `org_…` or `mch_…`); its id.
+    pub fn add_api_key(&self, secret: &str, subject: &str, scopes: &[&str], name: &str) -> String {
+        self.add_credential(
+            secret,
+            CredentialKind::ApiKey,
+            subject,
+            scopes,
+            |credential| {
+                credential.name = Some(name.to_owned());
+            },
+        )
+    }
+
+    /// An opaque OAuth access token (`oat_…`) issued to `client_id` for
+    /// `user_id`; its id.
+    pub fn add_oauth_token(
+        &self,
+        token: &str,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[&str],
+    ) -> String {
+        self.add_credential(
+            token,
+            CredentialKind::OauthToken,
+            user_id,
+            scopes,
+            |credential| {
+                credential.client_id = Some(client_id.to_owned());
+                credential.expiration = Some(now_ms() + 86_400_000);
+            },
+        )
+    }
+
+    /// An opaque M2M token (`mt_…`) of `machine_id`, allowed to call the
+    /// machines in `scopes` (list [`MACHINE_ID`] for it to be found with
+    /// [`MACHINE_SECRET`]); its id.
+    pub fn add_m2m_token(&self, token: &str, machine_id: &str, scopes: &[&str]) -> String {
+        self.add_credential(
+            token,
+            CredentialKind::M2mToken,
+            machine_id,
+            scopes,
+            |credential| {
+                credential.expiration = Some(now_ms() + 3_600_000);
+            },
+        )
+    }
+
+    fn add_credential(
+        &self,
+        secret: &str,
+        kind: CredentialKind,
+        subject: &str,
+        scopes: &[&str],
+        finish: impl FnOnce(&mut FakeCredential),
+    ) -> String {
+        let mut credentials = self.fake.credentials.lock().unwrap();
+        let prefix = match kind {
+            CredentialKind::ApiKey => "ak",
+            CredentialKind::M2mToken => "mt",
+            CredentialKind::OauthToken => "oat",
+        };
+        let mut credential = FakeCredential {
+            kind,
+            id: format!("{prefix}_{:032x}", credentials.len() + 1),
+            subject: subject.to_owned(),
+            scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+            name: None,
+            client_id: None,
+            claims: None,
+            expiration: None,
+            revoked: false,
+        };
+        finish(&mut credential);
+        let id = credential.id.clone();
+        credentials.insert(secret.to_owned(), credential);
+        id
+    }
+
+    /// Changes the credential with this secret (claims, expiration, …).
+    pub fn edit_credential(&self, secret: &str, change: impl FnOnce(&mut FakeCredential)) {
+        let mut credentials = self.fake.credentials.lock().unwrap();
+        change(
+            credentials
+                .get_mut(secret)
+                .expect("a credential the test added"),
+        );
+    }
+
+    /// Revokes the credential with this secret: verifying it answers `404`
+    /// (or `revoked: true`, see [`VerifyFaults::flags_in_body`]).
+    pub fn revoke(&self, secret: &str) {
+        self.edit_credential(secret, |credential| credential.revoked = true);
+    }
+
+    pub fn set_verify_faults(&self, faults: VerifyFaults) {
+        *self.fake.verify_faults.lock().unwrap() = faults;
+    }
+
+    /// Verification requests answered, whatever the answer.
+    pub fn verify_calls(&self) -> usize {
+        self.fake.verify_calls.load(Ordering::SeqCst)
+    }
+}
+
+fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(elapsed.as_millis()).unwrap()
 }
 
 fn clerk_error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -612,5 +834,132 @@ async fn list_memberships(
             "resource_not_found",
             &format!("No organization was found with id {id}"),
         ),
+    }
+}
+
+async fn verify_api_key(
+    State(fake): State<Arc<Fake>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    verify(&fake, CredentialKind::ApiKey, "secret", &headers, &body).await
+}
+
+async fn verify_m2m_token(
+    State(fake): State<Arc<Fake>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    verify(&fake, CredentialKind::M2mToken, "token", &headers, &body).await
+}
+
+async fn verify_oauth_token(
+    State(fake): State<Arc<Fake>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    verify(
+        &fake,
+        CredentialKind::OauthToken,
+        "access_token",
+        &headers,
+        &body,
+    )
+    .await
+}
+
+/// A verification as Clerk answers it: the faults in force, then the key
+/// (M2M tokens also take [`MACHINE_SECRET`], then see only tokens scoped to
+/// [`MACHINE_ID`]), then the credential in `field` of a JSON body: `200`
+/// with it, or `404` for one unknown, of another kind, revoked or expired.
+async fn verify(
+    fake: &Fake,
+    kind: CredentialKind,
+    field: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    fake.requests.fetch_add(1, Ordering::SeqCst);
+    fake.verify_calls.fetch_add(1, Ordering::SeqCst);
+    let faults = fake.verify_faults.lock().unwrap().clone();
+    if let Some(delay) = faults.delay {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(status) = faults.status {
+        return clerk_error(status, "internal_error", "fault switched on by the test");
+    }
+    if let Some(seconds) = faults.rate_limited_for {
+        let mut response = clerk_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "Too many requests",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, seconds.to_string().parse().unwrap());
+        return response;
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let machine_key = match bearer {
+        Some(SECRET) => false,
+        Some(MACHINE_SECRET) if kind == CredentialKind::M2mToken => true,
+        _ => {
+            return clerk_error(
+                StatusCode::UNAUTHORIZED,
+                "clerk_key_invalid",
+                "The provided Clerk Secret Key is invalid.",
+            );
+        }
+    };
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let secret = serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(|_| json_body)
+        .and_then(|body| body.get(field)?.as_str().map(str::to_owned));
+    let Some(secret) = secret else {
+        return clerk_error(
+            StatusCode::BAD_REQUEST,
+            "form_param_missing",
+            &format!("{field} is missing"),
+        );
+    };
+    let now = now_ms();
+    let credential = fake
+        .credentials
+        .lock()
+        .unwrap()
+        .get(&secret)
+        .filter(|credential| credential.kind == kind)
+        .filter(|credential| !machine_key || credential.scopes.iter().any(|s| s == MACHINE_ID))
+        .cloned();
+    let not_found = || {
+        let what = match kind {
+            CredentialKind::ApiKey => "API key",
+            CredentialKind::M2mToken => "Machine token",
+            CredentialKind::OauthToken => "OAuth token",
+        };
+        clerk_error(
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            &format!("{what} not found"),
+        )
+    };
+    match credential {
+        None => not_found(),
+        Some(credential) if credential.revoked || credential.expired(now) => {
+            if !faults.flags_in_body {
+                not_found()
+            } else if kind == CredentialKind::OauthToken && !credential.revoked {
+                axum::Json(json!({"active": false})).into_response()
+            } else {
+                axum::Json(credential.to_json(now)).into_response()
+            }
+        }
+        Some(credential) => axum::Json(credential.to_json(now)).into_response(),
     }
 }
