@@ -462,7 +462,6 @@ impl Config {
     }
 
     /// What the verification of opaque machine credentials follows.
-    #[allow(dead_code)] // used by the engine once wired
     pub(crate) fn machine_rules(&self) -> MachineRules {
         let (budget_calls, budget_window) = self.backend_api_budget;
         MachineRules {

@@ -125,7 +125,7 @@ pub use guard::{Guard, Guarded};
 pub use layer::EnsureUserLayer;
 pub use local_id::LocalId;
 pub use policy::Mode;
-pub use principal::{LocalOrganization, LocalUser, Principal, Subject};
+pub use principal::{LocalOrganization, LocalUser, Principal};
 #[cfg(feature = "clerk-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
 pub use profile_fetch::ProfileFetch;
@@ -135,9 +135,17 @@ pub use service::{EnsureUser, ResponseBody, ResponseFuture};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use setup::{Running, Setup};
-pub use token::{
-    ActiveOrganization, Actor, InvalidKey, KeySource, Permissions, SessionClaims, TokenType,
-};
+pub use token::{ActiveOrganization, Actor, InvalidKey, KeySource, Permissions, SessionClaims};
+
+/// The kinds of credential a request may carry (Clerk's `acceptsToken`),
+/// and what an API key, OAuth access token or machine token says.
+pub mod credential {
+    pub use crate::{
+        machine::{MachineCredential, SubjectKind},
+        principal::Subject,
+        token::{AcceptedTokens, ParseTokenTypeError, TokenType},
+    };
+}
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -10,12 +10,14 @@
 //!    before it is served or remembered, and loaded again if the user was
 //!    forgotten meanwhile.
 
+mod credentials;
 mod lookups;
 
 use std::sync::Arc;
 
 use http::HeaderMap;
 
+use self::credentials::Credentials;
 use crate::{
     clock,
     config::Config,
@@ -48,7 +50,7 @@ pub(crate) struct Engine {
     /// organizations for a layer cloned before they were enabled.
     config: Config,
     caches: Arc<Caches>,
-    verifier: Verifier,
+    credentials: Credentials,
     keys: Arc<KeyStore>,
     store: Arc<dyn DynUserStore>,
     /// Where organizations and memberships are kept; `None`: not resolved.
@@ -95,7 +97,10 @@ impl Engine {
         let keys = Arc::new(KeyStore::new(&config.key_rules()));
         Self {
             caches,
-            verifier: Verifier::new(config.verifier_rules(), Arc::clone(&keys)),
+            credentials: Credentials::new(
+                &config,
+                Verifier::new(config.verifier_rules(), Arc::clone(&keys)),
+            ),
             keys,
             store,
             organizations,
@@ -207,8 +212,7 @@ impl Engine {
         let now_ms = clock::now_ms();
         // Boxed, so that the state of this rare path (a key fetch included)
         // is not carried by the future of every request.
-        let claims = Box::pin(self.verifier.verify(&token, now_ms)).await?;
-        let verified = Arc::new(VerifiedToken::session(claims, self.config.skew_ms()));
+        let verified = Arc::new(Box::pin(self.credentials.verify(&token, now_ms)).await?);
         #[cfg(test)]
         crate::interleave::point("verify: tokens.insert").await;
         Ok(match &self.caches.tokens {
@@ -239,7 +243,7 @@ impl Engine {
             #[cfg(test)]
             crate::interleave::point("resolve: ended.contains").await;
             if self.caches.ended.contains(credential, clock::now_ms()) {
-                return Err(Rejection::SessionEnded);
+                return Err(proof.ended());
             }
             #[cfg(test)]
             crate::interleave::point("resolve: bans.is_blocked").await;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::MachineError;
 use crate::{
@@ -42,7 +43,6 @@ pub enum SubjectKind {
     Machine,
 }
 
-#[allow(dead_code)] // used by the engine once wired
 impl MachineCredential {
     /// The kind of credential: [`TokenType::ApiKey`],
     /// [`TokenType::M2mToken`] or [`TokenType::OauthToken`].
@@ -193,6 +193,103 @@ pub(super) fn parse(kind: TokenType, body: &[u8]) -> Result<MachineCredential, M
         claims: answer.claims,
         expiration_ms: answer.expiration,
     })
+}
+
+/// Claims of a machine JWT that describe the token itself; every other
+/// claim is one of its custom claims.
+const STRUCTURAL_CLAIMS: [&str; 6] = ["iss", "sub", "exp", "nbf", "iat", "jti"];
+
+impl MachineCredential {
+    /// The credential a verified JWT's `claims` describe: an OAuth access
+    /// token (`sub` a user) or a machine-to-machine token (`sub` a
+    /// machine), read as Clerk's SDK reads them — the id from `jti`, an
+    /// OAuth token's scopes from `scp` or the space-separated `scope`, an
+    /// M2M token's from `scopes` or `aud`, the expiration from `exp`. A
+    /// subject of another kind than the token's is refused.
+    pub(crate) fn from_jwt(kind: TokenType, mut claims: Map<String, Value>) -> Option<Self> {
+        let subject = claims.get("sub")?.as_str()?.to_owned();
+        let subject_kind = subject_kind(&subject)?;
+        let expected = match kind {
+            TokenType::OauthToken => SubjectKind::User,
+            TokenType::M2mToken => SubjectKind::Machine,
+            _ => return None,
+        };
+        if subject_kind != expected {
+            return None;
+        }
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let id = text("jti").unwrap_or_default();
+        let client_id = text("client_id");
+        let expiration_ms = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .map(|exp| exp.saturating_mul(1000));
+        let listed = |name: &str| {
+            claims.get(name).and_then(|value| match value {
+                Value::Array(items) => Some(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>(),
+                ),
+                Value::String(text) => Some(text.split(' ').map(str::to_owned).collect()),
+                _ => None,
+            })
+        };
+        let scopes = match kind {
+            TokenType::OauthToken => listed("scp").or_else(|| listed("scope")),
+            _ => listed("scopes").or_else(|| listed("aud")),
+        }
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|scope| !scope.is_empty())
+        .collect();
+        for name in STRUCTURAL_CLAIMS {
+            claims.remove(name);
+        }
+        Some(Self {
+            token_type: kind,
+            id,
+            subject,
+            subject_kind,
+            name: None,
+            client_id: if kind == TokenType::OauthToken {
+                client_id
+            } else {
+                None
+            },
+            scopes,
+            claims: (!claims.is_empty()).then_some(Value::Object(claims)),
+            expiration_ms,
+        })
+    }
+
+    /// Bytes the credential holds on the heap, for the token cache's budget.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let texts = [
+            Some(&self.id),
+            Some(&self.subject),
+            self.name.as_ref(),
+            self.client_id.as_ref(),
+        ];
+        // Custom claims, estimated at twice their JSON text.
+        let claims = self
+            .claims
+            .as_ref()
+            .map_or(0, |claims| claims.to_string().len() * 2);
+        texts
+            .into_iter()
+            .flatten()
+            .map(String::capacity)
+            .sum::<usize>()
+            + self
+                .scopes
+                .iter()
+                .map(|scope| scope.capacity() + size_of::<String>())
+                .sum::<usize>()
+            + claims
+    }
 }
 
 /// The kind of a subject id, `None` for an unknown prefix or a malformed id.

@@ -38,7 +38,6 @@ use self::{
     refusals::{Key, Refusals},
 };
 use crate::{Rejection, token::TokenType};
-#[allow(unused_imports)] // used by the engine once wired
 pub use credential::{MachineCredential, SubjectKind};
 
 /// What the Backend API verification needs, from [`Config`](crate::Config).
@@ -121,7 +120,6 @@ pub(crate) struct MachineVerifier {
     budget_spent: Alarm,
 }
 
-#[allow(dead_code)] // used by the engine once wired
 impl MachineVerifier {
     /// A verifier following `rules`. Never fails: a missing key or an
     /// unusable URL refuses every call as [`MachineError::Misconfigured`],

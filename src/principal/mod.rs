@@ -18,6 +18,7 @@ pub use user::LocalUser;
 
 use crate::{
     authorization::Requirement,
+    machine::MachineCredential,
     token::{SessionClaims, TokenType},
 };
 
@@ -136,6 +137,12 @@ impl Principal {
     /// Whether the credential grants `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes().iter().any(|held| held == scope)
+    }
+
+    /// An API key, OAuth token or machine token as Clerk describes it (its
+    /// name, client, custom claims, expiration); `None` for a session.
+    pub fn machine_credential(&self) -> Option<&MachineCredential> {
+        self.token.proof.machine_credential()
     }
 
     /// The session token's verified claims, for a session.

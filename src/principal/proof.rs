@@ -1,13 +1,22 @@
 //! What a verified credential proves, whatever its kind: whose it is, under
-//! which id, and until when it may be served.
+//! which id, and until when it is valid. The one place that tells the
+//! kinds apart; everything above asks it.
 
 use super::Subject;
-use crate::token::{SessionClaims, TokenType};
+use crate::{
+    machine::{MachineCredential, SubjectKind},
+    rejection::Rejection,
+    token::{SessionClaims, TokenType},
+};
 
 /// The verified content of one credential.
 pub(crate) enum Proof {
     /// A Clerk session token's claims.
     Session(SessionClaims),
+    /// A Clerk API key, OAuth access token or machine token, verified by
+    /// the Backend API or, in JWT form, with the instance's keys. Boxed:
+    /// most credentials are sessions.
+    Machine(Box<MachineCredential>),
 }
 
 impl Proof {
@@ -15,6 +24,7 @@ impl Proof {
     pub(crate) fn token_type(&self) -> TokenType {
         match self {
             Self::Session(_) => TokenType::SessionToken,
+            Self::Machine(credential) => credential.token_type(),
         }
     }
 
@@ -22,6 +32,11 @@ impl Proof {
     pub(crate) fn subject(&self) -> Subject<'_> {
         match self {
             Self::Session(claims) => Subject::User(claims.sub()),
+            Self::Machine(credential) => match credential.subject_kind() {
+                SubjectKind::User => Subject::User(credential.subject()),
+                SubjectKind::Organization => Subject::Organization(credential.subject()),
+                SubjectKind::Machine => Subject::Machine(credential.subject()),
+            },
         }
     }
 
@@ -29,22 +44,16 @@ impl Proof {
     pub(crate) fn user(&self) -> Option<&str> {
         match self {
             Self::Session(claims) => Some(claims.sub()),
+            Self::Machine(credential) => credential.user_id(),
         }
     }
 
     /// The Clerk organization (`org_…`) the credential acts in: a session's
-    /// active organization.
+    /// active organization, or the organization whose API key it is.
     pub(crate) fn organization(&self) -> Option<&str> {
         match self {
             Self::Session(claims) => claims.organization().map(|active| active.id()),
-        }
-    }
-
-    /// The credential's own id, which ending or revoking names: a session's
-    /// `sid`.
-    pub(crate) fn credential_id(&self) -> &str {
-        match self {
-            Self::Session(claims) => claims.sid(),
+            Self::Machine(credential) => credential.organization_id(),
         }
     }
 
@@ -52,6 +61,24 @@ impl Proof {
     pub(crate) fn machine(&self) -> Option<&str> {
         match self {
             Self::Session(_) => None,
+            Self::Machine(credential) => credential.machine_id(),
+        }
+    }
+
+    /// The credential's own id, which ending or revoking names: a session's
+    /// `sid`, a machine credential's `ak_…`, `mt_…` or `oat_…`.
+    pub(crate) fn credential_id(&self) -> &str {
+        match self {
+            Self::Session(claims) => claims.sid(),
+            Self::Machine(credential) => credential.id(),
+        }
+    }
+
+    /// The refusal of a credential whose id was ended or revoked.
+    pub(crate) fn ended(&self) -> Rejection {
+        match self {
+            Self::Session(_) => Rejection::SessionEnded,
+            Self::Machine(_) => Rejection::CredentialRevoked,
         }
     }
 
@@ -59,6 +86,7 @@ impl Proof {
     pub(crate) fn scopes(&self) -> &[String] {
         match self {
             Self::Session(_) => &[],
+            Self::Machine(credential) => credential.scopes(),
         }
     }
 
@@ -66,6 +94,15 @@ impl Proof {
     pub(crate) fn session(&self) -> Option<&SessionClaims> {
         match self {
             Self::Session(claims) => Some(claims),
+            Self::Machine(_) => None,
+        }
+    }
+
+    /// The machine credential, for any other kind.
+    pub(crate) fn machine_credential(&self) -> Option<&MachineCredential> {
+        match self {
+            Self::Session(_) => None,
+            Self::Machine(credential) => Some(credential),
         }
     }
 
@@ -73,6 +110,7 @@ impl Proof {
     pub(crate) fn expires_at_ms(&self) -> i64 {
         match self {
             Self::Session(claims) => claims.exp().saturating_mul(1000),
+            Self::Machine(credential) => credential.expires_at_ms().unwrap_or(i64::MAX),
         }
     }
 
@@ -80,6 +118,7 @@ impl Proof {
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
             Self::Session(claims) => claims.heap_bytes(),
+            Self::Machine(credential) => size_of::<MachineCredential>() + credential.heap_bytes(),
         }
     }
 }

@@ -235,7 +235,6 @@ pub(crate) enum Classified {
 
 impl Classified {
     /// The kind of credential.
-    #[allow(dead_code)] // used by the engine once wired
     pub(crate) const fn token_type(self) -> TokenType {
         match self {
             Self::Session => TokenType::SessionToken,
@@ -265,7 +264,6 @@ const OAUTH_JWT_TYPES: [&str; 2] = ["at+jwt", "application/at+jwt"];
 /// to JSON objects; nothing is verified. Cheap: the header is parsed, the payload
 /// decoded (on the stack for a usual size) and scanned for `sub` alone,
 /// without building either. Meant for a token already bounded in size.
-#[allow(dead_code)] // used by the engine once wired
 pub(crate) fn classify(token: &[u8]) -> Classified {
     if token.starts_with(M2M_PREFIX) {
         return Classified::Opaque(TokenType::M2mToken);

@@ -14,6 +14,6 @@ pub(crate) mod verify;
 
 pub use claims::{Actor, SessionClaims};
 pub use keys::KeySource;
-pub use kind::{AcceptedTokens, TokenType};
+pub use kind::{AcceptedTokens, ParseTokenTypeError, TokenType};
 pub use organization::{ActiveOrganization, Permissions};
 pub use rules::InvalidKey;

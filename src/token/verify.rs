@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::{
-    SessionClaims,
+    SessionClaims, TokenType,
     keys::{KeyError, KeyStore, VerifyingKey},
     rules::VerifierRules,
 };
@@ -18,6 +19,9 @@ use crate::{
 
 /// `cat` header values that mark a session token (or carry no category).
 const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
+
+/// The `cat` header value of a machine-to-machine token.
+const M2M_CATEGORY: &str = "cl_B7d4PD333AAA";
 
 /// Verifies Clerk session tokens: bytes in, claims out.
 pub(crate) struct Verifier {
@@ -48,6 +52,55 @@ impl Verifier {
         token: &[u8],
         now_ms: i64,
     ) -> Result<SessionClaims, Rejection> {
+        let payload = self.signed_payload(token, session_header).await?;
+        // Only now, with the signature checked, are the claims looked at.
+        let mut claims: SessionClaims = decode_json(payload)?;
+        self.check_claims(&claims, now_ms)?;
+        claims.share_issuer(&self.rules.issuer);
+        Ok(claims)
+    }
+
+    /// The claims of a machine credential in JWT form (an OAuth access
+    /// token, a machine-to-machine token), verified at `now_ms` with the
+    /// instance's keys: the header of its `kind`, the RS256 signature, a
+    /// string `sub`, the times with the clock skew, the authorized parties
+    /// when configured, and for an OAuth token the issuer.
+    pub(crate) async fn verify_machine(
+        &self,
+        token: &[u8],
+        kind: TokenType,
+        now_ms: i64,
+    ) -> Result<Map<String, Value>, Rejection> {
+        let header_rule = match kind {
+            TokenType::OauthToken => oauth_header,
+            _ => m2m_header,
+        };
+        let payload = self.signed_payload(token, header_rule).await?;
+        let claims: Map<String, Value> = decode_json(payload)?;
+        let number = |name: &str| claims.get(name).and_then(Value::as_i64);
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        if text("sub").is_none() {
+            return Err(Rejection::MalformedToken);
+        }
+        let exp = number("exp").ok_or(Rejection::MalformedToken)?;
+        self.check_times(exp, number("nbf"), number("iat"), now_ms)?;
+        self.check_party(text("azp"))?;
+        // Clerk issues OAuth access tokens as its Frontend API, the
+        // session tokens' issuer; a machine token's issuer is not published,
+        // and the instance's own key is what ties it to the instance.
+        if kind == TokenType::OauthToken && text("iss") != Some(self.rules.issuer.as_str()) {
+            return Err(Rejection::InvalidIssuer);
+        }
+        Ok(claims)
+    }
+
+    /// The payload of `token` once its form, its header (as `header_rule`
+    /// judges it, before any key is fetched) and its signature check out.
+    async fn signed_payload<'t>(
+        &self,
+        token: &'t [u8],
+        header_rule: fn(&Header) -> Result<(), Rejection>,
+    ) -> Result<&'t str, Rejection> {
         // A compact JWS: three base64url segments joined by dots, nothing else.
         let alphabet = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
         if token.len() > self.rules.max_token_bytes || !token.iter().all(alphabet) {
@@ -67,14 +120,7 @@ impl Verifier {
         if header.alg != "RS256" {
             return Err(Rejection::UnsupportedAlgorithm);
         }
-        if header.typ.as_deref().is_some_and(|typ| typ != "JWT") {
-            return Err(Rejection::NotASessionToken);
-        }
-        if let Some(cat) = header.cat.as_deref()
-            && !SESSION_CATEGORIES.contains(&cat)
-        {
-            return Err(Rejection::NotASessionToken);
-        }
+        header_rule(&header)?;
         let key = self
             .keys
             .key_for(header.kid.as_deref())
@@ -87,11 +133,7 @@ impl Verifier {
         if !signature_verifies(&key, signing_input.as_bytes(), signature_b64) {
             return Err(Rejection::InvalidSignature);
         }
-        // Only now, with the signature checked, are the claims looked at.
-        let mut claims: SessionClaims = decode_json(payload_b64)?;
-        self.check_claims(&claims, now_ms)?;
-        claims.share_issuer(&self.rules.issuer);
-        Ok(claims)
+        Ok(payload_b64)
     }
 
     fn check_claims(&self, claims: &SessionClaims, now_ms: i64) -> Result<(), Rejection> {
@@ -102,30 +144,8 @@ impl Verifier {
         if claims.iss() != rules.issuer.as_str() {
             return Err(Rejection::InvalidIssuer);
         }
-        if !rules.authorized_parties.is_empty() {
-            let allowed = claims
-                .azp()
-                .is_some_and(|azp| rules.authorized_parties.iter().any(|party| party == azp));
-            if !allowed {
-                return Err(Rejection::UnauthorizedParty);
-            }
-        }
-        let skew = rules.skew_ms;
-        if claims.exp().saturating_mul(1000) <= now_ms - skew {
-            return Err(Rejection::TokenExpired);
-        }
-        if claims
-            .nbf()
-            .is_some_and(|nbf| nbf.saturating_mul(1000) > now_ms + skew)
-        {
-            return Err(Rejection::TokenNotYetValid);
-        }
-        if claims
-            .iat()
-            .is_some_and(|iat| iat.saturating_mul(1000) > now_ms + skew)
-        {
-            return Err(Rejection::TokenIssuedInFuture);
-        }
+        self.check_party(claims.azp())?;
+        self.check_times(claims.exp(), claims.nbf(), claims.iat(), now_ms)?;
         let issued_ms = claims.iat().map_or(now_ms, |iat| iat.saturating_mul(1000));
         // A lifetime too long to compute is too long.
         let lifetime_ms = claims.exp().saturating_mul(1000).checked_sub(issued_ms);
@@ -136,6 +156,71 @@ impl Verifier {
             return Err(Rejection::SessionPending);
         }
         Ok(())
+    }
+}
+
+impl Verifier {
+    /// `azp` against the authorized parties, when any are configured (then
+    /// a token without `azp` is refused).
+    fn check_party(&self, azp: Option<&str>) -> Result<(), Rejection> {
+        let parties = &self.rules.authorized_parties;
+        if parties.is_empty() || azp.is_some_and(|azp| parties.iter().any(|party| party == azp)) {
+            return Ok(());
+        }
+        Err(Rejection::UnauthorizedParty)
+    }
+
+    /// `exp`, `nbf` and `iat` (in seconds) at `now_ms`, with the clock skew.
+    fn check_times(
+        &self,
+        exp: i64,
+        nbf: Option<i64>,
+        iat: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), Rejection> {
+        let skew = self.rules.skew_ms;
+        if exp.saturating_mul(1000) <= now_ms - skew {
+            return Err(Rejection::TokenExpired);
+        }
+        if nbf.is_some_and(|nbf| nbf.saturating_mul(1000) > now_ms + skew) {
+            return Err(Rejection::TokenNotYetValid);
+        }
+        if iat.is_some_and(|iat| iat.saturating_mul(1000) > now_ms + skew) {
+            return Err(Rejection::TokenIssuedInFuture);
+        }
+        Ok(())
+    }
+}
+
+/// A session token's header: typed `JWT` or untyped, of a session category
+/// or none.
+fn session_header(header: &Header) -> Result<(), Rejection> {
+    if header.typ.as_deref().is_some_and(|typ| typ != "JWT") {
+        return Err(Rejection::NotASessionToken);
+    }
+    match header.cat.as_deref() {
+        Some(cat) if !SESSION_CATEGORIES.contains(&cat) => Err(Rejection::NotASessionToken),
+        _ => Ok(()),
+    }
+}
+
+/// An OAuth access token's header: typed as RFC 9068 says.
+fn oauth_header(header: &Header) -> Result<(), Rejection> {
+    match header.typ.as_deref() {
+        Some("at+jwt" | "application/at+jwt") => Ok(()),
+        _ => Err(Rejection::TokenTypeMismatch),
+    }
+}
+
+/// A machine-to-machine token's header: typed `JWT` or untyped, of the
+/// machine category or none (Clerk still issues some without one).
+fn m2m_header(header: &Header) -> Result<(), Rejection> {
+    let typed = header.typ.as_deref().is_none_or(|typ| typ == "JWT");
+    let category = header.cat.as_deref().is_none_or(|cat| cat == M2M_CATEGORY);
+    if typed && category {
+        Ok(())
+    } else {
+        Err(Rejection::TokenTypeMismatch)
     }
 }
 

@@ -1,0 +1,93 @@
+//! Which verifier checks a presented credential: its kind as Clerk tells
+//! it, whether the layer accepts that kind, then the verifier of the kind —
+//! a session token or a machine JWT with the instance's keys, an opaque
+//! machine credential through the Backend API — and until when the
+//! verified credential may be served without asking again.
+
+use std::time::Duration;
+
+use crate::{
+    config::Config,
+    machine::{MachineCredential, MachineVerifier},
+    principal::{entry::VerifiedToken, proof::Proof},
+    rejection::Rejection,
+    token::{
+        AcceptedTokens, TokenType,
+        kind::{Classified, classify},
+        verify::Verifier,
+    },
+};
+
+/// Every verifier of the credentials a layer accepts.
+pub(crate) struct Credentials {
+    accepted: AcceptedTokens,
+    /// Session tokens and machine JWTs, with the instance's keys.
+    jwts: Verifier,
+    /// Opaque machine credentials; `None` when no opaque kind is accepted.
+    opaque: Option<MachineVerifier>,
+    /// How long a verified opaque credential is served without asking Clerk.
+    remember_for: Duration,
+    skew_ms: i64,
+}
+
+impl Credentials {
+    pub(crate) fn new(config: &Config, jwts: Verifier) -> Self {
+        let accepted = config.accepted_tokens();
+        let opaque_accepted = [
+            TokenType::ApiKey,
+            TokenType::M2mToken,
+            TokenType::OauthToken,
+        ]
+        .into_iter()
+        .any(|kind| accepted.contains(kind));
+        Self {
+            accepted,
+            jwts,
+            opaque: opaque_accepted.then(|| MachineVerifier::new(&config.machine_rules())),
+            remember_for: config.credential_cache_interval,
+            skew_ms: config.skew_ms(),
+        }
+    }
+
+    /// `token`, verified at `now_ms`, as the token cache keeps it.
+    pub(crate) async fn verify(
+        &self,
+        token: &[u8],
+        now_ms: i64,
+    ) -> Result<VerifiedToken, Rejection> {
+        let kind = classify(token);
+        if !self.accepted.contains(kind.token_type()) {
+            return Err(Rejection::TokenTypeMismatch);
+        }
+        match kind {
+            Classified::Session => {
+                let claims = self.jwts.verify(token, now_ms).await?;
+                Ok(VerifiedToken::session(claims, self.skew_ms))
+            }
+            Classified::Jwt(kind) => {
+                let claims = self.jwts.verify_machine(token, kind, now_ms).await?;
+                let credential =
+                    MachineCredential::from_jwt(kind, claims).ok_or(Rejection::MalformedToken)?;
+                let fresh_until_ms = credential
+                    .expires_at_ms()
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(self.skew_ms);
+                Ok(VerifiedToken::new(
+                    Proof::Machine(Box::new(credential)),
+                    fresh_until_ms,
+                ))
+            }
+            Classified::Opaque(kind) => {
+                let verifier = self.opaque.as_ref().ok_or(Rejection::TokenTypeMismatch)?;
+                // Opaque credentials are printable ASCII by construction.
+                let text = std::str::from_utf8(token).map_err(|_| Rejection::CredentialNotFound)?;
+                let credential = verifier.verify(kind, text).await?;
+                let fresh_until_ms = credential.fresh_until_ms(now_ms, self.remember_for);
+                Ok(VerifiedToken::new(
+                    Proof::Machine(Box::new(credential)),
+                    fresh_until_ms,
+                ))
+            }
+        }
+    }
+}
