@@ -41,12 +41,18 @@ use std::{
     convert::Infallible,
     hint::black_box,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use axum::{Router, body::Body};
-use common::{bearer as request, svix};
+use common::{
+    bearer as request,
+    clerk_api::{self, FakeClerk},
+    svix,
+};
 use ensure_user::{
     Config, EnsureUser, EnsureUserLayer, KeySource, LocalId,
+    credential::AcceptedTokens,
     store::{
         MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore, Profile,
         Resolution, StoreError, SyncOutcome, UserStore, UserSync,
@@ -281,6 +287,31 @@ fn repeat_with_organization() -> Input<EnsureUser<Router>> {
     .warmed(request(&token))
 }
 
+/// A repeat request with a user's API key, remembered since the warm-up
+/// verified it through a Backend API on loopback: what `wrapped::repeat`
+/// costs for an opaque machine credential.
+fn repeat_api_key() -> Input<EnsureUser<Router>> {
+    let key = fixed_signing_key();
+    let runtime = runtime();
+    let api = runtime.block_on(FakeClerk::start(Vec::new()));
+    let secret = format!("ak_{}", "7".repeat(40));
+    api.add_api_key(&secret, &random_id("user"), &["reports:read"], "bench");
+    let config = Config::new(ISSUER, KeySource::pem(&key.public_key_pem()).expect("PEM"))
+        .with_accepted_tokens(AcceptedTokens::ANY)
+        .with_secret_key(clerk_api::SECRET)
+        .with_api_url(api.url())
+        // Remembered for the whole measurement, however slow under valgrind.
+        .with_credential_cache_interval(Duration::from_secs(3600));
+    Input {
+        runtime,
+        app: ServiceBuilder::new()
+            .layer(EnsureUserLayer::new(config, MemoryStore::default()))
+            .service(user_routes()),
+        requests: requests(&secret),
+    }
+    .warmed(request(&secret))
+}
+
 /// First sight of each token (an RS256 check), its user cached.
 fn first_sight() -> Input<EnsureUser<Router>> {
     let key = fixed_signing_key();
@@ -387,6 +418,7 @@ fn route(input: Input<Router>) -> (usize, Input<Router>) {
 #[bench::repeat(repeat_wrapped())]
 #[bench::served_repeat(repeat_wrapped_served())]
 #[bench::repeat_with_organization(repeat_with_organization())]
+#[bench::repeat_api_key(repeat_api_key())]
 #[bench::first_sight(first_sight())]
 #[bench::user_cache_miss(user_cache_miss())]
 fn wrapped(input: Input<EnsureUser<Router>>) -> (usize, Input<EnsureUser<Router>>) {

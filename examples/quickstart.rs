@@ -6,6 +6,9 @@
 //! - `GET /org/admin`: only for the role `org:admin` of the active
 //!   organization (else `403`).
 //! - `GET /org/billing`: only with the permission `org:billing:manage`.
+//! - `GET /whoami`: any accepted credential — a session, an API key, an
+//!   OAuth access token, a machine token — and what it proved.
+//! - `GET /reports`: only for a credential granting the scope `reports:read`.
 //!
 //! ```sh
 //! cargo run --example quickstart
@@ -15,8 +18,14 @@
 //!
 //! - `DATABASE_URL`: default `sqlite://ensure-user-quickstart.db` in the working
 //!   directory; a `postgres://` URL works when built with `--features postgres`.
-//! - `CLERK_PUBLISHABLE_KEY`, or `CLERK_JWKS_URL`, or `CLERK_JWT_KEY` (PEM);
-//!   `CLERK_ISSUER`; `CLERK_AUTHORIZED_PARTIES` (comma-separated).
+//! - `CLERK_PUBLISHABLE_KEY`; or `CLERK_ISSUER` with `CLERK_JWKS_URL`,
+//!   `CLERK_JWT_KEY` (PEM) or `CLERK_SECRET_KEY`; `CLERK_AUTHORIZED_PARTIES`
+//!   (comma-separated).
+//! - `ENSURE_USER_ACCEPTS_TOKEN`: the kinds of credential accepted, `any`
+//!   (the default here) or a comma-separated list of `session_token`,
+//!   `api_key`, `m2m_token`, `oauth_token`. Opaque API keys, OAuth and
+//!   machine tokens are verified with `CLERK_SECRET_KEY` (and
+//!   `CLERK_MACHINE_SECRET_KEY`) at `CLERK_API_URL`, in development mode too.
 //! - `BIND_ADDR`: default `127.0.0.1:3000`.
 //! - `CLERK_WEBHOOK_SECRET`: when set, Clerk's webhooks are received at
 //!   `POST /webhooks/clerk`.
@@ -24,9 +33,10 @@
 //! On PostgreSQL it also hears deletions applied by other instances on the
 //! same database, so several copies can run side by side.
 //!
-//! With no key configured it runs in development mode: it makes a key pair,
-//! serves its JWKS itself, and prints `curl` lines with two fresh tokens: one
-//! without an organization, one as the admin of a new organization.
+//! With no issuer configured it runs in development mode: it makes a key
+//! pair, serves its JWKS itself, and prints `curl` lines with fresh tokens:
+//! a session without an organization, one as the admin of a new
+//! organization, an OAuth access token and a machine token.
 
 use std::{env, error::Error, net::SocketAddr, time::Duration};
 
@@ -36,7 +46,8 @@ use axum::{
     routing::get,
 };
 use ensure_user::{
-    Config, Guard, KeySource, LocalId, LocalOrganization, LocalUser, Running, Setup,
+    Config, Guard, KeySource, LocalId, LocalOrganization, LocalUser, Principal, Running, Setup,
+    credential::{AcceptedTokens, TokenType},
     eviction::EvictionSource,
     store::{OrganizationStore, OrganizationSync, SqliteUserStore, UserStore, UserSync},
     testing,
@@ -67,8 +78,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let key = testing::SigningKey::generate("ins_quickstart_dev");
         let issuer = format!("http://{addr}");
         let jwks = KeySource::jwks_url(format!("{issuer}/.well-known/jwks.json"));
-        (Config::new(issuer, jwks), Some(key))
+        (with_backend_api(Config::new(issuer, jwks)), Some(key))
     };
+    let accepted: AcceptedTokens = env::var("ENSURE_USER_ACCEPTS_TOKEN")
+        .unwrap_or_else(|_| "any".to_owned())
+        .parse()
+        .map_err(|error| format!("ENSURE_USER_ACCEPTS_TOKEN: {error}"))?;
+    let config = config.with_accepted_tokens(accepted);
 
     let database_url = env::var("DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://ensure-user-quickstart.db?mode=rwc".to_owned());
@@ -81,6 +97,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let mut app = Router::new()
         .route("/me", get(me))
+        .route("/whoami", get(whoami))
+        .route(
+            "/reports",
+            get(|| async { Json(serde_json::json!({ "ok": true })) })
+                .route_layer(Guard::scope("reports:read")),
+        )
         .route("/org/admin", get(org).route_layer(Guard::role("org:admin")))
         .route(
             "/org/billing",
@@ -144,21 +166,73 @@ async fn me(user: LocalUser, organization: Option<LocalOrganization>) -> Respons
     .into_response()
 }
 
+/// What `GET /whoami` answers, for any accepted credential.
+#[derive(Serialize)]
+struct WhoAmI<'a> {
+    token_type: TokenType,
+    user: Option<Owner>,
+    org: Option<Owner>,
+    machine: Option<&'a str>,
+    scopes: &'a [String],
+}
+
+/// A row and its Clerk id, in `GET /whoami`.
+#[derive(Serialize)]
+struct Owner {
+    id: LocalId,
+    clerk_id: String,
+}
+
+async fn whoami(principal: Principal) -> Response {
+    Json(WhoAmI {
+        token_type: principal.token_type(),
+        user: principal.user().map(|user| Owner {
+            id: user.id(),
+            clerk_id: user.clerk_id().to_owned(),
+        }),
+        org: principal.organization().map(|organization| Owner {
+            id: organization.id(),
+            clerk_id: organization.clerk_id().to_owned(),
+        }),
+        machine: principal.machine(),
+        scopes: principal.scopes(),
+    })
+    .into_response()
+}
+
 /// What the guarded routes answer once let through: `{"org":"org_…"}`.
 async fn org(organization: LocalOrganization) -> Response {
     Json(serde_json::json!({ "org": organization.clerk_id() })).into_response()
 }
 
-/// Whether any Clerk key source is set; otherwise the quickstart runs in development mode.
+/// Whether a Clerk instance is configured: its publishable key, or its
+/// issuer with a way to its keys. Otherwise the quickstart runs in
+/// development mode (a secret key alone names no issuer, and still serves
+/// there to verify opaque credentials).
 fn clerk_configured() -> bool {
-    [
-        "CLERK_PUBLISHABLE_KEY",
-        "CLERK_JWKS_URL",
-        "CLERK_JWT_KEY",
-        "CLERK_SECRET_KEY",
-    ]
-    .iter()
-    .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
+    let set = |name: &str| env::var(name).is_ok_and(|value| !value.trim().is_empty());
+    set("CLERK_PUBLISHABLE_KEY")
+        || (set("CLERK_ISSUER")
+            && ["CLERK_JWKS_URL", "CLERK_JWT_KEY", "CLERK_SECRET_KEY"]
+                .iter()
+                .any(|name| set(name)))
+}
+
+/// `config` with the Backend API of `CLERK_API_URL`, `CLERK_SECRET_KEY`
+/// and `CLERK_MACHINE_SECRET_KEY`, where set: development mode verifies
+/// opaque credentials there too.
+fn with_backend_api(mut config: Config) -> Config {
+    let var = |name: &str| env::var(name).ok().filter(|value| !value.trim().is_empty());
+    if let Some(url) = var("CLERK_API_URL") {
+        config = config.with_api_url(url);
+    }
+    if let Some(key) = var("CLERK_SECRET_KEY") {
+        config = config.with_secret_key(key);
+    }
+    if let Some(key) = var("CLERK_MACHINE_SECRET_KEY") {
+        config = config.with_machine_secret_key(key);
+    }
+    config
 }
 
 /// The layer (resolving organizations), its eviction listener and, when a
@@ -251,16 +325,34 @@ fn print_dev_banner(addr: SocketAddr, issuer: &str, key: &testing::SigningKey) {
     let token = key.session_token(issuer, &user, DEV_TOKEN_TTL_SECONDS);
     let organization = testing::random_id("org");
     let org_token = key.sign(&organization_admin_claims(issuer, &user, &organization));
+    let oauth = key.oauth_token(
+        issuer,
+        &user,
+        "quickstart_client",
+        &["profile", "reports:read"],
+        DEV_TOKEN_TTL_SECONDS,
+    );
+    let machine = testing::random_id("mch");
+    let machine_token = key.machine_token(issuer, &machine, &[], DEV_TOKEN_TTL_SECONDS);
     println!(
         "\n== ensure-user quickstart: DEVELOPMENT MODE ==\n\
          No Clerk key is configured, so this server made a throwaway key pair and\n\
          serves its JWKS at http://{addr}/.well-known/jwks.json. Never run this mode\n\
-         in production: set CLERK_PUBLISHABLE_KEY (or CLERK_JWKS_URL / CLERK_JWT_KEY).\n\n\
+         in production: set CLERK_PUBLISHABLE_KEY (or CLERK_ISSUER with CLERK_JWKS_URL,\n\
+         CLERK_JWT_KEY or CLERK_SECRET_KEY).\n\n\
          A token for the new user {user}, valid for one hour:\n\n\
          curl -i http://{addr}/me -H 'Authorization: Bearer {token}'\n\n\
          The same user as admin of the new organization {organization} (slug acme),\n\
          with the permission org:billing:manage; try it on /org/admin and /org/billing too:\n\n\
-         curl -i http://{addr}/me -H 'Authorization: Bearer {org_token}'\n"
+         curl -i http://{addr}/me -H 'Authorization: Bearer {org_token}'\n\n\
+         An OAuth access token of the same user, granting reports:read; the same id on\n\
+         /me, and /whoami and /reports answer it:\n\n\
+         curl -i http://{addr}/whoami -H 'Authorization: Bearer {oauth}'\n\n\
+         A machine token of the machine {machine}: /whoami answers it, /me refuses it\n\
+         (403 no_user; a machine has no row):\n\n\
+         curl -i http://{addr}/whoami -H 'Authorization: Bearer {machine_token}'\n\n\
+         API keys (ak_...) and opaque tokens are verified with CLERK_SECRET_KEY at\n\
+         CLERK_API_URL; set them to try those.\n"
     );
 }
 

@@ -4,7 +4,11 @@
 
 mod common;
 
-use common::{examples::*, *};
+use common::{
+    clerk_api::{self, FakeClerk},
+    examples::*,
+    *,
+};
 use ensure_user::testing::{SigningKey, random_id};
 use http::StatusCode;
 
@@ -55,18 +59,22 @@ async fn the_hyper_example_serves_a_local_user() {
 }
 
 /// The quickstart as a new user meets it: development mode on SQLite, its
-/// printed tokens tried on `/me`, `/org/admin` and `/org/billing`.
+/// printed tokens tried on `/me`, `/org/admin`, `/org/billing`, `/whoami`
+/// and `/reports`, and an API key verified by a Backend API on loopback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quickstart_serves_users_and_organizations() {
     let database =
         std::env::temp_dir().join(format!("ensure-user-quickstart-{}.db", random_id("db")));
     let binary = example_binary("quickstart").await;
+    let backend_api = FakeClerk::start(Vec::new()).await;
     let env = [
         ("BIND_ADDR", "127.0.0.1:0".to_owned()),
         (
             "DATABASE_URL",
             format!("sqlite://{}?mode=rwc", database.display()),
         ),
+        ("CLERK_SECRET_KEY", clerk_api::SECRET.to_owned()),
+        ("CLERK_API_URL", backend_api.url()),
     ];
     let example = Example::start(&binary, &env, "listening on").await;
     let tokens: Vec<String> = example
@@ -75,8 +83,8 @@ async fn the_quickstart_serves_users_and_organizations() {
         .filter_map(|line| line.split("Bearer ").nth(1))
         .map(|rest| rest.trim_end_matches('\'').to_owned())
         .collect();
-    let [user_token, org_token] = tokens.as_slice() else {
-        panic!("two curl lines expected: {:?}", example.printed);
+    let [user_token, org_token, oauth_token, machine_token] = tokens.as_slice() else {
+        panic!("four curl lines expected: {:?}", example.printed);
     };
     let client = reqwest::Client::new();
     let get = |path: &str, token: &str| {
@@ -109,6 +117,48 @@ async fn the_quickstart_serves_users_and_organizations() {
         let body = json(allowed).await;
         assert_eq!(body, serde_json::json!({ "org": organization }), "{path}");
     }
+
+    // The OAuth access token: the same user, its scopes, the scoped route.
+    let me: serde_json::Value = json(get("/me", oauth_token).await.unwrap()).await;
+    assert_eq!(me["id"], 1, "the OAuth token's user is the session's: {me}");
+    let whoami = json(get("/whoami", oauth_token).await.unwrap()).await;
+    assert_eq!(whoami["token_type"], "oauth_token", "{whoami}");
+    assert_eq!(whoami["user"]["id"], 1);
+    assert_eq!(
+        whoami["scopes"],
+        serde_json::json!(["profile", "reports:read"])
+    );
+    assert_eq!(
+        get("/reports", oauth_token).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let refused = get("/reports", user_token).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    // The machine token: a principal, no user.
+    let whoami = json(get("/whoami", machine_token).await.unwrap()).await;
+    assert_eq!(whoami["token_type"], "m2m_token", "{whoami}");
+    assert!(whoami["machine"].as_str().unwrap().starts_with("mch_"));
+    assert!(
+        whoami["user"].is_null() && whoami["org"].is_null(),
+        "{whoami}"
+    );
+    let refused = get("/me", machine_token).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(json(refused).await["error"], "no_user");
+
+    // An API key of the same user, verified by the Backend API.
+    let user = me["clerk_id"].as_str().unwrap().to_owned();
+    let api_key = random_id("ak");
+    backend_api.add_api_key(&api_key, &user, &["reports:read"], "script");
+    let me: serde_json::Value = json(get("/me", &api_key).await.unwrap()).await;
+    assert_eq!(me["id"], 1, "the API key's user is the session's: {me}");
+    let whoami = json(get("/whoami", &api_key).await.unwrap()).await;
+    assert_eq!(whoami["token_type"], "api_key", "{whoami}");
+    assert_eq!(
+        get("/reports", &api_key).await.unwrap().status(),
+        StatusCode::OK
+    );
     drop(example);
     let _ = std::fs::remove_file(&database);
 }

@@ -66,9 +66,9 @@ async fn each_rejection_has_its_code_and_never_reaches_the_store() {
             "unsupported_algorithm",
         ),
         (
-            "OAuth access token",
+            "OAuth access token, not accepted by default",
             header(json!({"alg":"RS256","typ":"at+jwt","kid":"ins_test"})),
-            "not_a_session_token",
+            "token_type_mismatch",
         ),
         (
             "machine token category",
@@ -83,9 +83,9 @@ async fn each_rejection_has_its_code_and_never_reaches_the_store() {
             "not_a_session_token",
         ),
         (
-            "machine subject",
+            "machine token, not accepted by default",
             f.token(&with(&|c| c["sub"] = json!("mch_123"))),
-            "not_a_session_token",
+            "token_type_mismatch",
         ),
         (
             "unknown kid",
