@@ -163,6 +163,12 @@ impl TokenCache {
         self.remove_where(|verified| verified.fresh_until <= now);
     }
 
+    /// Forgets the entries `doomed` picks. An entry whose verification
+    /// cost a call (an opaque machine credential) is not removed but
+    /// replaced by a copy with no resolution: its next request resolves its
+    /// rows again, which reads what changed, without asking the Backend API
+    /// again. A resolution racing this lands in the entry replaced, which
+    /// nothing serves any more.
     fn remove_where(&self, doomed: impl Fn(&VerifiedToken) -> bool) {
         let map = self.map.pin();
         let keys: Vec<&Box<[u8]>> = map
@@ -172,8 +178,14 @@ impl TokenCache {
             .collect();
         for key in keys {
             // Only the entry that was judged: one inserted since stays.
-            if let Ok(Some((key, verified))) = map.remove_if(&**key, |_, verified| doomed(verified))
-            {
+            let outcome = map.compute(key.clone(), |held| match held {
+                Some((_, held)) if doomed(held) => match held.unresolved_copy() {
+                    Some(copy) => Operation::Insert(Arc::new(copy)),
+                    None => Operation::Remove,
+                },
+                _ => Operation::Abort(()),
+            });
+            if let Compute::Removed(key, verified) = outcome {
                 self.used_bytes
                     .fetch_sub(entry_cost(key, verified), Ordering::Relaxed);
             }

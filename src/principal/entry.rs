@@ -78,6 +78,21 @@ impl VerifiedToken {
         Self::new(Proof::Session(claims), fresh_until_ms)
     }
 
+    /// A copy with no resolution, for an entry worth keeping when its rows
+    /// are forgotten: a machine credential, whose verification cost a
+    /// Backend API call. `None` for a session token, verified again cheaply.
+    pub(crate) fn unresolved_copy(&self) -> Option<Self> {
+        match &self.proof {
+            Proof::Session(_) => None,
+            Proof::Machine(credential) => Some(Self {
+                resolved_in: AtomicU64::new(0),
+                resolved: OnceLock::new(),
+                fresh_until: self.fresh_until,
+                proof: Proof::Machine(credential.clone()),
+            }),
+        }
+    }
+
     /// Whether a credential no longer served is expired (refused), rather
     /// than due to be verified again.
     pub(crate) fn expired_at(&self, now_ms: i64) -> bool {
