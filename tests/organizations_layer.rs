@@ -7,9 +7,6 @@
 //! one instance reaches another instance's caches.
 
 mod common;
-#[macro_use]
-#[path = "common/organizations.rs"]
-mod organizations;
 
 use std::{
     sync::{
@@ -20,7 +17,11 @@ use std::{
 };
 
 use axum::{Json, Router, routing::get};
-use common::{ISSUER, JwksServer, bearer, postgres_store, read, svix};
+use common::{
+    Backend, ISSUER, JwksServer, Store, bearer, on_both_stores,
+    organizations::{membership, organization},
+    postgres_store, read, svix,
+};
 use ensure_user::{
     EnsureUserLayer, LocalOrganization, LocalUser,
     store::{
@@ -31,12 +32,12 @@ use ensure_user::{
     webhook::WebhookReceiver,
 };
 use http::StatusCode;
-use organizations::{Db, Store, membership, organization};
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
 
-on_both_backends!(
+on_both_stores!(
+    worker_threads = 4;
     v1_and_v2_tokens_get_their_rows,
     new_members_of_a_new_organization_get_one_row_each,
     every_organization_webhook_in_any_order_and_no_resurrection,
@@ -63,7 +64,7 @@ fn app(layer: EnsureUserLayer) -> Router {
 }
 
 /// A layer with organizations on `store`, and the keys of its tokens.
-async fn layer_on<S: Store>(store: &S) -> (Router, SigningKey, JwksServer) {
+async fn layer_on(store: &Store) -> (Router, SigningKey, JwksServer) {
     let key = SigningKey::generate("ins_test");
     let jwks = JwksServer::start(&[&key]).await;
     let layer =
@@ -73,7 +74,7 @@ async fn layer_on<S: Store>(store: &S) -> (Router, SigningKey, JwksServer) {
 
 /// The layer with organizations and the webhook receiver beside it, both
 /// on `store`.
-async fn layer_and_receiver_on<S: Store>(store: &S) -> (Router, SigningKey, JwksServer) {
+async fn layer_and_receiver_on(store: &Store) -> (Router, SigningKey, JwksServer) {
     let key = SigningKey::generate("ins_test");
     let jwks = JwksServer::start(&[&key]).await;
     let layer =
@@ -164,7 +165,9 @@ fn now_ms() -> i64 {
     i64::try_from(elapsed.as_millis()).unwrap()
 }
 
-async fn v1_and_v2_tokens_get_their_rows<S: Store>(store: S, db: Db) {
+async fn v1_and_v2_tokens_get_their_rows(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (app, key, _jwks) = layer_on(&store).await;
     let organization = random_id("org");
     let (first, second) = (random_id("user"), random_id("user"));
@@ -201,7 +204,9 @@ async fn v1_and_v2_tokens_get_their_rows<S: Store>(store: S, db: Db) {
     assert_eq!(roles, expected, "roles stored normalised");
 }
 
-async fn new_members_of_a_new_organization_get_one_row_each<S: Store>(store: S, db: Db) {
+async fn new_members_of_a_new_organization_get_one_row_each(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     const MEMBERS: usize = 20;
     let (app, key, _jwks) = layer_on(&store).await;
     let organization = random_id("org");
@@ -234,7 +239,9 @@ async fn new_members_of_a_new_organization_get_one_row_each<S: Store>(store: S, 
     assert_eq!(db.count("users").await, MEMBERS as i64);
 }
 
-async fn every_organization_webhook_in_any_order_and_no_resurrection<S: Store>(store: S, db: Db) {
+async fn every_organization_webhook_in_any_order_and_no_resurrection(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (app, key, _jwks) = layer_and_receiver_on(&store).await;
     let (o, u) = (random_id("org"), random_id("user"));
     let start = svix::now();
@@ -357,10 +364,11 @@ async fn every_organization_webhook_in_any_order_and_no_resurrection<S: Store>(s
 /// re-joined with since, and neither refuses their tokens nor blocks later
 /// changes of the new membership. The deletion still keeps the old
 /// membership's own late events out.
-async fn a_late_retry_of_a_membership_deletion_keeps_the_membership_rejoined_since<S: Store>(
-    store: S,
-    db: Db,
+async fn a_late_retry_of_a_membership_deletion_keeps_the_membership_rejoined_since(
+    backend: Backend,
 ) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (app, key, _jwks) = layer_and_receiver_on(&store).await;
     let (o, u) = (random_id("org"), random_id("user"));
     let now = svix::now();

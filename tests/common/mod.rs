@@ -9,6 +9,8 @@
 pub mod app;
 pub mod clerk_api;
 pub mod examples;
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+pub mod organizations;
 pub mod proxy;
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
 pub mod stores;
