@@ -30,12 +30,6 @@ use tower::ServiceExt;
 /// How soon every other instance must refuse an ended session or a ban.
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(1);
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Postgres,
-    Sqlite,
-}
-
 /// Where the instances' database is.
 enum Db {
     Pg(PgConnectOptions),
@@ -315,25 +309,7 @@ fn signed_with(event: &Value, secret: &str, timestamp: i64) -> Request<axum::bod
         .unwrap()
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+on_both_stores!(
     each_session_event_ends_only_that_session,
     ended_sessions_outlive_a_restart_until_no_token_can_be_valid,
     bans_follow_the_newest_state_whatever_the_order,
