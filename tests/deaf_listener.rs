@@ -8,27 +8,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use common::{
-    app::{app, status_and_code},
+    instances::{Deployment, PROPAGATION_LIMIT},
     proxy::Link,
-    svix::{self, PATH},
     *,
 };
-use ensure_user::{
-    EnsureUserLayer, Readiness,
-    eviction::EvictionListener,
-    store::PgUserStore,
-    testing::{SigningKey, random_id},
-    webhook::WebhookReceiver,
-};
+use ensure_user::testing::random_id;
 use http::StatusCode;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use sqlx::{
-    PgPool,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
-use tower::ServiceExt;
 
 /// The deaf instance's silence before a check, and while deaf, between checks.
 const HEARTBEAT: Duration = Duration::from_millis(300);
@@ -39,8 +26,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const BOUND: Duration = HEARTBEAT.saturating_add(PROBE_TIMEOUT);
 /// Room for a busy machine on top of the bound.
 const SLACK: Duration = Duration::from_secs(2);
-/// How soon a hearing instance refuses a user deleted elsewhere.
-const PROPAGATION_LIMIT: Duration = Duration::from_secs(1);
 
 const DEAF_LOG: &str = "eviction listener is deaf";
 const HEALED_LOG: &str = "eviction listener hears its channel again";
@@ -52,31 +37,27 @@ async fn a_deaf_listener_is_reported_relies_on_the_store_and_heals() {
     recorder.install().unwrap();
     let logs = Logs::capture_globally(tracing::Level::INFO);
 
-    let key = SigningKey::generate("ins_test");
-    let jwks = JwksServer::start(&[&key]).await;
-    let db = postgres_store()
-        .await
-        .pool()
-        .connect_options()
-        .as_ref()
-        .clone();
+    let d = Deployment::postgres().await;
     let proxy = postgres_proxy().await;
 
     // A applies deletions; B's store reaches the database directly, its
     // listener through the proxy.
-    let a = Instance::start(&jwks, &db, None).await;
-    let config = jwks
+    let [mut a] = d.instances().await;
+    let config = d
         .config()
         .with_eviction_heartbeat(HEARTBEAT)
         .with_eviction_probe_timeout(PROBE_TIMEOUT);
-    let through_proxy = db.clone().host("127.0.0.1").port(proxy.addr.port());
-    let b = Instance::start_with(config, &db, Some(through_proxy)).await;
-    b.wait_for(|readiness| readiness.is_ready(), "ready", SLACK)
+    let mut b = d
+        .instance()
+        .config(config)
+        .listener_through(&proxy)
+        .start()
         .await;
+    b.listening(SLACK).await;
     assert_eq!(deaf_gauge(&snapshotter), Some(0.0), "reported hearing");
 
     let user = random_id("user");
-    let token = key.session_token(ISSUER, &user, 600);
+    let token = d.token(&user);
     assert_eq!(b.me(&token).await.0, StatusCode::OK);
 
     // Notifications stop reaching B's listener; its connection still answers.
@@ -115,7 +96,9 @@ async fn a_deaf_listener_is_reported_relies_on_the_store_and_heals() {
     // once B re-checks its cached answer against the store.
     let deleted = Instant::now();
     assert_eq!(a.delete(&user).await, StatusCode::OK);
-    let took = b.refused(&token, deleted, BOUND + SLACK).await;
+    let took = b
+        .refused(&token, "user_deleted", deleted, BOUND + SLACK)
+        .await;
     println!("deleted user refused by the deaf instance after {took:?}");
 
     // The error is logged once, however many checks fail.
@@ -147,115 +130,16 @@ async fn a_deaf_listener_is_reported_relies_on_the_store_and_heals() {
 
     // And deletions are heard again, faster than any re-check.
     let user = random_id("user");
-    let token = key.session_token(ISSUER, &user, 600);
+    let token = d.token(&user);
     assert_eq!(b.me(&token).await.0, StatusCode::OK);
     let deleted = Instant::now();
     assert_eq!(a.delete(&user).await, StatusCode::OK);
-    b.refused(&token, deleted, PROPAGATION_LIMIT).await;
+    b.refused(&token, "user_deleted", deleted, PROPAGATION_LIMIT)
+        .await;
     assert_eq!(logs.text().matches(DEAF_LOG).count(), 1, "{}", logs.text());
 
-    b.listener.shutdown().await;
-    a.listener.shutdown().await;
-}
-
-/// One app process: its own pools, caches and eviction listener.
-struct Instance {
-    app: Router,
-    layer: EnsureUserLayer,
-    listener: EvictionListener,
-}
-
-impl Instance {
-    async fn start(
-        jwks: &JwksServer,
-        db: &PgConnectOptions,
-        listen: Option<PgConnectOptions>,
-    ) -> Self {
-        Self::start_with(jwks.config(), db, listen).await
-    }
-
-    /// An instance whose store is on `db`; its listener connects like the
-    /// store's pool, or with `listen`.
-    async fn start_with(
-        config: ensure_user::Config,
-        db: &PgConnectOptions,
-        listen: Option<PgConnectOptions>,
-    ) -> Self {
-        let store = PgUserStore::new(pool(db).await);
-        let layer = EnsureUserLayer::new(config, store.clone());
-        let listener = match listen {
-            Some(options) => layer.listen_for_evictions_on(&store, options).await,
-            None => layer.listen_for_evictions(&store).await,
-        }
-        .unwrap();
-        let receiver = WebhookReceiver::new(svix::verifier(), store, layer.evictor());
-        Self {
-            app: app(layer.clone()).merge(receiver.into_router(PATH)),
-            layer,
-            listener,
-        }
-    }
-
-    async fn me(&self, token: &str) -> (StatusCode, String) {
-        let (status, code, _) = status_and_code(&self.app, token).await;
-        (status, code)
-    }
-
-    async fn readiness(&self) -> Readiness {
-        self.layer.readiness().await
-    }
-
-    /// Delivers `user.deleted` for `user`, signed as svix signs it.
-    async fn delete(&self, user: &str) -> StatusCode {
-        let delivery = svix::delivery(&user_deleted_event(user));
-        self.app.clone().oneshot(delivery).await.unwrap().status()
-    }
-
-    /// Polls readiness until `wanted` holds; panics after `limit`.
-    async fn wait_for(
-        &self,
-        wanted: impl Fn(&Readiness) -> bool,
-        what: &str,
-        limit: Duration,
-    ) -> Readiness {
-        let started = Instant::now();
-        loop {
-            let readiness = self.readiness().await;
-            if wanted(&readiness) {
-                return readiness;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "not {what} after {limit:?}: {readiness:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Waits until `token` is refused with `user_deleted`; returns the time
-    /// since `since`. Panics if it is still served after `limit`.
-    async fn refused(&self, token: &str, since: Instant, limit: Duration) -> Duration {
-        loop {
-            match self.me(token).await {
-                (StatusCode::UNAUTHORIZED, code) if code == "user_deleted" => {
-                    return since.elapsed();
-                }
-                (StatusCode::OK, _) => {}
-                other => panic!("unexpected answer: {other:?}"),
-            }
-            assert!(since.elapsed() < limit, "still served after {limit:?}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-async fn pool(options: &PgConnectOptions) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_with(options.clone())
-        .await
-        .unwrap()
+    b.stop_listening().await;
+    a.stop_listening().await;
 }
 
 /// Polls `done` until it holds; panics after `limit`.

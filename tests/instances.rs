@@ -14,152 +14,22 @@ use std::{
 use axum::Router;
 use common::{
     app::app,
-    proxy::{Link, Proxy},
+    instances::{Deployment, PROPAGATION_LIMIT, Served},
+    proxy::Link,
     svix::{self, PATH},
     *,
 };
 use ensure_user::{
-    Config, EnsureUserLayer, Setup,
-    eviction::EvictionListener,
-    store::PgUserStore,
+    EnsureUserLayer,
     testing::{SigningKey, random_id},
     webhook::WebhookReceiver,
 };
 use http::StatusCode;
-use sqlx::{
-    PgPool,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tower::ServiceExt;
 
-/// How soon every other instance must refuse a deleted user.
-const PROPAGATION_LIMIT: Duration = Duration::from_secs(1);
-/// The instances' store timeout.
-const STORE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// What the instances share: the database schema and the Clerk keys.
-struct Deployment {
-    key: SigningKey,
-    jwks: JwksServer,
-    db: PgConnectOptions,
-    /// A pool of the test's own on the schema, for looking and poking.
-    admin: PgPool,
-}
-
-impl Deployment {
-    async fn new() -> Self {
-        let key = SigningKey::generate("ins_test");
-        let jwks = JwksServer::start(&[&key]).await;
-        let store = postgres_store().await;
-        let db = store.pool().connect_options().as_ref().clone();
-        Self {
-            key,
-            jwks,
-            db,
-            admin: store.pool().clone(),
-        }
-    }
-
-    /// A deployment on a new schema named `schema` (created here).
-    async fn on_schema(schema: &str) -> Self {
-        let admin = PgPool::connect(&postgres_url()).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"CREATE SCHEMA "{schema}""#)))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let db = postgres_url()
-            .parse::<PgConnectOptions>()
-            .unwrap()
-            .options([("search_path", format!(r#""{schema}""#))]);
-        let store = PgUserStore::new(pool(&db).await);
-        store.migrate().await.unwrap();
-        let key = SigningKey::generate("ins_test");
-        let jwks = JwksServer::start(&[&key]).await;
-        Self {
-            key,
-            jwks,
-            db,
-            admin: store.pool().clone(),
-        }
-    }
-
-    fn config(&self) -> Config {
-        self.jwks.config().with_store_timeout(STORE_TIMEOUT)
-    }
-
-    async fn instance(&self) -> Instance {
-        Instance::start(self.config(), &self.db, &self.db).await
-    }
-
-    /// An instance whose listener reaches the database through `proxy`.
-    async fn instance_listening_through(&self, proxy: &Proxy, config: Config) -> Instance {
-        let through = self.db.clone().host("127.0.0.1").port(proxy.addr.port());
-        Instance::start(config, &self.db, &through).await
-    }
-
-    fn token(&self, user: &str) -> String {
-        self.key.session_token(ISSUER, user, 600)
-    }
-}
-
-/// One app process: its own pools, caches and eviction listener.
-struct Instance {
-    app: Router,
-    calls: CountingStore<PgUserStore>,
-    listener: EvictionListener,
-}
-
-impl Instance {
-    /// An instance on `db` whose listener connects with `listen_db`.
-    async fn start(config: Config, db: &PgConnectOptions, listen_db: &PgConnectOptions) -> Self {
-        let store = PgUserStore::new(pool(db).await);
-        let calls = CountingStore::new(store.clone());
-        let layer = EnsureUserLayer::new(config, calls.clone());
-        let listener = layer
-            .listen_for_evictions(&pool(listen_db).await)
-            .await
-            .unwrap();
-        let receiver = WebhookReceiver::new(svix::verifier(), store, layer.evictor());
-        Self {
-            app: router(layer, receiver),
-            calls,
-            listener,
-        }
-    }
-
-    async fn me(&self, token: &str) -> (StatusCode, String) {
-        me(&self.app, token).await
-    }
-
-    /// Delivers `user.deleted` for `user`, signed as svix signs it.
-    async fn delete(&self, user: &str) -> StatusCode {
-        let delivery = svix::delivery(&user_deleted_event(user));
-        let response = self.app.clone().oneshot(delivery).await.unwrap();
-        response.status()
-    }
-
-    /// Waits until `token` is refused with `user_deleted`; returns the time
-    /// since `since`. Panics if it is still served after `limit`.
-    async fn refused(&self, token: &str, since: Instant, limit: Duration) -> Duration {
-        loop {
-            match self.me(token).await {
-                (StatusCode::UNAUTHORIZED, code) if code == "user_deleted" => {
-                    return since.elapsed();
-                }
-                (StatusCode::OK, _) => {}
-                other => panic!("unexpected answer: {other:?}"),
-            }
-            assert!(since.elapsed() < limit, "still served after {limit:?}");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-}
-
-/// `GET /me` behind the layer, and the webhook endpoint beside it.
-fn router(layer: EnsureUserLayer, receiver: WebhookReceiver) -> Router {
-    app(layer).merge(receiver.into_router(PATH))
-}
+/// The refusal of a deleted user.
+const DELETED: &str = "user_deleted";
 
 /// The status of `GET /me` with `token`, and the error code of a refusal.
 async fn me(app: &Router, token: &str) -> (StatusCode, String) {
@@ -169,36 +39,17 @@ async fn me(app: &Router, token: &str) -> (StatusCode, String) {
     (status, code)
 }
 
-async fn pool(options: &PgConnectOptions) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_with(options.clone())
-        .await
-        .unwrap()
-}
-
-/// A user every instance has seen, so that each holds them in its cache.
-async fn user_cached_on(instances: &[&Instance], d: &Deployment) -> (String, String) {
-    let user = random_id("user");
-    let token = d.token(&user);
-    for instance in instances {
-        assert_eq!(instance.me(&token).await.0, StatusCode::OK);
-    }
-    (user, token)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletions_reach_every_instance_within_a_second() {
-    let d = Deployment::new().await;
-    let (a, b, c) = (d.instance().await, d.instance().await, d.instance().await);
+    let d = Deployment::postgres().await;
+    let [a, b, c] = d.instances().await;
     let mut times = Vec::new();
     for _ in 0..100 {
-        let (user, token) = user_cached_on(&[&a, &b, &c], &d).await;
+        let Served { user, token, .. } = d.served_by(&[&a, &b, &c]).await;
         let started = Instant::now();
         let (status, seen) = tokio::join!(a.delete(&user), async {
-            let b_seen = b.refused(&token, started, PROPAGATION_LIMIT).await;
-            let c_seen = c.refused(&token, started, PROPAGATION_LIMIT).await;
+            let b_seen = b.refused(&token, DELETED, started, PROPAGATION_LIMIT).await;
+            let c_seen = c.refused(&token, DELETED, started, PROPAGATION_LIMIT).await;
             b_seen.max(c_seen)
         });
         assert_eq!(status, StatusCode::OK);
@@ -221,22 +72,22 @@ async fn long_non_ascii_schema_names_have_channels_of_their_own() {
     let tail = random_id("s")[2..10].to_lowercase();
     let d = Deployment::on_schema(&format!("пользователи_приложения_ю_{tail}")).await;
     let sibling = Deployment::on_schema(&format!("пользователи_приложения_я_{tail}")).await;
-    let (a, b) = (d.instance().await, d.instance().await);
-    let other = sibling.instance().await;
-    let (user, token) = user_cached_on(&[&a, &b], &d).await;
+    let [a, b] = d.instances().await;
+    let [other] = sibling.instances().await;
+    let Served { user, token, .. } = d.served_by(&[&a, &b]).await;
     let other_token = sibling.token(&user);
     assert_eq!(other.me(&other_token).await.0, StatusCode::OK);
 
     let started = Instant::now();
     assert_eq!(a.delete(&user).await, StatusCode::OK);
-    b.refused(&token, started, PROPAGATION_LIMIT).await;
+    b.refused(&token, DELETED, started, PROPAGATION_LIMIT).await;
     assert_eq!(
         other.me(&other_token).await.0,
         StatusCode::OK,
         "another schema's deletion"
     );
     assert_eq!(
-        other.calls.calls(),
+        other.user_lookups(),
         1,
         "nothing evicted on the sibling schema"
     );
@@ -244,57 +95,73 @@ async fn long_non_ascii_schema_names_have_channels_of_their_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_listener_connection_is_made_again_and_the_cache_cleared() {
-    let d = Deployment::new().await;
+    let d = Deployment::postgres().await;
     let proxy = postgres_proxy().await;
-    let (a, witness) = (d.instance().await, d.instance().await);
-    let b = d.instance_listening_through(&proxy, d.config()).await;
-    let (gone, gone_token) = user_cached_on(&[&b, &witness], &d).await;
-    let (_, kept_token) = user_cached_on(&[&b], &d).await;
-    let calls = b.calls.calls();
+    let [a, witness] = d.instances().await;
+    let b = d.instance().listener_through(&proxy).start().await;
+    let gone = d.served_by(&[&b, &witness]).await;
+    let (gone, gone_token) = (gone.user, gone.token);
+    let kept_token = d.served_by(&[&b]).await.token;
+    let calls = b.user_lookups();
 
     proxy.set(Link::Down);
     assert_eq!(a.delete(&gone).await, StatusCode::OK);
     // The deletion was announced: an instance listening directly heard it.
     witness
-        .refused(&gone_token, Instant::now(), Duration::from_secs(10))
+        .refused(
+            &gone_token,
+            DELETED,
+            Instant::now(),
+            Duration::from_secs(10),
+        )
         .await;
     assert_eq!(
         b.me(&gone_token).await.0,
         StatusCode::OK,
         "deaf: the deletion was not heard, and the cached user is still served"
     );
-    assert!(b.listener.is_running(), "it keeps trying");
+    assert!(b.listener_running(), "it keeps trying");
 
     proxy.set(Link::Up);
     let restored = Instant::now();
     let took = b
-        .refused(&gone_token, restored, Duration::from_secs(15))
+        .refused(&gone_token, DELETED, restored, Duration::from_secs(15))
         .await;
     println!("refused {took:?} after the link came back");
     assert_eq!(b.me(&kept_token).await.0, StatusCode::OK);
     assert_eq!(
-        b.calls.calls(),
+        b.user_lookups(),
         calls + 2,
         "the whole cache was cleared: both users were read again"
     );
 
     // And deletions are heard again.
-    let (next, next_token) = user_cached_on(&[&b], &d).await;
+    let next = d.served_by(&[&b]).await;
     let started = Instant::now();
-    assert_eq!(a.delete(&next).await, StatusCode::OK);
-    b.refused(&next_token, started, PROPAGATION_LIMIT).await;
+    assert_eq!(a.delete(&next.user).await, StatusCode::OK);
+    b.refused(&next.token, DELETED, started, PROPAGATION_LIMIT)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_listener_connection_is_replaced_after_the_heartbeat() {
-    let d = Deployment::new().await;
+    let d = Deployment::postgres().await;
     let proxy = postgres_proxy().await;
-    let a = d.instance().await;
+    let [a] = d.instances().await;
     let config = d
         .config()
         .with_eviction_heartbeat(Duration::from_millis(300));
-    let b = d.instance_listening_through(&proxy, config).await;
-    let (gone, gone_token) = user_cached_on(&[&b], &d).await;
+    let b = d
+        .instance()
+        .config(config)
+        .listener_through(&proxy)
+        .start()
+        .await;
+    let Served {
+        user: gone,
+        token: gone_token,
+        ..
+    } = d.served_by(&[&b]).await;
 
     // The listener's connection stays open but carries nothing: no error
     // will ever come from it. New connections pass.
@@ -302,7 +169,7 @@ async fn silent_listener_connection_is_replaced_after_the_heartbeat() {
     let started = Instant::now();
     assert_eq!(a.delete(&gone).await, StatusCode::OK);
     let took = b
-        .refused(&gone_token, started, Duration::from_secs(10))
+        .refused(&gone_token, DELETED, started, Duration::from_secs(10))
         .await;
     println!("refused {took:?} after the deletion, over a frozen connection");
 }
@@ -313,73 +180,61 @@ async fn silent_listener_connection_is_replaced_after_the_heartbeat() {
 /// listener connecting like the pool is found deaf.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_on_a_direct_connection_hears_while_the_store_goes_through_a_pooler() {
-    let d = Deployment::new().await;
+    let d = Deployment::postgres().await;
     let pooler = postgres_proxy().await;
     pooler.set(Link::Deaf);
-    let pooled = d.db.clone().host("127.0.0.1").port(pooler.addr.port());
     // The default heartbeat: only a notification heard makes a cached user
     // go within the test.
     const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
     let config = || d.config().with_eviction_probe_timeout(PROBE_TIMEOUT);
-    let a = d.instance().await;
-    let deaf = Setup::new(config(), PgUserStore::new(pool(&pooled).await))
-        .start()
-        .await
-        .unwrap();
+    let [a] = d.instances().await;
+    let through_pooler = || d.instance().config(config()).store_through(&pooler);
+    let mut deaf = through_pooler().through_setup().start().await;
     let direct_started = Instant::now();
-    let direct = Setup::new(config(), PgUserStore::new(pool(&pooled).await))
-        .with_eviction_listener_on(d.db.clone())
+    let mut direct = through_pooler()
+        .listener_direct()
+        .through_setup()
         .start()
-        .await
-        .unwrap();
-    let (deaf_app, direct_app) = (app(deaf.layer()), app(direct.layer()));
+        .await;
 
-    let started = Instant::now();
-    while !deaf.layer().readiness().await.eviction_listener_deaf {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the listener behind the pooler is not found deaf"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    deaf.wait_for(
+        |readiness| readiness.eviction_listener_deaf,
+        "found deaf behind the pooler",
+        Duration::from_secs(5),
+    )
+    .await;
     // Each listener checks itself when it starts; the check is over within
     // the probe timeout, the verdict recorded at once.
     tokio::time::sleep_until((direct_started + PROBE_TIMEOUT * 2).into()).await;
-    let readiness = direct.layer().readiness().await;
+    let readiness = direct.readiness().await;
     assert!(readiness.is_ready(), "{readiness:?}");
 
     let user = random_id("user");
     let token = d.token(&user);
-    for app in [&deaf_app, &direct_app] {
-        assert_eq!(me(app, &token).await.0, StatusCode::OK);
+    for instance in [&deaf, &direct] {
+        assert_eq!(instance.me(&token).await.0, StatusCode::OK);
     }
     let started = Instant::now();
     assert_eq!(a.delete(&user).await, StatusCode::OK);
-    loop {
-        match me(&direct_app, &token).await {
-            (StatusCode::UNAUTHORIZED, code) if code == "user_deleted" => break,
-            (StatusCode::OK, _) => {}
-            other => panic!("unexpected answer: {other:?}"),
-        }
-        assert!(started.elapsed() < PROPAGATION_LIMIT, "not heard");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    direct
+        .refused(&token, DELETED, started, PROPAGATION_LIMIT)
+        .await;
     assert_eq!(
-        me(&deaf_app, &token).await.0,
+        deaf.me(&token).await.0,
         StatusCode::OK,
         "not heard through the pooler: served from the cache until the next check"
     );
-    assert!(direct.layer().readiness().await.is_ready());
-    deaf.shutdown().await;
-    direct.shutdown().await;
+    assert!(direct.readiness().await.is_ready());
+    deaf.stop_listening().await;
+    direct.stop_listening().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_for_unknown_ids_are_harmless() {
-    let d = Deployment::new().await;
-    let (a, b) = (d.instance().await, d.instance().await);
-    let (_, token) = user_cached_on(&[&b], &d).await;
-    let (marker, marker_token) = user_cached_on(&[&b], &d).await;
+    let d = Deployment::postgres().await;
+    let [a, b] = d.instances().await;
+    let token = d.served_by(&[&b]).await.token;
+    let marker = d.served_by(&[&b]).await;
 
     let long = "x".repeat(7_000);
     for payload in [&random_id("user"), "", "not a clerk id \u{1F980}", &long] {
@@ -389,7 +244,7 @@ async fn notifications_for_unknown_ids_are_harmless() {
             "SELECT pg_notify({channel}, $1)"
         )))
         .bind(payload)
-        .execute(&d.admin)
+        .execute(d.db.postgres_pool())
         .await
         .unwrap();
     }
@@ -398,12 +253,13 @@ async fn notifications_for_unknown_ids_are_harmless() {
     // Notifications arrive in the order their transactions committed: once
     // the marker's deletion is heard, so was everything sent before it.
     let started = Instant::now();
-    assert_eq!(a.delete(&marker).await, StatusCode::OK);
-    b.refused(&marker_token, started, PROPAGATION_LIMIT).await;
-    let calls = b.calls.calls();
+    assert_eq!(a.delete(&marker.user).await, StatusCode::OK);
+    b.refused(&marker.token, DELETED, started, PROPAGATION_LIMIT)
+        .await;
+    let calls = b.user_lookups();
     assert_eq!(b.me(&token).await.0, StatusCode::OK);
-    assert_eq!(b.calls.calls(), calls, "the cached user stayed cached");
-    assert!(b.listener.is_running());
+    assert_eq!(b.user_lookups(), calls, "the cached user stayed cached");
+    assert!(b.listener_running());
 }
 
 /// Fails, at commit, the transaction recording a `user_doomed…` tombstone.
@@ -416,44 +272,43 @@ const FAIL_AT_COMMIT: &str = "
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolled_back_deletion_is_not_announced() {
-    let d = Deployment::new().await;
-    sqlx::raw_sql(FAIL_AT_COMMIT)
-        .execute(&d.admin)
-        .await
-        .unwrap();
-    let (a, b) = (d.instance().await, d.instance().await);
+    let d = Deployment::postgres().await;
+    d.db.execute(FAIL_AT_COMMIT).await;
+    let [a, b] = d.instances().await;
     let doomed = random_id("user_doomed");
     let token = d.token(&doomed);
     assert_eq!(b.me(&token).await.0, StatusCode::OK);
-    let (marker, marker_token) = user_cached_on(&[&b], &d).await;
+    let marker = d.served_by(&[&b]).await;
 
     // The notification was queued before the commit failed, and dropped with it.
     assert_eq!(a.delete(&doomed).await, StatusCode::SERVICE_UNAVAILABLE);
     // Heard in commit order: once the marker's deletion is heard, anything
     // the failed one sent would have been too.
     let started = Instant::now();
-    assert_eq!(a.delete(&marker).await, StatusCode::OK);
-    b.refused(&marker_token, started, PROPAGATION_LIMIT).await;
-    let calls = b.calls.calls();
+    assert_eq!(a.delete(&marker.user).await, StatusCode::OK);
+    b.refused(&marker.token, DELETED, started, PROPAGATION_LIMIT)
+        .await;
+    let calls = b.user_lookups();
     assert_eq!(b.me(&token).await.0, StatusCode::OK);
-    assert_eq!(b.calls.calls(), calls, "nothing was evicted");
+    assert_eq!(b.user_lookups(), calls, "nothing was evicted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shut_down_listener_hears_nothing() {
-    let d = Deployment::new().await;
-    let (a, b, witness) = (d.instance().await, d.instance().await, d.instance().await);
-    let (user, token) = user_cached_on(&[&b, &witness], &d).await;
-    let Instance { app, listener, .. } = b;
-    assert!(listener.is_running());
-    listener.shutdown().await;
+    let d = Deployment::postgres().await;
+    let [a, mut b, witness] = d.instances().await;
+    let Served { user, token, .. } = d.served_by(&[&b, &witness]).await;
+    assert!(b.listener_running());
+    b.stop_listening().await;
 
     let started = Instant::now();
     assert_eq!(a.delete(&user).await, StatusCode::OK);
     // The deletion was announced: an instance still listening heard it.
-    witness.refused(&token, started, PROPAGATION_LIMIT).await;
+    witness
+        .refused(&token, DELETED, started, PROPAGATION_LIMIT)
+        .await;
     assert_eq!(
-        me(&app, &token).await.0,
+        b.me(&token).await.0,
         StatusCode::OK,
         "served from the cache until it expires"
     );
@@ -469,10 +324,8 @@ async fn sqlite_listener_is_in_process_only() {
     let layer = EnsureUserLayer::new(jwks.config(), store.clone());
     let listener = layer.listen_for_evictions(store.pool()).await.unwrap();
     assert!(!listener.is_running());
-    let app = router(
-        layer.clone(),
-        WebhookReceiver::new(svix::verifier(), store, layer.evictor()),
-    );
+    let receiver = WebhookReceiver::new(svix::verifier(), store, layer.evictor());
+    let app = app(layer.clone()).merge(receiver.into_router(PATH));
 
     let user = random_id("user");
     let token = key.session_token(ISSUER, &user, 600);
@@ -492,9 +345,9 @@ async fn sqlite_listener_is_in_process_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_quickstart_processes_share_deletions() {
     let binary = common::examples::example_binary("quickstart").await;
-    let d = Deployment::new().await;
+    let d = Deployment::postgres().await;
     let schema: String = sqlx::query_scalar("SELECT current_schema()")
-        .fetch_one(&d.admin)
+        .fetch_one(d.db.postgres_pool())
         .await
         .unwrap();
     let url = postgres_url();

@@ -7,44 +7,34 @@
 //! one instance reaches another instance's caches.
 
 mod common;
-#[macro_use]
-#[path = "common/organizations.rs"]
-mod organizations;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::{Json, Router, routing::get};
-use common::{ISSUER, JwksServer, bearer, postgres_store, read, svix};
+use common::{
+    Backend, ISSUER, JwksServer, Store, bearer,
+    instances::{Deployment, PROPAGATION_LIMIT},
+    on_both_stores,
+    organizations::{membership, organization},
+    read, svix,
+};
 use ensure_user::{
     EnsureUserLayer, LocalOrganization, LocalUser,
-    store::{
-        MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
-        OrganizationSync, PgUserStore, StoreError,
-    },
+    store::OrganizationSync,
     testing::{SigningKey, random_id, session_claims},
     webhook::WebhookReceiver,
 };
 use http::StatusCode;
-use organizations::{Db, Store, membership, organization};
 use serde_json::{Value, json};
-use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
 
-on_both_backends!(
+on_both_stores!(
+    worker_threads = 4;
     v1_and_v2_tokens_get_their_rows,
     new_members_of_a_new_organization_get_one_row_each,
     every_organization_webhook_in_any_order_and_no_resurrection,
     a_late_retry_of_a_membership_deletion_keeps_the_membership_rejoined_since,
 );
-
-/// How soon another instance must act on a change.
-const PROPAGATION_LIMIT: Duration = Duration::from_secs(1);
 
 /// `/org` needs a user and their active organization, and answers the
 /// local ids and the token's organization and role.
@@ -63,7 +53,7 @@ fn app(layer: EnsureUserLayer) -> Router {
 }
 
 /// A layer with organizations on `store`, and the keys of its tokens.
-async fn layer_on<S: Store>(store: &S) -> (Router, SigningKey, JwksServer) {
+async fn layer_on(store: &Store) -> (Router, SigningKey, JwksServer) {
     let key = SigningKey::generate("ins_test");
     let jwks = JwksServer::start(&[&key]).await;
     let layer =
@@ -73,7 +63,7 @@ async fn layer_on<S: Store>(store: &S) -> (Router, SigningKey, JwksServer) {
 
 /// The layer with organizations and the webhook receiver beside it, both
 /// on `store`.
-async fn layer_and_receiver_on<S: Store>(store: &S) -> (Router, SigningKey, JwksServer) {
+async fn layer_and_receiver_on(store: &Store) -> (Router, SigningKey, JwksServer) {
     let key = SigningKey::generate("ins_test");
     let jwks = JwksServer::start(&[&key]).await;
     let layer =
@@ -164,7 +154,9 @@ fn now_ms() -> i64 {
     i64::try_from(elapsed.as_millis()).unwrap()
 }
 
-async fn v1_and_v2_tokens_get_their_rows<S: Store>(store: S, db: Db) {
+async fn v1_and_v2_tokens_get_their_rows(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (app, key, _jwks) = layer_on(&store).await;
     let organization = random_id("org");
     let (first, second) = (random_id("user"), random_id("user"));
@@ -201,7 +193,9 @@ async fn v1_and_v2_tokens_get_their_rows<S: Store>(store: S, db: Db) {
     assert_eq!(roles, expected, "roles stored normalised");
 }
 
-async fn new_members_of_a_new_organization_get_one_row_each<S: Store>(store: S, db: Db) {
+async fn new_members_of_a_new_organization_get_one_row_each(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     const MEMBERS: usize = 20;
     let (app, key, _jwks) = layer_on(&store).await;
     let organization = random_id("org");
@@ -234,7 +228,9 @@ async fn new_members_of_a_new_organization_get_one_row_each<S: Store>(store: S, 
     assert_eq!(db.count("users").await, MEMBERS as i64);
 }
 
-async fn every_organization_webhook_in_any_order_and_no_resurrection<S: Store>(store: S, db: Db) {
+async fn every_organization_webhook_in_any_order_and_no_resurrection(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (app, key, _jwks) = layer_and_receiver_on(&store).await;
     let (o, u) = (random_id("org"), random_id("user"));
     let start = svix::now();
@@ -357,10 +353,11 @@ async fn every_organization_webhook_in_any_order_and_no_resurrection<S: Store>(s
 /// re-joined with since, and neither refuses their tokens nor blocks later
 /// changes of the new membership. The deletion still keeps the old
 /// membership's own late events out.
-async fn a_late_retry_of_a_membership_deletion_keeps_the_membership_rejoined_since<S: Store>(
-    store: S,
-    db: Db,
+async fn a_late_retry_of_a_membership_deletion_keeps_the_membership_rejoined_since(
+    backend: Backend,
 ) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (app, key, _jwks) = layer_and_receiver_on(&store).await;
     let (o, u) = (random_id("org"), random_id("user"));
     let now = svix::now();
@@ -449,61 +446,24 @@ async fn a_late_retry_of_a_membership_deletion_keeps_the_membership_rejoined_sin
     assert_eq!(db.count("organization_memberships").await, 0);
 }
 
-/// The bundled store, counting the memberships the layer asks it for.
-#[derive(Clone)]
-struct CountingMemberships {
-    inner: PgUserStore,
-    calls: Arc<AtomicUsize>,
-}
-
-impl OrganizationStore for CountingMemberships {
-    async fn find_or_create_organization(
-        &self,
-        clerk_id: &str,
-        slug: Option<&str>,
-    ) -> Result<OrganizationResolution, StoreError> {
-        self.inner.find_or_create_organization(clerk_id, slug).await
-    }
-
-    async fn ensure_membership(
-        &self,
-        claim: &MembershipClaim<'_>,
-    ) -> Result<MembershipResolution, StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.ensure_membership(claim).await
-    }
-}
-
 /// Instance A applies deletions and a role change through its store; the
 /// other instance, B, listening on its own connection, forgets what it
 /// cached of them within a second: the deletions are refused, and the
 /// changed membership is read from the store again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_reach_another_instance_within_a_second() {
-    let a = postgres_store().await;
-    let options = a.pool().connect_options().as_ref().clone();
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await
-        .unwrap();
-    let b_store = PgUserStore::new(pool.clone());
-    let counting = CountingMemberships {
-        inner: b_store.clone(),
-        calls: Arc::new(AtomicUsize::new(0)),
-    };
-    let key = SigningKey::generate("ins_test");
-    let jwks = JwksServer::start(&[&key]).await;
-    let layer = EnsureUserLayer::new(jwks.config(), b_store).with_organizations(counting.clone());
-    let _listener = layer.listen_for_evictions(&pool).await.unwrap();
-    let b = app(layer);
-    let calls = || counting.calls.load(Ordering::SeqCst);
+    let d = Deployment::postgres().await;
+    // A is the store alone, on the deployment's own pool.
+    let a = &d.db;
+    let instance = d.instance().routes(app).with_organizations().start().await;
+    let (b, key) = (&instance.app, &d.key);
+    let calls = || instance.membership_lookups();
 
     // A role change: B's cached membership is read again.
     let (organization, user) = (random_id("org"), random_id("user"));
-    let token = v2_token(&key, &user, &organization, "member");
-    assert_eq!(org(&b, &token).await.0, StatusCode::OK);
-    assert_eq!(org(&b, &token).await.0, StatusCode::OK);
+    let token = v2_token(key, &user, &organization, "member");
+    assert_eq!(org(b, &token).await.0, StatusCode::OK);
+    assert_eq!(org(b, &token).await.0, StatusCode::OK);
     let before = calls();
     assert_eq!(before, 1, "the repeat request is served from the caches");
     let promoted = membership(&organization, &user, "org:admin", now_ms() + 60_000);
@@ -514,7 +474,7 @@ async fn changes_reach_another_instance_within_a_second() {
             started.elapsed() < PROPAGATION_LIMIT,
             "role change not heard"
         );
-        assert_eq!(org(&b, &token).await.0, StatusCode::OK);
+        assert_eq!(org(b, &token).await.0, StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
@@ -524,8 +484,8 @@ async fn changes_reach_another_instance_within_a_second() {
         ("organization", "organization_deleted"),
     ] {
         let (organization, user) = (random_id("org"), random_id("user"));
-        let token = v1_token(&key, &user, &organization, "org:member");
-        assert_eq!(org(&b, &token).await.0, StatusCode::OK);
+        let token = v1_token(key, &user, &organization, "org:member");
+        assert_eq!(org(b, &token).await.0, StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(5)).await;
         if kind == "membership" {
             a.delete_membership(&organization, &user, now_ms())
@@ -538,7 +498,7 @@ async fn changes_reach_another_instance_within_a_second() {
         }
         let started = Instant::now();
         loop {
-            let (status, body) = org(&b, &token).await;
+            let (status, body) = org(b, &token).await;
             if status == StatusCode::UNAUTHORIZED {
                 assert_eq!(body["error"], code);
                 break;

@@ -5,23 +5,25 @@
 //! backfill's batches by the same rules.
 
 mod common;
-#[macro_use]
-#[path = "common/organizations.rs"]
-mod organizations;
 
 use std::sync::Arc;
 
+use common::{
+    Backend, Store, on_both_stores,
+    organizations::{self, membership, membership_with, organization},
+};
 use ensure_user::{
     LocalId,
     store::{
-        BatchOutcome, MembershipClaim, MembershipResolution, OrganizationResolution, PgUserStore,
-        Profile, Resolution, SqliteUserStore, SyncOutcome,
+        BatchOutcome, MembershipClaim, MembershipResolution, OrganizationBackfillStore,
+        OrganizationResolution, OrganizationStore, OrganizationSync, Profile, Resolution,
+        SyncOutcome, UserStore, UserSync,
     },
     testing::random_id,
 };
-use organizations::{Db, Store, membership, membership_with, organization};
 
-on_both_backends!(
+on_both_stores!(
+    worker_threads = 4;
     organization_is_created_once_under_concurrency,
     existing_rows_cost_no_write,
     a_deleted_organization_stays_deleted_with_its_memberships,
@@ -36,10 +38,11 @@ on_both_backends!(
     a_membership_needs_its_rows,
     migrations_run_again,
     batches_follow_versions_and_respect_a_racing_deletion,
+    racing_pools_make_one_row,
 );
 
 /// The user's row, made as the layer makes it.
-async fn user<S: Store>(store: &S, clerk_id: &str) -> LocalId {
+async fn user(store: &Store, clerk_id: &str) -> LocalId {
     store
         .find_or_create(clerk_id, &Profile::new())
         .await
@@ -49,7 +52,7 @@ async fn user<S: Store>(store: &S, clerk_id: &str) -> LocalId {
 }
 
 /// The organization's row, made as the layer makes it.
-async fn org<S: Store>(store: &S, clerk_id: &str) -> LocalId {
+async fn org(store: &Store, clerk_id: &str) -> LocalId {
     match store
         .find_or_create_organization(clerk_id, None)
         .await
@@ -62,8 +65,8 @@ async fn org<S: Store>(store: &S, clerk_id: &str) -> LocalId {
 
 /// What `ensure_membership` answers for a token of `user` in `org` with
 /// `role`, issued at `iat_ms`.
-async fn token<S: Store>(
-    store: &S,
+async fn token(
+    store: &Store,
     (org, org_id): (&str, LocalId),
     (user, user_id): (&str, LocalId),
     role: &str,
@@ -87,7 +90,9 @@ fn row(org: &str, user: &str, role: &str, version: i64) -> organizations::Member
     (org.to_owned(), user.to_owned(), role.to_owned(), version)
 }
 
-async fn organization_is_created_once_under_concurrency<S: Store>(store: S, db: Db) {
+async fn organization_is_created_once_under_concurrency(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let clerk_id = random_id("org");
     let mut tasks = Vec::new();
     for _ in 0..50 {
@@ -126,7 +131,9 @@ async fn organization_is_created_once_under_concurrency<S: Store>(store: S, db: 
     );
 }
 
-async fn existing_rows_cost_no_write<S: Store>(store: S, db: Db) {
+async fn existing_rows_cost_no_write(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (o, u) = (random_id("org"), random_id("user"));
     let (org_id, user_id) = (org(&store, &o).await, user(&store, &u).await);
     let first = token(&store, (&o, org_id), (&u, user_id), "org:admin", 1000).await;
@@ -161,7 +168,9 @@ async fn existing_rows_cost_no_write<S: Store>(store: S, db: Db) {
     assert_eq!(db.writes().await, 0, "reads only");
 }
 
-async fn a_deleted_organization_stays_deleted_with_its_memberships<S: Store>(store: S, db: Db) {
+async fn a_deleted_organization_stays_deleted_with_its_memberships(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (o, u) = (random_id("org"), random_id("user"));
     let (org_id, user_id) = (org(&store, &o).await, user(&store, &u).await);
     token(&store, (&o, org_id), (&u, user_id), "org:member", 1000).await;
@@ -235,7 +244,9 @@ async fn a_deleted_organization_stays_deleted_with_its_memberships<S: Store>(sto
     );
 }
 
-async fn concurrent_new_members_get_one_row_each<S: Store>(store: S, db: Db) {
+async fn concurrent_new_members_get_one_row_each(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let o = random_id("org");
     let org_id = org(&store, &o).await;
     let mut members = Vec::new();
@@ -268,7 +279,9 @@ async fn concurrent_new_members_get_one_row_each<S: Store>(store: S, db: Db) {
     assert_eq!(db.count("organization_memberships").await, 10);
 }
 
-async fn a_token_changes_the_role_only_when_newer<S: Store>(store: S, db: Db) {
+async fn a_token_changes_the_role_only_when_newer(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (o, u) = (random_id("org"), random_id("user"));
     let (org_id, user_id) = (org(&store, &o).await, user(&store, &u).await);
     let org = (o.as_str(), org_id);
@@ -303,7 +316,9 @@ async fn a_token_changes_the_role_only_when_newer<S: Store>(store: S, db: Db) {
     assert_eq!(db.memberships().await, [row(&o, &u, "org:member", 2000)]);
 }
 
-async fn webhooks_and_tokens_the_newest_role_wins<S: Store>(store: S, db: Db) {
+async fn webhooks_and_tokens_the_newest_role_wins(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (o, u) = (random_id("org"), random_id("user"));
     let (org_id, user_id) = (org(&store, &o).await, user(&store, &u).await);
     let (org, member) = ((o.as_str(), org_id), (u.as_str(), user_id));
@@ -372,7 +387,9 @@ async fn webhooks_and_tokens_the_newest_role_wins<S: Store>(store: S, db: Db) {
     assert_eq!(db.count("users").await, 2);
 }
 
-async fn a_membership_deletion_holds_until_a_newer_state<S: Store>(store: S, db: Db) {
+async fn a_membership_deletion_holds_until_a_newer_state(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (o, u) = (random_id("org"), random_id("user"));
     store
         .upsert_membership(&membership(&o, &u, "org:admin", 1000))
@@ -456,7 +473,9 @@ async fn a_membership_deletion_holds_until_a_newer_state<S: Store>(store: S, db:
     assert_eq!(db.count("clerk_membership_tombstones").await, 2);
 }
 
-async fn a_user_deletion_takes_their_memberships<S: Store>(store: S, db: Db) {
+async fn a_user_deletion_takes_their_memberships(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (o1, o2) = (random_id("org"), random_id("org"));
     let (gone, stays) = (random_id("user"), random_id("user"));
     for (o, u) in [(&o1, &gone), (&o2, &gone), (&o1, &stays)] {
@@ -494,7 +513,9 @@ async fn a_user_deletion_takes_their_memberships<S: Store>(store: S, db: Db) {
     assert_eq!(db.everything().await, before);
 }
 
-async fn text_that_cannot_be_stored_is_left_out<S: Store>(store: S, db: Db) {
+async fn text_that_cannot_be_stored_is_left_out(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let o = random_id("org");
     let mut acme = organization(&o, "Ac\0me", 10);
     acme.slug = Some(String::new());
@@ -531,7 +552,9 @@ async fn text_that_cannot_be_stored_is_left_out<S: Store>(store: S, db: Db) {
     );
 }
 
-async fn hostile_ids_and_roles_are_refused<S: Store>(store: S, db: Db) {
+async fn hostile_ids_and_roles_are_refused(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let long = format!("org_{}", "a".repeat(129));
     let bad_orgs = [
         "", "org_", "org", "user_1", "orgmem_1", "org_a b", "org_a\0b", "org_é", &long,
@@ -593,7 +616,9 @@ async fn hostile_ids_and_roles_are_refused<S: Store>(store: S, db: Db) {
     assert_eq!(db.everything().await, before, "nothing was written");
 }
 
-async fn creations_racing_a_deletion_leave_no_row<S: Store>(store: S, db: Db) {
+async fn creations_racing_a_deletion_leave_no_row(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     // Each insert of a `…race…` organization, or of a membership with the
     // role `org:raced`, records the deletion's tombstone as it happens.
     db.tombstone_as_inserted("NEW.clerk_id LIKE 'org_race%'")
@@ -634,7 +659,9 @@ async fn creations_racing_a_deletion_leave_no_row<S: Store>(store: S, db: Db) {
     assert_eq!(db.count("organization_memberships").await, 0);
 }
 
-async fn a_membership_needs_its_rows<S: Store>(store: S, db: Db) {
+async fn a_membership_needs_its_rows(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     let (o, u) = (random_id("org"), random_id("user"));
     let user_id = user(&store, &u).await;
     // A local id with no organization row behind it (and no tombstone).
@@ -643,15 +670,15 @@ async fn a_membership_needs_its_rows<S: Store>(store: S, db: Db) {
     assert_eq!(db.count("organization_memberships").await, 0);
 }
 
-async fn migrations_run_again<S: Store>(_: S, db: Db) {
-    match &db {
-        Db::Pg(pool) => PgUserStore::new(pool.clone()).migrate().await.unwrap(),
-        Db::Lite(pool) => SqliteUserStore::new(pool.clone()).migrate().await.unwrap(),
-    }
+async fn migrations_run_again(backend: Backend) {
+    let db = Store::new(backend).await;
+    db.migrate().await;
     assert_eq!(db.count("clerk_membership_tombstones").await, 0);
 }
 
-async fn batches_follow_versions_and_respect_a_racing_deletion<S: Store>(store: S, db: Db) {
+async fn batches_follow_versions_and_respect_a_racing_deletion(backend: Backend) {
+    let store = Store::new(backend).await;
+    let db = &store;
     use BatchOutcome::*;
     let (a, b) = (random_id("org"), random_id("org"));
     let outcomes = store
@@ -725,10 +752,19 @@ async fn batches_follow_versions_and_respect_a_racing_deletion<S: Store>(store: 
     assert_eq!(db.count("organization_memberships").await, 2);
 }
 
-/// Separate stores on separate pools (as separate processes would have)
-/// racing on one new organization and one new membership make one row of
-/// each, with the same ids for all.
-async fn racing_pools<S: Store>(stores: Vec<S>, db: Db) {
+/// Separate stores on separate pools (as separate processes would have:
+/// eight on PostgreSQL, four on SQLite) racing on one new organization and
+/// one new membership make one row of each, with the same ids for all.
+async fn racing_pools_make_one_row(backend: Backend) {
+    let db = Store::new(backend).await;
+    let pools = match backend {
+        Backend::Postgres => 8,
+        Backend::Sqlite => 4,
+    };
+    let mut stores = Vec::new();
+    for _ in 0..pools {
+        stores.push(db.reopen(2).await);
+    }
     let (o, u) = (random_id("org"), random_id("user"));
     let mut tasks = Vec::new();
     for store in stores {
@@ -756,47 +792,16 @@ async fn racing_pools<S: Store>(stores: Vec<S>, db: Db) {
     assert_eq!(db.count("organization_memberships").await, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_racing_pools_make_one_row() {
-    let (store, db) = organizations::postgres().await;
-    let mut stores = Vec::new();
-    for _ in 0..8 {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(store.pool().connect_options().as_ref().clone())
-            .await
-            .unwrap();
-        stores.push(PgUserStore::new(pool));
-    }
-    racing_pools(stores, db).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_racing_pools_make_one_row() {
-    let (store, db) = organizations::sqlite().await;
-    let mut stores = Vec::new();
-    for _ in 0..4 {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(store.pool().connect_options().as_ref().clone())
-            .await
-            .unwrap();
-        stores.push(SqliteUserStore::new(pool));
-    }
-    racing_pools(stores, db).await;
-}
-
 /// Other processes hear of each deletion, typed by what was deleted.
 #[tokio::test]
 async fn postgres_deletions_are_announced_by_kind() {
-    use ensure_user::store::{OrganizationSync, UserSync};
-    let (store, _db) = organizations::postgres().await;
-    let mut listener = sqlx::postgres::PgListener::connect_with(store.pool())
+    let store = Store::new(Backend::Postgres).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(store.postgres_pool())
         .await
         .unwrap();
     let channel: String =
         sqlx::query_scalar("SELECT 'ensure_user_evict_' || md5(coalesce(current_schema(), ''))")
-            .fetch_one(store.pool())
+            .fetch_one(store.postgres_pool())
             .await
             .unwrap();
     listener.listen(&channel).await.unwrap();
@@ -820,14 +825,13 @@ async fn postgres_deletions_are_announced_by_kind() {
 /// the same role. A deletion sent last shows that nothing came in between.
 #[tokio::test]
 async fn postgres_role_changes_are_announced_as_the_membership() {
-    use ensure_user::store::{OrganizationSync, UserSync};
-    let (store, _db) = organizations::postgres().await;
-    let mut listener = sqlx::postgres::PgListener::connect_with(store.pool())
+    let store = Store::new(Backend::Postgres).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(store.postgres_pool())
         .await
         .unwrap();
     let channel: String =
         sqlx::query_scalar("SELECT 'ensure_user_evict_' || md5(coalesce(current_schema(), ''))")
-            .fetch_one(store.pool())
+            .fetch_one(store.postgres_pool())
             .await
             .unwrap();
     listener.listen(&channel).await.unwrap();

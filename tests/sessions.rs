@@ -8,253 +8,76 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::{Json, Router, routing::get};
 use common::{
+    instances::{Deployment, Instance, PROPAGATION_LIMIT, Served},
     svix::{PATH, SECRET, delivery, verifier},
     *,
 };
 use ensure_user::{
-    Config, LocalUser, Running, Setup,
-    eviction::EvictionSource,
-    store::{PgUserStore, SqliteUserStore, UserStore, UserSync, UserTable},
+    LocalUser,
+    store::{SqliteUserStore, UserSync, UserTable},
     testing::{SigningKey, random_id, session_claims},
     webhook::{WebhookSecret, sign},
 };
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
-use sqlx::{
-    PgPool, SqlitePool,
-    postgres::{PgConnectOptions, PgPoolOptions},
-    sqlite::{SqliteConnectOptions, SqlitePoolOptions},
-};
 use tower::ServiceExt;
 
-/// How soon every other instance must refuse an ended session or a ban.
-const PROPAGATION_LIMIT: Duration = Duration::from_secs(1);
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Postgres,
-    Sqlite,
+/// An instance as an app wires one: through `Setup`, with webhooks.
+async fn instance(d: &Deployment) -> Instance {
+    d.instance().through_setup().start().await
 }
 
-/// Where the instances' database is.
-enum Db {
-    Pg(PgConnectOptions),
-    Lite(SqliteConnectOptions),
-}
-
-/// The instances' shared parts: the database and the Clerk keys, and a
-/// pool of the test's own for looking at the rows.
-struct Deployment {
-    key: SigningKey,
-    jwks: JwksServer,
-    db: Db,
-    admin: Admin,
-}
-
-enum Admin {
-    Pg(PgPool),
-    Lite(SqlitePool),
-}
-
-impl Deployment {
-    async fn new(backend: Backend) -> Self {
-        let key = SigningKey::generate("ins_test");
-        let jwks = JwksServer::start(&[&key]).await;
-        let (db, admin) = match backend {
-            Backend::Postgres => {
-                let store = postgres_store().await;
-                let options = store.pool().connect_options().as_ref().clone();
-                (Db::Pg(options), Admin::Pg(store.pool().clone()))
-            }
-            Backend::Sqlite => {
-                let store = sqlite_store().await;
-                let options = store.pool().connect_options().as_ref().clone();
-                (Db::Lite(options), Admin::Lite(store.pool().clone()))
-            }
-        };
-        Self {
-            key,
-            jwks,
-            db,
-            admin,
+/// The user's `banned` column, if they have a row.
+async fn banned_in_row(db: &Store, user: &str) -> Option<bool> {
+    match db {
+        Store::Postgres(store) => {
+            sqlx::query_scalar("SELECT banned FROM users WHERE clerk_id = $1")
+                .bind(user)
+                .fetch_optional(store.pool())
+                .await
+        }
+        Store::Sqlite(store) => {
+            sqlx::query_scalar("SELECT banned FROM users WHERE clerk_id = ?1")
+                .bind(user)
+                .fetch_optional(store.pool())
+                .await
         }
     }
+    .unwrap()
+}
 
-    /// A new instance: its own pool, layer, caches, receiver and listener.
-    async fn instance(&self) -> Instance {
-        self.instance_with(&UserTable::default()).await
+/// Every ended session recorded: `(session, user, until_ms)`.
+async fn ended_rows(db: &Store) -> Vec<(String, String, i64)> {
+    let sql = "SELECT session_id, clerk_id, until_ms FROM ensure_user_ended_sessions \
+               ORDER BY session_id";
+    match db {
+        Store::Postgres(store) => sqlx::query_as(sql).fetch_all(store.pool()).await,
+        Store::Sqlite(store) => sqlx::query_as(sql).fetch_all(store.pool()).await,
     }
+    .unwrap()
+}
 
-    /// A new instance whose store maps the users table as `table` says.
-    async fn instance_with(&self, table: &UserTable) -> Instance {
-        let config = self
-            .jwks
-            .config()
-            .with_store_timeout(Duration::from_secs(2));
-        match &self.db {
-            Db::Pg(options) => {
-                let pool = PgPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(2))
-                    .connect_with(options.clone())
-                    .await
-                    .unwrap();
-                Instance::start(config, PgUserStore::with_table(pool, table)).await
-            }
-            Db::Lite(options) => {
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .connect_with(options.clone())
-                    .await
-                    .unwrap();
-                Instance::start(config, SqliteUserStore::with_table(pool, table)).await
-            }
-        }
-    }
-
-    /// A PostgreSQL instance reaching the database through `proxy`.
-    async fn instance_through(&self, proxy: &proxy::Proxy) -> Instance {
-        let Db::Pg(options) = &self.db else {
-            panic!("a proxy stands in front of PostgreSQL only");
-        };
-        let through = options.clone().host("127.0.0.1").port(proxy.addr.port());
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(1))
-            .connect_with(through)
+/// Records an ended session directly, as another instance would have.
+async fn insert_ended(db: &Store, session: &str, user: &str, until_ms: i64) {
+    let sql = "INSERT INTO ensure_user_ended_sessions (session_id, clerk_id, until_ms) \
+               VALUES ($1, $2, $3)";
+    match db {
+        Store::Postgres(store) => sqlx::query(sql)
+            .bind(session)
+            .bind(user)
+            .bind(until_ms)
+            .execute(store.pool())
             .await
-            .unwrap();
-        let config = self
-            .jwks
-            .config()
-            .with_store_timeout(Duration::from_secs(1));
-        Instance::start(config, PgUserStore::new(pool)).await
-    }
-
-    /// A token of `user`'s session `session`, valid for 10 minutes.
-    fn token(&self, user: &str, session: &str) -> String {
-        let mut claims = session_claims(ISSUER, user, 600);
-        claims["sid"] = json!(session);
-        self.key.sign(&claims)
-    }
-
-    /// The user's `banned` column, if they have a row.
-    async fn banned_in_row(&self, user: &str) -> Option<bool> {
-        match &self.admin {
-            Admin::Pg(pool) => sqlx::query_scalar("SELECT banned FROM users WHERE clerk_id = $1")
-                .bind(user)
-                .fetch_optional(pool)
-                .await
-                .unwrap(),
-            Admin::Lite(pool) => sqlx::query_scalar("SELECT banned FROM users WHERE clerk_id = ?1")
-                .bind(user)
-                .fetch_optional(pool)
-                .await
-                .unwrap(),
-        }
-    }
-
-    /// Every ended session recorded: `(session, user, until_ms)`.
-    async fn ended_rows(&self) -> Vec<(String, String, i64)> {
-        let sql = "SELECT session_id, clerk_id, until_ms FROM ensure_user_ended_sessions \
-                   ORDER BY session_id";
-        match &self.admin {
-            Admin::Pg(pool) => sqlx::query_as(sql).fetch_all(pool).await,
-            Admin::Lite(pool) => sqlx::query_as(sql).fetch_all(pool).await,
-        }
-        .unwrap()
-    }
-
-    /// Records an ended session directly, as another instance would have.
-    async fn insert_ended(&self, session: &str, user: &str, until_ms: i64) {
-        let sql = "INSERT INTO ensure_user_ended_sessions (session_id, clerk_id, until_ms) \
-                   VALUES ($1, $2, $3)";
-        match &self.admin {
-            Admin::Pg(pool) => sqlx::query(sql)
-                .bind(session)
-                .bind(user)
-                .bind(until_ms)
-                .execute(pool)
-                .await
-                .map(drop),
-            Admin::Lite(pool) => sqlx::query(sql)
-                .bind(session)
-                .bind(user)
-                .bind(until_ms)
-                .execute(pool)
-                .await
-                .map(drop),
-        }
-        .unwrap();
-    }
-}
-
-/// One app process: `GET /me` behind the layer, and the webhook receiver.
-struct Instance {
-    app: Router,
-    running: Running,
-}
-
-impl Instance {
-    async fn start<S>(config: Config, store: S) -> Self
-    where
-        S: UserStore + UserSync + EvictionSource + Clone,
-    {
-        let running = Setup::new(config, store)
-            .with_webhooks(verifier())
-            .start()
+            .map(drop),
+        Store::Sqlite(store) => sqlx::query(sql)
+            .bind(session)
+            .bind(user)
+            .bind(until_ms)
+            .execute(store.pool())
             .await
-            .unwrap();
-        let app = Router::new()
-            .route(
-                "/me",
-                get(|user: LocalUser| async move { Json(json!({ "id": user.id() })) }),
-            )
-            .layer(running.layer())
-            .merge(running.webhook_router(PATH));
-        Self { app, running }
+            .map(drop),
     }
-
-    /// The status of `GET /me` with `token`, and the error code of a refusal.
-    async fn me(&self, token: &str) -> (StatusCode, String) {
-        let response = self.app.clone().oneshot(bearer(token)).await.unwrap();
-        let (status, body) = read(response).await;
-        (
-            status,
-            body["error"].as_str().unwrap_or_default().to_owned(),
-        )
-    }
-
-    /// Delivers `request`; the status and the code of the answer.
-    async fn send(&self, request: Request<axum::body::Body>) -> (StatusCode, String) {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let (status, body) = read(response).await;
-        let code = body["outcome"]
-            .as_str()
-            .or_else(|| body["error"].as_str())
-            .unwrap_or_default()
-            .to_owned();
-        (status, code)
-    }
-
-    /// Delivers `event`, signed now.
-    async fn deliver(&self, event: &Value) -> (StatusCode, String) {
-        self.send(delivery(event)).await
-    }
-
-    /// Waits until `token` is refused with `code`; returns the time since
-    /// `since`. Panics if it is still served after `limit`.
-    async fn refused(&self, token: &str, code: &str, since: Instant, limit: Duration) -> Duration {
-        loop {
-            match self.me(token).await {
-                (StatusCode::UNAUTHORIZED, refused) if refused == code => return since.elapsed(),
-                (StatusCode::OK, _) => {}
-                other => panic!("unexpected answer: {other:?}"),
-            }
-            assert!(since.elapsed() < limit, "still served after {limit:?}");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
+    .unwrap();
 }
 
 fn now_ms() -> i64 {
@@ -315,25 +138,7 @@ fn signed_with(event: &Value, secret: &str, timestamp: i64) -> Request<axum::bod
         .unwrap()
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+on_both_stores!(
     each_session_event_ends_only_that_session,
     ended_sessions_outlive_a_restart_until_no_token_can_be_valid,
     bans_follow_the_newest_state_whatever_the_order,
@@ -343,12 +148,12 @@ on_both_backends!(
 
 async fn each_session_event_ends_only_that_session(backend: Backend) {
     let d = Deployment::new(backend).await;
-    let a = d.instance().await;
+    let a = instance(&d).await;
     for kind in ["revoked", "ended", "removed"] {
         let user = random_id("user");
         let (ended, other) = (random_id("sess"), random_id("sess"));
-        let cached = d.token(&user, &ended);
-        let other_token = d.token(&user, &other);
+        let cached = d.session_token(&user, &ended);
+        let other_token = d.session_token(&user, &other);
         assert_eq!(a.me(&cached).await.0, StatusCode::OK, "{kind}");
         assert_eq!(a.me(&other_token).await.0, StatusCode::OK, "{kind}");
 
@@ -364,7 +169,7 @@ async fn each_session_event_ends_only_that_session(backend: Backend) {
             "{kind}: the token cached before the event"
         );
         assert_eq!(
-            a.me(&d.token(&user, &ended)).await,
+            a.me(&d.session_token(&user, &ended)).await,
             (StatusCode::UNAUTHORIZED, "session_ended".to_owned()),
             "{kind}: a new token of the session"
         );
@@ -373,7 +178,7 @@ async fn each_session_event_ends_only_that_session(backend: Backend) {
             StatusCode::OK,
             "{kind}: the user's other session"
         );
-        let rows = d.ended_rows().await;
+        let rows = ended_rows(&d.db).await;
         let row = rows.iter().find(|(session, ..)| *session == ended).unwrap();
         assert_eq!(row.1, user, "{kind}");
         // Refused for the longest token lifetime (1 h) and the skew, at least.
@@ -383,7 +188,7 @@ async fn each_session_event_ends_only_that_session(backend: Backend) {
 
 async fn ended_sessions_outlive_a_restart_until_no_token_can_be_valid(backend: Backend) {
     let d = Deployment::new(backend).await;
-    let a = d.instance().await;
+    let mut a = instance(&d).await;
     let user = random_id("user");
     let (ended, other) = (random_id("sess"), random_id("sess"));
     assert_eq!(
@@ -392,32 +197,35 @@ async fn ended_sessions_outlive_a_restart_until_no_token_can_be_valid(backend: B
     );
     // Another instance recorded these: one in force, one no longer.
     let (recorded, expired) = (random_id("sess"), random_id("sess"));
-    d.insert_ended(&recorded, &user, now_ms() + 60_000).await;
-    d.insert_ended(&expired, &user, now_ms() - 1).await;
+    insert_ended(&d.db, &recorded, &user, now_ms() + 60_000).await;
+    insert_ended(&d.db, &expired, &user, now_ms() - 1).await;
 
     // A process started afterwards: a new layer on the same database.
-    a.running.shutdown().await;
-    let b = d.instance().await;
+    a.stop_listening().await;
+    let b = instance(&d).await;
     for session in [&ended, &recorded] {
         assert_eq!(
-            b.me(&d.token(&user, session)).await,
+            b.me(&d.session_token(&user, session)).await,
             (StatusCode::UNAUTHORIZED, "session_ended".to_owned()),
         );
     }
     for session in [&expired, &other] {
-        assert_eq!(b.me(&d.token(&user, session)).await.0, StatusCode::OK);
+        assert_eq!(
+            b.me(&d.session_token(&user, session)).await.0,
+            StatusCode::OK
+        );
     }
 
     // Ending a session again keeps the later end, and prunes expired rows.
     let until = |rows: &[(String, String, i64)], session: &str| {
         rows.iter().find(|row| row.0 == session).map(|row| row.2)
     };
-    let first = until(&d.ended_rows().await, &ended).unwrap();
+    let first = until(&ended_rows(&d.db).await, &ended).unwrap();
     assert_eq!(
         b.deliver(&session_event("ended", &recorded, &user)).await.1,
         "ended"
     );
-    let rows = d.ended_rows().await;
+    let rows = ended_rows(&d.db).await;
     assert_eq!(until(&rows, &ended), Some(first), "untouched");
     assert!(
         until(&rows, &recorded).unwrap() > now_ms() + 3_000_000,
@@ -428,11 +236,11 @@ async fn ended_sessions_outlive_a_restart_until_no_token_can_be_valid(backend: B
 
 async fn bans_follow_the_newest_state_whatever_the_order(backend: Backend) {
     let d = Deployment::new(backend).await;
-    let a = d.instance().await;
+    let a = instance(&d).await;
     let user = random_id("user");
-    let token = d.token(&user, &random_id("sess"));
+    let token = d.session_token(&user, &random_id("sess"));
     assert_eq!(a.me(&token).await.0, StatusCode::OK);
-    assert_eq!(d.banned_in_row(&user).await, Some(false));
+    assert_eq!(banned_in_row(&d.db, &user).await, Some(false));
 
     assert_eq!(
         a.deliver(&user_updated(&user, 2_000, true)).await,
@@ -440,7 +248,7 @@ async fn bans_follow_the_newest_state_whatever_the_order(backend: Backend) {
     );
     let banned = (StatusCode::UNAUTHORIZED, "user_banned".to_owned());
     assert_eq!(a.me(&token).await, banned, "the cached token");
-    assert_eq!(d.banned_in_row(&user).await, Some(true));
+    assert_eq!(banned_in_row(&d.db, &user).await, Some(true));
 
     // An older unban, delivered late: changes nothing.
     assert_eq!(
@@ -448,7 +256,7 @@ async fn bans_follow_the_newest_state_whatever_the_order(backend: Backend) {
         "stale"
     );
     assert_eq!(a.me(&token).await, banned);
-    assert_eq!(d.banned_in_row(&user).await, Some(true));
+    assert_eq!(banned_in_row(&d.db, &user).await, Some(true));
 
     // The newer unban lifts it.
     assert_eq!(
@@ -456,7 +264,7 @@ async fn bans_follow_the_newest_state_whatever_the_order(backend: Backend) {
         "updated"
     );
     assert_eq!(a.me(&token).await.0, StatusCode::OK);
-    assert_eq!(d.banned_in_row(&user).await, Some(false));
+    assert_eq!(banned_in_row(&d.db, &user).await, Some(false));
 
     // An older ban after it: changes nothing.
     assert_eq!(
@@ -464,7 +272,7 @@ async fn bans_follow_the_newest_state_whatever_the_order(backend: Backend) {
         "stale"
     );
     assert_eq!(a.me(&token).await.0, StatusCode::OK);
-    assert_eq!(d.banned_in_row(&user).await, Some(false));
+    assert_eq!(banned_in_row(&d.db, &user).await, Some(false));
 
     // A ban of a user never seen makes a banned row; their first request is refused.
     let newcomer = random_id("user");
@@ -472,28 +280,28 @@ async fn bans_follow_the_newest_state_whatever_the_order(backend: Backend) {
         a.deliver(&user_updated(&newcomer, 1_000, true)).await.1,
         "created"
     );
-    assert_eq!(d.banned_in_row(&newcomer).await, Some(true));
-    let token = d.token(&newcomer, &random_id("sess"));
+    assert_eq!(banned_in_row(&d.db, &newcomer).await, Some(true));
+    let token = d.session_token(&newcomer, &random_id("sess"));
     assert_eq!(a.me(&token).await, banned);
 }
 
 async fn bans_outlive_a_restart(backend: Backend) {
     let d = Deployment::new(backend).await;
-    let a = d.instance().await;
+    let mut a = instance(&d).await;
     let user = random_id("user");
-    let token = d.token(&user, &random_id("sess"));
+    let token = d.session_token(&user, &random_id("sess"));
     assert_eq!(a.me(&token).await.0, StatusCode::OK);
     assert_eq!(
         a.deliver(&user_updated(&user, 2_000, true)).await.1,
         "updated"
     );
-    a.running.shutdown().await;
+    a.stop_listening().await;
 
-    let b = d.instance().await;
+    let b = instance(&d).await;
     let banned = (StatusCode::UNAUTHORIZED, "user_banned".to_owned());
     assert_eq!(b.me(&token).await, banned, "read from the row");
     assert_eq!(
-        b.me(&d.token(&user, &random_id("sess"))).await,
+        b.me(&d.session_token(&user, &random_id("sess"))).await,
         banned,
         "any session"
     );
@@ -507,10 +315,10 @@ async fn bans_outlive_a_restart(backend: Backend) {
 
 async fn forged_and_replayed_events_write_nothing(backend: Backend) {
     let d = Deployment::new(backend).await;
-    let a = d.instance().await;
+    let a = instance(&d).await;
     let user = random_id("user");
     let session = random_id("sess");
-    let token = d.token(&user, &session);
+    let token = d.session_token(&user, &session);
     assert_eq!(a.me(&token).await.0, StatusCode::OK);
     let now = now_ms() / 1000;
     let forged = "whsec_dW5rbm93bi1zZWNyZXQtb2YtMjQtYnl0ZXM=";
@@ -530,20 +338,9 @@ async fn forged_and_replayed_events_write_nothing(backend: Backend) {
             "replayed"
         );
     }
-    assert_eq!(d.ended_rows().await, []);
-    assert_eq!(d.banned_in_row(&user).await, Some(false));
+    assert_eq!(ended_rows(&d.db).await, []);
+    assert_eq!(banned_in_row(&d.db, &user).await, Some(false));
     assert_eq!(a.me(&token).await.0, StatusCode::OK, "nothing refused");
-}
-
-/// A user every instance has served with `token`.
-async fn served_by_all(instances: &[&Instance], d: &Deployment) -> (String, String, String) {
-    let user = random_id("user");
-    let session = random_id("sess");
-    let token = d.token(&user, &session);
-    for instance in instances {
-        assert_eq!(instance.me(&token).await.0, StatusCode::OK);
-    }
-    (user, session, token)
 }
 
 fn summary(what: &str, mut times: Vec<Duration>) {
@@ -559,12 +356,16 @@ fn summary(what: &str, mut times: Vec<Duration>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_and_bans_reach_every_postgres_instance_within_a_second() {
     let d = Deployment::new(Backend::Postgres).await;
-    let (a, b, c) = (d.instance().await, d.instance().await, d.instance().await);
+    let (a, b, c) = (instance(&d).await, instance(&d).await, instance(&d).await);
     let mut revocations = Vec::new();
     let mut bans = Vec::new();
     let mut unbans = Vec::new();
     for _ in 0..30 {
-        let (user, session, token) = served_by_all(&[&a, &b, &c], &d).await;
+        let Served {
+            user,
+            session,
+            token,
+        } = d.served_by(&[&a, &b, &c]).await;
         let revoked = session_event("revoked", &session, &user);
         let started = Instant::now();
         let (answer, seen) = tokio::join!(a.deliver(&revoked), async {
@@ -576,7 +377,7 @@ async fn revocations_and_bans_reach_every_postgres_instance_within_a_second() {
         assert_eq!(answer.1, "ended");
         revocations.push(seen);
 
-        let (user, _, token) = served_by_all(&[&a, &b, &c], &d).await;
+        let Served { user, token, .. } = d.served_by(&[&a, &b, &c]).await;
         for (banned, version, code, times) in [
             (true, 2_000, "user_banned", &mut bans),
             (false, 3_000, "", &mut unbans),
@@ -602,14 +403,18 @@ async fn revocations_and_bans_reach_every_postgres_instance_within_a_second() {
     summary("unban", unbans);
 
     // An instance started after a revocation refuses the session.
-    let (user, session, token) = served_by_all(&[&a], &d).await;
+    let Served {
+        user,
+        session,
+        token,
+    } = d.served_by(&[&a]).await;
     assert_eq!(
         a.deliver(&session_event("revoked", &session, &user))
             .await
             .1,
         "ended"
     );
-    let late = d.instance().await;
+    let late = instance(&d).await;
     assert_eq!(
         late.me(&token).await,
         (StatusCode::UNAUTHORIZED, "session_ended".to_owned())
@@ -638,10 +443,10 @@ async fn served_again(instances: &[&Instance], token: &str, since: Instant) -> D
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sqlite_process_sees_bans_in_the_row_and_ended_sessions_at_start() {
     let d = Deployment::new(Backend::Sqlite).await;
-    let (a, b) = (d.instance().await, d.instance().await);
+    let (a, b) = (instance(&d).await, instance(&d).await);
     let user = random_id("user");
     let (ended, other) = (random_id("sess"), random_id("sess"));
-    let token = d.token(&user, &ended);
+    let token = d.session_token(&user, &ended);
     assert_eq!(b.me(&token).await.0, StatusCode::OK);
 
     assert_eq!(
@@ -649,7 +454,7 @@ async fn a_second_sqlite_process_sees_bans_in_the_row_and_ended_sessions_at_star
         "ended"
     );
     assert_eq!(b.me(&token).await.0, StatusCode::OK, "not heard by b");
-    let c = d.instance().await;
+    let c = instance(&d).await;
     assert_eq!(
         c.me(&token).await,
         (StatusCode::UNAUTHORIZED, "session_ended".to_owned()),
@@ -662,7 +467,7 @@ async fn a_second_sqlite_process_sees_bans_in_the_row_and_ended_sessions_at_star
         "created"
     );
     assert_eq!(
-        b.me(&d.token(&banned_user, &other)).await,
+        b.me(&d.session_token(&banned_user, &other)).await,
         (StatusCode::UNAUTHORIZED, "user_banned".to_owned()),
         "b's first lookup of the user reads the row"
     );
@@ -675,10 +480,23 @@ async fn a_second_sqlite_process_sees_bans_in_the_row_and_ended_sessions_at_star
 async fn a_listener_deaf_during_a_revocation_and_an_unban_catches_up() {
     let d = Deployment::new(Backend::Postgres).await;
     let proxy = postgres_proxy().await;
-    let a = d.instance().await;
-    let b = d.instance_through(&proxy).await;
-    let (user, session, token) = served_by_all(&[&a, &b], &d).await;
-    let (banned_user, _, banned_token) = served_by_all(&[&a, &b], &d).await;
+    let a = instance(&d).await;
+    let b = d
+        .instance()
+        .store_through(&proxy)
+        .through_setup()
+        .start()
+        .await;
+    let Served {
+        user,
+        session,
+        token,
+    } = d.served_by(&[&a, &b]).await;
+    let Served {
+        user: banned_user,
+        token: banned_token,
+        ..
+    } = d.served_by(&[&a, &b]).await;
     assert_eq!(
         a.deliver(&user_updated(&banned_user, 2_000, true)).await.1,
         "updated"
@@ -747,8 +565,11 @@ async fn until(
 async fn bans_reach_every_instance_without_a_banned_column() {
     let d = Deployment::new(Backend::Postgres).await;
     let table = UserTable::default().with_banned_column(None).unwrap();
-    let (a, b) = (d.instance_with(&table).await, d.instance_with(&table).await);
-    let (user, _, token) = served_by_all(&[&a, &b], &d).await;
+    let (a, b) = (
+        d.instance().table(&table).through_setup().start().await,
+        d.instance().table(&table).through_setup().start().await,
+    );
+    let Served { user, token, .. } = d.served_by(&[&a, &b]).await;
 
     let started = Instant::now();
     assert_eq!(
@@ -758,7 +579,7 @@ async fn bans_reach_every_instance_without_a_banned_column() {
     b.refused(&token, "user_banned", started, PROPAGATION_LIMIT)
         .await;
     assert_eq!(
-        d.banned_in_row(&user).await,
+        banned_in_row(&d.db, &user).await,
         Some(false),
         "the column is not the store's to write"
     );
@@ -779,11 +600,20 @@ async fn bans_reach_every_instance_without_a_banned_column() {
 async fn a_ban_the_store_never_got_outlives_a_listener_reconnect() {
     let d = Deployment::new(Backend::Postgres).await;
     let proxy = postgres_proxy().await;
-    let b = d.instance_through(&proxy).await;
-    let (user, _, token) = served_by_all(&[&b], &d).await;
+    let b = d
+        .instance()
+        .store_through(&proxy)
+        .through_setup()
+        .start()
+        .await;
+    let Served { user, token, .. } = d.served_by(&[&b]).await;
     // A witness of the reconnect: a session ended while the link is down,
     // which the listener reads when it listens again.
-    let (witness_user, witness_session, witness_token) = served_by_all(&[&b], &d).await;
+    let Served {
+        user: witness_user,
+        session: witness_session,
+        token: witness_token,
+    } = d.served_by(&[&b]).await;
 
     proxy.set(proxy::Link::Down);
     let ban = user_updated(&user, 2_000, true);
@@ -794,19 +624,18 @@ async fn a_ban_the_store_never_got_outlives_a_listener_reconnect() {
     );
     let banned = (StatusCode::UNAUTHORIZED, "user_banned".to_owned());
     assert_eq!(b.me(&token).await, banned, "refused from memory");
-    d.insert_ended(&witness_session, &witness_user, now_ms() + 600_000)
-        .await;
+    insert_ended(&d.db, &witness_session, &witness_user, now_ms() + 600_000).await;
     proxy.set(proxy::Link::Up);
 
     let back = Instant::now();
     let ended = (StatusCode::UNAUTHORIZED, "session_ended".to_owned());
     until(&b, &witness_token, ended, back).await;
     assert_eq!(b.me(&token).await, banned, "kept through the reconnect");
-    assert_eq!(d.banned_in_row(&user).await, Some(false));
+    assert_eq!(banned_in_row(&d.db, &user).await, Some(false));
 
     // svix's retry: recorded in the row, and still refused.
     assert_eq!(b.deliver(&ban).await.1, "updated");
-    assert_eq!(d.banned_in_row(&user).await, Some(true));
+    assert_eq!(banned_in_row(&d.db, &user).await, Some(true));
     assert_eq!(b.me(&token).await, banned);
 }
 

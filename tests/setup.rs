@@ -6,7 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use common::{svix, *};
+use common::{
+    instances::{Deployment, Served},
+    svix, *,
+};
 use ensure_user::{
     Running, Setup,
     eviction::EvictionSource,
@@ -67,33 +70,21 @@ async fn setup_serves_and_applies_webhooks(backend: Backend) {
 /// instance reaches another's cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_setup_listens_for_other_instances() {
-    let key = SigningKey::generate("ins_test");
-    let jwks = JwksServer::start(&[&key]).await;
-    let store = postgres_store().await;
-    let (a, b) = (start(&jwks, store.clone()).await, start(&jwks, store).await);
-    let (app_a, app_b) = (app(&a), app(&b));
-    let user = random_id("user");
-    let token = key.session_token(ISSUER, &user, 60);
-    for app in [&app_a, &app_b] {
-        let (status, _) = read(app.clone().oneshot(bearer(&token)).await.unwrap()).await;
-        assert_eq!(status, StatusCode::OK);
-    }
-    let delivery = svix::delivery(&user_deleted_event(&user));
-    assert_eq!(
-        app_a.oneshot(delivery).await.unwrap().status(),
-        StatusCode::OK
-    );
+    let d = Deployment::postgres().await;
+    let start = || d.instance().through_setup().start();
+    let (mut a, mut b) = (start().await, start().await);
+    let Served { user, token, .. } = d.served_by(&[&a, &b]).await;
+    assert_eq!(a.delete(&user).await, StatusCode::OK);
     let started = Instant::now();
     loop {
-        let (status, _) = read(app_b.clone().oneshot(bearer(&token)).await.unwrap()).await;
-        if status == StatusCode::UNAUTHORIZED {
+        if b.me(&token).await.0 == StatusCode::UNAUTHORIZED {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(1), "still served");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    a.shutdown().await;
-    b.shutdown().await;
+    a.stop_listening().await;
+    b.stop_listening().await;
 }
 
 /// Without a verifier there is no webhook route, and the router is empty.

@@ -9,6 +9,15 @@
 pub mod app;
 pub mod clerk_api;
 pub mod examples;
+#[cfg(all(
+    feature = "postgres",
+    feature = "sqlite",
+    feature = "webhooks",
+    feature = "axum"
+))]
+pub mod instances;
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+pub mod organizations;
 pub mod proxy;
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
 pub mod stores;
@@ -39,7 +48,10 @@ use ensure_user::store::PgUserStore;
 use ensure_user::store::SqliteUserStore;
 use ensure_user::{
     Config, KeySource,
-    store::{Profile, Resolution, StoreError, UserStore},
+    store::{
+        MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore, Profile,
+        Resolution, StoreError, UserStore,
+    },
     testing::SigningKey,
 };
 use http_body_util::BodyExt;
@@ -302,23 +314,50 @@ pub async fn sqlite_store() -> SqliteUserStore {
     store
 }
 
-/// Wraps a store and counts the calls that reach it.
+/// Wraps a store and counts the calls that reach it: users looked up
+/// ([`calls`](Self::calls)) and, when it also stands for the layer's
+/// organization store, memberships looked up.
 #[derive(Clone)]
 pub struct CountingStore<S> {
     pub inner: S,
-    calls: Arc<AtomicUsize>,
+    counts: Counts,
+}
+
+/// The counters of a [`CountingStore`], shared with every clone of it.
+#[derive(Clone, Default)]
+pub struct Counts {
+    users: Arc<AtomicUsize>,
+    memberships: Arc<AtomicUsize>,
+}
+
+impl Counts {
+    /// Calls of `find_or_create` so far.
+    pub fn users(&self) -> usize {
+        self.users.load(Ordering::SeqCst)
+    }
+
+    /// Calls of `ensure_membership` so far.
+    pub fn memberships(&self) -> usize {
+        self.memberships.load(Ordering::SeqCst)
+    }
 }
 
 impl<S> CountingStore<S> {
     pub fn new(inner: S) -> Self {
         Self {
             inner,
-            calls: Arc::new(AtomicUsize::new(0)),
+            counts: Counts::default(),
         }
     }
 
+    /// Users looked up so far.
     pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
+        self.counts.users()
+    }
+
+    /// The counters, to read after the store was handed away.
+    pub fn counts(&self) -> Counts {
+        self.counts.clone()
     }
 }
 
@@ -328,8 +367,30 @@ impl<S: UserStore> UserStore for CountingStore<S> {
         clerk_id: &str,
         profile: &Profile,
     ) -> Result<Resolution, StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.counts.users.fetch_add(1, Ordering::SeqCst);
         self.inner.find_or_create(clerk_id, profile).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+impl<S: OrganizationStore> OrganizationStore for CountingStore<S> {
+    async fn find_or_create_organization(
+        &self,
+        clerk_id: &str,
+        slug: Option<&str>,
+    ) -> Result<OrganizationResolution, StoreError> {
+        self.inner.find_or_create_organization(clerk_id, slug).await
+    }
+
+    async fn ensure_membership(
+        &self,
+        claim: &MembershipClaim<'_>,
+    ) -> Result<MembershipResolution, StoreError> {
+        self.counts.memberships.fetch_add(1, Ordering::SeqCst);
+        self.inner.ensure_membership(claim).await
     }
 }
 

@@ -1,66 +1,11 @@
 //! Helpers for the organization tests: Clerk's objects built as Clerk sends
-//! them, and direct SQL on either bundled store. Included by those tests
-//! with `#[path]`, next to `mod common`.
-#![allow(dead_code, unreachable_pub)]
+//! them, and the organization tables read and poked on either bundled
+//! [`Store`].
 
-use ensure_user::{
-    clerk::{ClerkMembership, ClerkOrganization},
-    store::*,
-};
+use ensure_user::clerk::{ClerkMembership, ClerkOrganization};
 use serde_json::json;
-use sqlx::{PgPool, SqlitePool};
 
-use crate::common::{postgres_store, sqlite_store};
-
-/// Everything the bundled stores do, in one bound.
-pub trait Store:
-    UserStore + UserSync + OrganizationStore + OrganizationSync + OrganizationBackfillStore + Clone
-{
-}
-
-impl<S> Store for S where
-    S: UserStore
-        + UserSync
-        + OrganizationStore
-        + OrganizationSync
-        + OrganizationBackfillStore
-        + Clone
-{
-}
-
-/// A fresh bundled PostgreSQL store (its own schema) and its SQL.
-pub async fn postgres() -> (PgUserStore, Db) {
-    let store = postgres_store().await;
-    let db = Db::Pg(store.pool().clone());
-    (store, db)
-}
-
-/// A fresh bundled SQLite store (its own file) and its SQL.
-pub async fn sqlite() -> (SqliteUserStore, Db) {
-    let store = sqlite_store().await;
-    let db = Db::Lite(store.pool().clone());
-    (store, db)
-}
-
-/// Runs each listed `async fn(S: Store, Db)` as one test per backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                let (store, db) = super::organizations::postgres().await;
-                super::$name(store, db).await
-            })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                let (store, db) = super::organizations::sqlite().await;
-                super::$name(store, db).await
-            })*
-        }
-    };
-}
+use super::{Backend, Store};
 
 /// An organization as Clerk sends it (the webhook's `data`, a Backend API
 /// list entry).
@@ -128,48 +73,27 @@ const MEMBERSHIPS: &str = "SELECT o.clerk_id, u.clerk_id, m.role, m.role_version
                            JOIN organizations o ON o.id = m.organization_id \
                            JOIN users u ON u.id = m.user_id ORDER BY 1, 2";
 
-/// Direct SQL on the store's database.
-#[derive(Clone)]
-pub enum Db {
-    Pg(PgPool),
-    Lite(SqlitePool),
-}
-
-impl Db {
-    pub async fn execute(&self, sql: &str) {
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        match self {
-            Self::Pg(pool) => drop(sqlx::raw_sql(sql).execute(pool).await.unwrap()),
-            Self::Lite(pool) => drop(sqlx::raw_sql(sql).execute(pool).await.unwrap()),
-        }
-    }
-
-    /// The one integer `sql` selects.
-    pub async fn number(&self, sql: &str) -> i64 {
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        match self {
-            Self::Pg(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-            Self::Lite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-        }
-        .unwrap()
-    }
-
+/// The organization tables, on either bundled store.
+impl Store {
+    /// How many rows `table` has.
     pub async fn count(&self, table: &str) -> i64 {
         self.number(&format!("SELECT COUNT(*) FROM {table}")).await
     }
 
+    /// Every organization row, by Clerk id.
     pub async fn organizations(&self) -> Vec<OrganizationRow> {
         match self {
-            Self::Pg(pool) => sqlx::query_as(ORGANIZATIONS).fetch_all(pool).await,
-            Self::Lite(pool) => sqlx::query_as(ORGANIZATIONS).fetch_all(pool).await,
+            Self::Postgres(store) => sqlx::query_as(ORGANIZATIONS).fetch_all(store.pool()).await,
+            Self::Sqlite(store) => sqlx::query_as(ORGANIZATIONS).fetch_all(store.pool()).await,
         }
         .unwrap()
     }
 
+    /// Every membership row, by organization and user.
     pub async fn memberships(&self) -> Vec<MembershipRow> {
         match self {
-            Self::Pg(pool) => sqlx::query_as(MEMBERSHIPS).fetch_all(pool).await,
-            Self::Lite(pool) => sqlx::query_as(MEMBERSHIPS).fetch_all(pool).await,
+            Self::Postgres(store) => sqlx::query_as(MEMBERSHIPS).fetch_all(store.pool()).await,
+            Self::Sqlite(store) => sqlx::query_as(MEMBERSHIPS).fetch_all(store.pool()).await,
         }
         .unwrap()
     }
@@ -197,8 +121,8 @@ impl Db {
     pub async fn audit_writes(&self) {
         let tables = ["organizations", "organization_memberships", "users"];
         let mut sql = String::from("CREATE TABLE writes (n INTEGER);");
-        match self {
-            Self::Pg(_) => {
+        match self.backend() {
+            Backend::Postgres => {
                 sql += "CREATE FUNCTION note_write() RETURNS trigger AS $$
                     BEGIN INSERT INTO writes VALUES (1); RETURN NULL; END $$ LANGUAGE plpgsql;";
                 for table in tables {
@@ -208,7 +132,7 @@ impl Db {
                     );
                 }
             }
-            Self::Lite(_) => {
+            Backend::Sqlite => {
                 for table in tables {
                     for event in ["INSERT", "UPDATE", "DELETE"] {
                         sql += &format!(
@@ -231,14 +155,14 @@ impl Db {
     /// every insert into `table` for which `when` holds: as a deletion
     /// committing between an insert's guard and its write would.
     pub async fn on_insert(&self, name: &str, table: &str, when: &str, then: &str) {
-        self.execute(&match self {
-            Self::Pg(_) => format!(
+        self.execute(&match self.backend() {
+            Backend::Postgres => format!(
                 "CREATE FUNCTION {name}() RETURNS trigger AS $$
                     BEGIN {then}; RETURN NULL; END $$ LANGUAGE plpgsql;
                  CREATE TRIGGER {name} AFTER INSERT ON {table} FOR EACH ROW
                     WHEN ({when}) EXECUTE FUNCTION {name}();"
             ),
-            Self::Lite(_) => format!(
+            Backend::Sqlite => format!(
                 "CREATE TRIGGER {name} AFTER INSERT ON {table} WHEN {when}
                  BEGIN {then}; END;"
             ),
@@ -251,9 +175,9 @@ impl Db {
     /// organization for which `organization_when` holds, and for each
     /// membership with the role `org:raced`.
     pub async fn tombstone_as_inserted(&self, organization_when: &str) {
-        let (insert, or_ignore) = match self {
-            Self::Pg(_) => ("INSERT INTO", "ON CONFLICT DO NOTHING"),
-            Self::Lite(_) => ("INSERT OR IGNORE INTO", ""),
+        let (insert, or_ignore) = match self.backend() {
+            Backend::Postgres => ("INSERT INTO", "ON CONFLICT DO NOTHING"),
+            Backend::Sqlite => ("INSERT OR IGNORE INTO", ""),
         };
         self.on_insert(
             "organization_race",

@@ -1,37 +1,49 @@
 //! On both stores: the [`Backend`] a scenario runs on, [`Store`] (one of the
 //! bundled stores, with its pool, and the raw SQL the tests look and poke
 //! with), and [`on_both_stores!`], which runs an `async fn(Backend)` once
-//! on PostgreSQL and once on SQLite.
+//! on PostgreSQL and once on SQLite. It is the one way a test runs a
+//! scenario on both stores; a scenario that needs the bundled store's own
+//! type (an eviction source, say) matches on the [`Store`] it made.
 
 use ensure_user::{
     clerk::{ClerkMembership, ClerkOrganization},
     store::{
-        BackfillStore, BatchOutcome, Checkpoint, IdKind, OrganizationBackfillStore, PgUserStore,
-        Profile, ProfileUpdate, Resolution, SqliteUserStore, StoreError, SyncOutcome, UserStore,
-        UserSync, UserTable, Walk,
+        BackfillStore, BatchOutcome, Checkpoint, IdKind, MembershipClaim, MembershipResolution,
+        OrganizationBackfillStore, OrganizationResolution, OrganizationStore, OrganizationSync,
+        PgUserStore, Profile, ProfileUpdate, Resolution, SqliteUserStore, StoreError, SyncOutcome,
+        UserStore, UserSync, UserTable, Walk,
     },
 };
-use sqlx::{postgres::PgPoolOptions, sqlite::SqlitePoolOptions};
+use sqlx::{PgPool, postgres::PgPoolOptions, sqlite::SqlitePoolOptions};
 
 use super::{postgres_store, sqlite_store};
 
 /// Runs each listed `async fn(Backend)` as two tests, `<name>::postgres`
-/// and `<name>::sqlite`, each on a two-worker runtime.
+/// and `<name>::sqlite`, each on a multi-threaded runtime of two workers,
+/// or of as many as a leading `worker_threads = N;` asks for:
+///
+/// ```ignore
+/// on_both_stores!(a_scenario, another_scenario);
+/// on_both_stores!(worker_threads = 4; a_concurrent_scenario);
+/// ```
 #[allow(unused_macros)]
 macro_rules! on_both_stores {
-    ($($scenario:ident),* $(,)?) => {$(
+    (worker_threads = $workers:tt; $($scenario:ident),* $(,)?) => {$(
         mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
             async fn postgres() {
                 super::$scenario($crate::common::Backend::Postgres).await;
             }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
             async fn sqlite() {
                 super::$scenario($crate::common::Backend::Sqlite).await;
             }
         }
     )*};
+    ($($scenario:ident),* $(,)?) => {
+        $crate::common::on_both_stores!(worker_threads = 2; $($scenario),*);
+    };
 }
 #[allow(unused_imports)]
 pub(crate) use on_both_stores;
@@ -64,8 +76,10 @@ pub type ProfileRow = (
 );
 
 /// One of the bundled stores, behind one type: it is a [`UserStore`],
-/// [`UserSync`] and [`BackfillStore`] as the store inside is. The raw SQL
-/// helpers read and write the bundled tables through the store's pool.
+/// [`UserSync`], [`BackfillStore`], [`OrganizationStore`],
+/// [`OrganizationSync`] and [`OrganizationBackfillStore`] as the store
+/// inside is, each method handed to it. The raw SQL helpers read and write
+/// the bundled tables through the store's pool.
 #[derive(Clone, Debug)]
 pub enum Store {
     Postgres(PgUserStore),
@@ -191,6 +205,19 @@ impl Store {
         }
     }
 
+    /// Runs the bundled migrations again.
+    pub async fn migrate(&self) {
+        either!(self, store => store.migrate().await.unwrap());
+    }
+
+    /// The PostgreSQL pool inside; panics on SQLite.
+    pub fn postgres_pool(&self) -> &PgPool {
+        match self {
+            Self::Postgres(store) => store.pool(),
+            Self::Sqlite(_) => panic!("a PostgreSQL store was needed"),
+        }
+    }
+
     /// Closes the pool: every later call fails.
     pub async fn close(&self) {
         either!(self, store => store.pool().close().await);
@@ -298,6 +325,69 @@ impl UserSync for Store {
         deleted_at_ms: i64,
     ) -> Result<SyncOutcome, StoreError> {
         either!(self, store => store.delete_user(clerk_id, deleted_at_ms).await)
+    }
+
+    async fn end_session(
+        &self,
+        session: &str,
+        clerk_id: &str,
+        until_ms: i64,
+    ) -> Result<SyncOutcome, StoreError> {
+        either!(self, store => store.end_session(session, clerk_id, until_ms).await)
+    }
+}
+
+impl OrganizationStore for Store {
+    async fn find_or_create_organization(
+        &self,
+        clerk_id: &str,
+        slug: Option<&str>,
+    ) -> Result<OrganizationResolution, StoreError> {
+        either!(self, store => store.find_or_create_organization(clerk_id, slug).await)
+    }
+
+    async fn ensure_membership(
+        &self,
+        claim: &MembershipClaim<'_>,
+    ) -> Result<MembershipResolution, StoreError> {
+        either!(self, store => store.ensure_membership(claim).await)
+    }
+}
+
+impl OrganizationSync for Store {
+    async fn upsert_organization(
+        &self,
+        organization: &ClerkOrganization,
+    ) -> Result<SyncOutcome, StoreError> {
+        either!(self, store => store.upsert_organization(organization).await)
+    }
+
+    async fn delete_organization(
+        &self,
+        clerk_id: &str,
+        deleted_at_ms: i64,
+    ) -> Result<SyncOutcome, StoreError> {
+        either!(self, store => store.delete_organization(clerk_id, deleted_at_ms).await)
+    }
+
+    async fn upsert_membership(
+        &self,
+        membership: &ClerkMembership,
+    ) -> Result<SyncOutcome, StoreError> {
+        either!(self, store => store.upsert_membership(membership).await)
+    }
+
+    async fn delete_membership(
+        &self,
+        organization_clerk_id: &str,
+        user_clerk_id: &str,
+        deleted_at_ms: i64,
+    ) -> Result<SyncOutcome, StoreError> {
+        either!(self, store => {
+            store
+                .delete_membership(organization_clerk_id, user_clerk_id, deleted_at_ms)
+                .await
+        })
     }
 }
 
