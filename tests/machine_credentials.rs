@@ -15,8 +15,9 @@ use std::{
 
 use axum::{Json, Router, body::Body, routing::get};
 use common::{
-    ISSUER, JwksServer,
+    Backend, ISSUER, JwksServer, Store,
     clerk_api::{FakeClerk, MACHINE_ID, MACHINE_SECRET, SECRET, VerifyFaults},
+    instances::{Deployment, PROPAGATION_LIMIT},
     read,
 };
 use ensure_user::{
@@ -122,6 +123,12 @@ fn now_ms() -> i64 {
     i64::try_from(elapsed.as_millis()).unwrap()
 }
 
+common::on_both_stores!(
+    a_users_credentials_share_the_sessions_row,
+    an_organizations_key_yields_its_organization_and_no_user,
+    deleted_and_banned_subjects_are_refused_for_every_kind,
+);
+
 fn accepting(kinds: &[TokenType]) -> AcceptedTokens {
     kinds.iter().copied().collect()
 }
@@ -178,10 +185,8 @@ async fn each_kind_is_served_only_where_accepted() {
     assert_eq!(clerk.api.verify_calls(), 1 + 2 + 3);
 }
 
-async fn a_users_credentials_share_the_sessions_row<S>(store: S)
-where
-    S: UserStore + Clone,
-{
+async fn a_users_credentials_share_the_sessions_row(backend: Backend) {
+    let store = Store::new(backend).await;
     let clerk = Clerk::start().await;
     let app = app(EnsureUserLayer::new(
         clerk.config(AcceptedTokens::ANY),
@@ -233,20 +238,8 @@ where
     assert_eq!(clerk.api.verify_calls(), calls);
 }
 
-#[tokio::test]
-async fn a_users_credentials_share_the_sessions_row_postgres() {
-    a_users_credentials_share_the_sessions_row(common::postgres_store().await).await;
-}
-
-#[tokio::test]
-async fn a_users_credentials_share_the_sessions_row_sqlite() {
-    a_users_credentials_share_the_sessions_row(common::sqlite_store().await).await;
-}
-
-async fn an_organizations_key_yields_its_organization_and_no_user<S>(store: S)
-where
-    S: UserStore + OrganizationStore + Clone,
-{
+async fn an_organizations_key_yields_its_organization_and_no_user(backend: Backend) {
+    let store = Store::new(backend).await;
     let clerk = Clerk::start().await;
     let layer = EnsureUserLayer::new(clerk.config(AcceptedTokens::ANY), store.clone())
         .with_organizations(store);
@@ -274,16 +267,6 @@ where
         (StatusCode::OK, &org["id"]),
         "{body}"
     );
-}
-
-#[tokio::test]
-async fn an_organizations_key_yields_its_organization_and_no_user_postgres() {
-    an_organizations_key_yields_its_organization_and_no_user(common::postgres_store().await).await;
-}
-
-#[tokio::test]
-async fn an_organizations_key_yields_its_organization_and_no_user_sqlite() {
-    an_organizations_key_yields_its_organization_and_no_user(common::sqlite_store().await).await;
 }
 
 #[tokio::test]
@@ -341,10 +324,8 @@ async fn machine_tokens_verify_with_a_machine_secret_key() {
     );
 }
 
-async fn deleted_and_banned_subjects_are_refused_for_every_kind<S>(store: S)
-where
-    S: UserStore + UserSync + Clone,
-{
+async fn deleted_and_banned_subjects_are_refused_for_every_kind(backend: Backend) {
+    let store = Store::new(backend).await;
     let clerk = Clerk::start().await;
     let layer = EnsureUserLayer::new(clerk.config(AcceptedTokens::ANY), store.clone());
     let evictor = layer.evictor();
@@ -383,16 +364,6 @@ where
         }
     }
     assert_eq!(clerk.api.verify_calls(), calls, "refused from memory");
-}
-
-#[tokio::test]
-async fn deleted_and_banned_subjects_are_refused_for_every_kind_postgres() {
-    deleted_and_banned_subjects_are_refused_for_every_kind(common::postgres_store().await).await;
-}
-
-#[tokio::test]
-async fn deleted_and_banned_subjects_are_refused_for_every_kind_sqlite() {
-    deleted_and_banned_subjects_are_refused_for_every_kind(common::sqlite_store().await).await;
 }
 
 #[tokio::test]
@@ -581,4 +552,62 @@ async fn the_scope_guard_requires_the_credentials_scope() {
             (StatusCode::FORBIDDEN, Some("insufficient_scope"))
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_through_the_evictor_reaches_every_instance() {
+    let clerk = Clerk::start().await;
+    let deployment = Deployment::postgres().await;
+    let config = deployment
+        .config()
+        .with_accepted_tokens(AcceptedTokens::ANY)
+        .with_secret_key(SECRET)
+        .with_api_url(clerk.api.url());
+    let a = deployment.instance().config(config.clone()).start().await;
+    let b = deployment.instance().config(config).start().await;
+    deployment
+        .listening(&[&a, &b], Duration::from_secs(5))
+        .await;
+    let user = random_id("user");
+    let (key, id) = clerk.api_key(&user, &[]);
+    let (kept, _) = clerk.api_key(&user, &[]);
+    for instance in [&a, &b] {
+        assert_eq!(instance.me(&key).await.0, StatusCode::OK);
+        assert_eq!(instance.me(&kept).await.0, StatusCode::OK);
+    }
+    // Instance A revokes it, and records it for every instance.
+    let since = std::time::Instant::now();
+    let until = a.layer.evictor().revoke_credential(&id).await;
+    assert_eq!(
+        a.me(&key).await,
+        (StatusCode::UNAUTHORIZED, "credential_revoked".to_owned())
+    );
+    deployment.db.end_session(&id, &user, until).await.unwrap();
+    let heard = b
+        .refused(&key, "credential_revoked", since, PROPAGATION_LIMIT)
+        .await;
+    println!("instance B refused the revoked key {heard:?} after A revoked it");
+    // Clerk was never asked again, and the user's other key is still served.
+    let calls = clerk.api.verify_calls();
+    for instance in [&a, &b] {
+        assert_eq!(instance.me(&kept).await.0, StatusCode::OK);
+    }
+    assert_eq!(clerk.api.verify_calls(), calls);
+    // An instance started later reads the record when it starts listening.
+    let c = deployment
+        .instance()
+        .config(
+            deployment
+                .config()
+                .with_accepted_tokens(AcceptedTokens::ANY)
+                .with_secret_key(SECRET)
+                .with_api_url(clerk.api.url()),
+        )
+        .start()
+        .await;
+    deployment.listening(&[&c], Duration::from_secs(5)).await;
+    assert_eq!(
+        c.me(&key).await,
+        (StatusCode::UNAUTHORIZED, "credential_revoked".to_owned())
+    );
 }
