@@ -23,8 +23,7 @@ use common::{
 use ensure_user::{
     Config, EnsureUserLayer, Guard, LocalOrganization, LocalUser, Principal,
     credential::{AcceptedTokens, TokenType},
-    store::SqliteUserStore,
-    store::{OrganizationStore, UserStore, UserSync},
+    store::{SqliteUserStore, UserSync},
     testing::{SigningKey, random_id, session_claims},
 };
 use http::{Request, StatusCode};
