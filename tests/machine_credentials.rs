@@ -610,3 +610,33 @@ async fn a_revocation_through_the_evictor_reaches_every_instance() {
         (StatusCode::UNAUTHORIZED, "credential_revoked".to_owned())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_on_one_instance_refuses_the_users_keys_on_another() {
+    let clerk = Clerk::start().await;
+    let deployment = Deployment::postgres().await;
+    let config = deployment
+        .config()
+        .with_accepted_tokens(AcceptedTokens::ANY)
+        .with_secret_key(SECRET)
+        .with_api_url(clerk.api.url());
+    let a = deployment.instance().config(config.clone()).start().await;
+    let b = deployment.instance().config(config).start().await;
+    deployment
+        .listening(&[&a, &b], Duration::from_secs(5))
+        .await;
+    let user = random_id("user");
+    let (key, _) = clerk.api_key(&user, &[]);
+    let oauth = clerk.key.oauth_token(ISSUER, &user, "client_a", &[], 600);
+    for token in [&key, &oauth] {
+        assert_eq!(b.me(token).await.0, StatusCode::OK);
+    }
+    let calls = clerk.api.verify_calls();
+    let since = std::time::Instant::now();
+    assert_eq!(a.delete(&user).await, StatusCode::OK);
+    for token in [&key, &oauth] {
+        b.refused(token, "user_deleted", since, PROPAGATION_LIMIT)
+            .await;
+    }
+    assert_eq!(clerk.api.verify_calls(), calls, "refused from memory");
+}

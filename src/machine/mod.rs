@@ -37,7 +37,7 @@ use self::{
     budget::Budget,
     refusals::{Key, Refusals},
 };
-use crate::{Rejection, token::TokenType};
+use crate::{rejection::Rejection, token::TokenType};
 pub use credential::{MachineCredential, SubjectKind};
 
 /// What the Backend API verification needs, from [`Config`](crate::Config).
