@@ -627,13 +627,18 @@ async fn a_deletion_on_one_instance_refuses_the_users_keys_on_another() {
         .await;
     let user = random_id("user");
     let (key, _) = clerk.api_key(&user, &[]);
-    let oauth = clerk.key.oauth_token(ISSUER, &user, "client_a", &[], 600);
+    // Signed with the deployment's keys, which its instances trust.
+    let oauth = deployment
+        .key
+        .oauth_token(ISSUER, &user, "client_a", &[], 600);
     for token in [&key, &oauth] {
-        assert_eq!(b.me(token).await.0, StatusCode::OK);
+        let served = b.me(token).await;
+        assert_eq!(served.0, StatusCode::OK, "{served:?}");
     }
     let calls = clerk.api.verify_calls();
     let since = std::time::Instant::now();
-    assert_eq!(a.delete(&user).await, StatusCode::OK);
+    let delivered = a.deliver(&common::user_deleted_event(&user)).await;
+    assert_eq!(delivered.0, StatusCode::OK, "{delivered:?}");
     for token in [&key, &oauth] {
         b.refused(token, "user_deleted", since, PROPAGATION_LIMIT)
             .await;
