@@ -6,6 +6,12 @@
 //! Clerk user, creating it on first sight, and hands the handler a
 //! [`LocalUser`]. No webhook has to have arrived first.
 //!
+//! The layer can accept Clerk's machine credentials on the same routes (API
+//! keys, OAuth access tokens, machine tokens; see [`credential`] and
+//! [`Config::with_accepted_tokens`]): what a request proved is one
+//! [`Principal`], of which [`LocalUser`] and [`LocalOrganization`] are
+//! views, so a user's API key gives the same row as the user's session.
+//!
 //! A repeat request costs one lock-free hash lookup: a verified token is
 //! remembered until it expires, together with the local id it resolved to,
 //! and users are cached as well. Concurrent first requests for a new user
