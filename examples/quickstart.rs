@@ -119,6 +119,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             get(move || async move { Json(jwks) }),
         );
         print_dev_banner(addr, config.issuer(), key);
+        print_opaque_note(&config);
     }
     println!(
         "ensure-user quickstart listening on http://{addr} (issuer {})",
@@ -336,7 +337,7 @@ fn print_dev_banner(addr: SocketAddr, issuer: &str, key: &testing::SigningKey) {
     let machine_token = key.machine_token(issuer, &machine, &[], DEV_TOKEN_TTL_SECONDS);
     println!(
         "\n== ensure-user quickstart: DEVELOPMENT MODE ==\n\
-         No Clerk key is configured, so this server made a throwaway key pair and\n\
+         No Clerk instance is configured, so this server made a throwaway key pair and\n\
          serves its JWKS at http://{addr}/.well-known/jwks.json. Never run this mode\n\
          in production: set CLERK_PUBLISHABLE_KEY (or CLERK_ISSUER with CLERK_JWKS_URL,\n\
          CLERK_JWT_KEY or CLERK_SECRET_KEY).\n\n\
@@ -350,10 +351,25 @@ fn print_dev_banner(addr: SocketAddr, issuer: &str, key: &testing::SigningKey) {
          curl -i http://{addr}/whoami -H 'Authorization: Bearer {oauth}'\n\n\
          A machine token of the machine {machine}: /whoami answers it, /me refuses it\n\
          (403 no_user; a machine has no row):\n\n\
-         curl -i http://{addr}/whoami -H 'Authorization: Bearer {machine_token}'\n\n\
-         API keys (ak_...) and opaque tokens are verified with CLERK_SECRET_KEY at\n\
-         CLERK_API_URL; set them to try those.\n"
+         curl -i http://{addr}/whoami -H 'Authorization: Bearer {machine_token}'\n"
     );
+}
+
+/// How API keys and opaque tokens would be verified in development mode.
+fn print_opaque_note(config: &Config) {
+    if env::var("CLERK_SECRET_KEY").is_ok_and(|key| !key.trim().is_empty()) {
+        println!(
+            "API keys (ak_...) and opaque OAuth and machine tokens are verified by the\n\
+             Backend API at {} with CLERK_SECRET_KEY.\n",
+            config.api_url()
+        );
+    } else {
+        println!(
+            "API keys (ak_...) and opaque OAuth and machine tokens need CLERK_SECRET_KEY\n\
+             (and CLERK_API_URL for a Backend API other than Clerk's); they are\n\
+             refused 500 verification_misconfigured until it is set.\n"
+        );
+    }
 }
 
 /// Session claims (version 2) naming `organization` as active, with the

@@ -461,6 +461,11 @@ impl Config {
         self.accepted_tokens
     }
 
+    /// The Backend API's base URL: opaque credentials are verified there.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
     /// What the verification of opaque machine credentials follows.
     pub(crate) fn machine_rules(&self) -> MachineRules {
         let (budget_calls, budget_window) = self.backend_api_budget;
