@@ -163,11 +163,12 @@ pub enum StoreError {
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 const SCHEMA_SQLSTATES: [&str; 3] = ["42703", "42P01", "42P10"];
 
-/// How SQLite words the same three failures (its code is the generic
+/// How SQLite words the same failures (its code is the generic
 /// `SQLITE_ERROR`).
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-const SCHEMA_MESSAGES: [&str; 3] = [
+const SCHEMA_MESSAGES: [&str; 4] = [
     "no such column",
+    "has no column named",
     "no such table",
     "ON CONFLICT clause does not match",
 ];
