@@ -48,9 +48,19 @@
 //!   `org:<organization id>` for an organization and
 //!   `membership:<organization id>:<user id>` for a membership.
 //!
-//! With a mapped users table ([`UserTable`]) the statements join that table:
-//! create the four tables yourself before `migrate` (which then leaves them
-//! as they are), with `user_id` of its key's type, referencing it.
+//! With a mapped users table ([`UserTable`]) the statements join that table,
+//! and `migrate` creates the four tables with `user_id` of its key's type,
+//! referencing it (tables the app made itself are left as they are).
+//!
+//! # The schema, checked at the start
+//!
+//! [`UserStore::check_schema`] and [`OrganizationStore::check_organization_schema`]
+//! compare what the store needs with the database's catalog and answer
+//! [`StoreError::Schema`] for the first table, column or unique constraint
+//! missing; [`Setup::start`](crate::Setup::start) runs them, and so does
+//! every readiness check. A statement that fails at run time for the
+//! same reason is a [`StoreError::is_schema_mismatch`], which the layer
+//! and the webhook receiver refuse `500 store_misconfigured`.
 
 use std::{future::Future, pin::Pin};
 
