@@ -170,7 +170,8 @@ impl EnsureUserLayer {
     }
 
     /// Whether this layer can serve requests: keys held (one fetch is tried
-    /// when none are), the store reachable, and the eviction listener, if
+    /// when none are), the store reachable and its schema what the store
+    /// needs ([`Readiness::store_misconfigured`]), and the eviction listener, if
     /// one runs, hearing its own notifications (see
     /// [`Readiness::eviction_listener_deaf`]). Expose it on a readiness route:
     ///
@@ -190,6 +191,12 @@ impl EnsureUserLayer {
     /// ```
     pub async fn readiness(&self) -> Readiness {
         Readiness::of(&self.engine).await
+    }
+
+    /// Checks the schema of the layer's stores (the users', and the
+    /// organizations' when it resolves them), as readiness does.
+    pub(crate) async fn check_schema(&self) -> Result<(), crate::store::StoreError> {
+        crate::readiness::check_schema(&self.engine).await
     }
 }
 

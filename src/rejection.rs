@@ -170,6 +170,11 @@ pub enum Rejection {
     /// misconfigured: no secret key for this kind of credential, or a key
     /// the Backend API refuses. A `500`; the cause goes to the logs.
     VerificationMisconfigured,
+    /// The user store's database lacks a table, column or unique
+    /// constraint the store needs (a mapping naming what the app's table
+    /// does not have, say): retrying cannot help. A `500`, without
+    /// `Retry-After`; the cause goes to the logs, and readiness fails.
+    StoreMisconfigured,
 }
 
 impl Rejection {
@@ -263,6 +268,7 @@ impl Rejection {
                 "verification_misconfigured",
                 "the server is misconfigured and cannot verify this credential",
             ),
+            Self::StoreMisconfigured => STORE_MISCONFIGURED,
         }
     }
 
@@ -278,7 +284,7 @@ impl Rejection {
 
     /// `401 Unauthorized` for every token problem, `503 Service Unavailable`
     /// for outages, `500 Internal Server Error` for a server that cannot
-    /// verify a credential it accepts.
+    /// verify a credential it accepts or whose store's schema is wrong.
     pub const fn status(self) -> StatusCode {
         self.refusal().status()
     }
@@ -302,6 +308,14 @@ impl std::fmt::Display for Rejection {
 }
 
 impl std::error::Error for Rejection {}
+
+/// The store's schema lacks what the store needs: for the layer and the
+/// webhook receiver alike.
+pub(crate) const STORE_MISCONFIGURED: Refusal = Refusal::new(
+    StatusCode::INTERNAL_SERVER_ERROR,
+    "store_misconfigured",
+    "the user store is misconfigured",
+);
 
 /// A handler or guard asked for the user on a route without the layer: a
 /// server bug.
@@ -355,6 +369,8 @@ pub(crate) const ORGANIZATIONS_NOT_RESOLVED: Refusal = Refusal::new(
 #[cfg(feature = "webhooks")]
 pub(crate) mod webhook {
     use super::{Header, Refusal, StatusCode};
+
+    pub(crate) use super::STORE_MISCONFIGURED;
 
     pub(crate) const METHOD_NOT_ALLOWED: Refusal = Refusal::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -483,6 +499,17 @@ mod tests {
         assert!(!misconfigured.is_outage());
     }
 
+    #[test]
+    fn a_misconfigured_store_is_a_500_not_to_be_retried() {
+        let rejection = Rejection::StoreMisconfigured;
+        let response = rejection.to_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(rejection.code(), "store_misconfigured");
+        assert!(!rejection.is_outage());
+    }
+
     #[cfg(feature = "axum")]
     #[test]
     fn a_credential_without_a_user_is_forbidden() {
@@ -511,13 +538,18 @@ mod tests {
             Rejection::CredentialRevoked,
             Rejection::VerificationUnavailable,
             Rejection::VerificationMisconfigured,
+            Rejection::StoreMisconfigured,
         ]
         .map(Rejection::refusal)
         .to_vec();
         #[cfg(feature = "axum")]
         refusals.extend([MISSING_LAYER, NO_USER]);
         #[cfg(feature = "webhooks")]
-        refusals.extend([webhook::METHOD_NOT_ALLOWED, webhook::HOOK_FAILED]);
+        refusals.extend([
+            webhook::METHOD_NOT_ALLOWED,
+            webhook::HOOK_FAILED,
+            webhook::STORE_MISCONFIGURED,
+        ]);
         for refusal in refusals {
             let response = refusal.response();
             assert_eq!(response.status(), refusal.status());

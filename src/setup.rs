@@ -139,10 +139,18 @@ where
         self
     }
 
-    /// Starts the eviction listener (on PostgreSQL; on SQLite, reads the
-    /// ended sessions once) and builds the webhook receiver. Fails only when
-    /// the listener's first `LISTEN`, or that first read, does.
+    /// Checks the store's schema, starts the eviction listener (on
+    /// PostgreSQL; on SQLite, reads the ended sessions once) and builds the
+    /// webhook receiver.
+    ///
+    /// Fails when the database lacks a table, column or unique constraint
+    /// the store needs ([`StoreError::Schema`], naming it and the fix: see
+    /// [`UserStore::check_schema`], and
+    /// [`OrganizationStore::check_organization_schema`] after
+    /// [`with_organizations`](Self::with_organizations)), or when the
+    /// listener's first `LISTEN`, or that first read, does.
     pub async fn start(self) -> Result<Running, StoreError> {
+        self.layer.check_schema().await?;
         #[cfg(feature = "postgres")]
         let listener = match self.listener_connection {
             Some(connection) => {

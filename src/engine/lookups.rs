@@ -247,7 +247,8 @@ fn predates(answer: &MembershipResolution, claim: &MembershipClaim<'_>) -> bool 
 }
 
 /// The cached answer for `key`, or `load`'s; a store failure is logged and
-/// refused as an outage.
+/// refused as an outage, or, when the schema is at fault, as a
+/// misconfiguration that retrying cannot mend.
 async fn answered<V, F>(
     answers: &Answers<V>,
     key: &str,
@@ -262,6 +263,16 @@ where
         .get_or_load(key, stamp, load)
         .await
         .map_err(|error: Arc<StoreError>| {
+            if error.is_schema_mismatch() {
+                tracing::error!(
+                    target: "ensure_user",
+                    key,
+                    %error,
+                    "store misconfigured: the database lacks a table, column or unique \
+                     constraint the store needs; see `check_schema`"
+                );
+                return Rejection::StoreMisconfigured;
+            }
             tracing::error!(target: "ensure_user", key, %error, "store failed");
             Rejection::StoreUnavailable
         })

@@ -155,6 +155,11 @@ impl Engine {
         &*self.store
     }
 
+    /// The organizations' store, when organizations are resolved.
+    pub(crate) fn organization_store(&self) -> Option<&dyn DynOrganizationStore> {
+        self.organizations.as_deref()
+    }
+
     pub(crate) fn store_timeout(&self) -> std::time::Duration {
         self.store_timeout
     }

@@ -48,9 +48,19 @@
 //!   `org:<organization id>` for an organization and
 //!   `membership:<organization id>:<user id>` for a membership.
 //!
-//! With a mapped users table ([`UserTable`]) the statements join that table:
-//! create the four tables yourself before `migrate` (which then leaves them
-//! as they are), with `user_id` of its key's type, referencing it.
+//! With a mapped users table ([`UserTable`]) the statements join that table,
+//! and `migrate` creates the four tables with `user_id` of its key's type,
+//! referencing it (tables the app made itself are left as they are).
+//!
+//! # The schema, checked at the start
+//!
+//! [`UserStore::check_schema`] and [`OrganizationStore::check_organization_schema`]
+//! compare what the store needs with the database's catalog and answer
+//! [`StoreError::Schema`] for the first table, column or unique constraint
+//! missing; [`Setup::start`](crate::Setup::start) runs them, and so does
+//! every readiness check. A statement that fails at run time for the
+//! same reason is a [`StoreError::is_schema_mismatch`], which the layer
+//! and the webhook receiver refuse `500 store_misconfigured`.
 
 use std::{future::Future, pin::Pin};
 
@@ -60,6 +70,7 @@ mod batch;
 mod organization;
 mod organization_batch;
 mod profile;
+mod schema;
 mod sync;
 mod table;
 pub use batch::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate, Walk};
@@ -72,6 +83,7 @@ pub use organization::{
 };
 pub use organization_batch::OrganizationBackfillStore;
 pub use profile::Profile;
+pub use schema::SchemaError;
 #[cfg(any(feature = "webhooks", feature = "clerk-api"))]
 pub(crate) use sync::DynUserSync;
 pub use sync::{SyncOutcome, UserSync};
@@ -132,7 +144,9 @@ impl Resolution {
     }
 }
 
-/// A store failure. Shown to no client: the layer answers `503 store_unavailable`.
+/// A store failure. Shown to no client: the layer answers `503
+/// store_unavailable`, or `500 store_misconfigured` when the failure is the
+/// schema's ([`StoreError::is_schema_mismatch`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -147,9 +161,48 @@ pub enum StoreError {
     /// refusing to change the database.
     #[error("store error: {0}")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database lacks a table, column or unique constraint the store
+    /// needs ([`UserStore::check_schema`]).
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
 }
 
+/// PostgreSQL's SQLSTATEs for a statement the schema cannot run: an
+/// undefined column, an undefined table, and no unique constraint matching
+/// an `ON CONFLICT` target.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+const SCHEMA_SQLSTATES: [&str; 3] = ["42703", "42P01", "42P10"];
+
+/// How SQLite words the same failures (its code is the generic
+/// `SQLITE_ERROR`).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+const SCHEMA_MESSAGES: [&str; 4] = [
+    "no such column",
+    "has no column named",
+    "no such table",
+    "ON CONFLICT clause does not match",
+];
+
 impl StoreError {
+    /// Whether the failure is the schema's, so that retrying cannot help:
+    /// a [`SchemaError`], or the database refusing a statement for a
+    /// missing table or column, or for a missing unique constraint.
+    pub fn is_schema_mismatch(&self) -> bool {
+        match self {
+            Self::Schema(_) => true,
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            Self::Database(sqlx::Error::Database(error)) => {
+                error
+                    .code()
+                    .is_some_and(|code| SCHEMA_SQLSTATES.contains(&code.as_ref()))
+                    || SCHEMA_MESSAGES
+                        .iter()
+                        .any(|wording| error.message().contains(wording))
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the database refused the data (a constraint, a value a
     /// column cannot hold) rather than being unavailable.
     #[cfg(feature = "clerk-api")]
@@ -196,6 +249,15 @@ pub trait UserStore: Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         async { Ok(()) }
     }
+
+    /// Whether the database has every table, column and unique constraint
+    /// the store reads or writes users with; [`StoreError::Schema`] names
+    /// the first one missing and the fix. Run by
+    /// [`Setup::start`](crate::Setup::start), which fails on it, and by
+    /// every readiness check. Default: nothing to check.
+    fn check_schema(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -209,6 +271,8 @@ pub(crate) trait DynUserStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Resolution, StoreError>>;
 
     fn ping_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    fn check_schema_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 impl<S: UserStore> DynUserStore for S {
@@ -222,5 +286,9 @@ impl<S: UserStore> DynUserStore for S {
 
     fn ping_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(self.ping())
+    }
+
+    fn check_schema_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.check_schema())
     }
 }

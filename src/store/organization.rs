@@ -134,6 +134,15 @@ pub trait OrganizationStore: Send + Sync + 'static {
         &self,
         claim: &MembershipClaim<'_>,
     ) -> impl Future<Output = Result<MembershipResolution, StoreError>> + Send;
+
+    /// Whether the database has every table, column and unique constraint
+    /// the store keeps organizations and memberships with, as
+    /// [`UserStore::check_schema`](super::UserStore::check_schema) does for
+    /// users; run alike where organizations are turned on. Default: nothing
+    /// to check.
+    fn check_organization_schema(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Writes what Clerk reports about organizations and memberships: the
@@ -197,6 +206,8 @@ pub(crate) trait DynOrganizationStore: Send + Sync + 'static {
         &'a self,
         claim: &'a MembershipClaim<'a>,
     ) -> BoxFuture<'a, Result<MembershipResolution, StoreError>>;
+
+    fn check_organization_schema_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 impl<S: OrganizationStore> DynOrganizationStore for S {
@@ -213,6 +224,10 @@ impl<S: OrganizationStore> DynOrganizationStore for S {
         claim: &'a MembershipClaim<'a>,
     ) -> BoxFuture<'a, Result<MembershipResolution, StoreError>> {
         Box::pin(self.ensure_membership(claim))
+    }
+
+    fn check_organization_schema_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.check_organization_schema())
     }
 }
 

@@ -18,19 +18,21 @@ pub struct InvalidIdentifier(pub String);
 /// The users table the SQL stores read and write.
 ///
 /// [`UserTable::default`] is the bundled schema (`migrations/`). An app with
-/// its own table maps it; columns it lacks are set to `None`:
+/// its own table maps it from what the table has: its key and the column
+/// holding the Clerk user id ([`UserTable::existing`]), then each optional
+/// column it also has:
 ///
 /// ```
 /// use ensure_user::store::{IdKind, UserTable};
 ///
-/// let table = UserTable::new("accounts")?
-///     .with_id_column("account_id", IdKind::Uuid)?
-///     .with_clerk_id_column("clerk_user_id")?
+/// let table = UserTable::existing("accounts", "account_id", IdKind::Uuid, "clerk_user_id")?
 ///     .with_profile_columns(Some("email_address"), None, None, None)?
-///     .with_clerk_updated_at_column(Some("clerk_version"))?
-///     .with_banned_column(None)?;
+///     .with_clerk_updated_at_column(Some("clerk_version"))?;
 /// # Ok::<(), ensure_user::store::InvalidIdentifier>(())
 /// ```
+///
+/// The stores check the mapping against the database when the app starts
+/// ([`UserStore::check_schema`](super::UserStore::check_schema)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserTable {
     pub(crate) table: String,
@@ -65,7 +67,35 @@ impl Default for UserTable {
 }
 
 impl UserTable {
-    /// The bundled layout under another table name.
+    /// The app's own table, from the columns every users table has: its
+    /// primary key (`id`, of type `id_kind`) and the column holding the
+    /// Clerk user id (`clerk_id`, with a unique constraint). No profile,
+    /// version or ban column: add those the table has with
+    /// [`with_profile_columns`](Self::with_profile_columns),
+    /// [`with_clerk_updated_at_column`](Self::with_clerk_updated_at_column)
+    /// and [`with_banned_column`](Self::with_banned_column).
+    pub fn existing(
+        table: &str,
+        id: &str,
+        id_kind: IdKind,
+        clerk_id: &str,
+    ) -> Result<Self, InvalidIdentifier> {
+        Ok(Self {
+            table: identifier(table)?,
+            id: identifier(id)?,
+            id_kind,
+            clerk_id: identifier(clerk_id)?,
+            email: None,
+            first_name: None,
+            last_name: None,
+            image_url: None,
+            clerk_updated_at: None,
+            banned: None,
+            tombstones: Self::default().tombstones,
+        })
+    }
+
+    /// The bundled layout, every column of it, under another table name.
     pub fn new(table: &str) -> Result<Self, InvalidIdentifier> {
         Ok(Self {
             table: identifier(table)?,
@@ -189,6 +219,15 @@ mod tests {
         ] {
             assert!(identifier(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_existing_table_maps_its_keys_alone() {
+        let table = UserTable::existing("accounts", "id", IdKind::Uuid, "clerk_user_id").unwrap();
+        assert_eq!(table.profile_columns(), [None; 4]);
+        assert_eq!((table.clerk_updated_at, table.banned), (None, None));
+        assert_eq!(table.clerk_id, "\"clerk_user_id\"");
+        assert!(UserTable::existing("accounts", "id;", IdKind::Uuid, "clerk_user_id").is_err());
     }
 
     #[test]

@@ -209,6 +209,11 @@ impl WebhookReceiver {
             Ok(outcome) => outcome,
             Err(error) => {
                 telemetry::webhook_delivery("failed");
+                let refusal = if error.is_schema_mismatch() {
+                    Refusal::StoreMisconfigured
+                } else {
+                    Refusal::StoreUnavailable
+                };
                 tracing::error!(
                     target: "ensure_user",
                     svix_id = %delivery.id,
@@ -216,11 +221,11 @@ impl WebhookReceiver {
                     clerk_id = event.change.clerk_id(),
                     organization_id = event.change.organization_id(),
                     outcome = "failed",
-                    reason = "store_unavailable",
+                    reason = refusal.code(),
                     %error,
                     "webhook delivery not applied"
                 );
-                return Err(Refusal::StoreUnavailable);
+                return Err(refusal);
             }
         };
         let applied = AppliedEvent {
@@ -306,6 +311,8 @@ enum Refusal {
     Signature(SignatureError),
     Event(EventError),
     StoreUnavailable,
+    /// The store's schema lacks what the event needs written.
+    StoreMisconfigured,
     HookFailed,
 }
 
@@ -319,6 +326,7 @@ impl Refusal {
             Self::Signature(error) => error.refusal(),
             Self::Event(error) => error.refusal(),
             Self::StoreUnavailable => webhook::STORE_UNAVAILABLE,
+            Self::StoreMisconfigured => webhook::STORE_MISCONFIGURED,
             Self::HookFailed => webhook::HOOK_FAILED,
         }
     }

@@ -112,7 +112,7 @@ pub trait Driver: Database + sealed::Sealed {
     #[doc(hidden)]
     fn run_script<'a>(
         pool: &'a Pool<Self>,
-        script: &'static str,
+        script: &'a str,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
 
     #[doc(hidden)]
@@ -213,8 +213,8 @@ where
         Ok(())
     }
 
-    async fn run_script(pool: &Pool<Self>, script: &'static str) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(script).execute(pool).await?;
+    async fn run_script(pool: &Pool<Self>, script: &str) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(AssertSqlSafe(script)).execute(pool).await?;
         Ok(())
     }
 

@@ -34,9 +34,11 @@ mod organization_batch;
 mod organization_batch_queries;
 mod organization_queries;
 mod organizations;
+mod own_tables;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod queries;
+mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
@@ -54,9 +56,11 @@ use driver::Driver;
 pub(crate) use driver::Statement;
 use organization_batch_queries::OrganizationBatchQueries;
 use organization_queries::OrganizationQueries;
+use own_tables::Spelling;
 #[cfg(feature = "postgres")]
 pub use postgres::PgUserStore;
 use queries::Queries;
+use schema::{Needs, TableName};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteUserStore;
 use sqlx::Pool;
@@ -82,6 +86,19 @@ pub trait Dialect: Driver {
     /// The current time as the bundled `updated_at` columns hold it.
     #[doc(hidden)]
     const NOW: &'static str;
+
+    /// How the crate's own tables are spelled, for a mapped store's migration.
+    #[doc(hidden)]
+    const SPELLING: Spelling;
+
+    /// The names of the table's columns: no row when there is no such table.
+    #[doc(hidden)]
+    fn columns_of(table: &TableName) -> Statement<'_>;
+
+    /// The table's unique constraints and unique indexes, neither partial
+    /// nor on expressions: one row (its name, a column) per column of each.
+    #[doc(hidden)]
+    fn unique_keys_of(table: &TableName) -> Statement<'_>;
 
     /// The placeholder of the `n`-th value (from 1).
     #[doc(hidden)]
@@ -124,6 +141,9 @@ pub struct SqlUserStore<DB: Dialect> {
     queries: Arc<Queries>,
     organizations: Arc<OrganizationQueries>,
     organization_batches: Arc<OrganizationBatchQueries>,
+    needs: Arc<Needs>,
+    /// The migration of a mapped table's store; `None` for the bundled table.
+    own_tables: Option<Arc<str>>,
 }
 
 impl<DB: Dialect> Clone for SqlUserStore<DB> {
@@ -133,6 +153,8 @@ impl<DB: Dialect> Clone for SqlUserStore<DB> {
             queries: Arc::clone(&self.queries),
             organizations: Arc::clone(&self.organizations),
             organization_batches: Arc::clone(&self.organization_batches),
+            needs: Arc::clone(&self.needs),
+            own_tables: self.own_tables.clone(),
         }
     }
 }
@@ -151,10 +173,16 @@ impl<DB: Dialect> SqlUserStore<DB> {
 
     /// A store over `pool` for the app's own table layout.
     ///
-    /// Organizations and memberships are kept in the bundled tables, whose
+    /// Organizations and memberships are kept in the crate's tables, whose
     /// memberships reference `table` (see the [module docs](crate::store)).
+    /// [`migrate`](Self::migrate) creates the crate's tables only, and
+    /// [`check_schema`](UserStore::check_schema) says what `table` lacks.
     pub fn with_table(pool: Pool<DB>, table: &UserTable) -> Self {
+        let own_tables = (*table != UserTable::default())
+            .then(|| own_tables::script(table, &DB::SPELLING).into());
         Self {
+            needs: Arc::new(Needs::new(table)),
+            own_tables,
             pool,
             queries: Arc::new(Queries::new(table, DB::placeholder)),
             organizations: Arc::new(OrganizationQueries::new(table, DB::placeholder, DB::NOW)),
@@ -176,15 +204,27 @@ impl<DB: Dialect> SqlUserStore<DB> {
         self.queries.banned_mapped
     }
 
-    /// Creates the bundled `users`, `clerk_user_tombstones`,
-    /// `ensure_user_backfill_state`, `organizations`,
-    /// `organization_memberships`, `clerk_organization_tombstones` and
-    /// `clerk_membership_tombstones` and `ensure_user_ended_sessions` tables
-    /// if they do not exist, and `users.banned` if it is missing. On SQLite,
-    /// also rebuilds a `users` table made by version 0.1.0, once (see
-    /// `SqliteUserStore`). Idempotent, and safe to run from several
-    /// processes at once.
+    /// Creates the tables the store needs if they do not exist. Idempotent,
+    /// and safe to run from several processes at once.
+    ///
+    /// On the bundled table ([`new`](Self::new)): `users`,
+    /// `clerk_user_tombstones`, `ensure_user_backfill_state`,
+    /// `organizations`, `organization_memberships`,
+    /// `clerk_organization_tombstones`, `clerk_membership_tombstones` and
+    /// `ensure_user_ended_sessions`, and `users.banned` if it is missing. On
+    /// SQLite, also rebuilds a `users` table made by version 0.1.0, once
+    /// (see `SqliteUserStore`).
+    ///
+    /// On the app's own table ([`with_table`](Self::with_table)): the same
+    /// tables but `users`, which it never creates or changes — the
+    /// tombstones under the mapped name, and `organization_memberships.user_id`
+    /// of the mapped key's type, referencing the app's table (which must
+    /// exist first). Columns the mapping names but the table lacks are
+    /// reported by [`check_schema`](UserStore::check_schema).
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        if let Some(script) = &self.own_tables {
+            return Ok(DB::run_script(&self.pool, script).await?);
+        }
         DB::run_script(&self.pool, DB::MIGRATIONS).await?;
         DB::upgrade(&self.pool).await
     }
@@ -444,6 +484,13 @@ impl<DB: Dialect> UserStore for SqlUserStore<DB> {
     async fn ping(&self) -> Result<(), StoreError> {
         DB::rows(&self.pool, Statement::new("SELECT 1")).await?;
         Ok(())
+    }
+
+    /// Checks the users table as mapped (its key, Clerk id, profile,
+    /// version and ban columns, and the unique constraint on the Clerk id),
+    /// `clerk_user_tombstones` and `ensure_user_ended_sessions`.
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        self.needs.check_users(&self.pool).await
     }
 }
 

@@ -338,6 +338,12 @@ impl<DB: Dialect> OrganizationStore for SqlUserStore<DB> {
             "the membership kept changing while it was read".into(),
         ))
     }
+
+    /// Checks `organizations`, `organization_memberships`,
+    /// `clerk_organization_tombstones` and `clerk_membership_tombstones`.
+    async fn check_organization_schema(&self) -> Result<(), StoreError> {
+        self.needs.check_organizations(&self.pool).await
+    }
 }
 
 impl<DB: Dialect> OrganizationSync for SqlUserStore<DB> {

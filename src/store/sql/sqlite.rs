@@ -4,7 +4,7 @@
 
 use sqlx::{Sqlite, SqlitePool};
 
-use super::{Dialect, SqlUserStore, Statement, sqlite_upgrade};
+use super::{Bind, Dialect, Spelling, SqlUserStore, Statement, TableName, sqlite_upgrade};
 use crate::{eviction::Announcement, store::StoreError};
 
 /// Users in SQLite: the embedded default.
@@ -55,6 +55,36 @@ impl Dialect for Sqlite {
 
     const NOW: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
+    const SPELLING: Spelling = Spelling {
+        lock: "",
+        serial_key: "INTEGER PRIMARY KEY AUTOINCREMENT",
+        integer: "INTEGER",
+        // sqlx binds a UUID as its 16 bytes.
+        uuid: "BLOB",
+        timestamp: "TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+    };
+
+    fn columns_of(table: &TableName) -> Statement<'_> {
+        in_schema(
+            table,
+            "SELECT name FROM pragma_table_info(?1)",
+            "SELECT name FROM pragma_table_info(?1, ?2)",
+        )
+    }
+
+    fn unique_keys_of(table: &TableName) -> Statement<'_> {
+        in_schema(
+            table,
+            "SELECT list.name, COALESCE(info.name, '') \
+             FROM pragma_index_list(?1) AS list JOIN pragma_index_info(list.name) AS info \
+             WHERE list.\"unique\" = 1 AND list.partial = 0",
+            "SELECT list.name, COALESCE(info.name, '') \
+             FROM pragma_index_list(?1, ?2) AS list \
+             JOIN pragma_index_info(list.name, ?2) AS info \
+             WHERE list.\"unique\" = 1 AND list.partial = 0",
+        )
+    }
+
     fn placeholder(n: usize) -> String {
         format!("?{n}")
     }
@@ -78,5 +108,21 @@ impl Dialect for Sqlite {
     async fn upgrade(pool: &SqlitePool) -> Result<(), StoreError> {
         sqlite_upgrade::upgrade_users_table(pool).await?;
         sqlite_upgrade::add_banned_column(pool).await
+    }
+}
+
+/// A catalog query about `table`: `unqualified` binds its name (`?1`),
+/// `qualified` its name and the attached database it is in (`?2`).
+fn in_schema<'a>(
+    table: &'a TableName,
+    unqualified: &'static str,
+    qualified: &'static str,
+) -> Statement<'a> {
+    let name = Bind::Text(&table.table);
+    match &table.schema {
+        None => Statement::new(unqualified).bind(name),
+        Some(schema) => Statement::new(qualified)
+            .bind(name)
+            .bind(Bind::Text(schema)),
     }
 }
