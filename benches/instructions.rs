@@ -57,7 +57,7 @@ use ensure_user::{
         MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore, Profile,
         Resolution, StoreError, SyncOutcome, UserStore, UserSync,
     },
-    testing::{SigningKey, random_id, session_claims},
+    testing::{SigningKey, random_id, session_claims, svix_signature},
     webhook::WebhookReceiver,
 };
 use gungraun::{Dhat, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main};
@@ -381,7 +381,7 @@ fn webhook_deliveries() -> Input<WebhookReceiver> {
             })
             .to_string();
             let id = format!("msg_{n}");
-            let signature = svix::signature(svix::SECRET, &id, now, body.as_bytes());
+            let signature = svix_signature(svix::SECRET, &id, now, body.as_bytes());
             Request::post(svix::PATH)
                 .header("svix-id", id)
                 .header("svix-timestamp", now.to_string())

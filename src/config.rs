@@ -113,23 +113,56 @@ const CREDENTIAL_REFUSAL_MEMORY: Duration = Duration::from_secs(10);
 const CREDENTIAL_REFUSAL_CAPACITY: usize = 10_000;
 
 /// Why a configuration could not be built.
-#[derive(Debug, thiserror::Error)]
+///
+/// Each error reads as a sentence naming the variable to set or fix, in
+/// `Display` and in `Debug` alike: an app that returns it from `main` with
+/// `?` prints the `Debug` form. `Debug` adds the variant's name after the
+/// sentence.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A publishable key that is not `pk_test_…`/`pk_live_…` around a Frontend API host.
-    #[error("CLERK_PUBLISHABLE_KEY is not a valid Clerk publishable key")]
+    #[error(
+        "CLERK_PUBLISHABLE_KEY is not a Clerk publishable key: copy the key that starts \
+         with pk_test_ or pk_live_ from Clerk's Dashboard (Configure → API keys), whole"
+    )]
     InvalidPublishableKey,
     /// `CLERK_JWT_KEY` is not an RSA public key in PEM (or bare base64 SPKI) form.
-    #[error("CLERK_JWT_KEY is not a valid RSA public key")]
+    #[error(
+        "CLERK_JWT_KEY is not an RSA public key: paste the PEM public key from Clerk's \
+         Dashboard (Configure → API keys → JWT public key), or unset CLERK_JWT_KEY to \
+         fetch keys through CLERK_PUBLISHABLE_KEY instead"
+    )]
     InvalidJwtKey,
     /// No way to obtain verification keys was configured.
     #[error(
-        "no key source: set CLERK_PUBLISHABLE_KEY, CLERK_JWKS_URL, CLERK_JWT_KEY or CLERK_SECRET_KEY"
+        "no source of Clerk's signing keys: set CLERK_PUBLISHABLE_KEY (pk_test_… or \
+         pk_live_…, from Clerk's Dashboard → API keys), or one of CLERK_JWKS_URL, \
+         CLERK_JWT_KEY or CLERK_SECRET_KEY"
     )]
     MissingKeySource,
     /// The issuer could not be derived and was not set.
-    #[error("no issuer: set CLERK_ISSUER or CLERK_PUBLISHABLE_KEY")]
+    #[error(
+        "no issuer to check tokens against: set CLERK_PUBLISHABLE_KEY (pk_test_… or \
+         pk_live_…, from Clerk's Dashboard → API keys), which gives the issuer and the \
+         keys; or set CLERK_ISSUER to the Frontend API URL (https://clerk.your-domain.com) \
+         with CLERK_JWKS_URL, CLERK_JWT_KEY or CLERK_SECRET_KEY"
+    )]
     MissingIssuer,
+}
+
+/// The sentence, then the variant it came from: what `main` prints when it
+/// returns this error.
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = match self {
+            Self::InvalidPublishableKey => "InvalidPublishableKey",
+            Self::InvalidJwtKey => "InvalidJwtKey",
+            Self::MissingKeySource => "MissingKeySource",
+            Self::MissingIssuer => "MissingIssuer",
+        };
+        write!(f, "{self} (ConfigError::{variant})")
+    }
 }
 
 impl Config {
@@ -672,6 +705,80 @@ mod tests {
         let shown = format!("{secret_only:?}");
         assert!(shown.contains("https://api.clerk.com/v1/jwks"));
         assert!(!shown.contains("supersecret"), "{shown}");
+    }
+
+    /// Every way `from_lookup` can fail, and what it says: the variable to
+    /// set or fix, in `Display` and in `Debug` (what `main` prints).
+    #[test]
+    fn every_environment_error_says_what_to_set() {
+        const MISSING_ISSUER: &str = "no issuer to check tokens against: set \
+            CLERK_PUBLISHABLE_KEY (pk_test_… or pk_live_…, from Clerk's Dashboard → API keys), \
+            which gives the issuer and the keys; or set CLERK_ISSUER to the Frontend API URL \
+            (https://clerk.your-domain.com) with CLERK_JWKS_URL, CLERK_JWT_KEY or CLERK_SECRET_KEY";
+        const MISSING_KEY_SOURCE: &str = "no source of Clerk's signing keys: set \
+            CLERK_PUBLISHABLE_KEY (pk_test_… or pk_live_…, from Clerk's Dashboard → API keys), \
+            or one of CLERK_JWKS_URL, CLERK_JWT_KEY or CLERK_SECRET_KEY";
+        const INVALID_PUBLISHABLE_KEY: &str = "CLERK_PUBLISHABLE_KEY is not a Clerk \
+            publishable key: copy the key that starts with pk_test_ or pk_live_ from Clerk's \
+            Dashboard (Configure → API keys), whole";
+        const INVALID_JWT_KEY: &str = "CLERK_JWT_KEY is not an RSA public key: paste the PEM \
+            public key from Clerk's Dashboard (Configure → API keys → JWT public key), or unset \
+            CLERK_JWT_KEY to fetch keys through CLERK_PUBLISHABLE_KEY instead";
+        /// The variables set, the sentence, the variant.
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            &'static str,
+            &'static str,
+        );
+        let cases: [Case; 6] = [
+            (&[], MISSING_ISSUER, "MissingIssuer"),
+            (
+                &[("CLERK_JWKS_URL", "https://x.example/jwks")],
+                MISSING_ISSUER,
+                "MissingIssuer",
+            ),
+            (
+                &[("CLERK_SECRET_KEY", "sk_test_supersecret")],
+                MISSING_ISSUER,
+                "MissingIssuer",
+            ),
+            (
+                &[("CLERK_ISSUER", "https://x.example")],
+                MISSING_KEY_SOURCE,
+                "MissingKeySource",
+            ),
+            (
+                &[("CLERK_PUBLISHABLE_KEY", "sk_test_Y2xlcmsuY2xlcmsuZGV2JA")],
+                INVALID_PUBLISHABLE_KEY,
+                "InvalidPublishableKey",
+            ),
+            (
+                &[
+                    ("CLERK_ISSUER", "https://x.example"),
+                    ("CLERK_JWT_KEY", "not a key"),
+                ],
+                INVALID_JWT_KEY,
+                "InvalidJwtKey",
+            ),
+        ];
+        for (vars, sentence, variant) in cases {
+            let error = Config::from_lookup(lookup(vars)).unwrap_err();
+            assert_eq!(error.to_string(), sentence, "{vars:?}");
+            assert_eq!(
+                format!("{error:?}"),
+                format!("{sentence} (ConfigError::{variant})"),
+                "{vars:?}"
+            );
+        }
+        // Set without an issuer, the URL alone is not enough: the error
+        // names both ways to give one.
+        let jwks_only = Config::from_lookup(lookup(&[("CLERK_JWKS_URL", "https://x.example/j")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            jwks_only.contains("set CLERK_ISSUER") && jwks_only.contains("CLERK_PUBLISHABLE_KEY"),
+            "{jwks_only}"
+        );
     }
 
     #[test]

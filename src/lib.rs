@@ -129,7 +129,7 @@ pub use config::{Config, ConfigError, ProfileClaims};
 pub use extract::{LocalOrganizationRejection, LocalUserRejection};
 pub use guard::{Guard, Guarded};
 pub use layer::EnsureUserLayer;
-pub use local_id::LocalId;
+pub use local_id::{LocalId, WrongIdKind};
 pub use policy::Mode;
 pub use principal::{LocalOrganization, LocalUser, Principal};
 #[cfg(feature = "clerk-api")]

@@ -10,12 +10,15 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
-    sync::{Arc, LazyLock},
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
 };
 
 use bytes::Bytes;
-use http::{Extensions, Request, Response};
+use http::{Extensions, HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
@@ -94,6 +97,9 @@ where
             Decision::Authenticated(principal) => hand_on(request.extensions_mut(), principal),
             Decision::Anonymous => hand_on(request.extensions_mut(), Anonymous),
             Decision::Refused(rejection) => {
+                if rejection == Rejection::MissingToken {
+                    hint_at_a_webhook_route_behind_the_layer(request.headers());
+                }
                 return ResponseFuture::refused(refuse(&request_span(), rejection));
             }
             Decision::Lookup(pending) => {
@@ -212,6 +218,44 @@ fn refuse(span: &Span, rejection: Rejection) -> Response<Full<Bytes>> {
         }
     });
     rejection.to_response()
+}
+
+/// The headers svix puts on every delivery, under its own names and the
+/// Standard Webhooks ones.
+const SVIX_HEADERS: [&str; 6] = [
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// Whether this process has logged [`hint_at_a_webhook_route_behind_the_layer`]'s hint.
+static WEBHOOK_HINT_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Whether `headers` carry any of svix's.
+fn carries_svix_headers(headers: &HeaderMap) -> bool {
+    SVIX_HEADERS.iter().any(|name| headers.contains_key(*name))
+}
+
+/// A request refused for carrying no token that carries svix's headers is
+/// a webhook delivery sent to a receiver mounted behind the layer: svix
+/// sends no session token, so every delivery is refused. Says so, with the
+/// fix, once per process. Called on that refusal only, never on the repeat
+/// path.
+fn hint_at_a_webhook_route_behind_the_layer(headers: &HeaderMap) {
+    if carries_svix_headers(headers) && !WEBHOOK_HINT_LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            target: "ensure_user",
+            "a webhook delivery (svix headers, no session token) was refused \
+             `401 missing_token`: the webhook receiver is mounted behind the layer, and \
+             svix sends no session token. Mount the webhook route outside the layer, \
+             after `.layer(...)`: `.layer(running.layer()).merge(running.webhook_router(\"/webhooks/clerk\"))`, \
+             or `.merge(receiver.into_router(\"/webhooks/clerk\"))` for a receiver built by hand. \
+             (Logged once per process.)"
+        );
+    }
 }
 
 pin_project! {
@@ -349,5 +393,23 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
             BodyKind::Refusal { .. } => "refusal",
         };
         f.debug_tuple("ResponseBody").field(&kind).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svix_headers_are_recognised_under_either_name() {
+        for name in SVIX_HEADERS {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, "msg_1".parse().unwrap());
+            assert!(carries_svix_headers(&headers), "{name}");
+        }
+        let mut ordinary = HeaderMap::new();
+        ordinary.insert("content-type", "application/json".parse().unwrap());
+        ordinary.insert("x-request-id", "1".parse().unwrap());
+        assert!(!carries_svix_headers(&ordinary));
     }
 }

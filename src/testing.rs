@@ -1,21 +1,29 @@
-//! Signing keys and session tokens for tests and local development.
+//! Signing keys, session tokens and webhook deliveries for tests and local
+//! development.
 //!
 //! A [`SigningKey`] is a fresh RSA key pair; it publishes itself as a JWKS
-//! document and signs tokens shaped like Clerk's. Nothing here is used by the
-//! layer itself: it only trusts keys the [`Config`](crate::Config) names.
+//! document and signs tokens shaped like Clerk's. [`webhook_delivery`]
+//! builds a Clerk webhook delivery signed as svix signs it. Nothing here is
+//! used by the layer itself: it only trusts keys the
+//! [`Config`](crate::Config) names.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::{
     encoding::{AsDer, PublicKeyX509Der},
+    hmac,
     rand::SystemRandom,
     rsa::{KeyPair, KeySize, PublicKeyComponents},
     signature::{KeyPair as _, RSA_PKCS1_SHA256},
 };
 use base64::{
     Engine,
-    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+    engine::{
+        DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig,
+        general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+    },
 };
+use http::Request;
 use serde_json::{Value, json};
 
 /// An RSA-2048 signing key with a `kid`.
@@ -207,10 +215,132 @@ pub fn random_id(prefix: &str) -> String {
     format!("{prefix}_{suffix}")
 }
 
+/// A Clerk webhook delivery of `event`, posted to `uri` as svix sends it:
+/// a JSON body under a fresh message id (`msg_…`), stamped now, with the
+/// `svix-id`, `svix-timestamp` and `svix-signature` headers, signed with
+/// `secret` (the endpoint's `whsec_…` signing secret). Send it to the app's
+/// router, where the webhook receiver is mounted.
+///
+/// ```
+/// use ensure_user::testing::webhook_delivery;
+/// use serde_json::json;
+///
+/// let event = json!({ "type": "user.deleted", "data": { "id": "user_1", "deleted": true } });
+/// let request = webhook_delivery(
+///     "/webhooks/clerk",
+///     "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+///     &event,
+/// );
+/// assert!(request.headers()["svix-signature"].to_str()?.starts_with("v1,"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Panics unless `secret` is base64, after an optional `whsec_` prefix.
+pub fn webhook_delivery(uri: &str, secret: &str, event: &Value) -> Request<String> {
+    webhook_delivery_at(
+        uri,
+        secret,
+        &random_id("msg"),
+        unix_seconds(),
+        event.to_string(),
+    )
+}
+
+/// A delivery of `body` as [`webhook_delivery`] builds it, with the
+/// message `id` and the `timestamp` (Unix seconds) given: for a retry
+/// (the same id), a stale or future delivery, or a body that is not an
+/// event. Panics as [`webhook_delivery`] does.
+pub fn webhook_delivery_at(
+    uri: &str,
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: String,
+) -> Request<String> {
+    let signature = svix_signature(secret, id, timestamp, body.as_bytes());
+    Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header("svix-id", id)
+        .header("svix-timestamp", timestamp.to_string())
+        .header("svix-signature", signature)
+        .body(body)
+        .expect("a request URI and svix headers")
+}
+
+/// The `svix-signature` header of `body` sent as message `id` at
+/// `timestamp`: `v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`
+/// keyed with the secret's decoded bytes. Panics as [`webhook_delivery`]
+/// does.
+pub fn svix_signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let encoded = secret.trim();
+    let encoded = encoded.strip_prefix("whsec_").unwrap_or(encoded);
+    let key = SECRET_BASE64
+        .decode(encoded)
+        .expect("a webhook signing secret: whsec_ followed by base64");
+    let mut context = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, &key));
+    for part in [
+        id.as_bytes(),
+        b".",
+        timestamp.to_string().as_bytes(),
+        b".",
+        body,
+    ] {
+        context.update(part);
+    }
+    format!("v1,{}", STANDARD.encode(context.sign().as_ref()))
+}
+
+/// Standard base64, padded or not, as Clerk's dashboard shows secrets.
+const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKey")
             .field("kid", &self.kid)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// svix's own test vector.
+    #[test]
+    fn svix_signature_matches_svix() {
+        let body = br#"{"email":"test@example.com","username":"test_user"}"#;
+        let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+        let expected = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+        let id = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
+        assert_eq!(svix_signature(secret, id, 1649367553, body), expected);
+        // The prefix is optional, as in Clerk's dashboard and svix's libraries.
+        let bare = secret.trim_start_matches("whsec_");
+        assert_eq!(svix_signature(bare, id, 1649367553, body), expected);
+    }
+
+    #[test]
+    fn a_delivery_carries_svix_headers_over_its_body() {
+        let event = json!({ "type": "user.deleted", "data": { "id": "user_1" } });
+        let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+        let request = webhook_delivery("/hooks", secret, &event);
+        assert_eq!(request.method(), http::Method::POST);
+        assert_eq!(request.uri(), "/hooks");
+        assert_eq!(request.body(), &event.to_string());
+        let header = |name: &str| request.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!(header("content-type"), "application/json");
+        let timestamp: i64 = header("svix-timestamp").parse().unwrap();
+        assert!((timestamp - unix_seconds()).abs() <= 5, "{timestamp}");
+        assert_eq!(
+            header("svix-signature"),
+            svix_signature(
+                secret,
+                &header("svix-id"),
+                timestamp,
+                request.body().as_bytes()
+            )
+        );
     }
 }

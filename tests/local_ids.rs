@@ -13,7 +13,7 @@ use ensure_user::{
 };
 use sqlx::{SqlitePool, sqlite::SqlitePoolOptions};
 
-on_both_stores!(never_reuses_a_deleted_users_id);
+on_both_stores!(never_reuses_a_deleted_users_id, a_local_id_binds_as_its_key);
 
 /// Creates a user through the layer's path and returns their integer id.
 async fn create(store: &impl UserStore) -> i64 {
@@ -76,6 +76,81 @@ async fn never_reuses_a_deleted_users_id(backend: Backend) {
     assert!(
         after > *used.last().unwrap(),
         "id {after} is not above every id used before ({used:?})"
+    );
+}
+
+/// The Clerk id of the row whose `id_column` in `table` equals `id`, bound
+/// as a `LocalId`, as an app's own query binds it.
+async fn clerk_id_of(
+    store: &Store,
+    table: &str,
+    id_column: &str,
+    clerk_column: &str,
+    id: LocalId,
+) -> Option<String> {
+    match store {
+        Store::Postgres(store) => {
+            let sql = format!("SELECT {clerk_column} FROM {table} WHERE {id_column} = $1");
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(store.pool())
+                .await
+                .unwrap()
+        }
+        Store::Sqlite(store) => {
+            let sql = format!("SELECT {clerk_column} FROM {table} WHERE {id_column} = ?");
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(store.pool())
+                .await
+                .unwrap()
+        }
+    }
+}
+
+/// A `LocalId` the store handed out finds its row again when bound in the
+/// app's own query: an integer id in the bundled table, a UUID id in an
+/// app's table keyed by UUIDs (`UUID` on PostgreSQL, the store's 16 bytes
+/// on SQLite).
+async fn a_local_id_binds_as_its_key(backend: Backend) {
+    let store = Store::new(backend).await;
+    let clerk_id = random_id("user");
+    let Resolution::Created(id) = store
+        .find_or_create(&clerk_id, &Profile::new())
+        .await
+        .unwrap()
+    else {
+        panic!("expected a new user");
+    };
+    let int = id.get::<i64>().unwrap();
+    assert_eq!(
+        clerk_id_of(&store, "users", "id", "clerk_id", id).await,
+        Some(clerk_id)
+    );
+    let other = LocalId::Int(int + 1_000);
+    assert_eq!(
+        clerk_id_of(&store, "users", "id", "clerk_id", other).await,
+        None
+    );
+
+    let accounts = store.with_accounts_table().await;
+    let clerk_id = random_id("user");
+    let Resolution::Created(id) = accounts
+        .find_or_create(&clerk_id, &Profile::new())
+        .await
+        .unwrap()
+    else {
+        panic!("expected a new account");
+    };
+    assert!(id.get::<uuid::Uuid>().is_ok(), "{id:?}");
+    assert_eq!(
+        clerk_id_of(&accounts, "accounts", "account_id", "clerk_user_id", id).await,
+        Some(clerk_id)
+    );
+    let other = LocalId::Uuid(uuid::Uuid::new_v4());
+    assert_eq!(
+        clerk_id_of(&accounts, "accounts", "account_id", "clerk_user_id", other).await,
+        None
     );
 }
 

@@ -5,7 +5,7 @@ mod common;
 use common::{app::app, *};
 use ensure_user::{
     Config, EnsureUserLayer, KeySource,
-    testing::{SigningKey, random_id},
+    testing::{SigningKey, random_id, svix_signature},
     webhook::WebhookReceiver,
 };
 use http::StatusCode;
@@ -74,7 +74,7 @@ async fn operators_see_metrics_and_logs_without_secrets_and_readiness() {
         "data": {"id": random_id("user"), "object": "user", "deleted": true}})
     .to_string();
     let now = svix::now();
-    let signature = svix::signature(svix::SECRET, "msg_1", now, body.as_bytes());
+    let signature = svix_signature(svix::SECRET, "msg_1", now, body.as_bytes());
     for (signature, status) in [
         (signature.as_str(), StatusCode::OK),
         (

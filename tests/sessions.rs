@@ -9,14 +9,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::{Json, Router, routing::get};
 use common::{
     instances::{Deployment, Instance, PROPAGATION_LIMIT, Served},
-    svix::{PATH, SECRET, delivery, verifier},
+    svix::{self, PATH, SECRET, delivery, verifier},
     *,
 };
 use ensure_user::{
     LocalUser,
     store::{SqliteUserStore, UserSync, UserTable},
     testing::{SigningKey, random_id, session_claims},
-    webhook::{WebhookSecret, sign},
 };
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
@@ -125,17 +124,7 @@ fn user_updated(user: &str, updated_at: i64, banned: bool) -> Value {
 
 /// `event` signed with `secret` at `timestamp` (Unix s).
 fn signed_with(event: &Value, secret: &str, timestamp: i64) -> Request<axum::body::Body> {
-    let body = event.to_string().into_bytes();
-    let id = random_id("msg");
-    let secret: WebhookSecret = secret.parse().unwrap();
-    let signature = sign(&secret, &id, timestamp, &body);
-    Request::post(PATH)
-        .header("content-type", "application/json")
-        .header("svix-id", id)
-        .header("svix-timestamp", timestamp.to_string())
-        .header("svix-signature", signature)
-        .body(axum::body::Body::from(body))
-        .unwrap()
+    svix::signed_with(secret, timestamp, event.to_string().as_bytes())
 }
 
 on_both_stores!(

@@ -7,12 +7,12 @@ mod common;
 
 use axum::body::Body;
 use common::{
-    svix::{PATH, SECRET, UNKNOWN_SECRET, now, request, signature, signed, signed_with},
+    svix::{PATH, SECRET, UNKNOWN_SECRET, now, request, signed, signed_with},
     webhook_app::{Harness, created, profile, updated},
     *,
 };
 use ensure_user::{
-    testing::random_id,
+    testing::{self, random_id, svix_signature},
     webhook::{WebhookSecret, WebhookVerifier},
 };
 use http::{Request, StatusCode};
@@ -24,6 +24,7 @@ const NEW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 on_both_stores!(
     hostile_deliveries_change_nothing,
     signature_lists_and_rotated_secrets,
+    deliveries_built_for_an_apps_tests,
 );
 
 /// A verifier accepting each of `secrets`.
@@ -31,6 +32,36 @@ fn verifier(secrets: &[&str]) -> WebhookVerifier {
     let mut secrets = secrets.iter().map(|s| s.parse::<WebhookSecret>().unwrap());
     let first = WebhookVerifier::new(secrets.next().unwrap());
     secrets.fold(first, WebhookVerifier::with_secret)
+}
+
+/// What `testing::webhook_delivery` builds for an app's tests is what the
+/// receiver accepts from svix; signed with another secret, it is refused
+/// and changes nothing.
+async fn deliveries_built_for_an_apps_tests(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let user = random_id("user");
+    let event = created(&user, 1_000);
+
+    let forged = testing::webhook_delivery(PATH, UNKNOWN_SECRET, &event);
+    let (status, body) = h.send(forged.map(Body::from)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_signature");
+    assert_eq!(h.db.rows_of(&user).await, 0);
+
+    let delivery = testing::webhook_delivery(PATH, SECRET, &event);
+    assert!(
+        delivery.headers()["svix-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("msg_")
+    );
+    let (status, body) = h.send(delivery.map(Body::from)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "created");
+    assert_eq!(
+        h.db.profile(&user).await,
+        profile("ada@example.com", "Ada", 1_000)
+    );
 }
 
 async fn hostile_deliveries_change_nothing(backend: Backend) {
@@ -46,7 +77,7 @@ async fn hostile_deliveries_change_nothing(backend: Backend) {
     let delete = user_deleted_event(&user).to_string();
     let delete = delete.as_bytes();
     let t = now();
-    let valid = signature(SECRET, "msg_1", t, update);
+    let valid = svix_signature(SECRET, "msg_1", t, update);
     let mut oversized = br#"{"type":"user.deleted","pad":""#.to_vec();
     oversized.resize(1024 * 1024 + 1, b' ');
 
@@ -86,7 +117,7 @@ async fn hostile_deliveries_change_nothing(backend: Backend) {
         (
             "re-dated: fresh timestamp, old signature",
             {
-                let old = signature(SECRET, "msg_3", t - 400, delete);
+                let old = svix_signature(SECRET, "msg_3", t - 400, delete);
                 request("msg_3", &t.to_string(), &old, delete.to_vec())
             },
             StatusCode::UNAUTHORIZED,
@@ -180,7 +211,7 @@ async fn signature_lists_and_rotated_secrets(backend: Backend) {
 
     // Several signatures in one header: unknown versions, garbage, then the real one.
     let body = created(&user, 1_000).to_string();
-    let real = signature(SECRET, "msg_list", t, body.as_bytes());
+    let real = svix_signature(SECRET, "msg_list", t, body.as_bytes());
     let list = format!(
         "v1,tFtCZ5RDCPxzWQRWXWPgrCgE2frDBe9gjpbWQxnVfsQ= v2,{} v1a,xyz v1,AAAA {real}",
         &real[3..]
@@ -197,8 +228,8 @@ async fn signature_lists_and_rotated_secrets(backend: Backend) {
     let body = updated(&user, 2_000, "Both").to_string();
     let both = format!(
         "{} {}",
-        signature(SECRET, "msg_both", t, body.as_bytes()),
-        signature(NEW_SECRET, "msg_both", t, body.as_bytes())
+        svix_signature(SECRET, "msg_both", t, body.as_bytes()),
+        svix_signature(NEW_SECRET, "msg_both", t, body.as_bytes())
     );
     let (status, _) = h
         .send(request("msg_both", &t.to_string(), &both, body))

@@ -11,14 +11,14 @@ use std::sync::{
 
 use bytes::Bytes;
 use common::{
-    svix::{SECRET, UNKNOWN_SECRET, now, request, signature, signed, signed_with},
+    svix::{SECRET, UNKNOWN_SECRET, now, request, signed, signed_with},
     webhook_app::{Harness, created, profile, updated},
     *,
 };
 use ensure_user::{
     LocalId,
     store::{Profile, Resolution, SyncOutcome, UserStore, UserSync},
-    testing::random_id,
+    testing::{random_id, svix_signature},
     webhook::{AppliedEvent, BoxError, WebhookHooks},
 };
 use http::StatusCode;
@@ -189,7 +189,7 @@ async fn duplicate_deliveries_are_harmless(backend: Backend) {
         let body = event.to_string();
         let id = random_id("msg");
         let timestamp = now();
-        let signature = signature(SECRET, &id, timestamp, body.as_bytes());
+        let signature = svix_signature(SECRET, &id, timestamp, body.as_bytes());
         let send = || request(&id, &timestamp.to_string(), &signature, body.clone());
 
         let (status, reply) = h.send(send()).await;
@@ -287,7 +287,7 @@ async fn failed_hook_is_500_and_the_retry_converges(backend: Backend) {
     let body = created(&user, 1_000).to_string();
     let id = random_id("msg");
     let timestamp = now();
-    let signature = signature(SECRET, &id, timestamp, body.as_bytes());
+    let signature = svix_signature(SECRET, &id, timestamp, body.as_bytes());
     let send = || request(&id, &timestamp.to_string(), &signature, body.clone());
 
     let (status, reply) = h.send(send()).await;
@@ -522,7 +522,10 @@ async fn tower_service_takes_any_body() {
     let request = http::Request::post("/anywhere")
         .header("svix-id", &id)
         .header("svix-timestamp", t.to_string())
-        .header("svix-signature", signature(SECRET, &id, t, body.as_bytes()))
+        .header(
+            "svix-signature",
+            svix_signature(SECRET, &id, t, body.as_bytes()),
+        )
         .body(http_body_util::Full::new(Bytes::from(body)))
         .unwrap();
     let (status, reply) = read(h.receiver.clone().oneshot(request).await.unwrap()).await;
@@ -538,7 +541,7 @@ async fn tower_service_takes_any_body() {
     let request = http::Request::post("/anywhere")
         .header("svix-id", &id)
         .header("svix-timestamp", t.to_string())
-        .header("svix-signature", signature(SECRET, &id, t, b"{}"))
+        .header("svix-signature", svix_signature(SECRET, &id, t, b"{}"))
         .header("content-length", "17")
         .body(http_body_util::Full::new(Bytes::from_static(b"{}")))
         .unwrap();

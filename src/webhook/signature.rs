@@ -120,18 +120,45 @@ impl FromStr for WebhookSecret {
 }
 
 /// Why a signing secret could not be read. The message never echoes the secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+///
+/// Each error reads as a sentence naming the variable and what to put in
+/// it, in `Display` and in `Debug` alike (an app that returns it from `main`
+/// prints the `Debug` form); `Debug` adds the variant's name.
+#[derive(Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidSecret {
     /// [`SECRET_ENV`] is not set (or holds no secret).
-    #[error("CLERK_WEBHOOK_SECRET is not set")]
+    #[error(
+        "CLERK_WEBHOOK_SECRET is not set: copy the endpoint's signing secret (whsec_…) \
+         from Clerk's Dashboard → Webhooks → your endpoint into CLERK_WEBHOOK_SECRET"
+    )]
     NotSet,
     /// The secret (after removing the `whsec_` prefix) holds no key bytes.
-    #[error("webhook signing secret is empty")]
+    #[error(
+        "the webhook signing secret (CLERK_WEBHOOK_SECRET) holds no key after whsec_: \
+         copy the whole signing secret from Clerk's Dashboard → Webhooks → your endpoint"
+    )]
     Empty,
     /// The secret is not valid standard base64.
-    #[error("webhook signing secret is not valid base64")]
+    #[error(
+        "the webhook signing secret (CLERK_WEBHOOK_SECRET) is not whsec_ followed by \
+         base64: copy it again from Clerk's Dashboard → Webhooks → your endpoint, and \
+         separate several secrets with spaces or commas"
+    )]
     Encoding,
+}
+
+/// The sentence, then the variant it came from: what `main` prints when it
+/// returns this error.
+impl fmt::Debug for InvalidSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = match self {
+            Self::NotSet => "NotSet",
+            Self::Empty => "Empty",
+            Self::Encoding => "Encoding",
+        };
+        write!(f, "{self} (InvalidSecret::{variant})")
+    }
 }
 
 /// The svix `v1` signature of a delivery, as `v1,<base64>`: exactly what a

@@ -1,11 +1,12 @@
-//! Deliveries signed as svix signs them, for the webhook tests.
+//! Deliveries signed as svix signs them, for the webhook tests: the
+//! crate's own `testing` helpers, posted to [`PATH`] with axum's body.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use ensure_user::{
-    testing::random_id,
-    webhook::{WebhookVerifier, sign},
+    testing::{random_id, webhook_delivery, webhook_delivery_at},
+    webhook::WebhookVerifier,
 };
 use http::Request;
 
@@ -29,12 +30,6 @@ pub fn now() -> i64 {
     i64::try_from(now.as_secs()).unwrap()
 }
 
-/// The `svix-signature` of `body` sent as message `id` at `timestamp`,
-/// signed with `secret`.
-pub fn signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
-    sign(&secret.parse().unwrap(), id, timestamp, body)
-}
-
 /// `body` posted to [`PATH`] as JSON, with these svix headers, whether
 /// they are right or not.
 pub fn request(id: &str, timestamp: &str, signature: &str, body: impl Into<Body>) -> Request<Body> {
@@ -50,9 +45,8 @@ pub fn request(id: &str, timestamp: &str, signature: &str, body: impl Into<Body>
 /// `body` exactly as svix sends it: signed with `secret` at `timestamp`,
 /// under a fresh message id.
 pub fn signed_with(secret: &str, timestamp: i64, body: &[u8]) -> Request<Body> {
-    let id = random_id("msg");
-    let signature = signature(secret, &id, timestamp, body);
-    request(&id, &timestamp.to_string(), &signature, body.to_vec())
+    let body = String::from_utf8(body.to_vec()).expect("a UTF-8 body");
+    webhook_delivery_at(PATH, secret, &random_id("msg"), timestamp, body).map(Body::from)
 }
 
 /// `body` signed now with [`SECRET`], under a fresh message id.
@@ -62,5 +56,5 @@ pub fn signed(body: &[u8]) -> Request<Body> {
 
 /// `event` delivered to [`PATH`], signed now with [`SECRET`].
 pub fn delivery(event: &serde_json::Value) -> Request<Body> {
-    signed(event.to_string().as_bytes())
+    webhook_delivery(PATH, SECRET, event).map(Body::from)
 }

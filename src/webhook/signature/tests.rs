@@ -220,6 +220,39 @@ fn bad_secrets_are_rejected() {
     );
 }
 
+/// Each error names the variable and what to put in it, in `Display` and
+/// in `Debug` (what `main` prints), and never echoes the secret.
+#[test]
+fn secret_errors_say_what_to_set() {
+    let cases = [
+        (
+            WebhookVerifier::from_list(" , ").unwrap_err(),
+            "CLERK_WEBHOOK_SECRET is not set: copy the endpoint's signing secret (whsec_…) from \
+             Clerk's Dashboard → Webhooks → your endpoint into CLERK_WEBHOOK_SECRET",
+            "NotSet",
+        ),
+        (
+            WebhookSecret::new("whsec_").unwrap_err(),
+            "the webhook signing secret (CLERK_WEBHOOK_SECRET) holds no key after whsec_: copy \
+             the whole signing secret from Clerk's Dashboard → Webhooks → your endpoint",
+            "Empty",
+        ),
+        (
+            WebhookSecret::new("whsec_sEcReT*value!").unwrap_err(),
+            "the webhook signing secret (CLERK_WEBHOOK_SECRET) is not whsec_ followed by base64: \
+             copy it again from Clerk's Dashboard → Webhooks → your endpoint, and separate \
+             several secrets with spaces or commas",
+            "Encoding",
+        ),
+    ];
+    for (error, sentence, variant) in cases {
+        assert_eq!(error.to_string(), sentence);
+        let debug = format!("{error:?}");
+        assert_eq!(debug, format!("{sentence} (InvalidSecret::{variant})"));
+        assert!(!debug.contains("sEcReT"), "{debug}");
+    }
+}
+
 #[test]
 fn secret_lists_for_rotation() {
     let v = WebhookVerifier::from_list(&format!(" {SECRET_A},{SECRET_B}\n")).unwrap();
