@@ -46,7 +46,8 @@ use common::{
 };
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, measurement::WallTime};
 use ensure_user::{
-    Config, EnsureUser, EnsureUserLayer, KeySource, LocalId, SessionClaims,
+    Config, EnsureUser, EnsureUserLayer, KeySource, LocalId,
+    clerk::SessionClaims,
     store::{
         MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
         PgUserStore, Profile, Resolution, SqliteUserStore, StoreError, UserStore,

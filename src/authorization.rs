@@ -75,8 +75,9 @@ use crate::{token::SessionClaims, token::scope::ScopedNames};
 ///
 /// ```
 /// use ensure_user::{
-///     Requirement, SessionClaims,
+///     Requirement,
 ///     authorization::Reverification,
+///     clerk::SessionClaims,
 /// };
 ///
 /// let manage_billing = Requirement::role("org:admin")

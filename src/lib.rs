@@ -64,9 +64,9 @@
 //!
 //! # Organizations and authorization
 //!
-//! [`SessionClaims::organization`] is the user's active organization (id,
+//! [`SessionClaims::organization`](clerk::SessionClaims::organization) is the user's active organization (id,
 //! slug, role, permissions) from either version of Clerk's session token,
-//! and [`SessionClaims::has`] checks a [`Requirement`] (role, permission,
+//! and [`SessionClaims::has`](clerk::SessionClaims::has) checks a [`Requirement`] (role, permission,
 //! feature, plan, recent verification) from the token alone, as Clerk's
 //! `has()` does. See [`authorization`].
 //!
@@ -91,6 +91,7 @@ pub mod clerk;
 #[cfg(feature = "clerk-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
 pub mod clerk_api;
+mod clerk_id;
 mod clock;
 mod config;
 mod engine;
@@ -141,13 +142,13 @@ pub use service::{EnsureUser, ResponseBody, ResponseFuture};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use setup::{Running, Setup};
-pub use token::{ActiveOrganization, Actor, InvalidKey, KeySource, Permissions, SessionClaims};
+pub use token::{InvalidKey, KeySource};
 
 /// The kinds of credential a request may carry (Clerk's `acceptsToken`),
-/// and what an API key, OAuth access token or machine token says.
+/// and whom a credential belongs to. What an API key, OAuth access token
+/// or machine token says is [`clerk::MachineCredential`].
 pub mod credential {
     pub use crate::{
-        machine::{MachineCredential, SubjectKind},
         principal::Subject,
         token::{AcceptedTokens, ParseTokenTypeError, TokenType},
     };

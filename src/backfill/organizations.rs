@@ -5,8 +5,8 @@ use std::future::Future;
 use crate::{
     clerk::ClerkMembership,
     clerk::ClerkOrganization,
-    clerk::id::{is_organization_id, is_user_id},
     clerk_api::{ApiError, ListPages},
+    clerk_id::{is_organization_id, is_user_id},
     store::{BatchOutcome, Checkpoint, OrganizationBackfillStore, StoreError, Walk},
 };
 

@@ -2,8 +2,8 @@
 
 use crate::{
     clerk::ClerkUser,
-    clerk::id::is_user_id,
     clerk_api::{ApiError, ClerkApi, MAX_PAGE_SIZE},
+    clerk_id::is_user_id,
     store::{BackfillStore, BatchOutcome, Checkpoint, ProfileUpdate, StoreError, Walk},
 };
 

@@ -1,10 +1,14 @@
 //! What Clerk sends: the users, organizations and memberships its webhooks
-//! deliver and its Backend API returns, and what the crate accepts as a
-//! Clerk id.
+//! deliver and its Backend API returns, the claims of its session tokens,
+//! and what it says of an API key, OAuth access token or machine token.
 
-pub(crate) mod id;
 mod organization;
 mod user;
 
 pub use organization::{ClerkMembership, ClerkOrganization, MemberUser};
 pub use user::{ClerkUser, EmailAddress};
+
+pub use crate::{
+    machine::{MachineCredential, SubjectKind},
+    token::{ActiveOrganization, Actor, Permissions, SessionClaims},
+};

@@ -8,7 +8,7 @@ use super::Engine;
 use crate::{
     answers::{Answers, Stamped},
     authorization::normalized_role,
-    clerk::id::is_organization_id,
+    clerk_id::is_organization_id,
     eviction::{Subject, membership_key},
     local_id::LocalId,
     policy::FirstSight,

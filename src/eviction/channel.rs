@@ -5,7 +5,7 @@
 
 #[cfg(feature = "postgres")]
 use crate::{
-    clerk::id::{is_credential_id, is_organization_id, is_session_id, is_user_id},
+    clerk_id::{is_credential_id, is_organization_id, is_session_id, is_user_id},
     store::{Bind, Statement},
 };
 

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::MachineError;
 use crate::{
-    clerk::id::{is_credential_id, is_machine_id, is_organization_id, is_user_id},
+    clerk_id::{is_credential_id, is_machine_id, is_organization_id, is_user_id},
     token::TokenType,
 };
 

@@ -13,7 +13,7 @@ use super::{
     rules::VerifierRules,
 };
 use crate::{
-    clerk::id::{is_session_id, is_user_id},
+    clerk_id::{is_session_id, is_user_id},
     rejection::Rejection,
 };
 

@@ -18,7 +18,7 @@ use crate::{
     clerk::ClerkMembership,
     clerk::ClerkOrganization,
     clerk::ClerkUser,
-    clerk::id::{is_organization_id, is_session_id, is_user_id},
+    clerk_id::{is_organization_id, is_session_id, is_user_id},
     rejection::{Refusal, webhook},
 };
 

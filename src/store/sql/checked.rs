@@ -3,7 +3,7 @@
 //! is refused before a statement runs, so nothing of it is written.
 
 use crate::{
-    clerk::id::{is_organization_id, is_user_id},
+    clerk_id::{is_organization_id, is_user_id},
     store::{
         StoreError,
         profile::{is_storable, storable_role},

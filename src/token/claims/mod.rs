@@ -194,7 +194,7 @@ impl SessionClaims {
     /// there.
     ///
     /// ```
-    /// # use ensure_user::SessionClaims;
+    /// # use ensure_user::clerk::SessionClaims;
     /// #[derive(serde::Deserialize)]
     /// struct Template {
     ///     email: String,
