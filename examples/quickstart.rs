@@ -142,9 +142,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         )
         .layer(running.layer())
         .route("/healthz", get(|| async { "ok" }))
-        // After `.layer`: svix sends no session token. Its body limit
-        // refuses an oversized delivery by its `Content-Length` before the
-        // receiver reads a byte.
+        // After `.layer`: svix sends no session token. Its body limit is
+        // the receiver's own, stated where the rest of the stack is.
         .merge(
             running
                 .webhook_router("/webhooks/clerk")
