@@ -29,6 +29,17 @@
 //! - `BIND_ADDR`: default `127.0.0.1:3000`.
 //! - `CLERK_WEBHOOK_SECRET`: when set, Clerk's webhooks are received at
 //!   `POST /webhooks/clerk`.
+//! - `CORS_ALLOWED_ORIGINS`: comma-separated origins of front ends served
+//!   elsewhere (`https://app.example.com,http://localhost:5173`) that may
+//!   call the API from a browser with an `Authorization` header; unset, no
+//!   CORS headers are sent.
+//!
+//! The app is served the way it would be in production: around the routes,
+//! from the outside in, request traces with the `Authorization` and
+//! `Cookie` headers marked sensitive, CORS (outside the layer, so a
+//! preflight needs no token and a `401` is readable by the page), and a
+//! request timeout; the webhook route has a body limit. `/healthz`, the
+//! webhook route and the development JWKS stay outside the layer.
 //!
 //! On PostgreSQL it also hears deletions applied by other instances on the
 //! same database, so several copies can run side by side.
@@ -42,6 +53,10 @@ use std::{env, error::Error, net::SocketAddr, time::Duration};
 
 use axum::{
     Json, Router,
+    http::{
+        HeaderValue, Method, StatusCode,
+        header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER, WWW_AUTHENTICATE},
+    },
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -55,8 +70,24 @@ use ensure_user::{
 };
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    timeout::TimeoutLayer,
+    trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
 
 const DEV_TOKEN_TTL_SECONDS: i64 = 3600;
+
+/// How long a request may take before it is answered `503`: longer than
+/// the layer's own store timeout (3 s) and key fetch timeout (5 s), so
+/// those answer first with their `503` and `Retry-After`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest webhook delivery accepted, as the receiver's own limit.
+const WEBHOOK_BODY_LIMIT: usize = ensure_user::webhook::DEFAULT_BODY_LIMIT;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -93,6 +124,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Err(InvalidSecret::NotSet) => None,
         Err(error) => return Err(error.into()),
     };
+    let cors = cors_from_env()?;
     let running = start(&database_url, config.clone(), webhooks).await?;
 
     let mut app = Router::new()
@@ -110,8 +142,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         )
         .layer(running.layer())
         .route("/healthz", get(|| async { "ok" }))
-        // After `.layer`: svix sends no session token.
-        .merge(running.webhook_router("/webhooks/clerk"));
+        // After `.layer`: svix sends no session token. Its body limit is
+        // the receiver's own, stated where the rest of the stack is.
+        .merge(
+            running
+                .webhook_router("/webhooks/clerk")
+                .layer(RequestBodyLimitLayer::new(WEBHOOK_BODY_LIMIT)),
+        );
     if let Some(key) = &dev_key {
         let jwks = testing::SigningKey::jwks(&[key]);
         app = app.route(
@@ -121,6 +158,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         print_dev_banner(addr, config.issuer(), key);
         print_opaque_note(&config);
     }
+    let app = production_stack(app, cors);
     println!(
         "ensure-user quickstart listening on http://{addr} (issuer {})",
         config.issuer()
@@ -133,6 +171,84 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .await?;
     running.shutdown().await;
     Ok(())
+}
+
+/// `app` with tower-http's layers around it. Each `.layer` wraps what is
+/// already there, so they are added from the innermost out:
+///
+/// 1. the request timeout, around every route (the layer included);
+/// 2. CORS, outside the layer: a preflight `OPTIONS` is answered here
+///    without a token, and the layer's `401`s, the timeout's `503`s and
+///    the handlers' answers all leave with the CORS headers a page needs
+///    to read them;
+/// 3. request traces, outside CORS, so they log every request and the
+///    status it really got;
+/// 4. outermost, the `Authorization` and `Cookie` headers marked
+///    sensitive before the traces see them: they print `Sensitive`, never
+///    a token.
+fn production_stack(app: Router, cors: Option<CorsLayer>) -> Router {
+    let mut app = app.layer(TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        REQUEST_TIMEOUT,
+    ));
+    if let Some(cors) = cors {
+        app = app.layer(cors);
+    }
+    app.layer(
+        TraceLayer::new_for_http()
+            .make_span_with(
+                DefaultMakeSpan::new()
+                    .level(Level::INFO)
+                    .include_headers(true),
+            )
+            .on_response(DefaultOnResponse::new().level(Level::INFO)),
+    )
+    .layer(SetSensitiveRequestHeadersLayer::new([
+        AUTHORIZATION,
+        COOKIE,
+    ]))
+}
+
+/// CORS for the origins in `CORS_ALLOWED_ORIGINS`, or none when unset or
+/// empty.
+///
+/// A front end on another origin sends its token in the `Authorization`
+/// header, so no credentials are allowed: the `__session` cookie is the
+/// Clerk frontend's own, and allowing cookies cross-origin would only let
+/// other origins ride on it. `WWW-Authenticate` and `Retry-After` are
+/// exposed so the page can read why it was refused and when to retry.
+fn cors_from_env() -> Result<Option<CorsLayer>, Box<dyn Error>> {
+    let Ok(value) = env::var("CORS_ALLOWED_ORIGINS") else {
+        return Ok(None);
+    };
+    let mut origins = Vec::new();
+    for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        // A browser sends `Origin` without a path or a trailing slash.
+        let origin = origin.trim_end_matches('/');
+        if origin == "*" || !origin.contains("://") {
+            return Err(format!(
+                "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin like https://app.example.com"
+            )
+            .into());
+        }
+        origins.push(
+            HeaderValue::from_str(origin)
+                .map_err(|_| format!("CORS_ALLOWED_ORIGINS: {origin:?} is not a header value"))?,
+        );
+    }
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            // `Content-Type` too: a page posting JSON sends one that is
+            // not on the browser's safe list.
+            .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+            .expose_headers([WWW_AUTHENTICATE, RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    ))
 }
 
 /// What `GET /me` answers: `{"clerk_id":"user_…","id":1,"org":null}`.
