@@ -8,12 +8,21 @@
 /// by [`Setup::start`](crate::Setup::start) and by every readiness check),
 /// so a schema the store cannot use stops the app from starting instead of
 /// failing its first requests.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Its `Debug` is the same sentence, so that an app that returns it from
+/// `main` prints what to fix, not the struct.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct SchemaError {
     table: String,
     column: Option<String>,
     message: String,
+}
+
+impl std::fmt::Debug for SchemaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl SchemaError {
@@ -36,5 +45,24 @@ impl SchemaError {
     /// constraint; `None` when the whole table is missing.
     pub fn column(&self) -> Option<&str> {
         self.column.as_deref()
+    }
+}
+
+#[cfg(all(test, any(feature = "postgres", feature = "sqlite")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returned_from_main_it_prints_the_fix() {
+        let error = SchemaError::new(
+            "accounts",
+            Some("banned"),
+            "table accounts has no column banned: add it".to_owned(),
+        );
+        assert_eq!(
+            format!("{error:?}"),
+            "table accounts has no column banned: add it"
+        );
+        assert_eq!(format!("{error:?}"), error.to_string());
     }
 }
