@@ -51,8 +51,9 @@ use common::{
     svix,
 };
 use ensure_user::{
-    Config, EnsureUser, EnsureUserLayer, KeySource, LocalId,
+    Config, EnsureUserLayer, KeySource, LocalId,
     credential::AcceptedTokens,
+    layer::EnsureUser,
     store::{
         MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore, Profile,
         Resolution, StoreError, SyncOutcome, UserStore, UserSync,

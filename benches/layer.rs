@@ -46,8 +46,9 @@ use common::{
 };
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, measurement::WallTime};
 use ensure_user::{
-    Config, EnsureUser, EnsureUserLayer, KeySource, LocalId,
+    Config, EnsureUserLayer, KeySource, LocalId,
     clerk::SessionClaims,
+    layer::EnsureUser,
     store::{
         MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore,
         PgUserStore, Profile, Resolution, SqliteUserStore, StoreError, UserStore,

@@ -1,9 +1,13 @@
 //! [`EnsureUserLayer`]: the configuration a route is served with, and what
-//! an app can ask of the layer (readiness, its evictor, the listener).
+//! an app can ask of the layer (readiness, its evictor, the listener); and
+//! the tower plumbing it makes: its service [`EnsureUser`], with its
+//! response future and body.
 
 use std::sync::Arc;
 
 use tower_layer::Layer;
+
+pub use crate::service::{EnsureUser, ResponseBody, ResponseFuture};
 
 use crate::{
     config::Config,
@@ -12,7 +16,6 @@ use crate::{
     policy::{Mode, Policy},
     readiness::Readiness,
     rejection::Rejection,
-    service::EnsureUser,
     store::{OrganizationStore, UserStore},
 };
 

@@ -97,11 +97,12 @@ mod config;
 mod engine;
 pub mod eviction;
 #[cfg(feature = "axum")]
-mod extract;
-mod guard;
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
+pub mod guard;
 #[cfg(test)]
 mod interleave;
-mod layer;
+pub mod layer;
 mod local_id;
 mod machine;
 mod policy;
@@ -125,10 +126,7 @@ pub mod webhook;
 
 pub use authorization::Requirement;
 pub use config::{Config, ConfigError, ProfileClaims};
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use extract::{LocalOrganizationRejection, LocalUserRejection};
-pub use guard::{Guard, Guarded};
+pub use guard::Guard;
 pub use layer::EnsureUserLayer;
 pub use local_id::{LocalId, WrongIdKind};
 pub use policy::Mode;
@@ -138,7 +136,6 @@ pub use principal::{LocalOrganization, LocalUser, Principal};
 pub use profile_fetch::ProfileFetch;
 pub use readiness::Readiness;
 pub use rejection::Rejection;
-pub use service::{EnsureUser, ResponseBody, ResponseFuture};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use setup::{Running, Setup};
