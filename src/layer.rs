@@ -198,6 +198,7 @@ impl EnsureUserLayer {
 
     /// Checks the schema of the layer's stores (the users', and the
     /// organizations' when it resolves them), as readiness does.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     pub(crate) async fn check_schema(&self) -> Result<(), crate::store::StoreError> {
         crate::readiness::check_schema(&self.engine).await
     }

@@ -57,7 +57,7 @@
 //! [`UserStore::check_schema`] and [`OrganizationStore::check_organization_schema`]
 //! compare what the store needs with the database's catalog and answer
 //! [`StoreError::Schema`] for the first table, column or unique constraint
-//! missing; [`Setup::start`](crate::Setup::start) runs them, and so does
+//! missing; `Setup::start` runs them, and so does
 //! every readiness check. A statement that fails at run time for the
 //! same reason is a [`StoreError::is_schema_mismatch`], which the layer
 //! and the webhook receiver refuse `500 store_misconfigured`.
@@ -253,7 +253,7 @@ pub trait UserStore: Send + Sync + 'static {
     /// Whether the database has every table, column and unique constraint
     /// the store reads or writes users with; [`StoreError::Schema`] names
     /// the first one missing and the fix. Run by
-    /// [`Setup::start`](crate::Setup::start), which fails on it, and by
+    /// `Setup::start`, which fails on it, and by
     /// every readiness check. Default: nothing to check.
     fn check_schema(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         async { Ok(()) }

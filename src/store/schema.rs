@@ -5,7 +5,7 @@
 /// reads or writes. Its text names the table, the column and the fix.
 ///
 /// Found by [`UserStore::check_schema`](super::UserStore::check_schema) (run
-/// by [`Setup::start`](crate::Setup::start) and by every readiness check),
+/// by `Setup::start` and by every readiness check),
 /// so a schema the store cannot use stops the app from starting instead of
 /// failing its first requests.
 ///
