@@ -50,7 +50,6 @@ use std::{
     sync::Arc,
 };
 
-#[cfg(feature = "postgres")]
 pub(crate) use driver::Bind;
 use driver::Driver;
 pub(crate) use driver::Statement;

@@ -19,7 +19,9 @@ use crate::store::{SchemaError, StoreError, UserTable};
 /// A table as the catalog is asked about it.
 #[doc(hidden)]
 pub struct TableName {
-    /// Double-quoted, as statements name it (`"app"."accounts"`).
+    /// Double-quoted, as statements name it (`"app"."accounts"`): what
+    /// PostgreSQL's catalog is asked with.
+    #[cfg(feature = "postgres")]
     pub(super) quoted: String,
     /// The schema (or attached database) it is qualified with, if any.
     pub(super) schema: Option<String>,
@@ -36,6 +38,7 @@ impl TableName {
             None => (None, plain),
         };
         Self {
+            #[cfg(feature = "postgres")]
             quoted: quoted.to_owned(),
             schema,
             table,
