@@ -14,7 +14,7 @@ mod tests {
 
     use bytes::Bytes;
     use ensure_user::{
-        Config, EnsureUserLayer, KeySource, LocalUser,
+        Config, EnsureUserLayer, KeySource, LocalUser, Principal,
         store::SqliteUserStore,
         testing::{SigningKey, random_id},
     };
@@ -71,9 +71,10 @@ mod tests {
         store.migrate().await.expect("migrations");
         let service = EnsureUserLayer::new(config, store).layer(service_fn(
             |request: Request<Full<Bytes>>| async move {
-                let user = request
+                let user: LocalUser = request
                     .extensions()
-                    .get::<LocalUser>()
+                    .get::<Principal>()
+                    .and_then(Principal::user)
                     .expect("a local user");
                 Ok::<_, Infallible>(Response::new(Full::from(user.id().to_string())))
             },
