@@ -84,6 +84,7 @@
 
 mod answers;
 pub mod authorization;
+mod backend_api;
 #[cfg(feature = "clerk-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clerk-api")))]
 pub mod backfill;

@@ -17,7 +17,7 @@ use axum::{Json, Router, body::Body, routing::get};
 use common::{
     Backend, ISSUER, JwksServer, Store,
     clerk_api::{FakeClerk, MACHINE_ID, MACHINE_SECRET, SECRET, VerifyFaults},
-    instances::{Deployment, PROPAGATION_LIMIT},
+    instances::{Deployment, Instance, PROPAGATION_LIMIT},
     read,
 };
 use ensure_user::{
@@ -53,6 +53,17 @@ impl Clerk {
             .with_accepted_tokens(accepted)
             .with_secret_key(SECRET)
             .with_api_url(self.api.url())
+    }
+
+    /// An instance of `deployment` accepting every kind, verifying opaque
+    /// credentials with this instance's Backend API.
+    async fn instance(&self, deployment: &Deployment) -> Instance {
+        let config = deployment
+            .config()
+            .with_accepted_tokens(AcceptedTokens::ANY)
+            .with_secret_key(SECRET)
+            .with_api_url(self.api.url());
+        deployment.instance().config(config).start().await
     }
 
     fn session(&self, user: &str) -> String {
@@ -557,13 +568,10 @@ async fn the_scope_guard_requires_the_credentials_scope() {
 async fn a_revocation_through_the_evictor_reaches_every_instance() {
     let clerk = Clerk::start().await;
     let deployment = Deployment::postgres().await;
-    let config = deployment
-        .config()
-        .with_accepted_tokens(AcceptedTokens::ANY)
-        .with_secret_key(SECRET)
-        .with_api_url(clerk.api.url());
-    let a = deployment.instance().config(config.clone()).start().await;
-    let b = deployment.instance().config(config).start().await;
+    let [a, b] = [
+        clerk.instance(&deployment).await,
+        clerk.instance(&deployment).await,
+    ];
     deployment
         .listening(&[&a, &b], Duration::from_secs(5))
         .await;
@@ -593,17 +601,7 @@ async fn a_revocation_through_the_evictor_reaches_every_instance() {
     }
     assert_eq!(clerk.api.verify_calls(), calls);
     // An instance started later reads the record when it starts listening.
-    let c = deployment
-        .instance()
-        .config(
-            deployment
-                .config()
-                .with_accepted_tokens(AcceptedTokens::ANY)
-                .with_secret_key(SECRET)
-                .with_api_url(clerk.api.url()),
-        )
-        .start()
-        .await;
+    let c = clerk.instance(&deployment).await;
     deployment.listening(&[&c], Duration::from_secs(5)).await;
     assert_eq!(
         c.me(&key).await,
@@ -615,13 +613,10 @@ async fn a_revocation_through_the_evictor_reaches_every_instance() {
 async fn a_deletion_on_one_instance_refuses_the_users_keys_on_another() {
     let clerk = Clerk::start().await;
     let deployment = Deployment::postgres().await;
-    let config = deployment
-        .config()
-        .with_accepted_tokens(AcceptedTokens::ANY)
-        .with_secret_key(SECRET)
-        .with_api_url(clerk.api.url());
-    let a = deployment.instance().config(config.clone()).start().await;
-    let b = deployment.instance().config(config).start().await;
+    let [a, b] = [
+        clerk.instance(&deployment).await,
+        clerk.instance(&deployment).await,
+    ];
     deployment
         .listening(&[&a, &b], Duration::from_secs(5))
         .await;

@@ -4,13 +4,15 @@ use std::{fmt, time::Duration};
 
 use reqwest::{
     Url,
-    header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER},
+    header::{ACCEPT, AUTHORIZATION, HeaderValue},
 };
 use serde::Deserialize;
 
 use super::{ApiError, ListPages, RetryPolicy, UserPages, list_pages::ListPage};
 use crate::{
-    clerk::ClerkMembership, clerk::ClerkOrganization, clerk::ClerkUser, config::DEFAULT_API_URL,
+    backend_api,
+    clerk::{ClerkMembership, ClerkOrganization, ClerkUser},
+    config::DEFAULT_API_URL,
 };
 
 /// Largest body read: a full page of 500 real user objects is about 1.5 MB.
@@ -203,7 +205,7 @@ impl ClerkApi {
             .await
             .map_err(|error| self.transport_error(&error))?;
         let status = response.status();
-        let retry_after = retry_after(response.headers());
+        let retry_after = backend_api::retry_after(response.headers());
         let body = self.read_body(response).await;
         if status.is_success() {
             return body;
@@ -239,18 +241,7 @@ impl ClerkApi {
         if error.is_timeout() {
             return ApiError::TimedOut(self.timeout);
         }
-        let mut text = String::from(if error.is_connect() {
-            "connection failed"
-        } else {
-            "request failed"
-        });
-        let mut cause = std::error::Error::source(error);
-        while let Some(inner) = cause {
-            text.push_str(": ");
-            text.push_str(&inner.to_string());
-            cause = inner.source();
-        }
-        ApiError::Unreachable(text.replace(self.secret(), "[redacted]"))
+        ApiError::Unreachable(backend_api::failure(error).replace(self.secret(), "[redacted]"))
     }
 
     /// The secret key, for scrubbing texts that may echo it.
@@ -287,18 +278,6 @@ fn parse_base(url: &str) -> Result<Url, ApiError> {
         return Err(invalid());
     }
     Ok(parsed)
-}
-
-/// `Retry-After` in seconds; an HTTP date is ignored (the backoff applies).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -365,18 +344,5 @@ mod tests {
         let shown = format!("{api:?}");
         assert!(!shown.contains("verysecret"), "{shown}");
         assert!(shown.contains("https://api.clerk.com"), "{shown}");
-    }
-
-    #[test]
-    fn retry_after_seconds() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 3 "));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&headers), None);
     }
 }

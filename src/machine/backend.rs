@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use reqwest::{
     StatusCode,
-    header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER},
+    header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue},
 };
 
 use super::{Alarm, MachineCredential, MachineError, MachineRules, credential};
-use crate::token::TokenType;
+use crate::{backend_api, token::TokenType};
 
 /// The Backend API version whose answers [`credential::parse`] reads.
 const API_VERSION: &str = "2026-05-12";
@@ -279,14 +279,7 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
 /// `Retry-After` in seconds, up to [`MAX_RETRY_AFTER`]; an HTTP date, or a
 /// longer wait, is not believed.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds)).filter(|wait| *wait <= MAX_RETRY_AFTER)
+    backend_api::retry_after(headers).filter(|wait| *wait <= MAX_RETRY_AFTER)
 }
 
 /// What went wrong with a call, from reqwest's error and its causes but
@@ -295,16 +288,5 @@ fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         return "no answer within the call timeout".to_owned();
     }
-    let mut text = String::from(if error.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    });
-    let mut cause = std::error::Error::source(error);
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
+    backend_api::failure(error)
 }
