@@ -138,7 +138,7 @@ fn none_and_symmetric_algorithms_are_unsupported() {
 }
 
 #[test]
-fn an_algorithm_outside_the_allowed_set_is_unsupported_before_the_header_rule() {
+fn the_allowed_set_then_the_header_rule_are_judged_before_the_key() {
     let key = JwsKey::generate("ES256", "k");
     let keys = store(&JwsKey::jwks(&[&key]));
     let token = key.sign(&Value::Null, &claims());
@@ -274,6 +274,12 @@ fn a_key_set_keeps_the_usable_signing_keys_only() {
             jwk.insert("use".into(), "enc".into());
             jwk.insert("alg".into(), "RSA-OAEP".into());
         }),
+        // An encryption key without `alg`.
+        jwk_with(&rsa, |jwk| {
+            jwk.insert("kid".into(), "bare-enc".into());
+            jwk.insert("use".into(), "enc".into());
+            jwk.remove("alg");
+        }),
         // A coordinate that is not base64url.
         jwk_with(&ec, |jwk| {
             jwk.insert("kid".into(), "broken".into());
@@ -295,15 +301,16 @@ fn a_key_set_keeps_the_usable_signing_keys_only() {
         { "kty": "oct", "kid": "hs", "alg": "HS256", "k": "c2VjcmV0" },
         good.jwk(),
     ]}));
-    let kids = [
-        "enc",
-        "broken",
-        "ec-as-rs256",
-        "p256-as-es384",
-        "rsa-as-es256",
-        "hs",
+    let skipped = [
+        ("enc", &rsa),
+        ("bare-enc", &rsa),
+        ("broken", &ec),
+        ("ec-as-rs256", &ec),
+        ("p256-as-es384", &ec),
+        ("rsa-as-es256", &rsa),
+        ("hs", &rsa),
     ];
-    for (kid, key) in kids.into_iter().zip([&rsa, &ec, &ec, &ec, &rsa, &rsa]) {
+    for (kid, key) in skipped {
         for header in [json!({ "kid": kid }), json!({ "kid": kid, "alg": "ES256" })] {
             let token = key.sign(&header, &claims());
             assert_eq!(

@@ -281,3 +281,68 @@ oQIDAQAB
         );
     }
 }
+
+/// Clerk signs with RS256 alone: a token of any other algorithm is refused
+/// before its key is looked at, even when the key set holds its key.
+#[test]
+fn clerk_tokens_of_any_algorithm_but_rs256_are_unsupported() {
+    use serde_json::json;
+
+    use crate::{config::Config, testing::JwsKey, token::KeySource};
+
+    let issuer = "https://clerk.example.test";
+    let keys: Vec<JwsKey> = ["RS256", "RS384", "PS256", "ES256", "EdDSA"]
+        .into_iter()
+        .map(|alg| JwsKey::generate(alg, alg))
+        .collect();
+    let config = Config::new(
+        issuer,
+        KeySource::jwks_url("http://127.0.0.1:9/.well-known/jwks.json"),
+    );
+    let jwks = JwsKey::jwks(&keys.iter().collect::<Vec<_>>()).to_string();
+    let store = KeyStore::holding(&config.key_rules(), jwks.as_bytes());
+    let verifier = Verifier::new(config.verifier_rules(), Arc::new(store));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let now_ms = crate::testing::session_claims(issuer, "user_1", 0)["iat"]
+        .as_i64()
+        .unwrap()
+        * 1000;
+    for key in &keys {
+        let session = key.sign(
+            &json!({ "typ": "JWT" }),
+            &crate::testing::session_claims(issuer, "user_1", 60),
+        );
+        let machine = key.sign(
+            &json!({ "typ": "JWT", "cat": "cl_B7d4PD333AAA" }),
+            &json!({ "sub": "mch_1", "exp": now_ms / 1000 + 60 }),
+        );
+        let session = runtime.block_on(verifier.verify(session.as_bytes(), now_ms));
+        let machine = runtime.block_on(verifier.verify_machine(
+            machine.as_bytes(),
+            TokenType::M2mToken,
+            now_ms,
+        ));
+        if key.alg() == "RS256" {
+            assert_eq!(
+                session.map(|claims| claims.sub().to_owned()),
+                Ok("user_1".into())
+            );
+            assert!(machine.is_ok(), "{machine:?}");
+        } else {
+            assert_eq!(
+                session.err(),
+                Some(Rejection::UnsupportedAlgorithm),
+                "{}",
+                key.alg()
+            );
+            assert_eq!(
+                machine.err(),
+                Some(Rejection::UnsupportedAlgorithm),
+                "{}",
+                key.alg()
+            );
+        }
+    }
+}
