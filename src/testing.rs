@@ -3,7 +3,8 @@
 //!
 //! A [`SigningKey`] is a fresh RSA key pair; it publishes itself as a JWKS
 //! document and signs tokens shaped like Clerk's. [`webhook_delivery`]
-//! builds a Clerk webhook delivery signed as svix signs it. Nothing here is
+//! builds a Clerk webhook delivery signed as svix signs it. A [`JwsKey`]
+//! signs tokens with any JWS algorithm the layer verifies. Nothing here is
 //! used by the layer itself: it only trusts keys the
 //! [`Config`](crate::Config) names.
 
@@ -14,7 +15,11 @@ use aws_lc_rs::{
     hmac,
     rand::SystemRandom,
     rsa::{KeyPair, KeySize, PublicKeyComponents},
-    signature::{KeyPair as _, RSA_PKCS1_SHA256},
+    signature::{
+        ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+        EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256, RSA_PKCS1_SHA384,
+        RSA_PKCS1_SHA512, RSA_PSS_SHA256, RSA_PSS_SHA384, RSA_PSS_SHA512, RsaEncoding,
+    },
 };
 use base64::{
     Engine,
@@ -177,6 +182,174 @@ impl SigningKey {
             "exp": now + ttl_seconds,
         });
         self.sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
+    }
+}
+
+/// A signing key for any JWS algorithm the layer verifies, with a `kid`:
+/// for tests and benchmarks of tokens from issuers other than Clerk.
+///
+/// ```
+/// use ensure_user::testing::JwsKey;
+/// use serde_json::json;
+///
+/// let key = JwsKey::generate("ES256", "key-1");
+/// let token = key.sign(&json!({ "typ": "JWT" }), &json!({ "sub": "alice" }));
+/// assert_eq!(token.split('.').count(), 3);
+/// assert_eq!(JwsKey::jwks(&[&key])["keys"][0]["crv"], "P-256");
+/// ```
+pub struct JwsKey {
+    alg: &'static str,
+    kid: String,
+    pair: JwsPair,
+}
+
+/// The key pair of a [`JwsKey`], with what its algorithm signs with.
+enum JwsPair {
+    Rsa(KeyPair, &'static dyn RsaEncoding),
+    Ec(EcdsaKeyPair, &'static str),
+    Ed25519(Ed25519KeyPair),
+}
+
+impl JwsKey {
+    /// Generates a new key pair for the JWS algorithm `alg`: `RS256`,
+    /// `RS384`, `RS512`, `PS256`, `PS384`, `PS512` (RSA-2048), `ES256`
+    /// (P-256), `ES384` (P-384) or `EdDSA` (Ed25519).
+    ///
+    /// # Panics
+    ///
+    /// For any other `alg`, such as `none` or `HS256`.
+    pub fn generate(alg: &str, kid: impl Into<String>) -> Self {
+        let rsa = |encoding: &'static dyn RsaEncoding| {
+            let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
+            JwsPair::Rsa(pair, encoding)
+        };
+        let ec = |signing: &'static EcdsaSigningAlgorithm, crv: &'static str| {
+            let pair = EcdsaKeyPair::generate(signing).expect("EC key generation");
+            JwsPair::Ec(pair, crv)
+        };
+        let (alg, pair) = match alg {
+            "RS256" => ("RS256", rsa(&RSA_PKCS1_SHA256)),
+            "RS384" => ("RS384", rsa(&RSA_PKCS1_SHA384)),
+            "RS512" => ("RS512", rsa(&RSA_PKCS1_SHA512)),
+            "PS256" => ("PS256", rsa(&RSA_PSS_SHA256)),
+            "PS384" => ("PS384", rsa(&RSA_PSS_SHA384)),
+            "PS512" => ("PS512", rsa(&RSA_PSS_SHA512)),
+            "ES256" => ("ES256", ec(&ECDSA_P256_SHA256_FIXED_SIGNING, "P-256")),
+            "ES384" => ("ES384", ec(&ECDSA_P384_SHA384_FIXED_SIGNING, "P-384")),
+            "EdDSA" => (
+                "EdDSA",
+                JwsPair::Ed25519(Ed25519KeyPair::generate().expect("Ed25519 key generation")),
+            ),
+            other => panic!("not a JWS algorithm the layer verifies: {other}"),
+        };
+        Self {
+            alg,
+            kid: kid.into(),
+            pair,
+        }
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The JWS algorithm name, such as `ES256`.
+    pub fn alg(&self) -> &str {
+        self.alg
+    }
+
+    /// The public key as a JWK: `kty`, `kid`, `alg`, `use: sig`, and `n`
+    /// and `e` (RSA), `crv`, `x` and `y` (EC) or `crv` and `x` (OKP).
+    pub fn jwk(&self) -> Value {
+        let mut jwk = match &self.pair {
+            JwsPair::Rsa(pair, _) => {
+                let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+                json!({
+                    "kty": "RSA",
+                    "n": URL_SAFE_NO_PAD.encode(&public.n),
+                    "e": URL_SAFE_NO_PAD.encode(&public.e),
+                })
+            }
+            JwsPair::Ec(pair, crv) => {
+                // The uncompressed point: 0x04, then x and y of equal length.
+                let point = &pair.public_key().as_ref()[1..];
+                let (x, y) = point.split_at(point.len() / 2);
+                json!({
+                    "kty": "EC",
+                    "crv": crv,
+                    "x": URL_SAFE_NO_PAD.encode(x),
+                    "y": URL_SAFE_NO_PAD.encode(y),
+                })
+            }
+            JwsPair::Ed25519(pair) => json!({
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+            }),
+        };
+        jwk["kid"] = self.kid.clone().into();
+        jwk["alg"] = self.alg.into();
+        jwk["use"] = "sig".into();
+        jwk
+    }
+
+    /// A JWKS document holding the public halves of `keys`.
+    pub fn jwks(keys: &[&JwsKey]) -> Value {
+        json!({ "keys": keys.iter().map(|key| key.jwk()).collect::<Vec<_>>() })
+    }
+
+    /// Signs `claims` under the header `{"alg": <this alg>, "kid": <this
+    /// kid>}` with the members of `header_extra` (an object) merged in,
+    /// replacing these: a `typ`, a `cat`, or for hostile tokens another
+    /// `alg` or `kid` (the signature is still this key's own).
+    ///
+    /// # Panics
+    ///
+    /// When `header_extra` is neither an object nor `null`.
+    pub fn sign(&self, header_extra: &Value, claims: &Value) -> String {
+        let mut header = json!({ "alg": self.alg, "kid": self.kid });
+        if let Some(extra) = header_extra.as_object() {
+            for (name, value) in extra {
+                header[name] = value.clone();
+            }
+        } else {
+            assert!(header_extra.is_null(), "header_extra must be a JSON object");
+        }
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = match &self.pair {
+            JwsPair::Rsa(pair, encoding) => {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(
+                    *encoding,
+                    &SystemRandom::new(),
+                    input.as_bytes(),
+                    &mut signature,
+                )
+                .expect("RSA signing");
+                signature
+            }
+            JwsPair::Ec(pair, _) => pair
+                .sign(&SystemRandom::new(), input.as_bytes())
+                .expect("ECDSA signing")
+                .as_ref()
+                .to_vec(),
+            JwsPair::Ed25519(pair) => pair.sign(input.as_bytes()).as_ref().to_vec(),
+        };
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+}
+
+impl std::fmt::Debug for JwsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwsKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 

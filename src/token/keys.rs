@@ -10,7 +10,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, ED25519_PUBLIC_KEY_LEN,
+    ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384,
+    RSA_PKCS1_2048_8192_SHA512, RSA_PSS_2048_8192_SHA256, RSA_PSS_2048_8192_SHA384,
+    RSA_PSS_2048_8192_SHA512, RsaPublicKeyComponents, VerificationAlgorithm,
+};
 use base64::{
     Engine,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
@@ -18,7 +23,10 @@ use base64::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::rules::{InvalidKey, KeyRules};
+use super::{
+    jws::Algorithm,
+    rules::{InvalidKey, KeyRules},
+};
 use crate::telemetry;
 
 /// Where the layer gets the public keys that sign Clerk session tokens.
@@ -54,8 +62,9 @@ impl KeySource {
         })
     }
 
-    /// Networkless verification with one RSA public key: the PEM from Clerk's
-    /// Dashboard (`CLERK_JWT_KEY`), with or without the `BEGIN`/`END` armour.
+    /// Networkless verification with one RSA public key, for RS256: the PEM
+    /// from Clerk's Dashboard (`CLERK_JWT_KEY`), with or without the
+    /// `BEGIN`/`END` armour.
     /// The token's `kid` is not consulted, as in Clerk's own SDKs.
     pub fn pem(pem: &str) -> Result<Self, InvalidKey> {
         let body: String = pem
@@ -73,9 +82,12 @@ impl KeySource {
     }
 }
 
-/// An RSA public key, parsed once (when configured or fetched), that checks
-/// RS256 signatures: RSASSA-PKCS1-v1_5 with SHA-256, 2048- to 8192-bit keys.
-pub(crate) struct VerifyingKey(ParsedPublicKey);
+/// A public key, parsed once (when configured or fetched), bound to the one
+/// algorithm it verifies (RFC 8725 §3.1). RSA keys have 2048 to 8192 bits.
+pub(crate) struct VerifyingKey {
+    alg: Algorithm,
+    key: ParsedPublicKey,
+}
 
 /// The DER `AlgorithmIdentifier` of `rsaEncryption` (1.2.840.113549.1.1.1,
 /// with the NULL parameters DER requires).
@@ -84,30 +96,105 @@ const RSA_ENCRYPTION: [u8; 15] = [
 ];
 
 impl VerifyingKey {
-    /// The key in a DER `SubjectPublicKeyInfo` (what a `PUBLIC KEY` PEM
-    /// holds) for `rsaEncryption`; a bare PKCS #1 `RSAPublicKey` is refused.
+    /// The RS256 key in a DER `SubjectPublicKeyInfo` (what a `PUBLIC KEY`
+    /// PEM holds) for `rsaEncryption`; a bare PKCS #1 `RSAPublicKey` is refused.
     fn from_spki_der(der: &[u8]) -> Option<Self> {
         if !is_rsa_spki(der) {
             return None;
         }
-        ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
-            .ok()
-            .map(Self)
+        Self::parse(Algorithm::Rs256, &RSA_PKCS1_2048_8192_SHA256, der)
     }
 
-    /// The key of a JWK's modulus `n` and exponent `e` (base64url, unpadded).
-    fn from_jwk_components(n: &str, e: &str) -> Option<Self> {
-        let n = URL_SAFE_NO_PAD.decode(n).ok()?;
-        let e = URL_SAFE_NO_PAD.decode(e).ok()?;
-        RsaPublicKeyComponents { n, e }
-            .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
-            .ok()
-            .map(Self)
+    /// The key of a JWKS entry, bound to the entry's `alg`, or without one
+    /// to its type's first algorithm: `RSA` to RS256, `EC` on P-256 to
+    /// ES256 and on P-384 to ES384, `OKP` on Ed25519 to EdDSA. `None` for
+    /// an entry not for signatures (`use` other than `sig`), whose `alg`
+    /// is not one the crate verifies or contradicts `kty` or `crv`, or
+    /// whose key material does not parse.
+    fn from_jwk(entry: &Value) -> Option<Self> {
+        let text = |name: &str| entry.get(name).and_then(Value::as_str);
+        let absent_or_text = |name: &str| entry.get(name).map(|value| value.as_str());
+        if !matches!(absent_or_text("use"), None | Some(Some("sig"))) {
+            return None;
+        }
+        let named = match absent_or_text("alg") {
+            None => None,
+            Some(name) => Some(Algorithm::from_name(name?)?),
+        };
+        let bytes = |name: &str| URL_SAFE_NO_PAD.decode(text(name)?).ok();
+        match (text("kty")?, text("crv")) {
+            ("RSA", _) => {
+                let alg = named.unwrap_or(Algorithm::Rs256);
+                let parameters = match alg {
+                    Algorithm::Rs256 => &RSA_PKCS1_2048_8192_SHA256,
+                    Algorithm::Rs384 => &RSA_PKCS1_2048_8192_SHA384,
+                    Algorithm::Rs512 => &RSA_PKCS1_2048_8192_SHA512,
+                    Algorithm::Ps256 => &RSA_PSS_2048_8192_SHA256,
+                    Algorithm::Ps384 => &RSA_PSS_2048_8192_SHA384,
+                    Algorithm::Ps512 => &RSA_PSS_2048_8192_SHA512,
+                    _ => return None,
+                };
+                let components = RsaPublicKeyComponents {
+                    n: bytes("n")?,
+                    e: bytes("e")?,
+                };
+                let key = components.to_parsed_public_key(parameters).ok()?;
+                Some(Self { alg, key })
+            }
+            ("EC", Some(crv)) => {
+                let (alg, verification, coordinate_len): (
+                    _,
+                    &'static dyn VerificationAlgorithm,
+                    _,
+                ) = match crv {
+                    "P-256" => (Algorithm::Es256, &ECDSA_P256_SHA256_FIXED, 32),
+                    "P-384" => (Algorithm::Es384, &ECDSA_P384_SHA384_FIXED, 48),
+                    _ => return None,
+                };
+                let (x, y) = (bytes("x")?, bytes("y")?);
+                if named.is_some_and(|named| named != alg)
+                    || x.len() != coordinate_len
+                    || y.len() != coordinate_len
+                {
+                    return None;
+                }
+                // The uncompressed SEC 1 point: 0x04, x, y.
+                let point = [&[0x04][..], &x, &y].concat();
+                Self::parse(alg, verification, &point)
+            }
+            ("OKP", Some("Ed25519")) => {
+                let x = bytes("x")?;
+                if named.is_some_and(|named| named != Algorithm::EdDsa)
+                    || x.len() != ED25519_PUBLIC_KEY_LEN
+                {
+                    return None;
+                }
+                Self::parse(Algorithm::EdDsa, &ED25519, &x)
+            }
+            _ => None,
+        }
     }
 
-    /// Whether `signature` is this key's RS256 signature of `message`.
+    /// The key in `bytes`, as aws-lc-rs reads them for `verification`
+    /// (which must be `alg`'s), bound to `alg`.
+    fn parse(
+        alg: Algorithm,
+        verification: &'static dyn VerificationAlgorithm,
+        bytes: &[u8],
+    ) -> Option<Self> {
+        let key = ParsedPublicKey::new(verification, bytes).ok()?;
+        Some(Self { alg, key })
+    }
+
+    /// The one algorithm this key verifies.
+    pub(crate) fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// Whether `signature` is this key's signature of `message` under its
+    /// own algorithm.
     pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.0.verify_sig(message, signature).is_ok()
+        self.key.verify_sig(message, signature).is_ok()
     }
 }
 
@@ -435,8 +522,9 @@ fn describe_http_error(error: reqwest::Error) -> String {
     }
 }
 
-/// Parses a JWKS document, keeping each RS256 signing key that parses and
-/// skipping the others. A set with no usable key is an error.
+/// Parses a JWKS document, keeping each signing key that parses, bound to
+/// its algorithm ([`VerifyingKey::from_jwk`]), and skipping the others. A
+/// set with no usable key is an error.
 pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
     #[derive(Deserialize)]
     struct Document {
@@ -449,26 +537,14 @@ pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyingKey
         .iter()
         .filter_map(|entry| {
             let kid = entry.get("kid")?.as_str()?;
-            let key = rs256_signing_key(entry)?;
+            let key = VerifyingKey::from_jwk(entry)?;
             Some((kid.to_owned(), Arc::new(key)))
         })
         .collect();
     if keys.is_empty() {
-        return Err("key set holds no usable RS256 key".to_owned());
+        return Err("key set holds no usable signing key".to_owned());
     }
     Ok(keys)
-}
-
-/// The key of a JWKS entry that is an RSA key for signatures (`use` absent
-/// or `sig`) with `alg` absent or `RS256`, and whose `n` and `e` parse.
-fn rs256_signing_key(entry: &Value) -> Option<VerifyingKey> {
-    let is = |name: &str, value: &str| entry.get(name).and_then(Value::as_str) == Some(value);
-    let absent_or = |name: &str, value: &str| entry.get(name).is_none() || is(name, value);
-    if !is("kty", "RSA") || !absent_or("use", "sig") || !absent_or("alg", "RS256") {
-        return None;
-    }
-    let component = |name: &str| entry.get(name).and_then(Value::as_str);
-    VerifyingKey::from_jwk_components(component("n")?, component("e")?)
 }
 
 #[cfg(test)]
@@ -526,7 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn jwks_keeps_rs256_signing_keys_only() {
+    fn jwks_binds_each_rsa_signing_key_to_one_algorithm() {
         let key = crate::testing::SigningKey::generate("k");
         let entry = |change: &dyn Fn(&mut Value)| {
             let mut jwk = key.jwk();
@@ -536,14 +612,29 @@ mod tests {
         let kept = |jwk: Value| {
             parse_jwks(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).is_ok()
         };
-        assert!(kept(entry(&|_| ())));
-        assert!(kept(entry(&|jwk| {
-            let jwk = jwk.as_object_mut().unwrap();
-            jwk.remove("alg");
-            jwk.remove("use");
-        })));
-        assert!(!kept(entry(&|jwk| jwk["alg"] = "RS384".into())));
+        let bound_to = |jwk: Value| {
+            let keys = parse_jwks(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes());
+            keys.ok().map(|keys| keys["k"].algorithm())
+        };
+        assert_eq!(bound_to(entry(&|_| ())), Some(Algorithm::Rs256));
+        assert_eq!(
+            bound_to(entry(&|jwk| {
+                let jwk = jwk.as_object_mut().unwrap();
+                jwk.remove("alg");
+                jwk.remove("use");
+            })),
+            Some(Algorithm::Rs256)
+        );
+        for alg in ["RS384", "RS512", "PS256", "PS384", "PS512"] {
+            let bound = bound_to(entry(&|jwk| jwk["alg"] = alg.into()));
+            assert_eq!(bound.map(Algorithm::name), Some(alg));
+        }
+        for alg in ["ES256", "EdDSA", "HS256", "none", "RSA-OAEP"] {
+            assert!(!kept(entry(&|jwk| jwk["alg"] = alg.into())), "{alg}");
+        }
+        assert!(!kept(entry(&|jwk| jwk["alg"] = 256.into())));
         assert!(!kept(entry(&|jwk| jwk["use"] = "enc".into())));
+        assert!(!kept(entry(&|jwk| jwk["use"] = Value::Null)));
         assert!(!kept(entry(&|jwk| jwk["kty"] = "rsa".into())));
         assert!(!kept(entry(&|jwk| jwk["kid"] = 7.into())));
         assert!(!kept(entry(&|jwk| {
@@ -552,6 +643,55 @@ mod tests {
         assert!(!kept(entry(&|jwk| {
             jwk["n"] = format!("{}=", jwk["n"].as_str().unwrap()).into();
         })));
+    }
+
+    #[test]
+    fn jwks_binds_ec_and_okp_keys_by_their_curve() {
+        use crate::testing::JwsKey;
+        let bound_to = |key: &JwsKey, change: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+            let mut jwk = key.jwk();
+            change(jwk.as_object_mut().unwrap());
+            let keys = parse_jwks(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes());
+            keys.ok().map(|keys| keys[key.kid()].algorithm())
+        };
+        let set = |name: &'static str, value: Value| {
+            move |jwk: &mut serde_json::Map<String, Value>| {
+                jwk.insert(name.into(), value.clone());
+            }
+        };
+        let no_alg = |jwk: &mut serde_json::Map<String, Value>| {
+            jwk.remove("alg");
+        };
+        let p256 = JwsKey::generate("ES256", "p256");
+        let p384 = JwsKey::generate("ES384", "p384");
+        let ed25519 = JwsKey::generate("EdDSA", "ed25519");
+        for (key, alg) in [
+            (&p256, Algorithm::Es256),
+            (&p384, Algorithm::Es384),
+            (&ed25519, Algorithm::EdDsa),
+        ] {
+            assert_eq!(bound_to(key, &|_| ()), Some(alg));
+            assert_eq!(bound_to(key, &no_alg), Some(alg));
+            assert_eq!(bound_to(key, &set("alg", "RS256".into())), None);
+            assert_eq!(bound_to(key, &set("use", "enc".into())), None);
+            assert_eq!(bound_to(key, &set("x", "AAAA".into())), None);
+            assert_eq!(
+                bound_to(key, &|jwk| {
+                    jwk.remove("crv");
+                }),
+                None
+            );
+        }
+        assert_eq!(bound_to(&p256, &set("crv", "P-384".into())), None);
+        assert_eq!(bound_to(&p256, &set("crv", "P-521".into())), None);
+        assert_eq!(bound_to(&p256, &set("alg", "ES384".into())), None);
+        assert_eq!(bound_to(&p384, &set("crv", "P-256".into())), None);
+        assert_eq!(bound_to(&p384, &set("alg", "ES256".into())), None);
+        assert_eq!(bound_to(&ed25519, &set("crv", "Ed448".into())), None);
+        assert_eq!(bound_to(&ed25519, &set("kty", "EC".into())), None);
+        // Coordinates of the right length, off the curve.
+        let off_curve = URL_SAFE_NO_PAD.encode([7; 32]);
+        assert_eq!(bound_to(&p256, &set("y", off_curve.into())), None);
     }
 
     #[test]

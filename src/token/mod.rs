@@ -5,6 +5,7 @@
 mod claims;
 pub(crate) mod find;
 pub(crate) mod footprint;
+pub(crate) mod jws;
 pub(crate) mod keys;
 pub(crate) mod kind;
 mod organization;

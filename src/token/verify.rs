@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
     SessionClaims, TokenType,
-    keys::{KeyError, KeyStore, VerifyingKey},
+    jws::{self, Algorithm, Algorithms, Header, decode_json},
+    keys::KeyStore,
     rules::VerifierRules,
 };
 use crate::{
@@ -27,17 +26,6 @@ const M2M_CATEGORY: &str = "cl_B7d4PD333AAA";
 pub(crate) struct Verifier {
     rules: VerifierRules,
     keys: Arc<KeyStore>,
-}
-
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    cat: Option<String>,
 }
 
 impl Verifier {
@@ -94,46 +82,22 @@ impl Verifier {
         Ok(claims)
     }
 
-    /// The payload of `token` once its form, its header (as `header_rule`
-    /// judges it, before any key is fetched) and its signature check out.
+    /// The payload of `token` once its form, its header (RS256, then as
+    /// `header_rule` judges it, before any key is fetched) and its signature
+    /// check out.
     async fn signed_payload<'t>(
         &self,
         token: &'t [u8],
         header_rule: fn(&Header) -> Result<(), Rejection>,
     ) -> Result<&'t str, Rejection> {
-        // A compact JWS: three base64url segments joined by dots, nothing else.
-        let alphabet = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-        if token.len() > self.rules.max_token_bytes || !token.iter().all(alphabet) {
-            return Err(Rejection::MalformedToken);
-        }
-        let token = std::str::from_utf8(token).map_err(|_| Rejection::MalformedToken)?;
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Rejection::MalformedToken);
-        };
-        if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
-            return Err(Rejection::MalformedToken);
-        }
-        let header: Header = decode_json(header_b64)?;
-        if header.alg != "RS256" {
-            return Err(Rejection::UnsupportedAlgorithm);
-        }
-        header_rule(&header)?;
-        let key = self
-            .keys
-            .key_for(header.kid.as_deref())
-            .await
-            .map_err(|error| match error {
-                KeyError::Unknown => Rejection::UnknownKey,
-                KeyError::Unavailable => Rejection::KeysUnavailable,
-            })?;
-        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        if !signature_verifies(&key, signing_input.as_bytes(), signature_b64) {
-            return Err(Rejection::InvalidSignature);
-        }
-        Ok(payload_b64)
+        jws::verified_payload(
+            token,
+            self.rules.max_token_bytes,
+            &self.keys,
+            Algorithms::only(Algorithm::Rs256),
+            header_rule,
+        )
+        .await
     }
 
     fn check_claims(&self, claims: &SessionClaims, now_ms: i64) -> Result<(), Rejection> {
@@ -222,25 +186,6 @@ fn m2m_header(header: &Header) -> Result<(), Rejection> {
     } else {
         Err(Rejection::TokenTypeMismatch)
     }
-}
-
-/// The signature of the largest key accepted: 8192 bits.
-const MAX_SIGNATURE_BYTES: usize = 8192 / 8;
-
-/// Whether the base64url `signature` is `key`'s RS256 signature of `signing_input`.
-fn signature_verifies(key: &VerifyingKey, signing_input: &[u8], signature: &str) -> bool {
-    let mut decoded = [0; MAX_SIGNATURE_BYTES];
-    match URL_SAFE_NO_PAD.decode_slice(signature, &mut decoded) {
-        Ok(length) => key.verifies(signing_input, &decoded[..length]),
-        Err(_) => false,
-    }
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, Rejection> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| Rejection::MalformedToken)?;
-    serde_json::from_slice(&bytes).map_err(|_| Rejection::MalformedToken)
 }
 
 #[cfg(test)]

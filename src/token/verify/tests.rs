@@ -1,19 +1,9 @@
-//! Tests of verification: the signature buffer, and Clerk's own token
-//! fixtures at the instant Clerk's tests freeze time at.
+//! Tests of verification: Clerk's own token fixtures at the instant
+//! Clerk's tests freeze time at.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use super::*;
-
-#[test]
-fn there_is_room_for_the_signature_of_an_8192_bit_key() {
-    let signature = URL_SAFE_NO_PAD.encode([0x5a; MAX_SIGNATURE_BYTES]);
-    let mut room = [0; MAX_SIGNATURE_BYTES];
-    assert_eq!(
-        URL_SAFE_NO_PAD.decode_slice(&signature, &mut room),
-        Ok(MAX_SIGNATURE_BYTES)
-    );
-    let longer = URL_SAFE_NO_PAD.encode([0x5a; MAX_SIGNATURE_BYTES + 1]);
-    assert!(URL_SAFE_NO_PAD.decode_slice(&longer, &mut room).is_err());
-}
 
 /// Clerk's own fixtures (`@clerk/backend`): a real session token, its
 /// key, and variants of the token, at the instant Clerk's tests freeze
@@ -289,5 +279,70 @@ oQIDAQAB
                 Err("unauthorized_party"),
             )],
         );
+    }
+}
+
+/// Clerk signs with RS256 alone: a token of any other algorithm is refused
+/// before its key is looked at, even when the key set holds its key.
+#[test]
+fn clerk_tokens_of_any_algorithm_but_rs256_are_unsupported() {
+    use serde_json::json;
+
+    use crate::{config::Config, testing::JwsKey, token::KeySource};
+
+    let issuer = "https://clerk.example.test";
+    let keys: Vec<JwsKey> = ["RS256", "RS384", "PS256", "ES256", "EdDSA"]
+        .into_iter()
+        .map(|alg| JwsKey::generate(alg, alg))
+        .collect();
+    let config = Config::new(
+        issuer,
+        KeySource::jwks_url("http://127.0.0.1:9/.well-known/jwks.json"),
+    );
+    let jwks = JwsKey::jwks(&keys.iter().collect::<Vec<_>>()).to_string();
+    let store = KeyStore::holding(&config.key_rules(), jwks.as_bytes());
+    let verifier = Verifier::new(config.verifier_rules(), Arc::new(store));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let now_ms = crate::testing::session_claims(issuer, "user_1", 0)["iat"]
+        .as_i64()
+        .unwrap()
+        * 1000;
+    for key in &keys {
+        let session = key.sign(
+            &json!({ "typ": "JWT" }),
+            &crate::testing::session_claims(issuer, "user_1", 60),
+        );
+        let machine = key.sign(
+            &json!({ "typ": "JWT", "cat": "cl_B7d4PD333AAA" }),
+            &json!({ "sub": "mch_1", "exp": now_ms / 1000 + 60 }),
+        );
+        let session = runtime.block_on(verifier.verify(session.as_bytes(), now_ms));
+        let machine = runtime.block_on(verifier.verify_machine(
+            machine.as_bytes(),
+            TokenType::M2mToken,
+            now_ms,
+        ));
+        if key.alg() == "RS256" {
+            assert_eq!(
+                session.map(|claims| claims.sub().to_owned()),
+                Ok("user_1".into())
+            );
+            assert!(machine.is_ok(), "{machine:?}");
+        } else {
+            assert_eq!(
+                session.err(),
+                Some(Rejection::UnsupportedAlgorithm),
+                "{}",
+                key.alg()
+            );
+            assert_eq!(
+                machine.err(),
+                Some(Rejection::UnsupportedAlgorithm),
+                "{}",
+                key.alg()
+            );
+        }
     }
 }
