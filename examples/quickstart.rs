@@ -27,6 +27,11 @@
 //!   machine tokens are verified with `CLERK_SECRET_KEY` (and
 //!   `CLERK_MACHINE_SECRET_KEY`) at `CLERK_API_URL`, in development mode too.
 //! - `BIND_ADDR`: default `127.0.0.1:3000`.
+//! - `OIDC_ISSUERS`: comma-separated URLs of OpenID Connect issuers whose
+//!   RFC 9068 access tokens are accepted too (or alone, when no Clerk
+//!   instance is configured), found by discovery; `OIDC_AUDIENCE`: the
+//!   audience they must name. `GET /me` answers such a user with `issuer`
+//!   and `subject` instead of `clerk_id`.
 //! - `CLERK_WEBHOOK_SECRET`: when set, Clerk's webhooks are received at
 //!   `POST /webhooks/clerk`.
 //! - `CORS_ALLOWED_ORIGINS`: comma-separated origins of front ends served
@@ -44,7 +49,8 @@
 //! On PostgreSQL it also hears deletions applied by other instances on the
 //! same database, so several copies can run side by side.
 //!
-//! With no issuer configured it runs in development mode: it makes a key
+//! With neither a Clerk instance nor `OIDC_ISSUERS` configured it runs in
+//! development mode: it makes a key
 //! pair, serves its JWKS itself, and prints `curl` lines with fresh tokens:
 //! a session without an organization, one as the admin of a new
 //! organization, an OAuth access token and a machine token.
@@ -64,6 +70,7 @@ use ensure_user::{
     Config, Guard, KeySource, LocalId, LocalOrganization, LocalUser, Principal, Running, Setup,
     credential::{AcceptedTokens, TokenType},
     eviction::EvictionSource,
+    oidc::Issuer,
     store::{OrganizationStore, OrganizationSync, SqliteUserStore, UserStore, UserSync},
     testing,
     webhook::{InvalidSecret, WebhookVerifier},
@@ -103,8 +110,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let listener = TcpListener::bind(&bind).await?;
     let addr = reachable(listener.local_addr()?);
 
+    let issuers = oidc_issuers_from_env();
     let (config, dev_key) = if clerk_configured() {
-        (Config::from_env()?, None)
+        let mut config = Config::from_env()?;
+        for issuer in issuers {
+            config = config.with_issuer(issuer)?;
+        }
+        (config, None)
+    } else if !issuers.is_empty() {
+        (with_backend_api(Config::for_issuers(issuers)?), None)
     } else {
         let key = testing::SigningKey::generate("ins_quickstart_dev");
         let issuer = format!("http://{addr}");
@@ -159,9 +173,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         print_opaque_note(&config);
     }
     let app = production_stack(app, cors);
+    let mut accepted_issuers: Vec<&str> = config.oidc_issuers().collect();
+    if config.accepts_clerk() {
+        accepted_issuers.insert(0, config.issuer());
+    }
     println!(
-        "ensure-user quickstart listening on http://{addr} (issuer {})",
-        config.issuer()
+        "ensure-user quickstart listening on http://{addr} (issuers {})",
+        accepted_issuers.join(", ")
     );
 
     axum::serve(listener, app)
@@ -252,10 +270,17 @@ fn cors_from_env() -> Result<Option<CorsLayer>, Box<dyn Error>> {
 }
 
 /// What `GET /me` answers: `{"clerk_id":"user_…","id":1,"org":null}`.
+/// `{"clerk_id", "id", "org"}` for Clerk's users; `{"id", "issuer",
+/// "subject", "org"}` for an OpenID Connect issuer's.
 #[derive(Serialize)]
 struct Me<'a> {
-    clerk_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clerk_id: Option<&'a str>,
     id: LocalId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
     org: Option<Org<'a>>,
 }
 
@@ -270,9 +295,12 @@ struct Org<'a> {
 
 async fn me(user: LocalUser, organization: Option<LocalOrganization>) -> Response {
     // Serialised straight from the borrowed fields: no `Value` tree built.
+    let issuer = user.issuer();
     Json(Me {
-        clerk_id: user.clerk_id(),
+        clerk_id: issuer.is_none().then(|| user.clerk_id()),
         id: user.id(),
+        issuer,
+        subject: issuer.map(|_| user.subject()),
         org: organization.as_ref().map(|organization| Org {
             id: organization.id(),
             clerk_id: organization.clerk_id(),
@@ -320,6 +348,24 @@ async fn whoami(principal: Principal) -> Response {
 /// What the guarded routes answer once let through: `{"org":"org_…"}`.
 async fn org(organization: LocalOrganization) -> Response {
     Json(serde_json::json!({ "org": organization.clerk_id() })).into_response()
+}
+
+/// The issuers of `OIDC_ISSUERS` (comma-separated URLs), each requiring
+/// the audience `OIDC_AUDIENCE` when that is set.
+fn oidc_issuers_from_env() -> Vec<Issuer> {
+    let audience = env::var("OIDC_AUDIENCE")
+        .ok()
+        .filter(|audience| !audience.trim().is_empty());
+    env::var("OIDC_ISSUERS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| match &audience {
+            Some(audience) => Issuer::new(url).with_audience(audience.trim()),
+            None => Issuer::new(url),
+        })
+        .collect()
 }
 
 /// Whether a Clerk instance is configured: its publishable key, or its

@@ -10,6 +10,7 @@ use base64::{
 
 use crate::{
     machine::MachineRules,
+    oidc::Issuer,
     store::Profile,
     token::{
         AcceptedTokens, KeySource, SessionClaims,
@@ -42,7 +43,12 @@ impl ProfileClaims {
         let extra = claims
             .extra::<serde_json::Map<String, serde_json::Value>>()
             .unwrap_or_default();
-        let text = |name: &str| extra.get(name).and_then(serde_json::Value::as_str);
+        self.read_map(&extra)
+    }
+
+    /// The profile these claims hold in a token's claims.
+    pub(crate) fn read_map(&self, claims: &serde_json::Map<String, serde_json::Value>) -> Profile {
+        let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
         Profile::from_reported(
             text(&self.email),
             text(&self.first_name),
@@ -103,6 +109,10 @@ pub struct Config {
     pub(crate) credential_cache_interval: Duration,
     pub(crate) backend_api_budget: (usize, Duration),
     pub(crate) backend_api_timeout: Duration,
+    /// Whether Clerk's tokens are accepted; `false` for a configuration of
+    /// other issuers alone.
+    pub(crate) clerk: bool,
+    pub(crate) oidc_issuers: Vec<Issuer>,
 }
 
 /// How long the Backend API's answer that it does not know a credential
@@ -149,6 +159,9 @@ pub enum ConfigError {
          with CLERK_JWKS_URL, CLERK_JWT_KEY or CLERK_SECRET_KEY"
     )]
     MissingIssuer,
+    /// An OpenID Connect issuer that cannot be used; the text says why.
+    #[error("{0}")]
+    InvalidOidcIssuer(String),
 }
 
 /// The sentence, then the variant it came from: what `main` prints when it
@@ -160,6 +173,7 @@ impl fmt::Debug for ConfigError {
             Self::InvalidJwtKey => "InvalidJwtKey",
             Self::MissingKeySource => "MissingKeySource",
             Self::MissingIssuer => "MissingIssuer",
+            Self::InvalidOidcIssuer(_) => "InvalidOidcIssuer",
         };
         write!(f, "{self} (ConfigError::{variant})")
     }
@@ -207,6 +221,8 @@ impl Config {
             credential_cache_interval: Duration::from_secs(10),
             backend_api_budget: (100, Duration::from_secs(10)),
             backend_api_timeout: Duration::from_secs(5),
+            clerk: true,
+            oidc_issuers: Vec::new(),
         }
     }
 
@@ -419,6 +435,63 @@ impl Config {
         self
     }
 
+    /// A configuration for the tokens of OpenID Connect issuers alone, no
+    /// Clerk: a JWT naming none of them is refused `401 invalid_issuer`,
+    /// anything else `401 token_type_mismatch`. Defaults as [`Config::new`].
+    /// Fails when an issuer cannot be used (see [`Config::with_issuer`]).
+    pub fn for_issuers(issuers: impl IntoIterator<Item = Issuer>) -> Result<Self, ConfigError> {
+        let mut config = Self::new("", KeySource::jwks_url(""));
+        config.clerk = false;
+        for issuer in issuers {
+            config = config.with_issuer(issuer)?;
+        }
+        Ok(config)
+    }
+
+    /// Accepts the tokens of an OpenID Connect issuer too (see
+    /// [`oidc`](crate::oidc)): picked by the token's `iss`, verified with
+    /// that issuer's own keys and rules. Fails when the issuer is not an
+    /// `https://` URL (`http://` is accepted on loopback), or is named
+    /// twice.
+    pub fn with_issuer(mut self, issuer: Issuer) -> Result<Self, ConfigError> {
+        if let Some(problem) = issuer.problem() {
+            return Err(ConfigError::InvalidOidcIssuer(problem));
+        }
+        let mut names = std::iter::once(&issuer.issuer).chain(&issuer.aliases);
+        let taken = |name: &String| {
+            (self.clerk && *name == self.issuer)
+                || self.oidc_issuers.iter().any(|other| other.names(name))
+        };
+        if names.any(taken) {
+            return Err(ConfigError::InvalidOidcIssuer(format!(
+                "the issuer `{}` is configured twice: each issuer, and each of its aliases, \
+                 may be named once",
+                issuer.issuer
+            )));
+        }
+        if issuer.audiences.is_empty() {
+            tracing::warn!(
+                target: "ensure_user::oidc",
+                issuer = %issuer.issuer,
+                "no audience configured: any token of this issuer is accepted, whichever \
+                 API it was issued for; set one with Issuer::with_audience"
+            );
+        }
+        self.oidc_issuers.push(issuer);
+        Ok(self)
+    }
+
+    /// Whether Clerk's tokens are accepted: `false` for a configuration of
+    /// [other issuers alone](Self::for_issuers).
+    pub fn accepts_clerk(&self) -> bool {
+        self.clerk
+    }
+
+    /// The OpenID Connect issuers whose tokens are accepted.
+    pub fn oidc_issuers(&self) -> impl Iterator<Item = &str> {
+        self.oidc_issuers.iter().map(Issuer::issuer)
+    }
+
     /// The kinds of credential the layer accepts. Default: session tokens
     /// only, as Clerk's SDKs. API keys, and M2M and OAuth tokens in their
     /// opaque form, are verified by Clerk's Backend API and need
@@ -560,6 +633,14 @@ impl fmt::Debug for Config {
             .field("clock_skew", &self.clock_skew)
             .field("allow_pending_sessions", &self.allow_pending_sessions)
             .field("cookie_suffix", &self.cookie_suffix)
+            .field(
+                "oidc_issuers",
+                &self
+                    .oidc_issuers
+                    .iter()
+                    .map(Issuer::issuer)
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }

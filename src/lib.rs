@@ -106,6 +106,7 @@ mod interleave;
 pub mod layer;
 mod local_id;
 mod machine;
+pub mod oidc;
 mod policy;
 mod principal;
 #[cfg(feature = "clerk-api")]
@@ -116,6 +117,7 @@ mod service;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod setup;
 pub mod store;
+mod subject_key;
 mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

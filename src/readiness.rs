@@ -10,11 +10,14 @@ use crate::{engine::Engine, store::StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Readiness {
-    /// Signing keys held (1 for a static PEM key).
+    /// Signing keys held (1 for a static PEM key): Clerk's, and every
+    /// OpenID Connect issuer's (whose discovery is tried first when it has
+    /// not succeeded).
     pub keys_held: usize,
     /// Seconds since the key set was last fetched; `None` if never (or static).
     pub keys_age_seconds: Option<u64>,
-    /// Whether the last key fetch failed (held keys still serve).
+    /// Whether the last key fetch failed (held keys still serve), or an
+    /// OpenID Connect issuer has no key.
     pub key_endpoint_failing: bool,
     /// Whether the store answered a ping within the store timeout.
     pub store_reachable: bool,
@@ -46,7 +49,7 @@ impl Readiness {
     /// pings its store and checks its schema, each bounded by the store
     /// timeout.
     pub(crate) async fn of(engine: &Engine) -> Self {
-        let keys = engine.keys().health().await;
+        let keys = engine.key_health().await;
         let ping = engine.store().ping_dyn();
         let store_reachable = match tokio::time::timeout(engine.store_timeout(), ping).await {
             Ok(Ok(())) => true,

@@ -128,8 +128,12 @@ pub enum Rejection {
     TokenNotYetValid,
     /// `iat` is in the future (allowing for the configured clock skew).
     TokenIssuedInFuture,
-    /// `iss` is not the configured Clerk instance.
+    /// `iss` is not the configured Clerk instance, nor a configured
+    /// OpenID Connect issuer.
     InvalidIssuer,
+    /// The token names none of the audiences its issuer's rules require
+    /// (see [`oidc::Issuer::with_audience`](crate::oidc::Issuer::with_audience)).
+    InvalidAudience,
     /// `azp` is missing or not one of the configured authorized parties.
     UnauthorizedParty,
     /// The session is `pending` (for example, an organization must be chosen first).
@@ -216,7 +220,11 @@ impl Rejection {
             ),
             Self::InvalidIssuer => Refusal::unauthorized(
                 "invalid_issuer",
-                "the session token was issued by another Clerk instance",
+                "the token was issued by an issuer this app does not accept",
+            ),
+            Self::InvalidAudience => Refusal::unauthorized(
+                "invalid_audience",
+                "the token was issued for another audience",
             ),
             Self::UnauthorizedParty => Refusal::unauthorized(
                 "unauthorized_party",

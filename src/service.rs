@@ -202,6 +202,7 @@ fn record_principal(span: &Span, principal: &Principal) {
     }
     let clerk_id = match principal.subject() {
         Subject::User(id) | Subject::Organization(id) | Subject::Machine(id) => id,
+        Subject::Oidc { subject, .. } => subject,
     };
     span.record("clerk_id", clerk_id);
     span.record("outcome", "authenticated");

@@ -1,5 +1,6 @@
-//! Which verifier checks a presented credential: its kind as Clerk tells
-//! it, whether the layer accepts that kind, then the verifier of the kind —
+//! Which verifier checks a presented credential: a configured OpenID
+//! Connect issuer's when the token claims one; otherwise its kind as Clerk
+//! tells it, whether the layer accepts that kind, then the verifier of the kind —
 //! a session token or a machine JWT with the instance's keys, an opaque
 //! machine credential through the Backend API — and until when the
 //! verified credential may be served without asking again.
@@ -9,6 +10,7 @@ use std::time::Duration;
 use crate::{
     config::Config,
     machine::{MachineCredential, MachineVerifier},
+    oidc::verify::Issuers,
     principal::{entry::VerifiedToken, proof::Proof},
     rejection::Rejection,
     token::{
@@ -20,6 +22,10 @@ use crate::{
 
 /// Every verifier of the credentials a layer accepts.
 pub(crate) struct Credentials {
+    /// The OpenID Connect issuers configured, picked by `iss`.
+    issuers: Issuers,
+    /// Whether Clerk's credentials are accepted at all.
+    clerk: bool,
     accepted: AcceptedTokens,
     /// Session tokens and machine JWTs, with the instance's keys.
     jwts: Verifier,
@@ -41,6 +47,8 @@ impl Credentials {
         .into_iter()
         .any(|kind| accepted.contains(kind));
         Self {
+            issuers: Issuers::new(config),
+            clerk: config.accepts_clerk(),
             accepted,
             jwts,
             opaque: opaque_accepted.then(|| MachineVerifier::new(&config.machine_rules())),
@@ -55,7 +63,21 @@ impl Credentials {
         token: &[u8],
         now_ms: i64,
     ) -> Result<VerifiedToken, Rejection> {
+        if let Some(issuer) = self.issuers.pick(token) {
+            let claims = issuer.verify(token, now_ms).await?;
+            let fresh_until_ms = claims.expires_at_ms().saturating_add(issuer.skew_ms());
+            return Ok(VerifiedToken::new(
+                Proof::Oidc(Box::new(claims)),
+                fresh_until_ms,
+            ));
+        }
         let kind = classify(token);
+        if !self.clerk {
+            return Err(match kind {
+                Classified::Opaque(_) => Rejection::TokenTypeMismatch,
+                _ => Rejection::InvalidIssuer,
+            });
+        }
         if !self.accepted.contains(kind.token_type()) {
             return Err(Rejection::TokenTypeMismatch);
         }
@@ -89,5 +111,15 @@ impl Credentials {
                 ))
             }
         }
+    }
+
+    /// The configured OpenID Connect issuers.
+    pub(crate) fn issuers(&self) -> &Issuers {
+        &self.issuers
+    }
+
+    /// Whether Clerk's credentials are accepted.
+    pub(crate) fn accepts_clerk(&self) -> bool {
+        self.clerk
     }
 }

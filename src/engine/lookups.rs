@@ -12,7 +12,10 @@ use crate::{
     eviction::{Subject, membership_key},
     local_id::LocalId,
     policy::FirstSight,
-    principal::entry::{ActiveRows, OrganizationRows},
+    principal::{
+        entry::{ActiveRows, OrganizationRows},
+        proof::Proof,
+    },
     rejection::Rejection,
     store::{
         DynOrganizationStore, MembershipClaim, MembershipResolution, OrganizationResolution,
@@ -59,26 +62,26 @@ impl Engine {
     /// session token's claims, where the app added it to them.
     pub(super) async fn user(
         &self,
-        clerk_id: &str,
-        session: Option<&SessionClaims>,
+        proof: &Proof,
+        key: &str,
         stamp: u64,
         first_sight: Option<&dyn FirstSight>,
     ) -> Result<Stamped<UserRow>, Rejection> {
         let load = async {
-            let profile = session
-                .map(|claims| self.profile_claims.read(claims))
-                .unwrap_or_default();
-            let call = self.store.find_or_create_dyn(clerk_id, &profile);
+            let profile = proof.profile(&self.profile_claims);
+            let call = self.store.find_or_create_dyn(key, &profile);
             let result = self.bounded("user", call, Resolution::outcome).await;
             if let Ok(Resolution::Created(id)) = &result {
-                tracing::info!(target: "ensure_user", clerk_id, local_id = %id, "created local user");
-                if let Some(first_sight) = first_sight.filter(|_| profile.is_empty()) {
+                tracing::info!(target: "ensure_user", user = key, local_id = %id, "created local user");
+                // The first-sight hook asks Clerk: for Clerk's users only.
+                let clerk_user = proof.clerk_user().filter(|_| profile.is_empty());
+                if let Some((first_sight, clerk_id)) = first_sight.zip(clerk_user) {
                     first_sight.created(clerk_id).await;
                 }
             }
             result
         };
-        let answer = answered(&self.caches.users, clerk_id, stamp, load).await?;
+        let answer = answered(&self.caches.users, key, stamp, load).await?;
         let row = |id, banned| Stamped {
             value: UserRow { id, banned },
             stamp: answer.stamp,

@@ -32,7 +32,11 @@ use crate::{
     rejection::Rejection,
     store::{DynOrganizationStore, DynUserStore, UserStore},
     telemetry,
-    token::{find::find_token, keys::KeyStore, verify::Verifier},
+    token::{
+        find::find_token,
+        keys::{KeyHealth, KeyStore},
+        verify::Verifier,
+    },
 };
 
 /// Lookups of one user a request makes at most while the user keeps being
@@ -147,8 +151,27 @@ impl Engine {
         &self.caches
     }
 
-    pub(crate) fn keys(&self) -> &KeyStore {
-        &self.keys
+    /// What readiness learns of the keys: Clerk's (when Clerk's tokens are
+    /// accepted) and every OpenID Connect issuer's, together.
+    pub(crate) async fn key_health(&self) -> KeyHealth {
+        let clerk = match self.credentials.accepts_clerk() {
+            true => Some(self.keys.health().await),
+            false => None,
+        };
+        let issuers = self.credentials.issuers().health().await;
+        match (clerk, issuers) {
+            (Some(clerk), Some(issuers)) => KeyHealth {
+                held: clerk.held + issuers.held,
+                age: clerk.age.max(issuers.age),
+                last_fetch_failed: clerk.last_fetch_failed || issuers.last_fetch_failed,
+            },
+            (Some(only), None) | (None, Some(only)) => only,
+            (None, None) => KeyHealth {
+                held: 0,
+                age: None,
+                last_fetch_failed: false,
+            },
+        }
     }
 
     pub(crate) fn store(&self) -> &dyn DynUserStore {
@@ -260,11 +283,9 @@ impl Engine {
             }
             let mut answers = Vec::with_capacity(4);
             let user = match proof.user() {
-                Some(clerk_id) => {
-                    let user = self
-                        .user(clerk_id, proof.session(), stamp, first_sight)
-                        .await?;
-                    let read = (Subject::User(clerk_id), user.stamp);
+                Some(key) => {
+                    let user = self.user(proof, key, stamp, first_sight).await?;
+                    let read = (Subject::User(key), user.stamp);
                     if user.value.banned {
                         // Unless unbanned since the row was read: then read it again.
                         #[cfg(test)]
@@ -315,9 +336,15 @@ impl Engine {
 
     /// Fetches the signing keys now; how many are held.
     pub(crate) async fn prefetch_keys(&self) -> Result<usize, Rejection> {
-        self.keys
+        let issuers = self.credentials.issuers().prefetch().await?;
+        if !self.credentials.accepts_clerk() {
+            return Ok(issuers);
+        }
+        let clerk = self
+            .keys
             .prefetch()
             .await
-            .map_err(|_| Rejection::KeysUnavailable)
+            .map_err(|_| Rejection::KeysUnavailable)?;
+        Ok(clerk + issuers)
     }
 }

@@ -90,7 +90,10 @@ pub(super) fn is_probe(payload: &str) -> bool {
 #[cfg(feature = "postgres")]
 fn payload(announcement: Announcement<'_>) -> String {
     match announcement {
-        Announcement::User(user) => user.to_owned(),
+        // A Clerk id bare, as every version reads it; another issuer's key
+        // (which may hold `:`) after `user:`.
+        Announcement::User(user) if is_user_id(user) => user.to_owned(),
+        Announcement::User(user) => format!("user:{user}"),
         Announcement::Organization(organization) => format!("org:{organization}"),
         Announcement::Membership { organization, user } => {
             format!("membership:{organization}:{user}")
@@ -108,8 +111,12 @@ fn payload(announcement: Announcement<'_>) -> String {
 #[cfg(feature = "postgres")]
 pub(super) fn parse(payload: &str) -> Option<Announcement<'_>> {
     let (kind, rest) = payload.split_once(':').unwrap_or(("", payload));
+    // A bare payload is a Clerk id; `user:` is there for every other key.
+    if kind.is_empty() && !is_user_id(rest) {
+        return None;
+    }
     let announcement = match kind {
-        "" => Announcement::User(rest),
+        "" | "user" => Announcement::User(rest),
         "org" => Announcement::Organization(rest),
         "membership" => {
             let (organization, user) = rest.rsplit_once(':')?;
@@ -144,16 +151,26 @@ pub(super) fn parse(payload: &str) -> Option<Announcement<'_>> {
 #[cfg(feature = "postgres")]
 fn well_formed(announcement: Announcement<'_>) -> bool {
     match announcement {
-        Announcement::User(user) | Announcement::Blocked { user, .. } => is_user_id(user),
+        // A Clerk user id, or an issuer's key (`<issuer>#<subject>`, or a
+        // subject alone where the issuer is so configured).
+        Announcement::User(user) | Announcement::Blocked { user, .. } => is_visible_id(user),
         Announcement::Organization(organization) => is_organization_id(organization),
         Announcement::Membership { organization, user } => {
             is_organization_id(organization) && is_user_id(user)
         }
         // A session, or a machine credential revoked the same way.
+        // A session or a machine credential revoked the same way, or an
+        // issuer's session (`sid`) or token (`jti`).
         Announcement::SessionEnded { session, .. } => {
-            is_session_id(session) || is_credential_id(session)
+            is_session_id(session) || is_credential_id(session) || is_visible_id(session)
         }
     }
+}
+
+/// Text that can be an id: 1 to 512 bytes, no control characters.
+#[cfg(feature = "postgres")]
+fn is_visible_id(id: &str) -> bool {
+    (1..=512).contains(&id.len()) && !id.chars().any(char::is_control)
 }
 
 #[cfg(all(test, feature = "postgres"))]
@@ -183,6 +200,17 @@ mod tests {
                 blocked: false,
                 version: 43,
             },
+            Announcement::User("https://id.example.com:8443/realms/a#9b1d:x"),
+            Announcement::User("auth0|64f1"),
+            Announcement::Blocked {
+                user: "https://id.example.com/#auth0|1",
+                blocked: true,
+                version: 44,
+            },
+            Announcement::SessionEnded {
+                session: "9b1d-sid",
+                until_ms: 1_700_000_000_000,
+            },
         ] {
             assert_eq!(parse(&payload(announcement)), Some(announcement));
         }
@@ -194,7 +222,6 @@ mod tests {
             "membership:org_1:org_2",
             "sess_1",
             "session:sess_1",
-            "session:user_1:5",
             "blocked:user_1:1",
             "blocked:user_1:1:soon",
             "blocked:user_1:2:5",

@@ -47,7 +47,7 @@ impl Endpoint {
                 path: "oauth_applications/access_tokens/verify",
                 field: "access_token",
             }),
-            TokenType::SessionToken => None,
+            TokenType::SessionToken | TokenType::OidcToken => None,
         }
     }
 }

@@ -80,10 +80,11 @@ impl VerifiedToken {
 
     /// A copy with no resolution, for an entry worth keeping when its rows
     /// are forgotten: a machine credential, whose verification cost a
-    /// Backend API call. `None` for a session token, verified again cheaply.
+    /// Backend API call. `None` for a session token or an issuer's token,
+    /// verified again cheaply.
     pub(crate) fn unresolved_copy(&self) -> Option<Self> {
         match &self.proof {
-            Proof::Session(_) => None,
+            Proof::Session(_) | Proof::Oidc(_) => None,
             Proof::Machine(credential) => Some(Self {
                 resolved_in: AtomicU64::new(0),
                 resolved: OnceLock::new(),

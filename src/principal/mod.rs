@@ -19,10 +19,11 @@ pub use user::LocalUser;
 use crate::{
     authorization::Requirement,
     machine::MachineCredential,
+    oidc::OidcClaims,
     token::{SessionClaims, TokenType},
 };
 
-/// Who a credential belongs to, by Clerk id.
+/// Who a credential belongs to: by Clerk id, or by issuer and subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Subject<'a> {
@@ -32,6 +33,13 @@ pub enum Subject<'a> {
     Organization(&'a str),
     /// A machine (`mch_…`): a machine-to-machine token or a machine's API key.
     Machine(&'a str),
+    /// A user of a configured OpenID Connect issuer.
+    Oidc {
+        /// The issuer, as configured.
+        issuer: &'a str,
+        /// The user's id at the issuer.
+        subject: &'a str,
+    },
 }
 
 /// What an authenticated request proved: the credential's kind and
@@ -148,6 +156,11 @@ impl Principal {
     /// The session token's verified claims, for a session.
     pub fn session(&self) -> Option<&SessionClaims> {
         self.token.proof.session()
+    }
+
+    /// The verified claims of an OpenID Connect issuer's token.
+    pub fn oidc_claims(&self) -> Option<&OidcClaims> {
+        self.token.proof.oidc()
     }
 
     /// Whether the session meets `requirement`, as Clerk's `has()` decides;

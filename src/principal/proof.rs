@@ -5,7 +5,9 @@
 use super::Subject;
 use crate::{
     machine::{MachineCredential, SubjectKind},
+    oidc::OidcClaims,
     rejection::Rejection,
+    store::Profile,
     token::{SessionClaims, TokenType},
 };
 
@@ -17,6 +19,8 @@ pub(crate) enum Proof {
     /// the Backend API or, in JWT form, with the instance's keys. Boxed:
     /// most credentials are sessions.
     Machine(Box<MachineCredential>),
+    /// A configured OpenID Connect issuer's token. Boxed, as machines'.
+    Oidc(Box<OidcClaims>),
 }
 
 impl Proof {
@@ -25,6 +29,7 @@ impl Proof {
         match self {
             Self::Session(_) => TokenType::SessionToken,
             Self::Machine(credential) => credential.token_type(),
+            Self::Oidc(_) => TokenType::OidcToken,
         }
     }
 
@@ -37,14 +42,38 @@ impl Proof {
                 SubjectKind::Organization => Subject::Organization(credential.subject()),
                 SubjectKind::Machine => Subject::Machine(credential.subject()),
             },
+            Self::Oidc(claims) => Subject::Oidc {
+                issuer: claims.issuer(),
+                subject: claims.subject(),
+            },
         }
     }
 
-    /// The Clerk user (`user_…`) the credential acts for, if a user.
+    /// The key of the user the credential acts for, if a user: a Clerk
+    /// user id (`user_…`), or an issuer's user key.
     pub(crate) fn user(&self) -> Option<&str> {
         match self {
             Self::Session(claims) => Some(claims.sub()),
             Self::Machine(credential) => credential.user_id(),
+            Self::Oidc(claims) => Some(claims.key()),
+        }
+    }
+
+    /// The Clerk user (`user_…`) the credential acts for, if a Clerk user.
+    pub(crate) fn clerk_user(&self) -> Option<&str> {
+        match self {
+            Self::Oidc(_) => None,
+            _ => self.user(),
+        }
+    }
+
+    /// The profile a new row is given: a session's or an issuer's token's,
+    /// as the claims configured name it; none from a machine credential.
+    pub(crate) fn profile(&self, session_claims: &crate::ProfileClaims) -> Profile {
+        match self {
+            Self::Session(claims) => session_claims.read(claims),
+            Self::Machine(_) => Profile::default(),
+            Self::Oidc(claims) => claims.profile().clone(),
         }
     }
 
@@ -54,13 +83,14 @@ impl Proof {
         match self {
             Self::Session(claims) => claims.organization().map(|active| active.id()),
             Self::Machine(credential) => credential.organization_id(),
+            Self::Oidc(_) => None,
         }
     }
 
     /// The machine (`mch_…`) the credential belongs to.
     pub(crate) fn machine(&self) -> Option<&str> {
         match self {
-            Self::Session(_) => None,
+            Self::Session(_) | Self::Oidc(_) => None,
             Self::Machine(credential) => credential.machine_id(),
         }
     }
@@ -71,13 +101,14 @@ impl Proof {
         match self {
             Self::Session(claims) => claims.sid(),
             Self::Machine(credential) => credential.id(),
+            Self::Oidc(claims) => claims.credential_id(),
         }
     }
 
     /// The refusal of a credential whose id was ended or revoked.
     pub(crate) fn ended(&self) -> Rejection {
         match self {
-            Self::Session(_) => Rejection::SessionEnded,
+            Self::Session(_) | Self::Oidc(_) => Rejection::SessionEnded,
             Self::Machine(_) => Rejection::CredentialRevoked,
         }
     }
@@ -87,6 +118,7 @@ impl Proof {
         match self {
             Self::Session(_) => &[],
             Self::Machine(credential) => credential.scopes(),
+            Self::Oidc(claims) => claims.scopes(),
         }
     }
 
@@ -94,14 +126,22 @@ impl Proof {
     pub(crate) fn session(&self) -> Option<&SessionClaims> {
         match self {
             Self::Session(claims) => Some(claims),
-            Self::Machine(_) => None,
+            Self::Machine(_) | Self::Oidc(_) => None,
+        }
+    }
+
+    /// An OpenID Connect issuer's token's claims.
+    pub(crate) fn oidc(&self) -> Option<&OidcClaims> {
+        match self {
+            Self::Oidc(claims) => Some(claims),
+            _ => None,
         }
     }
 
     /// The machine credential, for any other kind.
     pub(crate) fn machine_credential(&self) -> Option<&MachineCredential> {
         match self {
-            Self::Session(_) => None,
+            Self::Session(_) | Self::Oidc(_) => None,
             Self::Machine(credential) => Some(credential),
         }
     }
@@ -111,6 +151,7 @@ impl Proof {
         match self {
             Self::Session(claims) => claims.exp().saturating_mul(1000),
             Self::Machine(credential) => credential.expires_at_ms().unwrap_or(i64::MAX),
+            Self::Oidc(claims) => claims.expires_at_ms(),
         }
     }
 
@@ -119,6 +160,7 @@ impl Proof {
         match self {
             Self::Session(claims) => claims.heap_bytes(),
             Self::Machine(credential) => size_of::<MachineCredential>() + credential.heap_bytes(),
+            Self::Oidc(claims) => size_of::<OidcClaims>() + claims.heap_bytes(),
         }
     }
 }

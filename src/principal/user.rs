@@ -8,6 +8,7 @@ use super::{LocalOrganization, Principal};
 use crate::{
     authorization::Requirement,
     local_id::LocalId,
+    oidc::OidcClaims,
     token::{SessionClaims, TokenType},
 };
 
@@ -35,9 +36,32 @@ impl LocalUser {
     }
 
     /// The Clerk user id (`user_…`): the session token's `sub`, or the
-    /// subject of the user's API key or OAuth token.
+    /// subject of the user's API key or OAuth token. Empty for a user of
+    /// another OpenID Connect issuer: see [`issuer`](Self::issuer) and
+    /// [`subject`](Self::subject).
     pub fn clerk_id(&self) -> &str {
-        self.0.entry().proof.user().unwrap_or_default()
+        self.0.entry().proof.clerk_user().unwrap_or_default()
+    }
+
+    /// The issuer of a user of a configured OpenID Connect issuer; `None`
+    /// for Clerk's users.
+    pub fn issuer(&self) -> Option<&str> {
+        self.oidc_claims().map(OidcClaims::issuer)
+    }
+
+    /// The user's id at their issuer: the Clerk user id for Clerk's users,
+    /// the token's subject (as the issuer's rules name it) for others.
+    pub fn subject(&self) -> &str {
+        match self.oidc_claims() {
+            Some(claims) => claims.subject(),
+            None => self.clerk_id(),
+        }
+    }
+
+    /// Every verified claim of an OpenID Connect issuer's token, custom
+    /// and namespaced ones included, when the request carried one.
+    pub fn oidc_claims(&self) -> Option<&OidcClaims> {
+        self.0.oidc_claims()
     }
 
     /// The Clerk session id (`sess_…`), when the request carried a session token.
@@ -79,7 +103,7 @@ impl fmt::Debug for LocalUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalUser")
             .field("id", &self.id())
-            .field("clerk_id", &self.clerk_id())
+            .field("subject", &self.subject())
             .field("token_type", &self.token_type())
             .finish_non_exhaustive()
     }

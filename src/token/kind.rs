@@ -29,6 +29,10 @@ pub enum TokenType {
     /// An OAuth access token that Clerk, as an OAuth provider, issued to an
     /// application: opaque (`oat_…`) or a JWT of type `at+jwt`.
     OauthToken,
+    /// A token of a configured OpenID Connect issuer (see
+    /// [`oidc`](crate::oidc)): accepted wherever its issuer is configured,
+    /// whatever [`AcceptedTokens`] says of Clerk's kinds.
+    OidcToken,
 }
 
 impl TokenType {
@@ -47,6 +51,7 @@ impl TokenType {
             Self::ApiKey => "api_key",
             Self::M2mToken => "m2m_token",
             Self::OauthToken => "oauth_token",
+            Self::OidcToken => "oidc_token",
         }
     }
 
@@ -57,6 +62,7 @@ impl TokenType {
             Self::ApiKey => 1 << 1,
             Self::M2mToken => 1 << 2,
             Self::OauthToken => 1 << 3,
+            Self::OidcToken => 1 << 4,
         }
     }
 }

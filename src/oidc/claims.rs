@@ -1,0 +1,161 @@
+//! What a verified token of an OpenID Connect issuer says: its issuer and
+//! subject, which key the user's row, and every claim, for the app to read
+//! into its own type.
+
+use std::{fmt, sync::Arc};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::store::Profile;
+
+/// The verified claims of an OpenID Connect issuer's token.
+///
+/// ```
+/// # fn handler(user: ensure_user::LocalUser) {
+/// #[derive(serde::Deserialize)]
+/// struct Roles {
+///     #[serde(rename = "https://example.com/roles", default)]
+///     roles: Vec<String>,
+/// }
+/// if let Some(claims) = user.oidc_claims() {
+///     let roles: Roles = claims.extra().unwrap_or(Roles { roles: Vec::new() });
+///     println!("{} at {}: {:?}", claims.subject(), claims.issuer(), roles.roles);
+/// }
+/// # }
+/// ```
+pub struct OidcClaims {
+    /// The issuer as configured (an alias in `iss` reads as this).
+    issuer: Arc<str>,
+    subject: String,
+    /// What the user's row, caches and bans go by: `<issuer>#<subject>`,
+    /// or the subject alone where the issuer is so configured.
+    key: String,
+    /// The session (`sid`) or token (`jti`) id, if the token has one.
+    credential_id: String,
+    expires_at_ms: i64,
+    scopes: Vec<String>,
+    profile: Profile,
+    claims: Map<String, Value>,
+}
+
+impl OidcClaims {
+    pub(crate) fn new(
+        issuer: Arc<str>,
+        subject: String,
+        key: String,
+        claims: Map<String, Value>,
+        expires_at_ms: i64,
+        profile: Profile,
+    ) -> Self {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        let credential_id = text("sid").or(text("jti")).unwrap_or_default().to_owned();
+        let scopes = scopes_of(&claims);
+        Self {
+            key,
+            issuer,
+            subject,
+            credential_id,
+            expires_at_ms,
+            scopes,
+            profile,
+            claims,
+        }
+    }
+
+    /// The issuer, as configured: the first half of the user's key.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The user's stable id at the issuer (`sub`, or the claim the issuer's
+    /// rules name, such as Entra's `oid`): the second half of the key.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// A claim by name, as the token holds it.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.claims.get(name)
+    }
+
+    /// Every claim, read into the app's own type (custom and namespaced
+    /// claims included, with `#[serde(rename = "https://…")]`).
+    pub fn extra<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&Value::Object(self.claims.clone()))
+    }
+
+    /// The scopes granted: `scope` (space-separated, RFC 9068) or `scp`
+    /// (a list or a string).
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// The user key.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub(crate) fn credential_id(&self) -> &str {
+        &self.credential_id
+    }
+
+    pub(crate) fn expires_at_ms(&self) -> i64 {
+        self.expires_at_ms
+    }
+
+    /// The profile read from the claims the issuer's rules name.
+    pub(crate) fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Bytes held on the heap, roughly, for the token cache's budget.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let claims: usize = self
+            .claims
+            .iter()
+            .map(|(name, value)| name.len() + value_bytes(value) + 64)
+            .sum();
+        self.subject.len()
+            + self.key.len()
+            + self.credential_id.len()
+            + self.scopes.iter().map(|s| s.len() + 24).sum::<usize>()
+            + claims
+    }
+}
+
+/// Shows the issuer and subject only: claims may carry personal data.
+impl fmt::Debug for OidcClaims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcClaims")
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The scopes in `scope` (space-separated) or `scp` (a list or a string).
+fn scopes_of(claims: &Map<String, Value>) -> Vec<String> {
+    let words = |text: &str| text.split_whitespace().map(str::to_owned).collect();
+    match (claims.get("scope"), claims.get("scp")) {
+        (Some(Value::String(scope)), _) | (None, Some(Value::String(scope))) => words(scope),
+        (_, Some(Value::Array(list))) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(text) => text.len(),
+        Value::Array(items) => items.iter().map(|item| value_bytes(item) + 16).sum(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(name, value)| name.len() + value_bytes(value) + 64)
+            .sum(),
+        _ => 0,
+    }
+}
