@@ -16,6 +16,7 @@ pub mod examples;
     feature = "axum"
 ))]
 pub mod instances;
+pub mod oidc_provider;
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
 pub mod organizations;
 pub mod proxy;
