@@ -116,9 +116,18 @@ fn keycloak_access_tokens_say_bearer_and_id_tokens_are_refused() {
     let mut id_token = access.clone();
     id_token["typ"] = "ID".into();
     id_token["aud"] = "orders-api".into();
+    assert_eq!(
+        verified(&keycloak, &key, json!({ "typ": "JWT" }), id_token.clone()),
+        Err(Rejection::TokenTypeMismatch)
+    );
+    // Where access tokens carry no such claim, an ID token's marks tell it.
+    let untyped = Issuer::new("https://kc.example.com/realms/acme")
+        .with_token_use(super::TokenUse::AccessToken);
+    id_token.as_object_mut().unwrap().remove("typ");
+    assert!(verified(&untyped, &key, json!({ "typ": "JWT" }), id_token.clone()).is_ok());
     id_token["nonce"] = "n-0S6_WzA2Mj".into();
     assert_eq!(
-        verified(&keycloak, &key, json!({ "typ": "JWT" }), id_token),
+        verified(&untyped, &key, json!({ "typ": "JWT" }), id_token),
         Err(Rejection::TokenTypeMismatch)
     );
     // A client without the `basic` scope gets tokens with no `sub`.
