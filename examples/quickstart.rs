@@ -321,11 +321,17 @@ struct WhoAmI<'a> {
     scopes: &'a [String],
 }
 
-/// A row and its Clerk id, in `GET /whoami`.
+/// A row and its Clerk id (or, for an OpenID Connect issuer's user, its
+/// issuer and subject), in `GET /whoami`.
 #[derive(Serialize)]
 struct Owner {
     id: LocalId,
-    clerk_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clerk_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
 }
 
 async fn whoami(principal: Principal) -> Response {
@@ -333,11 +339,15 @@ async fn whoami(principal: Principal) -> Response {
         token_type: principal.token_type(),
         user: principal.user().map(|user| Owner {
             id: user.id(),
-            clerk_id: user.clerk_id().to_owned(),
+            clerk_id: user.issuer().is_none().then(|| user.clerk_id().to_owned()),
+            issuer: user.issuer().map(str::to_owned),
+            subject: user.issuer().map(|_| user.subject().to_owned()),
         }),
         org: principal.organization().map(|organization| Owner {
             id: organization.id(),
-            clerk_id: organization.clerk_id().to_owned(),
+            clerk_id: Some(organization.clerk_id().to_owned()),
+            issuer: None,
+            subject: None,
         }),
         machine: principal.machine(),
         scopes: principal.scopes(),

@@ -163,6 +163,79 @@ async fn the_quickstart_serves_users_and_organizations() {
     let _ = std::fs::remove_file(&database);
 }
 
+/// The quickstart with `OIDC_ISSUERS` beside a Clerk instance, as the
+/// README's section on other identity providers has a new user run it: an
+/// issuer's user gets `{"id", "issuer", "subject"}`, the same id again, and
+/// Clerk's users keep `clerk_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_serves_an_issuers_users_beside_clerks() {
+    let provider = oidc_provider::OidcProvider::start().await;
+    let key = SigningKey::generate("ins_test");
+    let jwks = JwksServer::start(&[&key]).await;
+    let database =
+        std::env::temp_dir().join(format!("ensure-user-quickstart-{}.db", random_id("db")));
+    let binary = example_binary("quickstart").await;
+    let api = "https://api.example.test";
+    let env = [
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", database.display()),
+        ),
+        ("CLERK_ISSUER", ISSUER.to_owned()),
+        ("CLERK_JWKS_URL", jwks.url()),
+        ("OIDC_ISSUERS", provider.issuer().to_owned()),
+        ("OIDC_AUDIENCE", api.to_owned()),
+    ];
+    let example = Example::start(&binary, &env, "listening on").await;
+    let client = reqwest::Client::new();
+    let me = |token: String| {
+        client
+            .get(format!("{}/me", example.url()))
+            .bearer_auth(token)
+            .send()
+    };
+    let mint = |alg: &str| oidc_provider::Mint::new("ada", api).alg(alg);
+    let first = json(
+        me(provider.access_token(&mint("ES256")).await)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        first,
+        serde_json::json!({ "id": 1, "issuer": provider.issuer(), "subject": "ada", "org": null })
+    );
+    let again = json(
+        me(provider.access_token(&mint("RS256")).await)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(again["id"], 1, "the same person, the same row: {again}");
+    let clerk_user = random_id("user");
+    let clerk = json(
+        me(key.session_token(ISSUER, &clerk_user, 60))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(clerk["clerk_id"], clerk_user.as_str(), "{clerk}");
+    assert_eq!(clerk["id"], 2);
+    assert!(clerk.get("issuer").is_none(), "{clerk}");
+    let elsewhere = provider
+        .access_token(&oidc_provider::Mint::new(
+            "ada",
+            "https://other.example.test",
+        ))
+        .await;
+    let refused = me(elsewhere).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json(refused).await["error"], "invalid_audience");
+    drop(example);
+    let _ = std::fs::remove_file(&database);
+}
+
 async fn json(response: reqwest::Response) -> serde_json::Value {
     serde_json::from_str(&response.text().await.unwrap()).unwrap()
 }
