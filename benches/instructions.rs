@@ -54,6 +54,7 @@ use ensure_user::{
     Config, EnsureUserLayer, KeySource, LocalId,
     credential::AcceptedTokens,
     layer::EnsureUser,
+    oidc::Issuer,
     store::{
         MembershipClaim, MembershipResolution, OrganizationResolution, OrganizationStore, Profile,
         Resolution, StoreError, SyncOutcome, UserStore, UserSync,
@@ -313,6 +314,48 @@ fn repeat_api_key() -> Input<EnsureUser<Router>> {
     .warmed(request(&secret))
 }
 
+/// The issuer of the OpenID Connect tokens, beside Clerk's.
+const OIDC_ISSUER: &str = "https://id.bench.example";
+/// The API those tokens are issued for.
+const OIDC_AUDIENCE: &str = "https://api.bench.example";
+
+/// A repeat request with an OpenID Connect access token (RFC 9068: `typ:
+/// at+jwt`, RS256 with the fixed key, an audience), the layer accepting
+/// that issuer beside Clerk, remembered since the warm-up verified it: what
+/// `wrapped::repeat` costs for another issuer's token. The repeat path does
+/// not verify again, so the algorithm does not count here.
+fn repeat_oidc() -> Input<EnsureUser<Router>> {
+    let key = fixed_signing_key();
+    let keys = || KeySource::pem(&key.public_key_pem()).expect("PEM");
+    let issuer = Issuer::new(OIDC_ISSUER)
+        .with_keys(keys())
+        .with_audience(OIDC_AUDIENCE);
+    let config = Config::new(ISSUER, keys())
+        .with_issuer(issuer)
+        .expect("an https issuer, named once");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let header = serde_json::json!({ "alg": "RS256", "typ": "at+jwt", "kid": key.kid() });
+    let claims = serde_json::json!({
+        "iss": OIDC_ISSUER,
+        "sub": random_id("person"),
+        "aud": OIDC_AUDIENCE,
+        "iat": now,
+        "exp": now + 3600,
+    });
+    let token = key.sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes());
+    Input {
+        runtime: runtime(),
+        app: ServiceBuilder::new()
+            .layer(EnsureUserLayer::new(config, MemoryStore::default()))
+            .service(user_routes()),
+        requests: requests(&token),
+    }
+    .warmed(request(&token))
+}
+
 /// First sight of each token (an RS256 check), its user cached.
 fn first_sight() -> Input<EnsureUser<Router>> {
     let key = fixed_signing_key();
@@ -420,6 +463,7 @@ fn route(input: Input<Router>) -> (usize, Input<Router>) {
 #[bench::served_repeat(repeat_wrapped_served())]
 #[bench::repeat_with_organization(repeat_with_organization())]
 #[bench::repeat_api_key(repeat_api_key())]
+#[bench::repeat_oidc(repeat_oidc())]
 #[bench::first_sight(first_sight())]
 #[bench::user_cache_miss(user_cache_miss())]
 fn wrapped(input: Input<EnsureUser<Router>>) -> (usize, Input<EnsureUser<Router>>) {

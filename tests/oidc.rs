@@ -167,10 +167,16 @@ async fn a_deletion_through_the_lifecycle_reaches_every_instance(backend: Backen
     deployment
         .listening(&[&a, &b], Duration::from_secs(5))
         .await;
-    let (deleted, banned) = (random_id("person"), random_id("person"));
+    let (deleted, banned, signed_out) = (
+        random_id("person"),
+        random_id("person"),
+        random_id("person"),
+    );
     let deleted_token = provider.access_token(&Mint::new(&deleted, API)).await;
     let banned_token = provider.access_token(&Mint::new(&banned, API)).await;
-    for token in [&deleted_token, &banned_token] {
+    let ended_token = provider.access_token(&Mint::new(&signed_out, API)).await;
+    let kept_token = provider.access_token(&Mint::new(&signed_out, API)).await;
+    for token in [&deleted_token, &banned_token, &ended_token, &kept_token] {
         for instance in [&a, &b] {
             let served = instance.me(token).await;
             assert_eq!(served.0, StatusCode::OK, "{served:?}");
@@ -186,12 +192,25 @@ async fn a_deletion_through_the_lifecycle_reaches_every_instance(backend: Backen
         .ban(&issuer, &banned, &Profile::default(), true, now_s() * 1000)
         .await
         .unwrap();
+    // One token's session (here its `jti`, as the provider sets no `sid`).
+    let jti = decode_jwt(&ended_token).1["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    lifecycle
+        .end_session(&issuer, &signed_out, &jti)
+        .await
+        .unwrap();
     // The instance that applied them refuses at once; the other, on
     // PostgreSQL, once it hears (on SQLite, when its cached answers are
     // read again: there is nothing to hear).
     assert_eq!(a.me(&deleted_token).await.1, "user_deleted");
     assert_eq!(a.me(&banned_token).await.1, "user_banned");
+    assert_eq!(a.me(&ended_token).await.1, "session_ended");
+    assert_eq!(a.me(&kept_token).await.0, StatusCode::OK, "another session");
     if backend == Backend::Postgres {
+        b.refused(&ended_token, "session_ended", since, PROPAGATION_LIMIT)
+            .await;
         b.refused(&deleted_token, "user_deleted", since, PROPAGATION_LIMIT)
             .await;
         b.refused(&banned_token, "user_banned", since, PROPAGATION_LIMIT)

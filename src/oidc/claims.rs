@@ -31,7 +31,8 @@ pub struct OidcClaims {
     /// What the user's row, caches and bans go by: `<issuer>#<subject>`,
     /// or the subject alone where the issuer is so configured.
     key: String,
-    /// The session (`sid`) or token (`jti`) id, if the token has one.
+    /// `<issuer>#<sid>` (or `#<jti>`) where the token has either, which ending
+    /// a session names; empty otherwise, which nothing ends.
     credential_id: String,
     expires_at_ms: i64,
     scopes: Vec<String>,
@@ -49,7 +50,10 @@ impl OidcClaims {
         profile: Profile,
     ) -> Self {
         let text = |name: &str| claims.get(name).and_then(Value::as_str);
-        let credential_id = text("sid").or(text("jti")).unwrap_or_default().to_owned();
+        let credential_id = text("sid")
+            .or(text("jti"))
+            .map(|id| credential_key(&issuer, id))
+            .unwrap_or_default();
         let scopes = scopes_of(&claims);
         Self {
             key,
@@ -122,6 +126,12 @@ impl OidcClaims {
             + self.scopes.iter().map(|s| s.len() + 24).sum::<usize>()
             + claims
     }
+}
+
+/// The id under which a session (`sid`) or token (`jti`) of `issuer` is
+/// ended: namespaced, so that no other issuer's, nor Clerk's, can match it.
+pub(crate) fn credential_key(issuer: &str, id: &str) -> String {
+    format!("{issuer}#{id}")
 }
 
 /// Shows the issuer and subject only: claims may carry personal data.

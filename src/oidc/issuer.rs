@@ -203,7 +203,8 @@ impl Issuer {
             .with_token_use(TokenUse::IdToken)
     }
 
-    /// Networkless: the keys are given (a PEM public key, see
+    /// Networkless: the keys are given (a JWKS document, see
+    /// [`KeySource::jwks_document`], or an RSA PEM key, see
     /// [`KeySource::pem`]), and neither discovery nor a JWKS is fetched.
     pub fn with_keys(mut self, keys: KeySource) -> Self {
         self.keys = IssuerKeys::Given(keys);
@@ -333,6 +334,14 @@ impl Issuer {
             return Some(format!(
                 "the OpenID Connect issuer `{url}` is not https://; plain http is accepted on \
                  loopback (127.0.0.1, [::1], localhost) only"
+            ));
+        }
+        if let IssuerKeys::Jwks(jwks) = &self.keys
+            && !(jwks.starts_with("https://") || jwks.starts_with("http://") && is_loopback(jwks))
+        {
+            return Some(format!(
+                "the JWKS URL `{jwks}` of the OpenID Connect issuer `{url}` is not https:// \
+                 (plain http is accepted on loopback only)"
             ));
         }
         None

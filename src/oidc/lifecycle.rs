@@ -3,7 +3,7 @@
 //! every instance in the same transaction), and this process's layer
 //! forgets the user at once.
 
-use super::Issuer;
+use super::{Issuer, claims::credential_key};
 use crate::{
     eviction::Evictor,
     store::{Profile, StoreError, SyncOutcome, UserSync},
@@ -82,15 +82,19 @@ impl<S: UserSync> Lifecycle<S> {
     /// Ends a session of `subject` (its `sid` claim, as a back-channel
     /// logout names it; or a token's `jti`): its tokens are refused
     /// `401 session_ended` here at once and, where the store keeps ended
-    /// sessions, on every instance.
+    /// sessions, on every instance. An empty id ends nothing.
     pub async fn end_session(
         &self,
         issuer: &Issuer,
         subject: &str,
         session: &str,
     ) -> Result<SyncOutcome, StoreError> {
-        let until_ms = self.evictor.end_session(session).await;
+        if session.is_empty() {
+            return Ok(SyncOutcome::NotKept);
+        }
+        let ended = credential_key(issuer.issuer(), session);
+        let until_ms = self.evictor.end_session(&ended).await;
         let key = issuer.user_key(subject);
-        self.store.end_session(session, &key, until_ms).await
+        self.store.end_session(&ended, &key, until_ms).await
     }
 }

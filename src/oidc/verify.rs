@@ -309,6 +309,34 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn keys_given_as_a_document_verify_with_no_network() {
+        use crate::{testing::JwsKey, token::KeySource};
+        let key = JwsKey::generate("EdDSA", "given-1");
+        let jwks = JwsKey::jwks(&[&key]).to_string();
+        let issuer = Issuer::new("https://id.example.com")
+            .with_keys(KeySource::jwks_document(&jwks).unwrap());
+        let config = Config::for_issuers([issuer.clone()]).unwrap();
+        let verifier = IssuerVerifier::new(&issuer, &config);
+        let now = 1_800_000_000;
+        let claims = serde_json::json!({
+            "iss": "https://id.example.com", "sub": "s", "iat": now, "exp": now + 60,
+        });
+        let token = key.sign(&serde_json::json!({ "typ": "at+jwt" }), &claims);
+        let verified = verifier.verify(token.as_bytes(), now * 1000).await.unwrap();
+        assert_eq!(verified.key(), "https://id.example.com#s");
+        let stranger = JwsKey::generate("EdDSA", "given-2");
+        let token = stranger.sign(&serde_json::json!({ "typ": "at+jwt" }), &claims);
+        assert_eq!(
+            verifier
+                .verify(token.as_bytes(), now * 1000)
+                .await
+                .unwrap_err(),
+            Rejection::UnknownKey
+        );
+        assert!(KeySource::jwks_document(r#"{"keys":[]}"#).is_err());
+    }
+
     #[test]
     fn the_claimed_issuer_is_read_from_the_payload_alone() {
         let segment = |json: &str| URL_SAFE_NO_PAD.encode(json);

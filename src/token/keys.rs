@@ -40,6 +40,8 @@ enum Source {
         bearer: Option<Arc<str>>,
     },
     Static(Arc<VerifyingKey>),
+    /// Keys by `kid`, given as a JWKS document.
+    StaticSet(Arc<HashMap<String, Arc<VerifyingKey>>>),
 }
 
 impl KeySource {
@@ -60,6 +62,16 @@ impl KeySource {
             url,
             bearer: Some(secret_key.into().into()),
         })
+    }
+
+    /// Networkless verification with the keys of a JWKS document given
+    /// here (any algorithm the layer verifies, each key bound to its own),
+    /// chosen by the token's `kid`: for an OpenID Connect issuer whose keys
+    /// the app ships with itself. Fails when the document holds no usable
+    /// signing key.
+    pub fn jwks_document(jwks: &str) -> Result<Self, InvalidKey> {
+        let keys = parse_jwks(jwks.as_bytes()).map_err(|_| InvalidKey)?;
+        Ok(Self(Source::StaticSet(Arc::new(keys))))
     }
 
     /// Networkless verification with one RSA public key, for RS256: the PEM
@@ -219,6 +231,7 @@ impl fmt::Debug for KeySource {
                 .field("bearer", &bearer.as_ref().map(|_| "<redacted>"))
                 .finish(),
             Source::Static(_) => f.write_str("StaticKey"),
+            Source::StaticSet(keys) => write!(f, "StaticKeySet({} keys)", keys.len()),
         }
     }
 }
@@ -312,6 +325,10 @@ impl KeyStore {
     ) -> Result<Arc<VerifyingKey>, KeyError> {
         let kid = match &self.source {
             Source::Static(key) => return Ok(key.clone()),
+            Source::StaticSet(keys) => {
+                let key = kid.and_then(|kid| keys.get(kid));
+                return key.cloned().ok_or(KeyError::Unknown);
+            }
             Source::Jwks { .. } => kid.ok_or(KeyError::Unknown)?,
         };
         let held = self.read_state().keys.get(kid).cloned();
@@ -357,8 +374,9 @@ impl KeyStore {
     }
 
     fn held(&self, state: &KeyState) -> usize {
-        match self.source {
+        match &self.source {
             Source::Static(_) => 1,
+            Source::StaticSet(keys) => keys.len(),
             Source::Jwks { .. } => state.keys.len(),
         }
     }
@@ -392,7 +410,7 @@ impl KeyStore {
     /// Whether `need` calls for a fetch: never from a static key, nor within
     /// the cooldown after the last fetch ended.
     fn fetch_due(&self, need: Need<'_>) -> bool {
-        if matches!(self.source, Source::Static(_)) {
+        if matches!(self.source, Source::Static(_) | Source::StaticSet(_)) {
             return false;
         }
         let state = self.read_state();

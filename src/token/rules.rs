@@ -38,5 +38,8 @@ pub(crate) struct VerifierRules {
 
 /// The error of a key that cannot verify tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not an RSA public key in PEM or base64 SPKI form")]
+#[error(
+    "not a usable public key: an RSA public key in PEM (or base64 SPKI) form, or a JWKS \
+     document holding a signing key"
+)]
 pub struct InvalidKey;
