@@ -11,7 +11,7 @@
 //! // as while moving from one to the other.
 //! let config = Config::from_env()?.with_issuer(
 //!     Issuer::auth0("example.eu.auth0.com").with_audience("https://api.example.com"),
-//! );
+//! )?;
 //! // Or an issuer alone: `Config::for_issuers([Issuer::new(url).with_audience(api)])`.
 //! let layer = EnsureUserLayer::new(config, store);
 //! # let _ = layer; Ok(()) }
