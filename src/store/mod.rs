@@ -69,6 +69,7 @@ use crate::local_id::LocalId;
 mod batch;
 mod organization;
 mod organization_batch;
+mod organization_table;
 mod profile;
 mod schema;
 mod sync;
@@ -82,6 +83,7 @@ pub use organization::{
     OrganizationSync,
 };
 pub use organization_batch::OrganizationBackfillStore;
+pub use organization_table::{MembershipTable, OrganizationTable};
 pub use profile::Profile;
 pub use schema::SchemaError;
 #[cfg(any(feature = "webhooks", feature = "clerk-api"))]
