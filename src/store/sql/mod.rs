@@ -179,7 +179,9 @@ impl<DB: Dialect> SqlUserStore<DB> {
     /// A store over `pool` for the app's own table layout.
     ///
     /// Organizations and memberships are kept in the crate's tables, whose
-    /// memberships reference `table` (see the [module docs](crate::store)).
+    /// memberships reference `table` (see the [module docs](crate::store)),
+    /// or in the app's own
+    /// ([`with_organization_tables`](Self::with_organization_tables)).
     /// [`migrate`](Self::migrate) creates the crate's tables only, and
     /// [`check_schema`](UserStore::check_schema) says what `table` lacks.
     pub fn with_table(pool: Pool<DB>, table: &UserTable) -> Self {
