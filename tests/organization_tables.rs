@@ -66,19 +66,19 @@ async fn app_database(backend: Backend, member_key: IdKind, unique_pair: bool) -
     store
         .execute(&format!(
             "CREATE TABLE accounts (
-                 id            {uuid} PRIMARY KEY,
+                 id            {uuid} NOT NULL PRIMARY KEY,
                  clerk_user_id TEXT NOT NULL UNIQUE,
                  email         TEXT
              );
              CREATE TABLE teams (
-                 id            {uuid} PRIMARY KEY,
+                 id            {uuid} NOT NULL PRIMARY KEY,
                  clerk_org_id  TEXT NOT NULL UNIQUE,
                  display_name  TEXT,
                  clerk_version BIGINT,
                  plan          TEXT NOT NULL DEFAULT 'free'
              );
              CREATE TABLE team_members (
-                 id           {member_id} PRIMARY KEY,
+                 id           {member_id} NOT NULL PRIMARY KEY,
                  team_id      {uuid} NOT NULL REFERENCES teams (id),
                  account_id   {uuid} NOT NULL REFERENCES accounts (id),
                  role         TEXT NOT NULL,
