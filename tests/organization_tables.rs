@@ -29,6 +29,7 @@ on_both_stores!(
     migrate_leaves_the_mapped_tables_to_the_app,
     concurrent_calls_make_one_row_each,
     concurrent_calls_make_one_row_with_uuid_membership_keys,
+    concurrent_calls_make_one_row_with_integer_team_keys,
     the_newest_webhook_wins,
     deletions_stay_and_take_the_memberships,
     backfill_batches_write_the_mapped_tables,
@@ -37,11 +38,24 @@ on_both_stores!(
     a_membership_without_a_unique_pair_stops_the_check,
 );
 
+/// The keys of `teams` and `team_members`.
+#[derive(Clone, Copy)]
+struct Keys {
+    team: IdKind,
+    member: IdKind,
+}
+
+/// UUID teams, integer memberships.
+const KEYS: Keys = Keys {
+    team: IdKind::Uuid,
+    member: IdKind::BigInt,
+};
+
 /// The app's tables, on a fresh schema or file: `accounts` (UUID key),
-/// `teams` (UUID key, `clerk_org_id`, `display_name`, `clerk_version`) and
-/// `team_members`, keyed by `member_key`, referencing both without
-/// cascades, unique on (`team_id`, `account_id`) when `unique_pair`.
-async fn app_database(backend: Backend, member_key: IdKind, unique_pair: bool) -> Store {
+/// `teams` (`clerk_org_id`, `display_name`, `clerk_version`) and
+/// `team_members`, referencing both without cascades, unique on
+/// (`team_id`, `account_id`) when `unique_pair`; keyed by `keys`.
+async fn app_database(backend: Backend, keys: Keys, unique_pair: bool) -> Store {
     let (store, uuid, serial) = match backend {
         Backend::Postgres => (
             Store::Postgres(PgUserStore::new(common::postgres_pool().await)),
@@ -54,8 +68,15 @@ async fn app_database(backend: Backend, member_key: IdKind, unique_pair: bool) -
             "INTEGER",
         ),
     };
-    let member_id = match member_key {
+    let key = |kind: IdKind| match kind {
         IdKind::BigInt => serial,
+        _ => uuid,
+    };
+    let (team_id, member_id) = (key(keys.team), key(keys.member));
+    // What references a team's key has its type.
+    let team_ref = match (keys.team, backend) {
+        (IdKind::BigInt, Backend::Postgres) => "BIGINT",
+        (IdKind::BigInt, Backend::Sqlite) => "INTEGER",
         _ => uuid,
     };
     let unique = if unique_pair {
@@ -71,7 +92,7 @@ async fn app_database(backend: Backend, member_key: IdKind, unique_pair: bool) -
                  email         TEXT
              );
              CREATE TABLE teams (
-                 id            {uuid} NOT NULL PRIMARY KEY,
+                 id            {team_id} NOT NULL PRIMARY KEY,
                  clerk_org_id  TEXT NOT NULL UNIQUE,
                  display_name  TEXT,
                  clerk_version BIGINT,
@@ -79,7 +100,7 @@ async fn app_database(backend: Backend, member_key: IdKind, unique_pair: bool) -
              );
              CREATE TABLE team_members (
                  id           {member_id} NOT NULL PRIMARY KEY,
-                 team_id      {uuid} NOT NULL REFERENCES teams (id),
+                 team_id      {team_ref} NOT NULL REFERENCES teams (id),
                  account_id   {uuid} NOT NULL REFERENCES accounts (id),
                  role         TEXT NOT NULL,
                  role_version BIGINT NOT NULL{unique}
@@ -97,7 +118,11 @@ fn accounts() -> UserTable {
 }
 
 fn teams() -> OrganizationTable {
-    OrganizationTable::existing("teams", "id", IdKind::Uuid, "clerk_org_id")
+    teams_keyed(IdKind::Uuid)
+}
+
+fn teams_keyed(key: IdKind) -> OrganizationTable {
+    OrganizationTable::existing("teams", "id", key, "clerk_org_id")
         .unwrap()
         .with_columns(Some("display_name"), None, None)
         .unwrap()
@@ -133,9 +158,13 @@ fn mapped(database: &Store, organizations: &OrganizationTable, members: &Members
 }
 
 /// The app's database, migrated, and a store on it.
-async fn app(backend: Backend, member_key: IdKind) -> Store {
-    let database = app_database(backend, member_key, true).await;
-    let store = mapped(&database, &teams(), &team_members(member_key));
+async fn app(backend: Backend, keys: Keys) -> Store {
+    let database = app_database(backend, keys, true).await;
+    let store = mapped(
+        &database,
+        &teams_keyed(keys.team),
+        &team_members(keys.member),
+    );
     store.migrate().await;
     check(&store).await.unwrap();
     store
@@ -208,7 +237,7 @@ fn tables_named(backend: Backend, name: &str) -> String {
 
 /// `migrate()` creates the crate's own tables and none of the mapped ones.
 async fn migrate_leaves_the_mapped_tables_to_the_app(backend: Backend) {
-    let store = app(backend, IdKind::BigInt).await;
+    let store = app(backend, KEYS).await;
     store.migrate().await;
     for table in ["users", "organizations", "organization_memberships"] {
         assert_eq!(
@@ -231,7 +260,7 @@ async fn migrate_leaves_the_mapped_tables_to_the_app(backend: Backend) {
 
     // The bundled users table with the app's organizations tables: the
     // users' migrations, never the bundled organizations'.
-    let database = app_database(backend, IdKind::BigInt, true).await;
+    let database = app_database(backend, KEYS, true).await;
     let bundled_users = match &database {
         Store::Postgres(s) => Store::Postgres(
             PgUserStore::new(s.pool().clone())
@@ -259,8 +288,8 @@ async fn migrate_leaves_the_mapped_tables_to_the_app(backend: Backend) {
     );
 }
 
-async fn one_row_each(backend: Backend, member_key: IdKind) {
-    let store = app(backend, member_key).await;
+async fn one_row_each(backend: Backend, keys: Keys) {
+    let store = app(backend, keys).await;
     let (o, u) = (random_id("org"), random_id("user"));
     let mut tasks = Vec::new();
     for _ in 0..16 {
@@ -273,7 +302,10 @@ async fn one_row_each(backend: Backend, member_key: IdKind) {
     }
     teams.dedup();
     assert_eq!(teams.len(), 1, "every call has the same team: {teams:?}");
-    assert!(matches!(teams[0], LocalId::Uuid(_)));
+    match keys.team {
+        IdKind::BigInt => assert!(matches!(teams[0], LocalId::Int(_))),
+        _ => assert!(matches!(teams[0], LocalId::Uuid(_))),
+    }
     assert_eq!(store.count("teams").await, 1);
 
     let account = user(&store, &u).await;
@@ -304,17 +336,23 @@ async fn one_row_each(backend: Backend, member_key: IdKind) {
 }
 
 async fn concurrent_calls_make_one_row_each(backend: Backend) {
-    one_row_each(backend, IdKind::BigInt).await;
+    one_row_each(backend, KEYS).await;
 }
 
 async fn concurrent_calls_make_one_row_with_uuid_membership_keys(backend: Backend) {
-    one_row_each(backend, IdKind::Uuid).await;
+    let member = IdKind::Uuid;
+    one_row_each(backend, Keys { member, ..KEYS }).await;
+}
+
+async fn concurrent_calls_make_one_row_with_integer_team_keys(backend: Backend) {
+    let team = IdKind::BigInt;
+    one_row_each(backend, Keys { team, ..KEYS }).await;
 }
 
 /// Newer webhook states win over older ones, for the team's columns and
 /// the membership's role; an older token does not undo a newer role.
 async fn the_newest_webhook_wins(backend: Backend) {
-    let store = app(backend, IdKind::BigInt).await;
+    let store = app(backend, KEYS).await;
     let (o, u) = (random_id("org"), random_id("user"));
     assert!(matches!(
         store
@@ -369,7 +407,7 @@ async fn the_newest_webhook_wins(backend: Backend) {
 /// (the memberships with them, though the foreign keys do not cascade),
 /// and nothing as old brings them back.
 async fn deletions_stay_and_take_the_memberships(backend: Backend) {
-    let store = app(backend, IdKind::BigInt).await;
+    let store = app(backend, KEYS).await;
     let (o, u, v) = (random_id("org"), random_id("user"), random_id("user"));
     for user in [&u, &v] {
         let state = membership(&o, user, "org:member", 2_000);
@@ -433,7 +471,8 @@ async fn deletions_stay_and_take_the_memberships(backend: Backend) {
 /// The backfill writes teams and memberships in batches, strictly newer
 /// states only, and skips a deleted team.
 async fn backfill_batches_write_the_mapped_tables(backend: Backend) {
-    let store = app(backend, IdKind::Uuid).await;
+    let member = IdKind::Uuid;
+    let store = app(backend, Keys { member, ..KEYS }).await;
     let (a, b, gone) = (random_id("org"), random_id("org"), random_id("org"));
     let (u, v) = (random_id("user"), random_id("user"));
     store.delete_organization(&gone, 1).await.unwrap();
@@ -500,7 +539,7 @@ async fn backfill_batches_write_the_mapped_tables(backend: Backend) {
 
 /// The memberships table never created: the check names it and the fix.
 async fn a_missing_table_stops_the_check(backend: Backend) {
-    let database = app_database(backend, IdKind::BigInt, true).await;
+    let database = app_database(backend, KEYS, true).await;
     let members = MembershipTable::existing(
         "memberships",
         "id",
@@ -533,7 +572,7 @@ async fn a_missing_table_stops_the_check(backend: Backend) {
 /// Columns the mapping names that the tables lack: the check names the
 /// table, the column and the fix.
 async fn a_missing_column_stops_the_check(backend: Backend) {
-    let database = app_database(backend, IdKind::BigInt, true).await;
+    let database = app_database(backend, KEYS, true).await;
     let slugged = teams().with_columns(Some("display_name"), Some("slug"), None);
     let store = mapped(&database, &slugged.unwrap(), &team_members(IdKind::BigInt));
     store.migrate().await;
@@ -576,7 +615,7 @@ async fn a_missing_column_stops_the_check(backend: Backend) {
 /// Without a unique constraint on (team, account) no `ON CONFLICT` can
 /// target the pair; a unique index added serves.
 async fn a_membership_without_a_unique_pair_stops_the_check(backend: Backend) {
-    let database = app_database(backend, IdKind::BigInt, false).await;
+    let database = app_database(backend, KEYS, false).await;
     let store = mapped(&database, &teams(), &team_members(IdKind::BigInt));
     store.migrate().await;
     assert_eq!(
