@@ -32,6 +32,7 @@ mod checked;
 mod driver;
 mod organization_batch;
 mod organization_batch_queries;
+mod organization_columns;
 mod organization_queries;
 mod organizations;
 mod own_tables;
@@ -54,7 +55,8 @@ pub(crate) use driver::Bind;
 use driver::Driver;
 pub(crate) use driver::Statement;
 use organization_batch_queries::OrganizationBatchQueries;
-use organization_queries::{OrganizationQueries, Tables};
+use organization_columns::Tables;
+use organization_queries::OrganizationQueries;
 use own_tables::Spelling;
 #[cfg(feature = "postgres")]
 pub use postgres::PgUserStore;

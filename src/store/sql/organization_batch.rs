@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use super::{
     Dialect, SqlUserStore, checked,
     organization_batch_queries::{MembershipRow, membership_bytes, organization_bytes},
-    organization_queries::OrganizationValues,
+    organization_columns::OrganizationValues,
     organizations::organization_values,
     queries::rows_per_statement,
 };

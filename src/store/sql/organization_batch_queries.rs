@@ -5,10 +5,11 @@
 
 use super::{
     driver::{Bind, Statement},
-    organization_queries::{
-        MEMBERSHIP_TOMBSTONES, ORGANIZATION_TOMBSTONES, OrganizationValues, Tables, UPSERTED,
-        Value, local_id, organization_assignments, organization_binds, organization_columns,
+    organization_columns::{
+        OrganizationValues, Tables, UPSERTED, Value, organization_assignments, organization_binds,
+        organization_columns,
     },
+    organization_queries::{MEMBERSHIP_TOMBSTONES, ORGANIZATION_TOMBSTONES, local_id},
     queries::placeholders,
 };
 use crate::{

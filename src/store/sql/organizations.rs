@@ -11,10 +11,8 @@
 //! role with an older one.
 
 use super::{
-    Dialect, SqlUserStore, Statement, checked,
-    driver::is_foreign_key_violation,
-    one,
-    organization_queries::{MembershipKey, OrganizationValues},
+    Dialect, SqlUserStore, Statement, checked, driver::is_foreign_key_violation, one,
+    organization_columns::OrganizationValues, organization_queries::MembershipKey,
 };
 use crate::{
     clerk::ClerkMembership,

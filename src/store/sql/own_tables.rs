@@ -4,7 +4,7 @@
 //! tables, memberships referencing the users table — and never a `users`
 //! table, nor a mapped organizations or memberships table.
 
-use super::organization_queries::Tables;
+use super::organization_columns::Tables;
 use crate::store::IdKind;
 
 /// How a database spells the columns of the crate's tables.

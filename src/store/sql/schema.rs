@@ -9,7 +9,8 @@ use sqlx::Pool;
 
 use super::{
     Dialect,
-    organization_queries::{MEMBERSHIP_TOMBSTONES, ORGANIZATION_TOMBSTONES, Tables},
+    organization_columns::Tables,
+    organization_queries::{MEMBERSHIP_TOMBSTONES, ORGANIZATION_TOMBSTONES},
     queries::ENDED_SESSIONS,
 };
 use crate::store::{MembershipTable, OrganizationTable, SchemaError, StoreError, UserTable};
