@@ -52,6 +52,20 @@
 //! and `migrate` creates the four tables with `user_id` of its key's type,
 //! referencing it (tables the app made itself are left as they are).
 //!
+//! An app with its own organizations and memberships tables maps them
+//! ([`OrganizationTable`], [`MembershipTable`], handed to
+//! `SqlUserStore::with_organization_tables`): every statement, the
+//! backfill's batches included, reads and writes the mapped tables and
+//! columns, by the same rules. Keys may be 64-bit integers or UUIDs (which
+//! the store generates); the name, slug, image URL and version columns of
+//! an organization are optional (without a version, the newest event does
+//! not win over a late older one: each overwrites the row), and a
+//! membership needs its role and `role_version` and a unique constraint on
+//! (organization, user). The tombstones stay in the crate's own two
+//! tables, and `migrate` creates those and never a mapped table. The store
+//! deletes a deleted organization's or user's memberships itself, so the
+//! app's foreign keys need not cascade.
+//!
 //! # The schema, checked at the start
 //!
 //! [`UserStore::check_schema`] and [`OrganizationStore::check_organization_schema`]
@@ -69,6 +83,7 @@ use crate::local_id::LocalId;
 mod batch;
 mod organization;
 mod organization_batch;
+mod organization_table;
 mod profile;
 mod schema;
 mod sync;
@@ -82,6 +97,7 @@ pub use organization::{
     OrganizationSync,
 };
 pub use organization_batch::OrganizationBackfillStore;
+pub use organization_table::{MembershipTable, OrganizationTable};
 pub use profile::Profile;
 pub use schema::SchemaError;
 #[cfg(any(feature = "webhooks", feature = "clerk-api"))]

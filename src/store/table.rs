@@ -181,7 +181,7 @@ impl UserTable {
 
 /// Accepts `name` or `schema.name`, each part `[A-Za-z_][A-Za-z0-9_]{0,62}`,
 /// and returns it double-quoted for SQL.
-fn identifier(name: &str) -> Result<String, InvalidIdentifier> {
+pub(super) fn identifier(name: &str) -> Result<String, InvalidIdentifier> {
     let valid_part = |part: &str| {
         let mut bytes = part.bytes();
         matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')

@@ -32,6 +32,7 @@ mod checked;
 mod driver;
 mod organization_batch;
 mod organization_batch_queries;
+mod organization_columns;
 mod organization_queries;
 mod organizations;
 mod own_tables;
@@ -54,6 +55,7 @@ pub(crate) use driver::Bind;
 use driver::Driver;
 pub(crate) use driver::Statement;
 use organization_batch_queries::OrganizationBatchQueries;
+use organization_columns::Tables;
 use organization_queries::OrganizationQueries;
 use own_tables::Spelling;
 #[cfg(feature = "postgres")]
@@ -65,8 +67,8 @@ pub use sqlite::SqliteUserStore;
 use sqlx::Pool;
 
 use super::{
-    BackfillStore, BatchOutcome, Checkpoint, Profile, ProfileUpdate, Resolution, StoreError,
-    SyncOutcome, UserStore, UserSync, UserTable, Walk,
+    BackfillStore, BatchOutcome, Checkpoint, MembershipTable, OrganizationTable, Profile,
+    ProfileUpdate, Resolution, StoreError, SyncOutcome, UserStore, UserSync, UserTable, Walk,
     batch::{Stored, plan},
 };
 use crate::{clock, eviction::Announcement, local_id::LocalId};
@@ -81,6 +83,10 @@ pub trait Dialect: Driver {
     /// The bundled migrations, idempotent.
     #[doc(hidden)]
     const MIGRATIONS: &'static str;
+
+    /// The bundled migrations but the organizations' (`0003`), idempotent.
+    #[doc(hidden)]
+    const USER_MIGRATIONS: &'static str;
 
     /// The current time as the bundled `updated_at` columns hold it.
     #[doc(hidden)]
@@ -137,6 +143,7 @@ pub trait Dialect: Driver {
 /// Cloning is cheap: clones share the pool.
 pub struct SqlUserStore<DB: Dialect> {
     pool: Pool<DB>,
+    tables: Arc<Tables>,
     queries: Arc<Queries>,
     organizations: Arc<OrganizationQueries>,
     organization_batches: Arc<OrganizationBatchQueries>,
@@ -149,6 +156,7 @@ impl<DB: Dialect> Clone for SqlUserStore<DB> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            tables: Arc::clone(&self.tables),
             queries: Arc::clone(&self.queries),
             organizations: Arc::clone(&self.organizations),
             organization_batches: Arc::clone(&self.organization_batches),
@@ -173,23 +181,81 @@ impl<DB: Dialect> SqlUserStore<DB> {
     /// A store over `pool` for the app's own table layout.
     ///
     /// Organizations and memberships are kept in the crate's tables, whose
-    /// memberships reference `table` (see the [module docs](crate::store)).
+    /// memberships reference `table` (see the [module docs](crate::store)),
+    /// or in the app's own
+    /// ([`with_organization_tables`](Self::with_organization_tables)).
     /// [`migrate`](Self::migrate) creates the crate's tables only, and
     /// [`check_schema`](UserStore::check_schema) says what `table` lacks.
     pub fn with_table(pool: Pool<DB>, table: &UserTable) -> Self {
-        let own_tables = (*table != UserTable::default())
-            .then(|| own_tables::script(table, &DB::SPELLING).into());
+        Self::with_tables(
+            pool,
+            Tables {
+                users: table.clone(),
+                ..Tables::default()
+            },
+        )
+    }
+
+    /// The store on the app's own organizations and memberships tables,
+    /// instead of the bundled `organizations` and
+    /// `organization_memberships`; the users table stays as mapped.
+    ///
+    /// The statements read and write the mapped tables and columns, with
+    /// the same guarantees (one row per organization and membership under
+    /// any concurrency, the newest state wins, deletions leave tombstones
+    /// in the crate's `clerk_organization_tombstones` and
+    /// `clerk_membership_tombstones`). [`migrate`](Self::migrate) then
+    /// never creates the two tables, and
+    /// [`check_organization_schema`](crate::store::OrganizationStore::check_organization_schema)
+    /// says what they lack.
+    ///
+    /// ```no_run
+    /// use ensure_user::store::{IdKind, MembershipTable, OrganizationTable, PgUserStore, UserTable};
+    ///
+    /// # async fn run(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let accounts = UserTable::existing("accounts", "id", IdKind::Uuid, "clerk_user_id")?;
+    /// let teams = OrganizationTable::existing("teams", "id", IdKind::Uuid, "clerk_org_id")?
+    ///     .with_columns(Some("display_name"), None, None)?;
+    /// let members = MembershipTable::existing(
+    ///     "team_members", "id", IdKind::BigInt,
+    ///     "team_id", "account_id", "role", "role_version",
+    /// )?;
+    /// let store = PgUserStore::with_table(pool, &accounts)
+    ///     .with_organization_tables(&teams, &members);
+    /// store.migrate().await?; // the crate's own tables only
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_organization_tables(
+        self,
+        organizations: &OrganizationTable,
+        memberships: &MembershipTable,
+    ) -> Self {
+        Self::with_tables(
+            self.pool,
+            Tables {
+                users: self.tables.users.clone(),
+                organizations: organizations.clone(),
+                memberships: memberships.clone(),
+            },
+        )
+    }
+
+    fn with_tables(pool: Pool<DB>, tables: Tables) -> Self {
+        let mapped = tables.users != UserTable::default() || tables.organizations_mapped();
+        let own_tables = mapped.then(|| own_tables::script(&tables, &DB::SPELLING).into());
         Self {
-            needs: Arc::new(Needs::new(table)),
+            needs: Arc::new(Needs::new(&tables)),
             own_tables,
             pool,
-            queries: Arc::new(Queries::new(table, DB::placeholder)),
-            organizations: Arc::new(OrganizationQueries::new(table, DB::placeholder, DB::NOW)),
+            queries: Arc::new(Queries::new(&tables.users, DB::placeholder)),
+            organizations: Arc::new(OrganizationQueries::new(&tables, DB::placeholder, DB::NOW)),
             organization_batches: Arc::new(OrganizationBatchQueries::new(
-                table,
+                &tables,
                 DB::placeholder,
                 DB::NOW,
             )),
+            tables: Arc::new(tables),
         }
     }
 
@@ -220,12 +286,26 @@ impl<DB: Dialect> SqlUserStore<DB> {
     /// of the mapped key's type, referencing the app's table (which must
     /// exist first). Columns the mapping names but the table lacks are
     /// reported by [`check_schema`](UserStore::check_schema).
+    ///
+    /// On the app's own organizations and memberships tables
+    /// ([`with_organization_tables`](Self::with_organization_tables)):
+    /// never `organizations` or `organization_memberships` either, only the
+    /// crate's own tables beside them (their tombstones among them).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        if let Some(script) = &self.own_tables {
-            return Ok(DB::run_script(&self.pool, script).await?);
+        let users_mapped = self.tables.users != UserTable::default();
+        match &self.own_tables {
+            Some(script) if users_mapped => Ok(DB::run_script(&self.pool, script).await?),
+            Some(script) => {
+                // The bundled users table, the app's organizations tables.
+                DB::run_script(&self.pool, DB::USER_MIGRATIONS).await?;
+                DB::upgrade(&self.pool).await?;
+                Ok(DB::run_script(&self.pool, script).await?)
+            }
+            None => {
+                DB::run_script(&self.pool, DB::MIGRATIONS).await?;
+                DB::upgrade(&self.pool).await
+            }
         }
-        DB::run_script(&self.pool, DB::MIGRATIONS).await?;
-        DB::upgrade(&self.pool).await
     }
 
     /// The user's local id, whether they are tombstoned, and whether their
@@ -311,9 +391,15 @@ impl<DB: Dialect> SqlUserStore<DB> {
         DB::flag(one(&rows)?, 0)
     }
 
-    /// Deletes the user's row; returns whether there was one.
+    /// Deletes the user's row (after their memberships, in the app's own
+    /// memberships table); returns whether there was one.
     async fn remove(&self, clerk_id: &str) -> Result<bool, sqlx::Error> {
-        Ok(DB::execute(&self.pool, self.queries.remove(clerk_id)).await? > 0)
+        let remove = self.queries.remove(clerk_id);
+        let Some(memberships) = self.organizations.user_memberships_remove(clerk_id) else {
+            return Ok(DB::execute(&self.pool, remove).await? > 0);
+        };
+        let changed = DB::execute_together(&self.pool, vec![memberships, remove]).await?;
+        Ok(changed.last().is_some_and(|&rows| rows > 0))
     }
 
     /// Records the tombstone unless one exists, and announces the deletion

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use super::{
     Dialect, SqlUserStore, checked,
     organization_batch_queries::{MembershipRow, membership_bytes, organization_bytes},
-    organization_queries::OrganizationValues,
+    organization_columns::OrganizationValues,
     organizations::organization_values,
     queries::rows_per_statement,
 };
@@ -23,8 +23,8 @@ use crate::{
     clerk::ClerkOrganization,
     local_id::LocalId,
     store::{
-        BatchOutcome, Checkpoint, IdKind, OrganizationBackfillStore, Profile, Resolution,
-        StoreError, UserStore, Walk,
+        BatchOutcome, Checkpoint, OrganizationBackfillStore, Profile, Resolution, StoreError,
+        UserStore, Walk,
         batch::{Stored, plan_items},
     },
 };
@@ -87,7 +87,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
             } else {
                 entry.0.exists = true;
                 entry.0.version = DB::maybe_int(row, 1)?;
-                entry.1 = DB::id(row, 2, IdKind::BigInt)?;
+                entry.1 = DB::id(row, 2, self.organizations.organization_id_kind)?;
             }
         }
         Ok(stored)
@@ -121,11 +121,14 @@ impl<DB: Dialect> SqlUserStore<DB> {
         }
         let statement = self.organization_batches.memberships(organizations, users);
         let rows = DB::rows(&self.pool, statement).await?;
-        let kind = self.organizations.user_id_kind;
+        let kinds = (
+            self.organizations.organization_id_kind,
+            self.organizations.user_id_kind,
+        );
         rows.iter()
             .map(|row| {
-                let organization = DB::id(row, 0, IdKind::BigInt)?;
-                let user = DB::id(row, 1, kind)?;
+                let organization = DB::id(row, 0, kinds.0)?;
+                let user = DB::id(row, 1, kinds.1)?;
                 let pair = organization.zip(user).ok_or(sqlx::Error::RowNotFound)?;
                 Ok((pair, DB::int(row, 2)?))
             })
@@ -183,7 +186,8 @@ impl<DB: Dialect> SqlUserStore<DB> {
                 (values.clerk_id, values.version, current.unwrap_or_default())
             })
             .collect();
-        let (mut outcomes, writes) = plan_items(&items, true);
+        let versioned = self.organizations.organization_versioned;
+        let (mut outcomes, writes) = plan_items(&items, versioned);
         if !write || writes.is_empty() {
             return Ok(outcomes);
         }
@@ -323,12 +327,16 @@ impl<DB: Dialect> SqlUserStore<DB> {
             return Ok(outcomes);
         }
         let statement = self.organization_batches.membership_upsert(&rows);
-        let kind = self.organizations.user_id_kind;
+        let (organization_kind, user_kind) = (
+            self.organizations.organization_id_kind,
+            self.organizations.user_id_kind,
+        );
         let written: HashSet<(LocalId, LocalId)> = DB::rows(&self.pool, statement)
             .await?
             .iter()
             .map(|row| {
-                let pair = DB::id(row, 0, IdKind::BigInt)?.zip(DB::id(row, 1, kind)?);
+                let organization = DB::id(row, 0, organization_kind)?;
+                let pair = organization.zip(DB::id(row, 1, user_kind)?);
                 pair.ok_or(sqlx::Error::RowNotFound)
             })
             .collect::<Result<_, _>>()?;

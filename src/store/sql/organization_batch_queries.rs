@@ -5,17 +5,19 @@
 
 use super::{
     driver::{Bind, Statement},
-    organization_queries::{
-        MEMBERSHIP_TOMBSTONES, MEMBERSHIPS, ORGANIZATION_TOMBSTONES, ORGANIZATIONS,
-        OrganizationValues, local_id, organization_binds,
+    organization_columns::{
+        OrganizationValues, Tables, UPSERTED, Value, organization_assignments, organization_binds,
+        organization_columns,
     },
+    organization_queries::{MEMBERSHIP_TOMBSTONES, ORGANIZATION_TOMBSTONES, local_id},
     queries::placeholders,
 };
-use crate::{local_id::LocalId, store::UserTable};
+use crate::{
+    local_id::LocalId,
+    store::{IdKind, MembershipTable, OrganizationTable, UserTable},
+};
 
-/// Values bound per organization row written.
-const ORGANIZATION_COLUMNS: usize = 5;
-/// Values bound per membership row written.
+/// Values bound per membership row written, before a new UUID key.
 const MEMBERSHIP_COLUMNS: usize = 6;
 
 /// One membership row to write: its organization and user by local and
@@ -32,6 +34,10 @@ pub(super) struct MembershipRow<'a> {
 /// The batch statements, rendered once per store up to their lists.
 pub(super) struct OrganizationBatchQueries {
     param: fn(usize) -> String,
+    /// What each organization row's values are, in order.
+    organization_values: Vec<Value>,
+    /// Whether each membership row also binds a new UUID key.
+    membership_new_id: bool,
     /// `(clerk id, version, local id, tombstoned)` of organizations: rows,
     /// then tombstones.
     organizations: (String, String),
@@ -51,21 +57,80 @@ pub(super) struct OrganizationBatchQueries {
 }
 
 impl OrganizationBatchQueries {
-    pub(super) fn new(users: &UserTable, param: fn(usize) -> String, now: &str) -> Self {
+    pub(super) fn new(tables: &Tables, param: fn(usize) -> String, now: &str) -> Self {
         let UserTable {
             table: users_table,
             id: user_id,
             clerk_id: user_clerk_id,
             tombstones: user_tombstones,
             ..
-        } = users;
-        let (orgs, members) = (ORGANIZATIONS, MEMBERSHIPS);
+        } = &tables.users;
+        let organizations = &tables.organizations;
+        let OrganizationTable {
+            table: orgs,
+            id: org_id,
+            clerk_id: org_clerk_id,
+            ..
+        } = organizations;
+        let MembershipTable {
+            table: members,
+            organization: member_org,
+            user: member_user,
+            role,
+            role_version,
+            ..
+        } = &tables.memberships;
         let (org_graves, member_graves) = (ORGANIZATION_TOMBSTONES, MEMBERSHIP_TOMBSTONES);
+        let version = organizations
+            .clerk_updated_at
+            .as_ref()
+            .map_or("NULL".to_owned(), String::clone);
+        let upserted = organization_columns(organizations, &UPSERTED);
+        let upserted_names = upserted
+            .iter()
+            .map(|(column, _)| column.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let assignments = organization_assignments(organizations, &upserted);
+        let touched = |updated_at: &Option<String>| {
+            updated_at
+                .as_ref()
+                .map_or_else(String::new, |column| format!(", {column} = {now}"))
+        };
+        let org_touched = touched(&organizations.updated_at);
+        let member_touched = touched(&tables.memberships.updated_at);
+        let newer = organizations
+            .clerk_updated_at
+            .as_ref()
+            .map_or_else(String::new, |v| {
+                format!(" WHERE stored_row.{v} IS NULL OR stored_row.{v} < excluded.{v}")
+            });
+        let membership_new_id = tables.memberships.id_kind == IdKind::Uuid;
+        let (member_version_column, member_version_value, member_version_set) =
+            match &tables.memberships.clerk_updated_at {
+                Some(column) => (
+                    format!(", {column}"),
+                    ", incoming.column6".to_owned(),
+                    format!(", {column} = excluded.{column}"),
+                ),
+                None => (String::new(), String::new(), String::new()),
+            };
+        let (member_id_column, member_id_value) = if membership_new_id {
+            (
+                format!(", {}", tables.memberships.id),
+                ", incoming.column7".to_owned(),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         Self {
             param,
+            organization_values: upserted.iter().map(|(_, value)| *value).collect(),
+            membership_new_id,
             organizations: (
                 format!(
-                    "SELECT clerk_id, clerk_updated_at, id, FALSE FROM {orgs} WHERE clerk_id IN "
+                    "SELECT {org_clerk_id}, {version}, {org_id}, FALSE FROM {orgs} \
+                     WHERE {org_clerk_id} IN "
                 ),
                 format!(
                     " UNION ALL SELECT clerk_id, NULL, NULL, TRUE FROM {org_graves} \
@@ -87,10 +152,10 @@ impl OrganizationBatchQueries {
             ),
             memberships: (
                 format!(
-                    "SELECT organization_id, user_id, role_version FROM {members} \
-                     WHERE organization_id IN "
+                    "SELECT {member_org}, {member_user}, {role_version} FROM {members} \
+                     WHERE {member_org} IN "
                 ),
-                " AND user_id IN ".to_owned(),
+                format!(" AND {member_user} IN "),
             ),
             membership_tombstones: (
                 format!(
@@ -100,32 +165,31 @@ impl OrganizationBatchQueries {
                 " AND user_clerk_id IN ".to_owned(),
             ),
             // Strictly newer versions only: a second pass writes nothing.
+            // The Clerk id is each row's first value.
             organization_upsert: (
                 format!(
-                    "INSERT INTO {orgs} AS stored_row \
-                     (clerk_id, name, slug, image_url, clerk_updated_at) \
+                    "INSERT INTO {orgs} AS stored_row ({upserted_names}) \
                      SELECT * FROM (VALUES "
                 ),
                 format!(
                     ") AS incoming WHERE NOT EXISTS \
                      (SELECT 1 FROM {org_graves} WHERE clerk_id = incoming.column1) \
-                     ON CONFLICT (clerk_id) DO UPDATE SET name = excluded.name, \
-                     slug = excluded.slug, image_url = excluded.image_url, \
-                     clerk_updated_at = excluded.clerk_updated_at, updated_at = {now} \
-                     WHERE stored_row.clerk_updated_at IS NULL \
-                     OR stored_row.clerk_updated_at < excluded.clerk_updated_at \
-                     RETURNING clerk_id"
+                     ON CONFLICT ({org_clerk_id}) DO UPDATE SET \
+                     {assignments}{org_touched}{newer} \
+                     RETURNING {org_clerk_id}"
                 ),
             ),
             // The columns: organization id, user id, organization clerk id,
-            // user clerk id, role, version. A row is written only when no
-            // tombstone forbids it and both of its rows still exist.
+            // user clerk id, role, version, and a new UUID key if the key
+            // is one. A row is written only when no tombstone forbids it
+            // and both of its rows still exist.
             membership_upsert: (
                 format!(
                     "INSERT INTO {members} AS stored_row \
-                     (organization_id, user_id, role, role_version, clerk_updated_at) \
+                     ({member_org}, {member_user}, {role}, {role_version}\
+                     {member_version_column}{member_id_column}) \
                      SELECT incoming.column1, incoming.column2, incoming.column5, \
-                     incoming.column6, incoming.column6 FROM (VALUES "
+                     incoming.column6{member_version_value}{member_id_value} FROM (VALUES "
                 ),
                 format!(
                     ") AS incoming WHERE NOT EXISTS (SELECT 1 FROM {member_graves} AS t \
@@ -136,14 +200,14 @@ impl OrganizationBatchQueries {
                      WHERE clerk_id = incoming.column3) \
                      AND NOT EXISTS (SELECT 1 FROM {user_tombstones} \
                      WHERE clerk_id = incoming.column4) \
-                     AND EXISTS (SELECT 1 FROM {orgs} WHERE id = incoming.column1) \
+                     AND EXISTS (SELECT 1 FROM {orgs} WHERE {org_id} = incoming.column1) \
                      AND EXISTS (SELECT 1 FROM {users_table} \
                      WHERE {user_id} = incoming.column2) \
-                     ON CONFLICT (organization_id, user_id) DO UPDATE SET role = excluded.role, \
-                     role_version = excluded.role_version, \
-                     clerk_updated_at = excluded.clerk_updated_at, updated_at = {now} \
-                     WHERE stored_row.role_version < excluded.role_version \
-                     RETURNING organization_id, user_id"
+                     ON CONFLICT ({member_org}, {member_user}) DO UPDATE SET \
+                     {role} = excluded.{role}, {role_version} = excluded.{role_version}\
+                     {member_version_set}{member_touched} \
+                     WHERE stored_row.{role_version} < excluded.{role_version} \
+                     RETURNING {member_org}, {member_user}"
                 ),
             ),
         }
@@ -203,28 +267,34 @@ impl OrganizationBatchQueries {
         let sql = self.values(
             &self.organization_upsert,
             organizations.len(),
-            ORGANIZATION_COLUMNS,
+            self.organization_values.len(),
         );
         organizations
             .iter()
             .fold(Statement::new(sql), |statement, values| {
-                statement.bind_all(organization_binds(values))
+                statement.bind_all(organization_binds(values, &self.organization_values))
             })
     }
 
     /// Upserts the memberships, strictly newer versions only; returns the
     /// `(organization id, user id)` of the rows written.
     pub(super) fn membership_upsert<'a>(&self, rows: &[MembershipRow<'a>]) -> Statement<'a> {
-        let sql = self.values(&self.membership_upsert, rows.len(), MEMBERSHIP_COLUMNS);
+        let columns = MEMBERSHIP_COLUMNS + usize::from(self.membership_new_id);
+        let sql = self.values(&self.membership_upsert, rows.len(), columns);
         rows.iter().fold(Statement::new(sql), |statement, row| {
-            statement.bind_all([
-                local_id(row.organization),
-                local_id(row.user),
-                Bind::Text(row.organization_clerk_id),
-                Bind::Text(row.user_clerk_id),
-                Bind::Text(row.role),
-                Bind::Int(row.version),
-            ])
+            statement
+                .bind_all([
+                    local_id(row.organization),
+                    local_id(row.user),
+                    Bind::Text(row.organization_clerk_id),
+                    Bind::Text(row.user_clerk_id),
+                    Bind::Text(row.role),
+                    Bind::Int(row.version),
+                ])
+                .bind_all(
+                    self.membership_new_id
+                        .then(|| Bind::Uuid(uuid::Uuid::new_v4())),
+                )
         })
     }
 
@@ -254,7 +324,8 @@ impl OrganizationBatchQueries {
     }
 }
 
-/// The size of an organization row's values on the wire, 4 length bytes each.
+/// The size of an organization row's values on the wire, 4 length bytes each
+/// (a new UUID key counted whether or not the table's key is one).
 pub(super) fn organization_bytes(values: &OrganizationValues<'_>) -> usize {
     let text = |value: Option<&str>| 4 + value.map_or(0, str::len);
     4 + values.clerk_id.len()
@@ -263,14 +334,17 @@ pub(super) fn organization_bytes(values: &OrganizationValues<'_>) -> usize {
         + text(values.image_url)
         + 4
         + 8
+        + 4
+        + 16
 }
 
 /// The size of a membership row's values on the wire, 4 length bytes each
-/// (a local id counted at its largest, a UUID).
+/// (a local id counted at its largest, a UUID, and a new UUID key counted
+/// whether or not the table's key is one).
 pub(super) fn membership_bytes(
     organization_clerk_id: &str,
     user_clerk_id: &str,
     role: &str,
 ) -> usize {
-    2 * (4 + 16) + 4 + organization_clerk_id.len() + 4 + user_clerk_id.len() + 4 + role.len() + 12
+    3 * (4 + 16) + 4 + organization_clerk_id.len() + 4 + user_clerk_id.len() + 4 + role.len() + 12
 }

@@ -1,41 +1,48 @@
 //! The statements of organizations and memberships, one row at a time:
-//! rendered once per store with the database's placeholders and the users
-//! table it maps (memberships reference it), and the values each binds.
+//! rendered once per store with the database's placeholders and the tables
+//! it maps ([`Tables`]), and the values each binds.
 
 use std::sync::Arc;
 
-use super::driver::{Bind, Statement};
+use uuid::Uuid;
+
+use super::{
+    driver::{Bind, Statement},
+    organization_columns::{
+        OrganizationValues, Tables, UPSERTED, Value, organization_assignments, organization_binds,
+        organization_columns,
+    },
+};
 use crate::{
     local_id::LocalId,
-    store::{IdKind, UserTable},
+    store::{IdKind, MembershipTable, OrganizationTable, UserTable},
 };
 
-/// The bundled tables (migration `0003`).
-pub(super) const ORGANIZATIONS: &str = "organizations";
-pub(super) const MEMBERSHIPS: &str = "organization_memberships";
+/// The crate's own tombstone tables (migration `0003`), whatever the mapping.
 pub(super) const ORGANIZATION_TOMBSTONES: &str = "clerk_organization_tombstones";
 pub(super) const MEMBERSHIP_TOMBSTONES: &str = "clerk_membership_tombstones";
-
-/// An organization's stored values: name, slug, image URL and version.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct OrganizationValues<'a> {
-    pub(super) clerk_id: &'a str,
-    pub(super) name: Option<&'a str>,
-    pub(super) slug: Option<&'a str>,
-    pub(super) image_url: Option<&'a str>,
-    pub(super) version: i64,
-}
 
 /// The statements, rendered once per store.
 pub(super) struct OrganizationQueries {
     /// The type of the users table's key, which memberships reference.
     pub(super) user_id_kind: IdKind,
+    /// The type of the organizations table's key.
+    pub(super) organization_id_kind: IdKind,
+    /// The type of the memberships table's key.
+    pub(super) membership_id_kind: IdKind,
+    /// Whether the organizations table records the version of its state.
+    pub(super) organization_versioned: bool,
+    inserted: Vec<Value>,
+    upserted: Vec<Value>,
+    membership_new_id: bool,
     organization_lookup: Arc<str>,
     organization_tombstoned: Arc<str>,
     organization_insert: Arc<str>,
     organization_upsert: Arc<str>,
     organization_tombstone: Arc<str>,
     organization_remove: Arc<str>,
+    organization_memberships_remove: Arc<str>,
+    user_memberships_remove: Option<Arc<str>>,
     membership_state: Arc<str>,
     membership_state_by_clerk_ids: Arc<str>,
     membership_insert: Arc<str>,
@@ -49,26 +56,54 @@ pub(super) struct OrganizationQueries {
 impl OrganizationQueries {
     /// `now` is the database's expression for the current time, as the
     /// bundled `updated_at` columns hold it.
-    pub(super) fn new(users: &UserTable, param: fn(usize) -> String, now: &str) -> Self {
+    pub(super) fn new(tables: &Tables, param: fn(usize) -> String, now: &str) -> Self {
         let UserTable {
             table: users_table,
             id: user_id,
             clerk_id: user_clerk_id,
             tombstones: user_tombstones,
             ..
-        } = users;
-        let [p1, p2, p3, p4, p5, p6] = [1, 2, 3, 4, 5, 6].map(param);
-        let (orgs, members) = (ORGANIZATIONS, MEMBERSHIPS);
+        } = &tables.users;
+        let organizations = &tables.organizations;
+        let OrganizationTable {
+            table: orgs,
+            id: org_id,
+            clerk_id: org_clerk_id,
+            ..
+        } = organizations;
+        let MembershipTable {
+            table: members,
+            id: member_id,
+            organization: member_org,
+            user: member_user,
+            role,
+            role_version,
+            ..
+        } = &tables.memberships;
+        let [p1, p2, p3, p4, p5, p6, p7] = [1, 2, 3, 4, 5, 6, 7].map(param);
         let (org_graves, member_graves) = (ORGANIZATION_TOMBSTONES, MEMBERSHIP_TOMBSTONES);
         let org_not_tombstoned =
             |id: &str| format!("NOT EXISTS (SELECT 1 FROM {org_graves} WHERE clerk_id = {id})");
+        let org_touched = organizations
+            .updated_at
+            .as_ref()
+            .map_or_else(String::new, |column| format!(", {column} = {now}"));
+        let member_touched = |value: &str| {
+            tables
+                .memberships
+                .updated_at
+                .as_ref()
+                .map_or_else(String::new, |column| format!(", {column} = {value}"))
+        };
+        let member_version = tables.memberships.clerk_updated_at.as_ref();
+        let member_new_id = tables.memberships.id_kind == IdKind::Uuid;
 
         // What is stored for a membership: its row (id, role, role version)
         // and the tombstones of the membership, its organization and its
         // user. The row is found by local ids or by Clerk ids.
         let state = |row_matches: &str| {
             format!(
-                "SELECT m.id, m.role, m.role_version, \
+                "SELECT m.{member_id}, m.{role}, m.{role_version}, \
                  (SELECT deleted_at FROM {member_graves} \
                   WHERE organization_clerk_id = {p1} AND user_clerk_id = {p2}), \
                  (SELECT deleted_at FROM {org_graves} WHERE clerk_id = {p1}), \
@@ -77,7 +112,7 @@ impl OrganizationQueries {
                  LEFT JOIN {members} AS m ON {row_matches}"
             )
         };
-        let org_local = format!("(SELECT id FROM {orgs} WHERE clerk_id = {p1})");
+        let org_local = format!("(SELECT {org_id} FROM {orgs} WHERE {org_clerk_id} = {p1})");
         let user_local =
             format!("(SELECT {user_id} FROM {users_table} WHERE {user_clerk_id} = {p2})");
         // A membership may be written unless its tombstone is as new as the
@@ -92,13 +127,57 @@ impl OrganizationQueries {
             )
         };
         // The token's role replaces the stored one only when newer and different.
-        let token_wins = "stored_row.role_version < excluded.role_version \
-                          AND stored_row.role <> excluded.role";
+        let token_wins = format!(
+            "stored_row.{role_version} < excluded.{role_version} \
+             AND stored_row.{role} <> excluded.{role}"
+        );
+
+        let inserted = organization_columns(organizations, &[Value::Slug, Value::NewId]);
+        let upserted = organization_columns(organizations, &UPSERTED);
+        let names = |columns: &[(String, Value)]| {
+            columns
+                .iter()
+                .map(|(column, _)| column.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let values = |count: usize| (1..=count).map(param).collect::<Vec<_>>().join(", ");
+        let assignments = organization_assignments(organizations, &upserted);
+        let newer = organizations
+            .clerk_updated_at
+            .as_ref()
+            .map_or_else(String::new, |v| {
+                format!(" WHERE stored_row.{v} IS NULL OR stored_row.{v} <= excluded.{v}")
+            });
+
+        let (member_id_column, member_id_value) = if member_new_id {
+            (format!(", {member_id}"), format!(", {p7}"))
+        } else {
+            (String::new(), String::new())
+        };
+        let (upsert_version_column, upsert_version_value, upsert_version_set) = match member_version
+        {
+            Some(column) => (
+                format!(", {column}"),
+                format!(", {p4}"),
+                format!(", {column} = excluded.{column}"),
+            ),
+            None => (String::new(), String::new(), String::new()),
+        };
+        let upsert_id_value = if member_new_id {
+            format!(", {p5}")
+        } else {
+            String::new()
+        };
 
         Self {
-            user_id_kind: users.id_kind,
+            user_id_kind: tables.users.id_kind,
+            organization_id_kind: organizations.id_kind,
+            membership_id_kind: tables.memberships.id_kind,
+            organization_versioned: organizations.clerk_updated_at.is_some(),
+            membership_new_id: member_new_id,
             organization_lookup: format!(
-                "SELECT (SELECT id FROM {orgs} WHERE clerk_id = {p1}) AS id, \
+                "SELECT (SELECT {org_id} FROM {orgs} WHERE {org_clerk_id} = {p1}) AS id, \
                  EXISTS (SELECT 1 FROM {org_graves} WHERE clerk_id = {p1}) AS deleted"
             )
             .into(),
@@ -107,69 +186,95 @@ impl OrganizationQueries {
             )
             .into(),
             organization_insert: format!(
-                "INSERT INTO {orgs} (clerk_id, slug) SELECT {p1}, {p2} WHERE {} \
-                 ON CONFLICT (clerk_id) DO UPDATE SET clerk_id = excluded.clerk_id \
-                 RETURNING id",
+                "INSERT INTO {orgs} ({}) SELECT {} WHERE {} \
+                 ON CONFLICT ({org_clerk_id}) DO UPDATE SET {org_clerk_id} = excluded.{org_clerk_id} \
+                 RETURNING {org_id}",
+                names(&inserted),
+                values(inserted.len()),
                 org_not_tombstoned(&p1)
             )
             .into(),
             organization_upsert: format!(
-                "INSERT INTO {orgs} AS stored_row \
-                 (clerk_id, name, slug, image_url, clerk_updated_at) \
-                 SELECT {p1}, {p2}, {p3}, {p4}, {p5} WHERE {} \
-                 ON CONFLICT (clerk_id) DO UPDATE SET name = excluded.name, \
-                 slug = excluded.slug, image_url = excluded.image_url, \
-                 clerk_updated_at = excluded.clerk_updated_at, updated_at = {now} \
-                 WHERE stored_row.clerk_updated_at IS NULL \
-                 OR stored_row.clerk_updated_at <= excluded.clerk_updated_at \
-                 RETURNING id",
+                "INSERT INTO {orgs} AS stored_row ({}) SELECT {} WHERE {} \
+                 ON CONFLICT ({org_clerk_id}) DO UPDATE SET {assignments}{org_touched}{newer} \
+                 RETURNING {org_id}",
+                names(&upserted),
+                values(upserted.len()),
                 org_not_tombstoned(&p1)
             )
             .into(),
+            inserted: inserted.into_iter().map(|(_, value)| value).collect(),
+            upserted: upserted.into_iter().map(|(_, value)| value).collect(),
             organization_tombstone: format!(
                 "INSERT INTO {org_graves} (clerk_id, deleted_at) VALUES ({p1}, {p2}) \
                  ON CONFLICT (clerk_id) DO NOTHING"
             )
             .into(),
-            organization_remove: format!("DELETE FROM {orgs} WHERE clerk_id = {p1}").into(),
-            membership_state: state(&format!("m.organization_id = {p3} AND m.user_id = {p4}"))
-                .into(),
+            organization_remove: format!("DELETE FROM {orgs} WHERE {org_clerk_id} = {p1}").into(),
+            // Run before the organization's row goes, so that the app's
+            // foreign keys need not cascade.
+            organization_memberships_remove: format!(
+                "DELETE FROM {members} WHERE {member_org} IN \
+                 (SELECT {org_id} FROM {orgs} WHERE {org_clerk_id} = {p1})"
+            )
+            .into(),
+            // The bundled tables cascade; the app's may not.
+            user_memberships_remove: tables.organizations_mapped().then(|| {
+                format!(
+                    "DELETE FROM {members} WHERE {member_user} IN \
+                     (SELECT {user_id} FROM {users_table} WHERE {user_clerk_id} = {p1})"
+                )
+                .into()
+            }),
+            membership_state: state(&format!(
+                "m.{member_org} = {p3} AND m.{member_user} = {p4}"
+            ))
+            .into(),
             membership_state_by_clerk_ids: state(&format!(
-                "m.organization_id = {org_local} AND m.user_id = {user_local}"
+                "m.{member_org} = {org_local} AND m.{member_user} = {user_local}"
             ))
             .into(),
             membership_insert: format!(
                 "INSERT INTO {members} AS stored_row \
-                 (organization_id, user_id, role, role_version) \
-                 SELECT {p3}, {p4}, {p5}, {p6} WHERE {} \
-                 AND EXISTS (SELECT 1 FROM {orgs} WHERE id = {p3}) \
+                 ({member_org}, {member_user}, {role}, {role_version}{member_id_column}) \
+                 SELECT {p3}, {p4}, {p5}, {p6}{member_id_value} WHERE {} \
+                 AND EXISTS (SELECT 1 FROM {orgs} WHERE {org_id} = {p3}) \
                  AND EXISTS (SELECT 1 FROM {users_table} WHERE {user_id} = {p4}) \
-                 ON CONFLICT (organization_id, user_id) DO UPDATE SET \
-                 role = CASE WHEN {token_wins} THEN excluded.role ELSE stored_row.role END, \
-                 role_version = CASE WHEN {token_wins} \
-                 THEN excluded.role_version ELSE stored_row.role_version END, \
-                 updated_at = CASE WHEN {token_wins} THEN {now} ELSE stored_row.updated_at END \
-                 RETURNING id, role, role_version",
-                membership_allowed(&p6)
+                 ON CONFLICT ({member_org}, {member_user}) DO UPDATE SET \
+                 {role} = CASE WHEN {token_wins} THEN excluded.{role} ELSE stored_row.{role} END, \
+                 {role_version} = CASE WHEN {token_wins} \
+                 THEN excluded.{role_version} ELSE stored_row.{role_version} END{} \
+                 RETURNING {member_id}, {role}, {role_version}",
+                membership_allowed(&p6),
+                tables.memberships.updated_at.as_ref().map_or_else(String::new, |column| {
+                    format!(
+                        ", {column} = CASE WHEN {token_wins} THEN {now} \
+                         ELSE stored_row.{column} END"
+                    )
+                }),
             )
             .into(),
             membership_role: format!(
-                "UPDATE {members} SET role = {p2}, role_version = {p3}, updated_at = {now} \
-                 WHERE id = {p1} AND role_version < {p3} RETURNING role, role_version"
+                "UPDATE {members} SET {role} = {p2}, {role_version} = {p3}{} \
+                 WHERE {member_id} = {p1} AND {role_version} < {p3} \
+                 RETURNING {role}, {role_version}",
+                member_touched(now)
             )
             .into(),
             membership_upsert: format!(
                 "INSERT INTO {members} AS stored_row \
-                 (organization_id, user_id, role, role_version, clerk_updated_at) \
-                 SELECT o.id, u.{user_id}, {p3}, {p4}, {p4} \
+                 ({member_org}, {member_user}, {role}, {role_version}\
+                 {upsert_version_column}{member_id_column}) \
+                 SELECT o.{org_id}, u.{user_id}, {p3}, {p4}{upsert_version_value}{upsert_id_value} \
                  FROM {orgs} AS o, {users_table} AS u \
-                 WHERE o.clerk_id = {p1} AND u.{user_clerk_id} = {p2} AND {} \
-                 ON CONFLICT (organization_id, user_id) DO UPDATE SET role = excluded.role, \
-                 role_version = excluded.role_version, \
-                 clerk_updated_at = excluded.clerk_updated_at, updated_at = {now} \
-                 WHERE stored_row.role_version <= excluded.role_version \
-                 RETURNING id",
-                membership_allowed(&p4)
+                 WHERE o.{org_clerk_id} = {p1} AND u.{user_clerk_id} = {p2} AND {} \
+                 ON CONFLICT ({member_org}, {member_user}) DO UPDATE SET \
+                 {role} = excluded.{role}, {role_version} = excluded.{role_version}\
+                 {upsert_version_set}{} \
+                 WHERE stored_row.{role_version} <= excluded.{role_version} \
+                 RETURNING {member_id}",
+                membership_allowed(&p4),
+                member_touched(now)
             )
             .into(),
             // The latest deletion is kept: `deleted_at` only moves forward.
@@ -184,15 +289,15 @@ impl OrganizationQueries {
             // A row as old as the tombstone goes; a newer one (the user
             // invited back) stays.
             membership_remove: format!(
-                "DELETE FROM {members} WHERE organization_id = {org_local} \
-                 AND user_id = {user_local} \
-                 AND role_version <= (SELECT deleted_at FROM {member_graves} \
+                "DELETE FROM {members} WHERE {member_org} = {org_local} \
+                 AND {member_user} = {user_local} \
+                 AND {role_version} <= (SELECT deleted_at FROM {member_graves} \
                  WHERE organization_clerk_id = {p1} AND user_clerk_id = {p2})"
             )
             .into(),
             membership_remove_any: format!(
-                "DELETE FROM {members} WHERE organization_id = {org_local} \
-                 AND user_id = {user_local}"
+                "DELETE FROM {members} WHERE {member_org} = {org_local} \
+                 AND {member_user} = {user_local}"
             )
             .into(),
         }
@@ -215,15 +320,20 @@ impl OrganizationQueries {
         clerk_id: &'a str,
         slug: Option<&'a str>,
     ) -> Statement<'a> {
-        statement(&self.organization_insert)
-            .bind(Bind::Text(clerk_id))
-            .bind(Bind::MaybeText(slug))
+        let values = OrganizationValues {
+            clerk_id,
+            name: None,
+            slug,
+            image_url: None,
+            version: 0,
+        };
+        statement(&self.organization_insert).bind_all(organization_binds(&values, &self.inserted))
     }
 
     /// Writes the organization's values, unless tombstoned or a newer
     /// version is stored; returns the id of the row written.
     pub(super) fn organization_upsert<'a>(&self, values: &OrganizationValues<'a>) -> Statement<'a> {
-        statement(&self.organization_upsert).bind_all(organization_binds(values))
+        statement(&self.organization_upsert).bind_all(organization_binds(values, &self.upserted))
     }
 
     /// Records the organization's tombstone unless one exists.
@@ -237,9 +347,19 @@ impl OrganizationQueries {
             .bind(Bind::Int(deleted_at_ms))
     }
 
-    /// Deletes the organization's row (and, by cascade, its memberships).
-    pub(super) fn organization_remove<'a>(&self, clerk_id: &'a str) -> Statement<'a> {
-        statement(&self.organization_remove).bind(Bind::Text(clerk_id))
+    /// Deletes the organization's row, after its memberships.
+    pub(super) fn organization_remove<'a>(&self, clerk_id: &'a str) -> [Statement<'a>; 2] {
+        [
+            statement(&self.organization_memberships_remove).bind(Bind::Text(clerk_id)),
+            statement(&self.organization_remove).bind(Bind::Text(clerk_id)),
+        ]
+    }
+
+    /// Deletes the user's memberships, run before their row goes; `None`
+    /// on the bundled tables, whose foreign keys cascade.
+    pub(super) fn user_memberships_remove<'a>(&self, clerk_id: &'a str) -> Option<Statement<'a>> {
+        let sql = self.user_memberships_remove.as_ref()?;
+        Some(statement(sql).bind(Bind::Text(clerk_id)))
     }
 
     /// The membership's row and the tombstones that bear on it, the row
@@ -281,6 +401,12 @@ impl OrganizationQueries {
             .bind(local_id(key.user))
             .bind(Bind::Text(role))
             .bind(Bind::Int(version))
+            .bind_all(self.new_membership_id())
+    }
+
+    /// A new key for a membership row, when the key is a UUID.
+    pub(super) fn new_membership_id<'a>(&self) -> Option<Bind<'a>> {
+        self.membership_new_id.then(|| Bind::Uuid(Uuid::new_v4()))
     }
 
     /// Gives the row `id` the token's role, unless its role version is as
@@ -313,6 +439,7 @@ impl OrganizationQueries {
             .bind(Bind::Text(user_clerk_id))
             .bind(Bind::Text(role))
             .bind(Bind::Int(version))
+            .bind_all(self.new_membership_id())
     }
 
     /// Records the membership's tombstone, or moves it to `deleted_at_ms`
@@ -371,19 +498,4 @@ pub(super) fn local_id<'a>(id: LocalId) -> Bind<'a> {
         LocalId::Int(id) => Bind::Int(id),
         LocalId::Uuid(id) => Bind::Uuid(id),
     }
-}
-
-/// An organization's values in column order: Clerk id, name, slug, image
-/// URL, version.
-pub(super) fn organization_binds<'a>(
-    values: &OrganizationValues<'a>,
-) -> impl Iterator<Item = Bind<'a>> + use<'a> {
-    [
-        Bind::Text(values.clerk_id),
-        Bind::MaybeText(values.name),
-        Bind::MaybeText(values.slug),
-        Bind::MaybeText(values.image_url),
-        Bind::Int(values.version),
-    ]
-    .into_iter()
 }

@@ -11,10 +11,8 @@
 //! role with an older one.
 
 use super::{
-    Dialect, SqlUserStore, Statement, checked,
-    driver::is_foreign_key_violation,
-    one,
-    organization_queries::{MembershipKey, OrganizationValues},
+    Dialect, SqlUserStore, Statement, checked, driver::is_foreign_key_violation, one,
+    organization_columns::OrganizationValues, organization_queries::MembershipKey,
 };
 use crate::{
     clerk::ClerkMembership,
@@ -81,7 +79,8 @@ impl<DB: Dialect> SqlUserStore<DB> {
         let statement = self.organizations.organization_lookup(clerk_id);
         let rows = DB::rows(&self.pool, statement).await?;
         let row = one(&rows)?;
-        Ok((DB::id(row, 0, IdKind::BigInt)?, DB::flag(row, 1)?))
+        let kind = self.organizations.organization_id_kind;
+        Ok((DB::id(row, 0, kind)?, DB::flag(row, 1)?))
     }
 
     pub(super) async fn organization_tombstoned(
@@ -93,18 +92,24 @@ impl<DB: Dialect> SqlUserStore<DB> {
         DB::flag(one(&rows)?, 0)
     }
 
-    /// Deletes the organization's row and its memberships; returns whether
-    /// there was one.
+    /// Deletes the organization's memberships and row, in one transaction;
+    /// returns whether there was a row.
     pub(super) async fn remove_organization(&self, clerk_id: &str) -> Result<bool, sqlx::Error> {
-        let statement = self.organizations.organization_remove(clerk_id);
-        Ok(DB::execute(&self.pool, statement).await? > 0)
+        let statements = self.organizations.organization_remove(clerk_id);
+        let changed = DB::execute_together(&self.pool, statements.into()).await?;
+        Ok(changed.last().is_some_and(|&rows| rows > 0))
     }
 
-    /// The local id (of an organization or membership) a statement returned.
-    async fn returned_id(&self, statement: Statement<'_>) -> Result<Option<LocalId>, sqlx::Error> {
+    /// The local id (of an organization or membership, its key of type
+    /// `kind`) a statement returned.
+    async fn returned_id(
+        &self,
+        statement: Statement<'_>,
+        kind: IdKind,
+    ) -> Result<Option<LocalId>, sqlx::Error> {
         let rows = DB::rows(&self.pool, statement).await?;
         match rows.first() {
-            Some(row) => DB::id(row, 0, IdKind::BigInt),
+            Some(row) => DB::id(row, 0, kind),
             None => Ok(None),
         }
     }
@@ -128,7 +133,7 @@ impl<DB: Dialect> SqlUserStore<DB> {
     ) -> Result<MembershipState, sqlx::Error> {
         let rows = DB::rows(&self.pool, statement).await?;
         let row = one(&rows)?;
-        let stored = match DB::id(row, 0, IdKind::BigInt)? {
+        let stored = match DB::id(row, 0, self.organizations.membership_id_kind)? {
             Some(id) => Some(StoredMembership {
                 id,
                 role: DB::text(row, 1)?,
@@ -178,7 +183,8 @@ impl<DB: Dialect> SqlUserStore<DB> {
         rows.first()
             .map(|row| {
                 Ok(StoredMembership {
-                    id: DB::id(row, 0, IdKind::BigInt)?.ok_or(sqlx::Error::RowNotFound)?,
+                    id: DB::id(row, 0, self.organizations.membership_id_kind)?
+                        .ok_or(sqlx::Error::RowNotFound)?,
                     role: DB::text(row, 1)?,
                     role_version: DB::int(row, 2)?,
                 })
@@ -282,7 +288,8 @@ impl<DB: Dialect> OrganizationStore for SqlUserStore<DB> {
         let statement = self
             .organizations
             .organization_insert(clerk_id, checked::text(slug));
-        let Some(id) = self.returned_id(statement).await? else {
+        let kind = self.organizations.organization_id_kind;
+        let Some(id) = self.returned_id(statement, kind).await? else {
             return Ok(OrganizationResolution::Deleted);
         };
         // As for users: a deletion may have committed its tombstone while
@@ -339,7 +346,9 @@ impl<DB: Dialect> OrganizationStore for SqlUserStore<DB> {
         ))
     }
 
-    /// Checks `organizations`, `organization_memberships`,
+    /// Checks the organizations and memberships tables as mapped (their
+    /// keys and mapped columns, the unique constraints on the Clerk
+    /// organization id and on the membership's organization and user),
     /// `clerk_organization_tombstones` and `clerk_membership_tombstones`.
     async fn check_organization_schema(&self) -> Result<(), StoreError> {
         self.needs.check_organizations(&self.pool).await
@@ -357,7 +366,8 @@ impl<DB: Dialect> OrganizationSync for SqlUserStore<DB> {
             (existing, false) => existing,
         };
         let statement = self.organizations.organization_upsert(&values);
-        let written = self.returned_id(statement).await?;
+        let kind = self.organizations.organization_id_kind;
+        let written = self.returned_id(statement, kind).await?;
         if self.organization_tombstoned(values.clerk_id).await? {
             if written.is_some() {
                 self.remove_organization(values.clerk_id).await?;
@@ -417,7 +427,8 @@ impl<DB: Dialect> OrganizationSync for SqlUserStore<DB> {
         let statement = self
             .organizations
             .membership_upsert(organization, user, &role, version);
-        let written = match self.returned_id(statement).await {
+        let kind = self.organizations.membership_id_kind;
+        let written = match self.returned_id(statement, kind).await {
             Ok(written) => written,
             Err(error) if is_foreign_key_violation(&error) => None,
             Err(error) => return Err(error.into()),

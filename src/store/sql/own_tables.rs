@@ -1,9 +1,11 @@
-//! The migration of a store on the app's own users table: the crate's own
+//! The migration of a store on the app's own tables: the crate's own
 //! tables only — the tombstones, the ended sessions, the backfill's
-//! checkpoints, and the organizations' tables, memberships referencing the
-//! app's table — and never a `users` table.
+//! checkpoints, and, unless the app maps its own, the organizations'
+//! tables, memberships referencing the users table — and never a `users`
+//! table, nor a mapped organizations or memberships table.
 
-use crate::store::{IdKind, UserTable};
+use super::organization_columns::Tables;
+use crate::store::IdKind;
 
 /// How a database spells the columns of the crate's tables.
 #[doc(hidden)]
@@ -22,7 +24,7 @@ pub struct Spelling {
 
 /// The script, idempotent: every statement `IF NOT EXISTS`, so tables the
 /// app made itself are left as they are.
-pub(super) fn script(mapping: &UserTable, spelling: &Spelling) -> String {
+pub(super) fn script(tables: &Tables, spelling: &Spelling) -> String {
     let Spelling {
         lock,
         serial_key,
@@ -30,31 +32,18 @@ pub(super) fn script(mapping: &UserTable, spelling: &Spelling) -> String {
         uuid,
         timestamp,
     } = spelling;
+    let mapping = &tables.users;
     let (users, id, tombstones) = (&mapping.table, &mapping.id, &mapping.tombstones);
     let user_id = match mapping.id_kind {
         IdKind::BigInt => integer,
         IdKind::Uuid => uuid,
     };
-    format!(
-        "{lock}
-CREATE TABLE IF NOT EXISTS {tombstones} (
-    clerk_id   TEXT PRIMARY KEY,
-    deleted_at {integer} NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ensure_user_backfill_state (
-    name          TEXT PRIMARY KEY,
-    last_clerk_id TEXT NOT NULL,
-    users_passed  {integer} NOT NULL,
-    saved_at      {integer} NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ensure_user_ended_sessions (
-    session_id TEXT PRIMARY KEY,
-    clerk_id   TEXT NOT NULL,
-    until_ms   {integer} NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ensure_user_ended_sessions_until
-    ON ensure_user_ended_sessions (until_ms);
-CREATE TABLE IF NOT EXISTS organizations (
+    // The app's own organizations tables are never created here.
+    let organizations = if tables.organizations_mapped() {
+        String::new()
+    } else {
+        format!(
+            "CREATE TABLE IF NOT EXISTS organizations (
     id               {serial_key},
     clerk_id         TEXT NOT NULL UNIQUE,
     name             TEXT,
@@ -77,7 +66,29 @@ CREATE TABLE IF NOT EXISTS organization_memberships (
 );
 CREATE INDEX IF NOT EXISTS organization_memberships_user_id
     ON organization_memberships (user_id);
-CREATE TABLE IF NOT EXISTS clerk_organization_tombstones (
+"
+        )
+    };
+    format!(
+        "{lock}
+CREATE TABLE IF NOT EXISTS {tombstones} (
+    clerk_id   TEXT PRIMARY KEY,
+    deleted_at {integer} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ensure_user_backfill_state (
+    name          TEXT PRIMARY KEY,
+    last_clerk_id TEXT NOT NULL,
+    users_passed  {integer} NOT NULL,
+    saved_at      {integer} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ensure_user_ended_sessions (
+    session_id TEXT PRIMARY KEY,
+    clerk_id   TEXT NOT NULL,
+    until_ms   {integer} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ensure_user_ended_sessions_until
+    ON ensure_user_ended_sessions (until_ms);
+{organizations}CREATE TABLE IF NOT EXISTS clerk_organization_tombstones (
     clerk_id   TEXT PRIMARY KEY,
     deleted_at {integer} NOT NULL
 );

@@ -52,6 +52,13 @@ impl Dialect for Postgres {
         include_str!("../../../migrations/postgres/0004_sessions_and_bans.sql")
     );
 
+    const USER_MIGRATIONS: &'static str = concat!(
+        "SELECT pg_advisory_xact_lock(7408537265401231);\n",
+        include_str!("../../../migrations/postgres/0001_ensure_user.sql"),
+        include_str!("../../../migrations/postgres/0002_backfill_state.sql"),
+        include_str!("../../../migrations/postgres/0004_sessions_and_bans.sql")
+    );
+
     const NOW: &'static str = "now()";
 
     const SPELLING: Spelling = Spelling {

@@ -9,12 +9,11 @@ use sqlx::Pool;
 
 use super::{
     Dialect,
-    organization_queries::{
-        MEMBERSHIP_TOMBSTONES, MEMBERSHIPS, ORGANIZATION_TOMBSTONES, ORGANIZATIONS,
-    },
+    organization_columns::Tables,
+    organization_queries::{MEMBERSHIP_TOMBSTONES, ORGANIZATION_TOMBSTONES},
     queries::ENDED_SESSIONS,
 };
-use crate::store::{SchemaError, StoreError, UserTable};
+use crate::store::{MembershipTable, OrganizationTable, SchemaError, StoreError, UserTable};
 
 /// A table as the catalog is asked about it.
 #[doc(hidden)]
@@ -57,9 +56,13 @@ impl TableName {
 /// Whose table it is, which decides the fix of what it lacks.
 #[derive(Clone, Copy)]
 enum Owner {
-    /// The app's, named by a [`UserTable`] mapping: the app adds a column
-    /// or maps the table without it.
-    App,
+    /// The app's, named by a mapping ([`UserTable`], [`OrganizationTable`],
+    /// [`MembershipTable`]): the app adds a column or maps the table
+    /// without it. Holds what the table is and how it is mapped.
+    App {
+        what: &'static str,
+        mapping: &'static str,
+    },
     /// One of the crate's own, which `migrate()` creates.
     Crate,
 }
@@ -104,9 +107,9 @@ impl Table {
     fn missing(&self) -> SchemaError {
         let table = self.name.plain();
         let fix = match self.owner {
-            Owner::App => "create it, or map the users table the app has \
-                           (`UserTable::new(\"…\")`)"
-                .to_owned(),
+            Owner::App { what, mapping } => {
+                format!("create it, or map the {what} table the app has ({mapping})")
+            }
             Owner::Crate => "run `store.migrate()`, which creates it".to_owned(),
         };
         SchemaError::new(&table, None, format!("table {table} does not exist: {fix}"))
@@ -115,7 +118,7 @@ impl Table {
     fn missing_column(&self, column: &Column) -> SchemaError {
         let table = self.name.plain();
         let fix = match self.owner {
-            Owner::App => column.fix.clone(),
+            Owner::App { .. } => column.fix.clone(),
             Owner::Crate => "run `store.migrate()`, or, for a table made otherwise, add the \
                              column as the bundled migrations (`migrations/`) define it"
                 .to_owned(),
@@ -155,8 +158,9 @@ pub(super) struct Needs {
 }
 
 impl Needs {
-    pub(super) fn new(mapping: &UserTable) -> Self {
+    pub(super) fn new(tables: &Tables) -> Self {
         let quote = |name: &str| format!("\"{name}\"");
+        let mapping = &tables.users;
         let users = vec![
             users_table(mapping),
             Table::of_crate(
@@ -171,31 +175,8 @@ impl Needs {
             ),
         ];
         let organizations = vec![
-            Table::of_crate(
-                &quote(ORGANIZATIONS),
-                &[
-                    "id",
-                    "clerk_id",
-                    "name",
-                    "slug",
-                    "image_url",
-                    "clerk_updated_at",
-                ],
-                &[&["clerk_id"]],
-            ),
-            Table::of_crate(
-                &quote(MEMBERSHIPS),
-                &[
-                    "id",
-                    "organization_id",
-                    "user_id",
-                    "role",
-                    "role_version",
-                    "clerk_updated_at",
-                    "updated_at",
-                ],
-                &[&["organization_id", "user_id"]],
-            ),
+            organizations_table(&tables.organizations),
+            memberships_table(&tables.memberships),
             Table::of_crate(
                 &quote(ORGANIZATION_TOMBSTONES),
                 &["clerk_id", "deleted_at"],
@@ -234,17 +215,14 @@ fn users_table(mapping: &UserTable) -> Table {
     let owner = if *mapping == UserTable::default() {
         Owner::Crate
     } else {
-        Owner::App
+        Owner::App {
+            what: "users",
+            mapping: "`UserTable::new(\"…\")`",
+        }
     };
     let table = name.plain();
-    let plain = |quoted: &str| quoted.replace('"', "");
-    let add_or_map = |column: &str, sql_type: &str, mapping: &str| Column {
-        name: column.to_owned(),
-        fix: format!(
-            "add it (`ALTER TABLE {table} ADD COLUMN {column} {sql_type}`) \
-             or map the table without it ({mapping})"
-        ),
-    };
+    let add_or_map =
+        |column: &str, sql_type: &str, mapping: &str| add_or_map(&table, column, sql_type, mapping);
     let clerk_id = plain(&mapping.clerk_id);
     let mut columns = vec![
         Column {
@@ -287,6 +265,144 @@ fn users_table(mapping: &UserTable) -> Table {
         columns,
         unique: vec![vec![clerk_id]],
     }
+}
+
+/// The organizations table as mapped: the bundled one is the crate's, any
+/// other the app's.
+fn organizations_table(mapping: &OrganizationTable) -> Table {
+    let name = TableName::new(&mapping.table);
+    let owner = if *mapping == OrganizationTable::default() {
+        Owner::Crate
+    } else {
+        Owner::App {
+            what: "organizations",
+            mapping: "`OrganizationTable::existing(…)`",
+        }
+    };
+    let table = name.plain();
+    let clerk_id = plain(&mapping.clerk_id);
+    let mut columns = vec![
+        Column {
+            name: plain(&mapping.id),
+            fix: "map the table's primary key (the `id` of `OrganizationTable::existing`)"
+                .to_owned(),
+        },
+        Column {
+            fix: format!(
+                "add it (`ALTER TABLE {table} ADD COLUMN {clerk_id} TEXT`, with a unique \
+                 index) or map the column holding the Clerk organization id (the \
+                 `clerk_id` of `OrganizationTable::existing`)"
+            ),
+            name: clerk_id.clone(),
+        },
+    ];
+    for column in [&mapping.name, &mapping.slug, &mapping.image_url]
+        .into_iter()
+        .flatten()
+    {
+        let fix = "`None` for it in `.with_columns(…)`";
+        columns.push(add_or_map(&table, &plain(column), "TEXT", fix));
+    }
+    if let Some(column) = &mapping.clerk_updated_at {
+        let fix = "`.with_clerk_updated_at_column(None)`";
+        columns.push(add_or_map(&table, &plain(column), "BIGINT", fix));
+    }
+    columns.extend(updated_at(mapping.updated_at.as_deref()));
+    Table {
+        name,
+        owner,
+        columns,
+        unique: vec![vec![clerk_id]],
+    }
+}
+
+/// The memberships table as mapped: the bundled one is the crate's, any
+/// other the app's.
+fn memberships_table(mapping: &MembershipTable) -> Table {
+    let name = TableName::new(&mapping.table);
+    let owner = if *mapping == MembershipTable::default() {
+        Owner::Crate
+    } else {
+        Owner::App {
+            what: "memberships",
+            mapping: "`MembershipTable::existing(…)`",
+        }
+    };
+    let table = name.plain();
+    let required = |quoted: &str, what: &str, argument: &str| Column {
+        name: plain(quoted),
+        fix: format!(
+            "add {what} or map the column the table has for it (the `{argument}` of \
+             `MembershipTable::existing`)"
+        ),
+    };
+    let (organization, user) = (plain(&mapping.organization), plain(&mapping.user));
+    let mut columns = vec![
+        required(&mapping.id, "the primary key", "id"),
+        required(
+            &mapping.organization,
+            "a column referencing the organizations table's key",
+            "organization",
+        ),
+        required(
+            &mapping.user,
+            "a column referencing the users table's key",
+            "user",
+        ),
+        required(
+            &mapping.role,
+            &format!(
+                "it (`ALTER TABLE {table} ADD COLUMN {} TEXT`)",
+                plain(&mapping.role)
+            ),
+            "role",
+        ),
+        required(
+            &mapping.role_version,
+            &format!(
+                "it (`ALTER TABLE {table} ADD COLUMN {} BIGINT NOT NULL DEFAULT 0`)",
+                plain(&mapping.role_version)
+            ),
+            "role_version",
+        ),
+    ];
+    if let Some(column) = &mapping.clerk_updated_at {
+        let fix = "`.with_clerk_updated_at_column(None)`";
+        columns.push(add_or_map(&table, &plain(column), "BIGINT", fix));
+    }
+    columns.extend(updated_at(mapping.updated_at.as_deref()));
+    Table {
+        name,
+        owner,
+        columns,
+        unique: vec![vec![organization, user]],
+    }
+}
+
+/// An unquoted name, as the catalog spells it.
+fn plain(quoted: &str) -> String {
+    quoted.replace('"', "")
+}
+
+/// An optional column of an app's table: add it, or map the table without it.
+fn add_or_map(table: &str, column: &str, sql_type: &str, mapping: &str) -> Column {
+    Column {
+        name: column.to_owned(),
+        fix: format!(
+            "add it (`ALTER TABLE {table} ADD COLUMN {column} {sql_type}`) \
+             or map the table without it ({mapping})"
+        ),
+    }
+}
+
+/// The `updated_at` column an organizations or memberships table maps, if any.
+fn updated_at(column: Option<&str>) -> Option<Column> {
+    Some(Column {
+        name: plain(column?),
+        fix: "add it (a timestamp column) or map the table without it \
+              (`.with_updated_at_column(None)`)"
+            .to_owned(),
+    })
 }
 
 /// The first table, column or unique key of `tables` the database lacks.

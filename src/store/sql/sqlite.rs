@@ -53,6 +53,12 @@ impl Dialect for Sqlite {
         include_str!("../../../migrations/sqlite/0004_sessions_and_bans.sql")
     );
 
+    const USER_MIGRATIONS: &'static str = concat!(
+        include_str!("../../../migrations/sqlite/0001_ensure_user.sql"),
+        include_str!("../../../migrations/sqlite/0002_backfill_state.sql"),
+        include_str!("../../../migrations/sqlite/0004_sessions_and_bans.sql")
+    );
+
     const NOW: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
     const SPELLING: Spelling = Spelling {
