@@ -339,6 +339,14 @@ async fn audience_issuer_type_and_key_confusion_are_refused() {
             "{alg}"
         );
     }
+    // A token longer than the layer accepts is not read for its issuer.
+    let padded = json!({ "iss": provider.issuer(), "pad": "x".repeat(64 * 1024) });
+    let huge = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        URL_SAFE_NO_PAD.encode(json!({ "alg": "RS256", "typ": "at+jwt" }).to_string()),
+        URL_SAFE_NO_PAD.encode(padded.to_string())
+    );
+    assert_eq!(refusal(&app, &huge).await, unauthorized("malformed_token"));
     // The genuine token is served.
     assert_eq!(me(&app, &genuine).await.0, StatusCode::OK);
 }

@@ -34,6 +34,7 @@ pub(crate) struct Credentials {
     /// How long a verified opaque credential is served without asking Clerk.
     remember_for: Duration,
     skew_ms: i64,
+    max_token_bytes: usize,
 }
 
 impl Credentials {
@@ -54,6 +55,7 @@ impl Credentials {
             opaque: opaque_accepted.then(|| MachineVerifier::new(&config.machine_rules())),
             remember_for: config.credential_cache_interval,
             skew_ms: config.skew_ms(),
+            max_token_bytes: config.max_token_bytes,
         }
     }
 
@@ -66,15 +68,13 @@ impl Credentials {
         if let Some(issuer) = self.issuers.pick(token) {
             let claims = issuer.verify(token, now_ms).await?;
             let fresh_until_ms = claims.expires_at_ms().saturating_add(issuer.skew_ms());
-            return Ok(VerifiedToken::new(
-                Proof::Oidc(Box::new(claims)),
-                fresh_until_ms,
-            ));
+            return Ok(VerifiedToken::new(Proof::of_oidc(claims), fresh_until_ms));
         }
         let kind = classify(token);
         if !self.clerk {
             return Err(match kind {
                 Classified::Opaque(_) => Rejection::TokenTypeMismatch,
+                _ if token.len() > self.max_token_bytes => Rejection::MalformedToken,
                 _ => Rejection::InvalidIssuer,
             });
         }
@@ -95,7 +95,7 @@ impl Credentials {
                     .unwrap_or(i64::MAX)
                     .saturating_add(self.skew_ms);
                 Ok(VerifiedToken::new(
-                    Proof::Machine(Box::new(credential)),
+                    Proof::of_machine(credential),
                     fresh_until_ms,
                 ))
             }
@@ -106,7 +106,7 @@ impl Credentials {
                 let credential = verifier.verify(kind, text).await?;
                 let fresh_until_ms = credential.fresh_until_ms(now_ms, self.remember_for);
                 Ok(VerifiedToken::new(
-                    Proof::Machine(Box::new(credential)),
+                    Proof::of_machine(credential),
                     fresh_until_ms,
                 ))
             }

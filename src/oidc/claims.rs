@@ -24,6 +24,7 @@ use crate::store::Profile;
 /// }
 /// # }
 /// ```
+#[derive(Clone)]
 pub struct OidcClaims {
     /// The issuer as configured (an alias in `iss` reads as this).
     issuer: Arc<str>,

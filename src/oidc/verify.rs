@@ -26,7 +26,11 @@ use crate::{
 const MAX_SUBJECT_BYTES: usize = 255;
 
 /// Every configured issuer's verifier, picked by `iss`.
-pub(crate) struct Issuers(Vec<IssuerVerifier>);
+pub(crate) struct Issuers {
+    verifiers: Vec<IssuerVerifier>,
+    /// The longest token whose `iss` is read.
+    max_token_bytes: usize,
+}
 
 impl Issuers {
     /// The verifiers of the issuers `config` names, each with a key store
@@ -37,25 +41,31 @@ impl Issuers {
             .iter()
             .map(|issuer| IssuerVerifier::new(issuer, config))
             .collect();
-        Self(verifiers)
+        Self {
+            verifiers,
+            max_token_bytes: config.max_token_bytes,
+        }
     }
 
     /// The verifier of the issuer `token` claims, if it claims one of them.
     /// The claim is not trusted: the verifier checks it again, with keys
     /// that are that issuer's alone.
+    /// A token longer than the layer accepts is read no further.
     pub(crate) fn pick(&self, token: &[u8]) -> Option<&IssuerVerifier> {
-        if self.0.is_empty() {
+        if self.verifiers.is_empty() || token.len() > self.max_token_bytes {
             return None;
         }
         let iss = claimed_issuer(token)?;
-        self.0.iter().find(|verifier| verifier.rules.names(&iss))
+        self.verifiers
+            .iter()
+            .find(|verifier| verifier.rules.names(&iss))
     }
 
     /// Fetches every issuer's keys now (discovering first where need
     /// be); how many are held, or the first issuer's refusal.
     pub(crate) async fn prefetch(&self) -> Result<usize, Rejection> {
         let mut held = 0;
-        for verifier in &self.0 {
+        for verifier in &self.verifiers {
             let store = verifier.keys.get().await?;
             held += store
                 .prefetch()
@@ -69,7 +79,7 @@ impl Issuers {
     /// could not be had at the last attempt.
     pub(crate) async fn health(&self) -> Option<KeyHealth> {
         let mut total: Option<KeyHealth> = None;
-        for verifier in &self.0 {
+        for verifier in &self.verifiers {
             let health = verifier.keys.health().await;
             let sum = total.get_or_insert(KeyHealth {
                 held: 0,

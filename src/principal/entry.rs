@@ -9,7 +9,7 @@ use std::{
     time::SystemTime,
 };
 
-use super::proof::Proof;
+use super::proof::{OtherProof, Proof};
 use crate::{clock, local_id::LocalId};
 
 /// What a credential resolved to: its user's row (none for an
@@ -84,13 +84,13 @@ impl VerifiedToken {
     /// verified again cheaply.
     pub(crate) fn unresolved_copy(&self) -> Option<Self> {
         match &self.proof {
-            Proof::Session(_) | Proof::Oidc(_) => None,
-            Proof::Machine(credential) => Some(Self {
+            Proof::Other(other) if matches!(**other, OtherProof::Machine(_)) => Some(Self {
                 resolved_in: AtomicU64::new(0),
                 resolved: OnceLock::new(),
                 fresh_until: self.fresh_until,
-                proof: Proof::Machine(credential.clone()),
+                proof: Proof::Other(other.clone()),
             }),
+            Proof::Session(_) | Proof::Other(_) => None,
         }
     }
 
