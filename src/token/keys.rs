@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    jws::Algorithm,
+    algorithm::Algorithm,
     rules::{InvalidKey, KeyRules},
 };
 use crate::telemetry;

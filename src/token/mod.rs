@@ -2,6 +2,7 @@
 //! that sign it, and its verification under the rules handed down
 //! (`rules.rs`). A leaf: it knows nothing of the layer above it.
 
+pub(crate) mod algorithm;
 mod claims;
 pub(crate) mod find;
 pub(crate) mod footprint;
