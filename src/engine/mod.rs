@@ -159,19 +159,12 @@ impl Engine {
             false => None,
         };
         let issuers = self.credentials.issuers().health().await;
-        match (clerk, issuers) {
-            (Some(clerk), Some(issuers)) => KeyHealth {
-                held: clerk.held + issuers.held,
-                age: clerk.age.max(issuers.age),
-                last_fetch_failed: clerk.last_fetch_failed || issuers.last_fetch_failed,
-            },
-            (Some(only), None) | (None, Some(only)) => only,
-            (None, None) => KeyHealth {
-                held: 0,
-                age: None,
-                last_fetch_failed: false,
-            },
-        }
+        let none = KeyHealth {
+            held: 0,
+            age: None,
+            last_fetch_failed: false,
+        };
+        clerk.into_iter().chain(issuers).fold(none, KeyHealth::and)
     }
 
     pub(crate) fn store(&self) -> &dyn DynUserStore {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::MachineError;
 use crate::{
     clerk_id::{is_credential_id, is_machine_id, is_organization_id, is_user_id},
-    token::TokenType,
+    token::{TokenType, scope},
 };
 
 /// An API key, M2M token or OAuth access token that Clerk verified.
@@ -224,27 +224,12 @@ impl MachineCredential {
             .get("exp")
             .and_then(Value::as_i64)
             .map(|exp| exp.saturating_mul(1000));
-        let listed = |name: &str| {
-            claims.get(name).and_then(|value| match value {
-                Value::Array(items) => Some(
-                    items
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>(),
-                ),
-                Value::String(text) => Some(text.split(' ').map(str::to_owned).collect()),
-                _ => None,
-            })
-        };
+        let listed = |name: &str| scope::listed(&claims, name);
         let scopes = match kind {
             TokenType::OauthToken => listed("scp").or_else(|| listed("scope")),
             _ => listed("scopes").or_else(|| listed("aud")),
         }
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|scope| !scope.is_empty())
-        .collect();
+        .unwrap_or_default();
         for name in STRUCTURAL_CLAIMS {
             claims.remove(name);
         }

@@ -7,7 +7,7 @@ use std::{fmt, sync::Arc};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::store::Profile;
+use crate::{store::Profile, token::scope};
 
 /// The verified claims of an OpenID Connect issuer's token.
 ///
@@ -38,7 +38,8 @@ pub struct OidcClaims {
     expires_at_ms: i64,
     scopes: Vec<String>,
     profile: Profile,
-    claims: Map<String, Value>,
+    /// Every claim: an object, read in place by [`extra`](Self::extra).
+    claims: Value,
 }
 
 impl OidcClaims {
@@ -55,7 +56,9 @@ impl OidcClaims {
             .or(text("jti"))
             .map(|id| credential_key(&issuer, id))
             .unwrap_or_default();
-        let scopes = scopes_of(&claims);
+        let scopes = scope::listed(&claims, "scp")
+            .or_else(|| scope::listed(&claims, "scope"))
+            .unwrap_or_default();
         Self {
             key,
             issuer,
@@ -64,7 +67,7 @@ impl OidcClaims {
             expires_at_ms,
             scopes,
             profile,
-            claims,
+            claims: Value::Object(claims),
         }
     }
 
@@ -87,11 +90,11 @@ impl OidcClaims {
     /// Every claim, read into the app's own type (custom and namespaced
     /// claims included, with `#[serde(rename = "https://…")]`).
     pub fn extra<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(&Value::Object(self.claims.clone()))
+        T::deserialize(&self.claims)
     }
 
-    /// The scopes granted: `scope` (space-separated, RFC 9068) or `scp`
-    /// (a list or a string).
+    /// The scopes granted: `scp` (a list or a string, as Okta and Entra
+    /// write it) or `scope` (space-separated, RFC 9068).
     pub fn scopes(&self) -> &[String] {
         &self.scopes
     }
@@ -116,16 +119,11 @@ impl OidcClaims {
 
     /// Bytes held on the heap, roughly, for the token cache's budget.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let claims: usize = self
-            .claims
-            .iter()
-            .map(|(name, value)| name.len() + value_bytes(value) + 64)
-            .sum();
         self.subject.len()
             + self.key.len()
             + self.credential_id.len()
             + self.scopes.iter().map(|s| s.len() + 24).sum::<usize>()
-            + claims
+            + value_bytes(&self.claims)
     }
 }
 
@@ -142,20 +140,6 @@ impl fmt::Debug for OidcClaims {
             .field("issuer", &self.issuer)
             .field("subject", &self.subject)
             .finish_non_exhaustive()
-    }
-}
-
-/// The scopes in `scope` (space-separated) or `scp` (a list or a string).
-fn scopes_of(claims: &Map<String, Value>) -> Vec<String> {
-    let words = |text: &str| text.split_whitespace().map(str::to_owned).collect();
-    match (claims.get("scope"), claims.get("scp")) {
-        (Some(Value::String(scope)), _) | (None, Some(Value::String(scope))) => words(scope),
-        (_, Some(Value::Array(list))) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
     }
 }
 

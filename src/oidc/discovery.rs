@@ -15,7 +15,7 @@ use crate::{
     rejection::Rejection,
     token::{
         KeySource,
-        keys::{KeyHealth, KeyStore},
+        keys::{KeyHealth, KeyStore, http_client, read_bounded},
         rules::KeyRules,
     },
 };
@@ -88,15 +88,7 @@ struct Document {
 
 impl Discovery {
     fn new(issuer: &str, rules: KeyRules) -> Self {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(rules.fetch_timeout)
-            .connect_timeout(rules.fetch_timeout)
-            .user_agent(concat!("ensure-user/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|error| {
-                panic!("ensure-user: the discovery HTTP client cannot be built: {error}")
-            });
+        let client = http_client(rules.fetch_timeout, "the discovery");
         Self {
             url: discovery_url(issuer),
             issuer: issuer.to_owned(),
@@ -149,7 +141,7 @@ impl Discovery {
     async fn discover(&self) -> Result<String, (Rejection, String)> {
         let unavailable = |reason: String| (Rejection::KeysUnavailable, reason);
         let misconfigured = |reason: String| (Rejection::VerificationMisconfigured, reason);
-        let mut response = self
+        let response = self
             .client
             .get(&self.url)
             .header("accept", "application/json")
@@ -159,17 +151,9 @@ impl Discovery {
         if !response.status().is_success() {
             return Err(unavailable(format!("answered {}", response.status())));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let body = read_bounded(response, self.rules.max_body, "discovery document")
             .await
-            .map_err(|error| unavailable(format!("body failed: {}", error.without_url())))?
-        {
-            if body.len() + chunk.len() > self.rules.max_body {
-                return Err(unavailable("document too large".to_owned()));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(unavailable)?;
         let document: Document = serde_json::from_slice(&body)
             .map_err(|_| misconfigured("not a discovery document".to_owned()))?;
         if document.issuer != self.issuer {

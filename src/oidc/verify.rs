@@ -19,6 +19,7 @@ use crate::{
     token::{
         jws::{self, Algorithms, Header},
         keys::KeyHealth,
+        verify::{check_lifetime, check_times},
     },
 };
 
@@ -55,10 +56,11 @@ impl Issuers {
         if self.verifiers.is_empty() || token.len() > self.max_token_bytes {
             return None;
         }
-        let iss = claimed_issuer(token)?;
-        self.verifiers
-            .iter()
-            .find(|verifier| verifier.rules.names(&iss))
+        with_claimed_issuer(token, |iss| {
+            self.verifiers
+                .iter()
+                .find(|verifier| verifier.rules.names(iss))
+        })
     }
 
     /// Fetches every issuer's keys now (discovering first where need
@@ -80,15 +82,13 @@ impl Issuers {
     pub(crate) async fn health(&self) -> Option<KeyHealth> {
         let mut total: Option<KeyHealth> = None;
         for verifier in &self.verifiers {
-            let health = verifier.keys.health().await;
-            let sum = total.get_or_insert(KeyHealth {
-                held: 0,
-                age: None,
-                last_fetch_failed: false,
+            let mut health = verifier.keys.health().await;
+            // An issuer without a key cannot verify its tokens.
+            health.last_fetch_failed |= health.held == 0;
+            total = Some(match total {
+                Some(sum) => sum.and(health),
+                None => health,
             });
-            sum.held += health.held;
-            sum.age = sum.age.max(health.age);
-            sum.last_fetch_failed |= health.last_fetch_failed || health.held == 0;
         }
         total
     }
@@ -173,22 +173,9 @@ impl IssuerVerifier {
             return Err(Rejection::InvalidIssuer);
         }
         let exp = seconds(claims, "exp").ok_or(Rejection::MalformedToken)?;
-        let (nbf, iat) = (seconds(claims, "nbf"), seconds(claims, "iat"));
-        let skew = self.skew_ms;
-        if exp.saturating_mul(1000) <= now_ms - skew {
-            return Err(Rejection::TokenExpired);
-        }
-        if nbf.is_some_and(|nbf| nbf.saturating_mul(1000) > now_ms + skew) {
-            return Err(Rejection::TokenNotYetValid);
-        }
-        if iat.is_some_and(|iat| iat.saturating_mul(1000) > now_ms + skew) {
-            return Err(Rejection::TokenIssuedInFuture);
-        }
-        let issued_ms = iat.map_or(now_ms, |iat| iat.saturating_mul(1000));
-        let lifetime = exp.saturating_mul(1000).checked_sub(issued_ms);
-        if lifetime.is_none_or(|lifetime| lifetime > self.max_lifetime_ms) {
-            return Err(Rejection::TokenLifetimeExceeded);
-        }
+        let iat = seconds(claims, "iat");
+        check_times(exp, seconds(claims, "nbf"), iat, now_ms, self.skew_ms)?;
+        check_lifetime(exp, iat, now_ms, self.max_lifetime_ms)?;
         if !self.audience_matches(claims.get(&self.rules.audience_claim)) {
             return Err(Rejection::InvalidAudience);
         }
@@ -276,9 +263,10 @@ fn seconds(claims: &Map<String, Value>, name: &str) -> Option<i64> {
     })
 }
 
-/// The `iss` a compact JWS claims, read without verifying anything: it
+/// `read` of the `iss` a compact JWS claims, read without verifying
+/// anything (and borrowed from the decoded payload where it can be): it
 /// only picks whose keys and rules verify the token.
-fn claimed_issuer(token: &[u8]) -> Option<String> {
+fn with_claimed_issuer<T>(token: &[u8], read: impl FnOnce(&str) -> Option<T>) -> Option<T> {
     #[derive(Deserialize)]
     struct Claimed<'a> {
         #[serde(borrow)]
@@ -288,7 +276,7 @@ fn claimed_issuer(token: &[u8]) -> Option<String> {
     let (_, payload) = (parts.next()?, parts.next()?);
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
     let claimed: Claimed<'_> = serde_json::from_slice(&bytes).ok()?;
-    claimed.iss.map(Cow::into_owned)
+    read(claimed.iss.as_deref()?)
 }
 
 #[cfg(test)]
@@ -350,6 +338,7 @@ mod tests {
     #[test]
     fn the_claimed_issuer_is_read_from_the_payload_alone() {
         let segment = |json: &str| URL_SAFE_NO_PAD.encode(json);
+        let claimed_issuer = |token: &[u8]| with_claimed_issuer(token, |iss| Some(iss.to_owned()));
         let token = format!(
             "{}.{}.sig",
             segment("{}"),

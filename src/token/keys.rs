@@ -295,17 +295,8 @@ impl KeyStore {
     /// a client without the timeout, redirect and size settings would be
     /// worse than none.
     pub(crate) fn new(rules: &KeyRules) -> Self {
-        let client = matches!(rules.source.0, Source::Jwks { .. }).then(|| {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(rules.fetch_timeout)
-                .connect_timeout(rules.fetch_timeout)
-                .user_agent(concat!("ensure-user/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .unwrap_or_else(|error| {
-                    panic!("ensure-user: the key endpoint's HTTP client cannot be built: {error}")
-                })
-        });
+        let client = matches!(rules.source.0, Source::Jwks { .. })
+            .then(|| http_client(rules.fetch_timeout, "the key endpoint's"));
         Self {
             source: rules.source.0.clone(),
             client,
@@ -471,17 +462,11 @@ impl KeyStore {
         if let Some(secret) = bearer {
             request = request.bearer_auth(secret);
         }
-        let mut response = request.send().await.map_err(describe_http_error)?;
+        let response = request.send().await.map_err(describe_http_error)?;
         if !response.status().is_success() {
             return Err(format!("key endpoint answered {}", response.status()));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(describe_http_error)? {
-            if body.len() + chunk.len() > self.max_body {
-                return Err(format!("key set larger than {} bytes", self.max_body));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_bounded(response, self.max_body, "key set").await?;
         parse_jwks(&body)
     }
 
@@ -520,6 +505,18 @@ pub(crate) struct KeyHealth {
     pub(crate) last_fetch_failed: bool,
 }
 
+impl KeyHealth {
+    /// Two stores' health as one: the keys of both, the older set's age,
+    /// and failing if either is.
+    pub(crate) fn and(self, other: Self) -> Self {
+        Self {
+            held: self.held + other.held,
+            age: self.age.max(other.age),
+            last_fetch_failed: self.last_fetch_failed || other.last_fetch_failed,
+        }
+    }
+}
+
 /// Clears a flag when dropped: when the task holding it ends or is dropped.
 struct ClearOnDrop<'a>(&'a AtomicBool);
 
@@ -527,6 +524,41 @@ impl Drop for ClearOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
+}
+
+/// The client of a fetch from an identity provider (`whose` names it in
+/// the panic): no redirects, `timeout` for the whole request and for
+/// connecting, and the crate's user agent.
+///
+/// # Panics
+///
+/// When the TLS backend cannot start: a client without these settings
+/// would be worse than none.
+pub(crate) fn http_client(timeout: Duration, whose: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("ensure-user/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|error| panic!("ensure-user: {whose} HTTP client cannot be built: {error}"))
+}
+
+/// The body of `response`, refused past `max_body` bytes (`what` names it
+/// in the reason).
+pub(crate) async fn read_bounded(
+    mut response: reqwest::Response,
+    max_body: usize,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(describe_http_error)? {
+        if body.len() + chunk.len() > max_body {
+            return Err(format!("{what} larger than {max_body} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Keeps reqwest's text (which may include the URL) but never a header.

@@ -1,5 +1,21 @@
 //! Clerk's scoped lists (`fea`, `pla`): comma-separated `scope:name`
-//! elements, read exactly as Clerk's SDKs read them.
+//! elements, read exactly as Clerk's SDKs read them; and the scopes an
+//! access token grants.
+
+use serde_json::{Map, Value};
+
+/// The scopes the claim `name` lists: an array of strings, or one string
+/// of space-separated scopes; `None` when the claim is neither. Empty
+/// scopes are left out.
+pub(crate) fn listed(claims: &Map<String, Value>, name: &str) -> Option<Vec<String>> {
+    let scopes = match claims.get(name)? {
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>(),
+        Value::String(text) => text.split(' ').collect(),
+        _ => return None,
+    };
+    let kept = scopes.into_iter().filter(|scope| !scope.is_empty());
+    Some(kept.map(str::to_owned).collect())
+}
 
 /// The names of a scoped claim, sorted into the organization's and the
 /// user's, in claim order.

@@ -110,12 +110,7 @@ impl Verifier {
         }
         self.check_party(claims.azp())?;
         self.check_times(claims.exp(), claims.nbf(), claims.iat(), now_ms)?;
-        let issued_ms = claims.iat().map_or(now_ms, |iat| iat.saturating_mul(1000));
-        // A lifetime too long to compute is too long.
-        let lifetime_ms = claims.exp().saturating_mul(1000).checked_sub(issued_ms);
-        if lifetime_ms.is_none_or(|lifetime| lifetime > rules.max_lifetime_ms) {
-            return Err(Rejection::TokenLifetimeExceeded);
-        }
+        check_lifetime(claims.exp(), claims.iat(), now_ms, rules.max_lifetime_ms)?;
         if claims.is_pending() && !rules.allow_pending {
             return Err(Rejection::SessionPending);
         }
@@ -142,18 +137,45 @@ impl Verifier {
         iat: Option<i64>,
         now_ms: i64,
     ) -> Result<(), Rejection> {
-        let skew = self.rules.skew_ms;
-        if exp.saturating_mul(1000) <= now_ms - skew {
-            return Err(Rejection::TokenExpired);
-        }
-        if nbf.is_some_and(|nbf| nbf.saturating_mul(1000) > now_ms + skew) {
-            return Err(Rejection::TokenNotYetValid);
-        }
-        if iat.is_some_and(|iat| iat.saturating_mul(1000) > now_ms + skew) {
-            return Err(Rejection::TokenIssuedInFuture);
-        }
-        Ok(())
+        check_times(exp, nbf, iat, now_ms, self.rules.skew_ms)
     }
+}
+
+/// `exp`, `nbf` and `iat` (in seconds) at `now_ms`, with `skew_ms` of
+/// clock skew: the rule of every JWT the crate verifies.
+pub(crate) fn check_times(
+    exp: i64,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    now_ms: i64,
+    skew_ms: i64,
+) -> Result<(), Rejection> {
+    if exp.saturating_mul(1000) <= now_ms - skew_ms {
+        return Err(Rejection::TokenExpired);
+    }
+    if nbf.is_some_and(|nbf| nbf.saturating_mul(1000) > now_ms + skew_ms) {
+        return Err(Rejection::TokenNotYetValid);
+    }
+    if iat.is_some_and(|iat| iat.saturating_mul(1000) > now_ms + skew_ms) {
+        return Err(Rejection::TokenIssuedInFuture);
+    }
+    Ok(())
+}
+
+/// The lifetime `exp` − `iat` (from `now_ms` without `iat`) at most
+/// `max_ms`; a lifetime too long to compute is too long.
+pub(crate) fn check_lifetime(
+    exp: i64,
+    iat: Option<i64>,
+    now_ms: i64,
+    max_ms: i64,
+) -> Result<(), Rejection> {
+    let issued_ms = iat.map_or(now_ms, |iat| iat.saturating_mul(1000));
+    let lifetime_ms = exp.saturating_mul(1000).checked_sub(issued_ms);
+    if lifetime_ms.is_none_or(|lifetime| lifetime > max_ms) {
+        return Err(Rejection::TokenLifetimeExceeded);
+    }
+    Ok(())
 }
 
 /// A session token's header: typed `JWT` or untyped, of a session category
